@@ -1,0 +1,292 @@
+"""The Python facade: ``FaceWise(db=..., profile=...)``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
+from .gallery import NewSample, SQLiteStore, Store
+from .gallery.store import CollectionInfo
+from .imageio import ImageInput, is_image_path, load_image
+from .matching import Decision, decide
+from .pipeline import Pipeline
+from .profiles import Profile, load_profile
+from .quality import QualityPolicy
+from .types import Candidate, EnrollResult, Face, Identification, Person, Sample, Verification
+
+log = logging.getLogger(__name__)
+
+FaceChoice = Literal["only", "largest"] | int
+EXPORT_FORMAT = "facewise-collection"
+
+
+def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
+    """Select the face to use from an image; refuse ambiguity unless told which one."""
+    if not faces:
+        raise NoFaceError(f"{source}: no face found")
+    if isinstance(choice, int) and not isinstance(choice, bool):
+        if not 0 <= choice < len(faces):
+            raise FacewiseError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
+        return faces[choice]
+    if choice == "largest" or len(faces) == 1:
+        return max(faces, key=lambda f: f.box.area)
+    raise MultipleFacesError(
+        f"{source}: {len(faces)} faces found; say which one to use (face='largest' or an index 0..{len(faces) - 1}; "
+        "CLI: --face largest or --face N)"
+    )
+
+
+class FaceWise:
+    """Detect, enrol, identify and verify faces with one profile over one gallery collection.
+
+    ``db`` is a SQLite file path (created if missing), any :class:`~facewise.gallery.Store`, or
+    ``None`` for an in-memory gallery. Models load on first use and are never downloaded.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] | Store | None = None, profile: str | Profile = "default",
+                 collection: str = "default", threads: int = 0, quality: QualityPolicy | None = None) -> None:
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.pipeline = Pipeline(self.profile, threads=threads, quality=quality)
+        if db is None or isinstance(db, str | os.PathLike):
+            self.store: Any = SQLiteStore(":memory:" if db is None else Path(db))
+        else:
+            self.store = db
+        self.collection = collection
+        self._info: CollectionInfo | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> FaceWise:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> CollectionInfo:
+        """The collection, created on first use and bound to this profile."""
+        if self._info is None:
+            self._info = self.store.ensure_collection(self.collection, self.profile.name, self.profile.signature,
+                                                      self.profile.dim)
+        return self.store.get_collection(self.collection)
+
+    @property
+    def decision(self) -> Decision:
+        return decide(self.profile, self.info.settings)
+
+    def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
+        """Decide at a raw score, or at a target false-accept rate (clears the other)."""
+        if (threshold is None) == (target_far is None):
+            raise FacewiseError("give exactly one of threshold or target_far")
+        if target_far is not None and not 0 < target_far < 1:
+            raise FacewiseError(f"target_far must be in (0, 1), got {target_far}")
+        _ = self.info
+        self.store.update_settings(self.collection, threshold=threshold, target_far=target_far)
+        if threshold is None:  # update_settings drops None keys only when merging; clear explicitly
+            settings = {k: v for k, v in self.info.settings.items() if k != "threshold"}
+            settings["target_far"] = target_far
+            self.store.update_settings(self.collection, **settings)
+        return self.decision
+
+    # -- faces ----------------------------------------------------------------------------------
+    def detect(self, image: ImageInput) -> list[Face]:
+        """Faces with boxes, landmarks, yaw and quality (no identity vectors)."""
+        img, dets = self.pipeline.detect(image)
+        return self.pipeline.make_faces(img.pixels, dets)
+
+    def faces(self, image: ImageInput) -> list[Face]:
+        """Faces with their profile vectors (``Face.embedding``)."""
+        return self.pipeline.analyze(image)[1]
+
+    # -- enrolment ------------------------------------------------------------------------------
+    def enroll(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = "only",
+               metadata: dict[str, Any] | None = None, min_quality: float | None = None,
+               progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
+        """Enrol one person from images. Bad images are reported, not stored; storing is one transaction."""
+        return self._enroll_items([(person, img) for img in images], face, metadata, min_quality, progress)
+
+    def enroll_folder(self, root: str | os.PathLike[str], *, face: FaceChoice = "only",
+                      min_quality: float | None = None,
+                      progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
+        """Enrol every ``root/<person>/*.jpg`` (one sub-folder per person)."""
+        items = folder_items(Path(root))
+        return self._enroll_items(items, face, None, min_quality, progress)
+
+    def _enroll_items(self, items: list[tuple[str, ImageInput]], face: FaceChoice,
+                      metadata: dict[str, Any] | None, min_quality: float | None,
+                      progress: Callable[[EnrollResult], None] | None) -> list[EnrollResult]:
+        _ = self.info
+        results: list[EnrollResult] = []
+        pending: list[tuple[int, NewSample]] = []
+        seen: set[tuple[str, int]] = set()
+        for person, src in items:
+            name = src if isinstance(src, str) else os.fspath(src) if isinstance(src, os.PathLike) else "<image>"
+            try:
+                img = load_image(src)
+                name = img.name if img.name not in ("<bytes>", "<array>") else name
+                _, faces = self.pipeline.analyze(img, embed=False)
+                chosen = pick_face(faces, face, name)
+                key = (img.sha256, chosen.index)
+                if key in seen or self.store.has_image(self.collection, img.sha256, chosen.index):
+                    res = EnrollResult(name, person, "duplicate", reason="image already enrolled", face=chosen)
+                elif min_quality is not None and chosen.quality.score < min_quality:
+                    res = EnrollResult(name, person, "rejected", face=chosen,
+                                       reason=f"quality {chosen.quality.score:.2f} < {min_quality:.2f}: "
+                                       + "; ".join(chosen.quality.reasons))
+                else:
+                    vec = self.pipeline.embed_landmarks(img.pixels, [chosen.landmarks])[0]
+                    chosen.embedding = vec
+                    seen.add(key)
+                    res = EnrollResult(name, person, "added", face=chosen)
+                    pending.append((len(results), NewSample(
+                        person=person, image_sha256=img.sha256, embedding=vec, model=self.profile.signature,
+                        face_index=chosen.index, source=os.path.basename(name), box=chosen.box.as_list(),
+                        landmarks=np.round(chosen.landmarks, 2).tolist(), quality=chosen.quality.score,
+                        yaw=chosen.yaw, metadata=metadata)))
+            except (ImageError, NoFaceError, MultipleFacesError) as exc:
+                res = EnrollResult(name, person, "rejected", reason=str(exc))
+            results.append(res)
+            if progress:
+                progress(res)
+        if pending:
+            ids = self.store.add_samples(self.collection, [s for _, s in pending])
+            for (i, _), sid in zip(pending, ids, strict=True):
+                if sid is None:
+                    results[i].status, results[i].reason = "duplicate", "image already enrolled"
+                results[i].sample_id = sid
+        added = sum(r.status == "added" for r in results)
+        log.info("enrolled %d of %d images into %r", added, len(results), self.collection)
+        return results
+
+    # -- recognition ----------------------------------------------------------------------------
+    def identify(self, image: ImageInput, top_k: int = 1) -> list[Identification]:
+        """Every face of an image with its best person, or "unknown" (``person=None``) below the threshold."""
+        _, faces = self.pipeline.analyze(image)
+        if not faces:
+            return []
+        decision = self.decision
+        queries = np.stack([f.embedding for f in faces if f.embedding is not None])
+        hits = self.store.search(self.collection, queries, k=max(1, top_k))
+        out = []
+        for f, fh in zip(faces, hits, strict=True):
+            cands = [Candidate(h.person_id, h.name, h.score, decision.far_of(h.score)) for h in fh]
+            best = cands[0] if cands else None
+            known = best is not None and best.score >= decision.threshold
+            out.append(Identification(
+                face=f, person=best.name if known and best else None,
+                person_id=best.person_id if known and best else None,
+                score=best.score if best else 0.0, far=best.far if best else None,
+                threshold=decision.threshold, candidates=cands[:top_k] if top_k > 1 else []))
+        return out
+
+    def _one_vector(self, image: ImageInput, face: FaceChoice) -> np.ndarray:
+        img, faces = self.pipeline.analyze(image)
+        chosen = pick_face(faces, face, img.name)
+        assert chosen.embedding is not None
+        return chosen.embedding
+
+    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest") -> Verification:
+        """Are the faces of two images the same person? (largest face of each by default)."""
+        score = float(self._one_vector(a, face) @ self._one_vector(b, face))
+        return self._verdict(score, decide(self.profile, self._settings_or_empty()))
+
+    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest") -> Verification:
+        """Is the face in ``image`` the enrolled ``person``? (best score over the person's samples)."""
+        vecs = self.store.person_vectors(self.collection, person)
+        if len(vecs) == 0:
+            raise FacewiseError(f"person {person!r} has no samples to verify against")
+        score = float((vecs @ self._one_vector(image, face)).max())
+        return self._verdict(score, self.decision)
+
+    def _settings_or_empty(self) -> dict[str, Any]:
+        try:
+            return self.store.get_collection(self.collection).settings
+        except FacewiseError:
+            return {}
+
+    def _verdict(self, score: float, decision: Decision) -> Verification:
+        return Verification(score=score, same=score >= decision.threshold, threshold=decision.threshold,
+                            far=decision.far_of(score), profile=self.profile.name)
+
+    # -- gallery management ---------------------------------------------------------------------
+    def persons(self, offset: int = 0, limit: int | None = None) -> list[Person]:
+        _ = self.info
+        return self.store.list_persons(self.collection, offset, limit)
+
+    def person(self, person: str | int) -> Person:
+        return self.store.get_person(self.collection, person)
+
+    def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> Person:
+        _ = self.info
+        return self.store.add_person(self.collection, name, metadata)
+
+    def rename_person(self, person: str | int, new_name: str) -> Person:
+        return self.store.rename_person(self.collection, person, new_name)
+
+    def delete_person(self, person: str | int) -> int:
+        return self.store.delete_person(self.collection, person)
+
+    def samples(self, person: str | int | None = None) -> list[Sample]:
+        _ = self.info
+        return self.store.list_samples(self.collection, person)
+
+    def delete_sample(self, sample_id: int) -> None:
+        self.store.delete_sample(self.collection, sample_id)
+
+    def export(self, path: str | os.PathLike[str]) -> int:
+        """Write the collection (persons, samples, vectors, settings) to JSON (``.gz`` compresses)."""
+        info = self.info
+        doc = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
+               "persons": list(self.store.export_rows(self.collection))}
+        data = json.dumps(doc).encode()
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        tmp.replace(path)
+        return sum(len(p["samples"]) for p in doc["persons"])
+
+    def import_(self, path: str | os.PathLike[str]) -> int:
+        """Merge an exported collection into this one (same profile required); returns samples added."""
+        raw = Path(path).read_bytes()
+        try:
+            doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        except (ValueError, OSError) as exc:
+            raise FacewiseError(f"{path}: not a facewise export ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+            raise FacewiseError(f"{path}: not a facewise export (missing format marker)")
+        src = doc["collection"]
+        if src.get("signature") != self.profile.signature:
+            raise ProfileMismatchError(
+                f"{path}: exported with profile {src.get('profile')!r}; this collection uses {self.profile.name!r}"
+            )
+        samples = [
+            NewSample(person=p["name"], image_sha256=s["image_sha256"], face_index=s["face_index"],
+                      source=s["source"], box=s["box"], landmarks=s["landmarks"], quality=s["quality"],
+                      yaw=s["yaw"], model=s["model"], embedding=np.asarray(s["embedding"], np.float32),
+                      metadata=p.get("metadata"))
+            for p in doc["persons"] for s in p["samples"]
+        ]
+        _ = self.info
+        ids = self.store.add_samples(self.collection, samples)
+        return sum(i is not None for i in ids)
+
+
+def folder_items(root: Path) -> list[tuple[str, Path]]:
+    """``root/<person>/<image>`` pairs, sorted; raises if the layout holds no images."""
+    if not root.is_dir():
+        raise FacewiseError(f"{root}: not a folder (expected <folder>/<person>/*.jpg)")
+    items = [(d.name, f) for d in sorted(root.iterdir()) if d.is_dir()
+             for f in sorted(d.iterdir()) if f.is_file() and is_image_path(f)]
+    if not items:
+        raise FacewiseError(f"{root}: no images found in <person>/ sub-folders")
+    return items

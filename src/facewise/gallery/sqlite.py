@@ -1,0 +1,453 @@
+"""Embedded gallery: one SQLite file (WAL, foreign keys) plus an in-memory float32 matrix.
+
+Every write runs in one ``BEGIN IMMEDIATE`` transaction and bumps a ``generation`` counter, so
+a failed enrolment leaves the file exactly as it was, a killed process loses nothing committed,
+and any process sharing the file notices a stale matrix and rebuilds it from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from ..types import Person, Sample
+from .index import VectorIndex
+from .store import CollectionInfo, NewSample, SearchHit
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections(
+  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, profile TEXT NOT NULL, signature TEXT NOT NULL,
+  dim INTEGER NOT NULL, settings TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS persons(
+  id INTEGER PRIMARY KEY,
+  collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,
+  UNIQUE(collection_id, name));
+CREATE TABLE IF NOT EXISTS samples(
+  id INTEGER PRIMARY KEY,
+  person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+  collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  image_sha256 TEXT NOT NULL, face_index INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+  box TEXT NOT NULL DEFAULT '[]', landmarks TEXT NOT NULL DEFAULT '[]', quality REAL NOT NULL DEFAULT 1,
+  yaw REAL NOT NULL DEFAULT 0, model TEXT NOT NULL, embedding BLOB NOT NULL, created_at TEXT NOT NULL,
+  UNIQUE(collection_id, image_sha256, face_index));
+CREATE INDEX IF NOT EXISTS samples_person ON samples(person_id);
+CREATE TABLE IF NOT EXISTS templates(
+  person_id INTEGER PRIMARY KEY REFERENCES persons(id) ON DELETE CASCADE,
+  embedding BLOB NOT NULL, n INTEGER NOT NULL, updated_at TEXT NOT NULL);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteStore:
+    """The default :class:`~facewise.gallery.Store`. Thread-safe; several processes may share a file."""
+
+    def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA page_size=8192")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            with self._tx() as cur:
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        cur.execute(stmt)
+                row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    cur.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    cur.execute("INSERT INTO meta VALUES('generation', '0')")
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise FacewiseError(
+                        f"{self.path}: gallery schema {row[0]} is newer than this facewise ({SCHEMA_VERSION})"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise FacewiseError(f"{self.path}: not a usable facewise gallery ({exc})") from None
+        self._lock = threading.RLock()
+        self._indexes: dict[str, tuple[int, VectorIndex]] = {}
+
+    # -- plumbing -----------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+            cur.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def _generation(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def integrity_check(self) -> list[str]:
+        """Problems found by SQLite's integrity and foreign-key checks and our own invariants."""
+        with self._lock:
+            problems = [r[0] for r in self._db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+            problems += [f"foreign key violation in {r[0]} row {r[1]}" for r in
+                         self._db.execute("PRAGMA foreign_key_check")]
+            for name, dim in self._db.execute("SELECT name, dim FROM collections"):
+                bad = self._db.execute(
+                    "SELECT COUNT(*) FROM samples s JOIN collections c ON c.id = s.collection_id "
+                    "WHERE c.name = ? AND length(s.embedding) != ?", (name, dim * 4)).fetchone()[0]
+                if bad:
+                    problems.append(f"collection {name!r}: {bad} samples with a wrong vector size")
+            return problems
+
+    # -- collections ----------------------------------------------------------------------------
+    def _collection_row(self, name: str) -> tuple[Any, ...]:
+        row = self._db.execute(
+            "SELECT id, name, profile, signature, dim, settings, created_at FROM collections WHERE name=?",
+            (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"collection {name!r} does not exist")
+        return row
+
+    def _info(self, row: tuple[Any, ...]) -> CollectionInfo:
+        cid = row[0]
+        persons = self._db.execute("SELECT COUNT(*) FROM persons WHERE collection_id=?", (cid,)).fetchone()[0]
+        samples = self._db.execute("SELECT COUNT(*) FROM samples WHERE collection_id=?", (cid,)).fetchone()[0]
+        return CollectionInfo(row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], persons, samples)
+
+    def ensure_collection(self, name: str, profile: str, signature: str, dim: int) -> CollectionInfo:
+        with self._lock:
+            row = self._db.execute("SELECT id, name, profile, signature, dim, settings, created_at "
+                                   "FROM collections WHERE name=?", (name,)).fetchone()
+            if row is None:
+                with self._tx() as cur:
+                    cur.execute("INSERT OR IGNORE INTO collections(name, profile, signature, dim, created_at) "
+                                "VALUES(?,?,?,?,?)", (name, profile, signature, dim, _now()))
+                row = self._collection_row(name)
+            if row[3] != signature or row[4] != dim:
+                raise ProfileMismatchError(
+                    f"collection {name!r} holds vectors of profile {row[2]!r} ({row[4]}-d); it cannot be used "
+                    f"with profile {profile!r} ({dim}-d): open it with --profile {row[2]} or use another "
+                    "collection"
+                )
+            return self._info(row)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self._lock:
+            return self._info(self._collection_row(name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, profile, signature, dim, settings, created_at "
+                                    "FROM collections ORDER BY name").fetchall()
+            return [self._info(r) for r in rows]
+
+    def update_settings(self, collection: str, **settings: Any) -> CollectionInfo:
+        with self._lock, self._tx() as cur:
+            row = self._collection_row(collection)
+            merged = {**json.loads(row[5]), **settings}
+            merged = {k: v for k, v in merged.items() if v is not None}
+            cur.execute("UPDATE collections SET settings=? WHERE id=?", (json.dumps(merged), row[0]))
+        return self.get_collection(collection)
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            with self._tx() as cur:
+                row = self._collection_row(name)
+                cur.execute("DELETE FROM collections WHERE id=?", (row[0],))
+            self._indexes.pop(name, None)
+
+    # -- persons --------------------------------------------------------------------------------
+    def _person_row(self, cid: int, person: str | int) -> tuple[Any, ...]:
+        if isinstance(person, int):
+            row = self._db.execute("SELECT id, name, metadata, created_at FROM persons "
+                                   "WHERE collection_id=? AND id=?", (cid, person)).fetchone()
+        else:
+            row = self._db.execute("SELECT id, name, metadata, created_at FROM persons "
+                                   "WHERE collection_id=? AND name=?", (cid, person)).fetchone()
+        if row is None:
+            raise NotFoundError(f"person {person!r} does not exist")
+        return row
+
+    def _person(self, row: tuple[Any, ...]) -> Person:
+        n = self._db.execute("SELECT COUNT(*) FROM samples WHERE person_id=?", (row[0],)).fetchone()[0]
+        return Person(row[0], row[1], json.loads(row[2]), n, row[3])
+
+    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
+        name = _check_name(name)
+        with self._lock:
+            with self._tx() as cur:
+                cid = self._collection_row(collection)[0]
+                try:
+                    cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) VALUES(?,?,?,?)",
+                                (cid, name, json.dumps(metadata or {}), _now()))
+                except sqlite3.IntegrityError:
+                    raise ConflictError(f"person {name!r} already exists in collection {collection!r}") from None
+            return self.get_person(collection, name)
+
+    def get_person(self, collection: str, person: str | int) -> Person:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            return self._person(self._person_row(cid, person))
+
+    def list_persons(self, collection: str, offset: int = 0, limit: int | None = None) -> list[Person]:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            rows = self._db.execute(
+                "SELECT p.id, p.name, p.metadata, p.created_at, COUNT(s.id) FROM persons p "
+                "LEFT JOIN samples s ON s.person_id = p.id WHERE p.collection_id=? "
+                "GROUP BY p.id ORDER BY p.name LIMIT ? OFFSET ?",
+                (cid, -1 if limit is None else limit, offset)).fetchall()
+            return [Person(r[0], r[1], json.loads(r[2]), r[4], r[3]) for r in rows]
+
+    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
+        new_name = _check_name(new_name)
+        with self._lock:
+            with self._tx() as cur:
+                cid = self._collection_row(collection)[0]
+                pid = self._person_row(cid, person)[0]
+                try:
+                    cur.execute("UPDATE persons SET name=? WHERE id=?", (new_name, pid))
+                except sqlite3.IntegrityError:
+                    raise ConflictError(f"person {new_name!r} already exists in {collection!r}") from None
+            return self.get_person(collection, pid)
+
+    def delete_person(self, collection: str, person: str | int) -> int:
+        """Delete a person with every sample and template; returns the number of samples removed."""
+        with self._lock:
+            with self._tx() as cur:
+                cid = self._collection_row(collection)[0]
+                pid = self._person_row(cid, person)[0]
+                n = cur.execute("SELECT COUNT(*) FROM samples WHERE person_id=?", (pid,)).fetchone()[0]
+                cur.execute("DELETE FROM persons WHERE id=?", (pid,))
+            self._refresh_after_write(collection, lambda ix: ix.remove_person(pid))
+            return int(n)
+
+    # -- samples --------------------------------------------------------------------------------
+    def has_image(self, collection: str, image_sha256: str, face_index: int | None = None) -> bool:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            if face_index is None:
+                q = "SELECT 1 FROM samples WHERE collection_id=? AND image_sha256=? LIMIT 1"
+                return self._db.execute(q, (cid, image_sha256)).fetchone() is not None
+            q = "SELECT 1 FROM samples WHERE collection_id=? AND image_sha256=? AND face_index=?"
+            return self._db.execute(q, (cid, image_sha256, face_index)).fetchone() is not None
+
+    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        """Store samples in ONE transaction (persons created as needed); duplicates give ``None``."""
+        ids: list[int | None] = []
+        added: list[tuple[int, int, np.ndarray]] = []
+        with self._lock:
+            info = self._collection_row(collection)
+            cid, dim = info[0], info[4]
+            with self._tx() as cur:
+                touched: set[int] = set()
+                for s in samples:
+                    vec = np.ascontiguousarray(s.embedding, dtype=np.float32).reshape(-1)
+                    if vec.shape[0] != dim:
+                        raise ProfileMismatchError(
+                            f"sample of {s.source or s.person!r} has {vec.shape[0]} dimensions; collection "
+                            f"{collection!r} holds {dim}-d vectors"
+                        )
+                    if not np.isfinite(vec).all():
+                        raise FacewiseError(f"sample of {s.source or s.person!r} has a non-finite vector")
+                    name = _check_name(s.person)
+                    row = cur.execute("SELECT id FROM persons WHERE collection_id=? AND name=?",
+                                      (cid, name)).fetchone()
+                    if row is None:
+                        cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) "
+                                    "VALUES(?,?,?,?)", (cid, name, json.dumps(s.metadata or {}), _now()))
+                        pid = int(cur.lastrowid or 0)
+                    else:
+                        pid = int(row[0])
+                    cur.execute(
+                        "INSERT OR IGNORE INTO samples(person_id, collection_id, image_sha256, face_index, source, "
+                        "box, landmarks, quality, yaw, model, embedding, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (pid, cid, s.image_sha256, s.face_index, s.source, json.dumps(s.box),
+                         json.dumps(s.landmarks), float(s.quality), float(s.yaw), s.model, vec.tobytes(), _now()))
+                    if cur.rowcount == 0:
+                        ids.append(None)
+                        continue
+                    sid = int(cur.lastrowid or 0)
+                    ids.append(sid)
+                    added.append((sid, pid, vec))
+                    touched.add(pid)
+                for pid in touched:
+                    self._update_template(cur, pid)
+            self._refresh_after_write(collection, lambda ix: ix.add(
+                [a[0] for a in added], [a[1] for a in added],
+                np.stack([a[2] for a in added]) if added else np.zeros((0, dim), np.float32)))
+        return ids
+
+    def _update_template(self, cur: sqlite3.Cursor, pid: int) -> None:
+        rows = cur.execute("SELECT embedding, quality FROM samples WHERE person_id=?", (pid,)).fetchall()
+        if not rows:
+            cur.execute("DELETE FROM templates WHERE person_id=?", (pid,))
+            return
+        vecs = np.stack([np.frombuffer(r[0], np.float32) for r in rows])
+        w = np.array([max(float(r[1]), 0.05) for r in rows], np.float32)
+        t = (vecs * w[:, None]).sum(0)
+        t /= max(float(np.linalg.norm(t)), 1e-12)
+        cur.execute("INSERT OR REPLACE INTO templates(person_id, embedding, n, updated_at) VALUES(?,?,?,?)",
+                    (pid, t.astype(np.float32).tobytes(), len(rows), _now()))
+
+    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            q = ("SELECT id, person_id, image_sha256, source, box, quality, yaw, created_at FROM samples "
+                 "WHERE collection_id=?")
+            args: tuple[Any, ...] = (cid,)
+            if person is not None:
+                q += " AND person_id=?"
+                args = (cid, self._person_row(cid, person)[0])
+            rows = self._db.execute(q + " ORDER BY id", args).fetchall()
+            return [Sample(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def delete_sample(self, collection: str, sample_id: int) -> None:
+        with self._lock:
+            with self._tx() as cur:
+                cid = self._collection_row(collection)[0]
+                row = cur.execute("SELECT person_id FROM samples WHERE id=? AND collection_id=?",
+                                  (sample_id, cid)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"sample {sample_id} does not exist in collection {collection!r}")
+                cur.execute("DELETE FROM samples WHERE id=?", (sample_id,))
+                self._update_template(cur, int(row[0]))
+            self._refresh_after_write(collection, lambda ix: ix.remove_samples({sample_id}))
+
+    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+        with self._lock:
+            cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
+            out = np.zeros((len(sample_ids), dim), np.float32)
+            for i, sid in enumerate(sample_ids):
+                row = self._db.execute("SELECT embedding FROM samples WHERE id=? AND collection_id=?",
+                                       (sid, cid)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"sample {sid} does not exist in collection {collection!r}")
+                out[i] = np.frombuffer(row[0], np.float32)
+            return out
+
+    def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            out = {}
+            for sid in sample_ids:
+                row = self._db.execute("SELECT quality, yaw FROM samples WHERE id=? AND collection_id=?",
+                                       (sid, cid)).fetchone()
+                if row is not None:
+                    out[sid] = {"quality": float(row[0]), "yaw": float(row[1])}
+            return out
+
+    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            pid = self._person_row(cid, person)[0]
+            row = self._db.execute("SELECT embedding FROM templates WHERE person_id=?", (pid,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"person {person!r} has no samples")
+            return np.frombuffer(row[0], np.float32).copy()
+
+    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+        with self._lock:
+            cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
+            pid = self._person_row(cid, person)[0]
+            rows = self._db.execute("SELECT embedding FROM samples WHERE person_id=? ORDER BY id", (pid,)).fetchall()
+            if not rows:
+                return np.zeros((0, dim), np.float32)
+            return np.stack([np.frombuffer(r[0], np.float32) for r in rows])
+
+    # -- search ---------------------------------------------------------------------------------
+    def _load_index(self, collection: str) -> VectorIndex:
+        row = self._collection_row(collection)
+        cid, dim = row[0], row[4]
+        ix = VectorIndex(dim)
+        rows = self._db.execute("SELECT id, person_id, embedding FROM samples WHERE collection_id=? ORDER BY id",
+                                (cid,)).fetchall()
+        if rows:
+            mat = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim)
+            ix.reset(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), mat.copy())
+        return ix
+
+    def index(self, collection: str) -> VectorIndex:
+        """The in-memory matrix of a collection, rebuilt if another writer changed the file."""
+        with self._lock:
+            gen = self._generation()
+            cached = self._indexes.get(collection)
+            if cached is None or cached[0] != gen:
+                log.debug("building vector index of %r (generation %d)", collection, gen)
+                self._indexes[collection] = (gen, self._load_index(collection))
+            return self._indexes[collection][1]
+
+    def _refresh_after_write(self, collection: str, apply: Any) -> None:
+        """Apply our own change incrementally if nothing else wrote in between; else drop the cache."""
+        gen = self._generation()
+        cached = self._indexes.get(collection)
+        if cached is not None and cached[0] == gen - 1:
+            apply(cached[1])
+            self._indexes[collection] = (gen, cached[1])
+        else:
+            self._indexes.pop(collection, None)
+
+    def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
+        with self._lock:
+            ix = self.index(collection)
+            cid = self._collection_row(collection)[0]
+            results = ix.search(queries, k)
+            names = dict(self._db.execute("SELECT id, name FROM persons WHERE collection_id=?", (cid,)).fetchall())
+        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in results]
+
+    # -- export / import ----------------------------------------------------------------------
+    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            persons = self._db.execute("SELECT id, name, metadata FROM persons WHERE collection_id=? ORDER BY name",
+                                       (cid,)).fetchall()
+            for pid, name, meta in persons:
+                samples = self._db.execute(
+                    "SELECT image_sha256, face_index, source, box, landmarks, quality, yaw, model, embedding "
+                    "FROM samples WHERE person_id=? ORDER BY id", (pid,)).fetchall()
+                yield {
+                    "name": name, "metadata": json.loads(meta),
+                    "samples": [{"image_sha256": s[0], "face_index": s[1], "source": s[2], "box": json.loads(s[3]),
+                                 "landmarks": json.loads(s[4]), "quality": s[5], "yaw": s[6], "model": s[7],
+                                 "embedding": np.frombuffer(s[8], np.float32).tolist()} for s in samples],
+                }
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise FacewiseError("a person's name must be a non-empty string")
+    name = name.strip()
+    if len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise FacewiseError(f"person name {name[:40]!r}…: at most 200 printable characters")
+    return name

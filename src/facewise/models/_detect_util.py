@@ -1,0 +1,42 @@
+"""Shared detector helpers: working-resolution scaling and non-maximum suppression."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def fit_scale(image: np.ndarray, max_side: int, min_side: int = 0) -> tuple[np.ndarray, float]:
+    """Resize so the longer side is at most ``max_side`` (and the shorter at least ``min_side``).
+
+    Returns the resized image and the factor that maps its coordinates back to the original.
+    """
+    h, w = image.shape[:2]
+    scale = 1.0
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+    elif min_side and min(h, w) < min_side:
+        scale = min(min_side / min(h, w), max_side / max(h, w))
+    if scale == 1.0:
+        return image, 1.0
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+    return resized, 1.0 / scale
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression on (N, 4) x1,y1,x2,y2 boxes; returns kept indices."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        xx1 = np.maximum(boxes[i, 0], boxes[order[1:], 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[order[1:], 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[order[1:], 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[order[1:], 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / (areas[i] + areas[order[1:]] - inter + 1e-9)
+        order = order[1:][iou <= iou_threshold]
+    return keep

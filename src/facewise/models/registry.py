@@ -1,0 +1,65 @@
+"""Builds a backend from a model card: the only place that maps ``backend`` names to classes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .catalogue import ModelCard, card, resolve
+from .protocols import Detector, Embedder
+
+log = logging.getLogger(__name__)
+
+
+def _warn_licence(c: ModelCard) -> None:
+    if not c.commercial_use:
+        log.warning("model %s: licence %r (not for commercial use)", c.id, c.licence)
+
+
+def load_detector(model_id: str, threads: int = 0, **options: Any) -> Detector:
+    c = card(model_id)
+    if c.task != "detection":
+        raise ValueError(f"model {model_id!r} is a {c.task} model, not a detector")
+    paths = resolve(model_id)
+    _warn_licence(c)
+    if c.backend == "yunet":
+        from .yunet import YuNetDetector
+
+        return YuNetDetector(paths[0], model_id=c.id, **options)
+    if c.backend == "dlib_hog":
+        from .dlib_hog import DlibHogDetector
+
+        return DlibHogDetector(paths[0], model_id=c.id, **options)
+    if c.backend == "scrfd":
+        from .scrfd import ScrfdDetector
+
+        return ScrfdDetector(paths[0], model_id=c.id, threads=threads, **options)
+    raise ValueError(f"model {model_id!r}: unknown detector backend {c.backend!r}")
+
+
+def load_embedder(model_id: str, threads: int = 0) -> Embedder:
+    c = card(model_id)
+    if c.task != "embedding":
+        raise ValueError(f"model {model_id!r} is a {c.task} model, not an embedder")
+    paths = resolve(model_id)
+    _warn_licence(c)
+    spec = c.input
+    if c.backend == "dlib_resnet":
+        from .dlib_resnet import DlibResNetEmbedder
+
+        return DlibResNetEmbedder(paths[0], model_id=c.id)
+    template = np.asarray(spec["template_points"], np.float32)
+    if c.backend == "openvino":
+        from .openvino_embedder import OpenVinoEmbedder
+
+        xml = next(p for p in paths if p.suffix == ".xml")
+        return OpenVinoEmbedder(xml, c.id, int(spec["size"]), template, int(c.output_dim or 0), threads)
+    if c.backend == "onnx":
+        from .onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(paths[0], c.id, int(spec["size"]), template, int(c.output_dim or 0),
+                            color=spec.get("color", "RGB"), mean=float(spec.get("mean", 127.5)),
+                            std=float(spec.get("std", 127.5)), threads=threads)
+    raise ValueError(f"model {model_id!r}: unknown embedder backend {c.backend!r}")

@@ -1,0 +1,46 @@
+"""Hardware sessions, kept apart from model code: onnxruntime and OpenVINO with a thread budget."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    env = os.environ.get("FACEWISE_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def onnx_session(path: Path, threads: int = 0) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def openvino_compiled(xml: Path, threads: int = 0, batch_dynamic: bool = True) -> Any:
+    try:
+        import openvino as ov
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        from ..errors import ModelNotFoundError
+
+        raise ModelNotFoundError(
+            f"{xml.name} needs OpenVINO: pip install 'facewise[openvino]'"
+        ) from exc
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    if batch_dynamic:
+        shape = model.input(0).get_partial_shape()
+        shape[0] = -1
+        model.reshape({model.input(0).get_any_name(): shape})
+    config = {"INFERENCE_NUM_THREADS": threads or default_threads(), "PERFORMANCE_HINT": "LATENCY"}
+    return core.compile_model(model, "CPU", config)

@@ -1,0 +1,98 @@
+"""decode -> detect -> 5 landmarks -> align -> quality -> embed -> Face records."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+
+import numpy as np
+
+from .align import align_many
+from .imageio import DecodedImage, ImageInput, load_image
+from .models._embed_util import l2_normalise
+from .models.protocols import Detector, Embedder
+from .models.registry import load_detector, load_embedder
+from .profiles import Profile, load_profile
+from .quality import QualityPolicy, assess, yaw_from_landmarks
+from .types import Detection, Face
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Runs one profile's models. Models load on first use; nothing is downloaded."""
+
+    def __init__(self, profile: Profile | str = "default", threads: int = 0,
+                 quality: QualityPolicy | None = None) -> None:
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.threads = threads
+        self.quality_policy = quality or QualityPolicy()
+        self._load_lock = threading.Lock()
+
+    @cached_property
+    def detector(self) -> Detector:
+        with self._load_lock:
+            return load_detector(self.profile.detector, self.threads)
+
+    @cached_property
+    def embedders(self) -> list[tuple[Embedder, float]]:
+        with self._load_lock:
+            return [(load_embedder(e.model, self.threads), e.weight) for e in self.profile.embedders]
+
+    @property
+    def dim(self) -> int:
+        return self.profile.dim
+
+    def load(self) -> Pipeline:
+        """Load every model now (fails early with a clear error if one is missing)."""
+        _ = self.detector, self.embedders
+        return self
+
+    def detect(self, image: ImageInput) -> tuple[DecodedImage, list[Detection]]:
+        img = load_image(image)
+        return img, self.detector.detect(img.pixels)
+
+    def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:
+        faces = []
+        for i, d in enumerate(dets):
+            yaw = yaw_from_landmarks(d.landmarks)
+            q = assess(pixels, d, yaw, self.quality_policy)
+            faces.append(Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw))
+        return faces
+
+    def embed_landmarks(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:
+        """Fused, L2-normalised profile vectors (N, dim) for faces given by their five landmarks."""
+        if not landmarks:
+            return np.zeros((0, self.dim), np.float32)
+        blocks = []
+        for emb, weight in self.embedders:
+            crops = align_many(pixels, landmarks, emb.template, emb.size)
+            if self.profile.flip:
+                both = emb.embed(np.concatenate([crops, crops[:, :, ::-1]]))
+                vec = l2_normalise(both[: len(crops)] + both[len(crops) :])
+            else:
+                vec = emb.embed(crops)
+            blocks.append(vec * np.sqrt(weight))
+        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+
+    def analyze(self, image: ImageInput, embed: bool = True) -> tuple[DecodedImage, list[Face]]:
+        """Every face of an image, largest first, with quality and (optionally) its vector."""
+        img, dets = self.detect(image)
+        faces = self.make_faces(img.pixels, dets)
+        if embed and faces:
+            vecs = self.embed_landmarks(img.pixels, [f.landmarks for f in faces])
+            for f, v in zip(faces, vecs, strict=True):
+                f.embedding = v
+        return img, faces
+
+    def block_slices(self) -> list[tuple[str, slice]]:
+        """Where each embedder's (weighted) block sits in the fused vector."""
+        out, start = [], 0
+        for e in self.profile.embedders:
+            from .models.catalogue import card
+
+            dim = int(card(e.model).output_dim or 0)
+            out.append((e.model, slice(start, start + dim)))
+            start += dim
+        return out
