@@ -449,9 +449,11 @@ def demo(
         fw.close()
 
 
-def run() -> None:  # pragma: no cover
-    app()
+def _register_subcommands() -> None:
+    from . import cli_eval  # noqa: F401  (registers `facewise eval ...`)
 
+
+_register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -39,9 +39,11 @@ class DlibHogDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         work, back = fit_scale(image, self.max_side)
-        upsample = 1 if max(work.shape[:2]) < self.upsample_below else 0
         with self._lock:
-            rects, scores, _ = self._det.run(work, upsample, -0.2)
+            rects, scores, _ = self._det.run(work, 0, -0.2)
+            if not rects and max(work.shape[:2]) < self.upsample_below:
+                # small image: look again at twice the resolution for faces under ~80 px
+                rects, scores, _ = self._det.run(work, 1, -0.2)
             shapes = [self._sp(work, r) for r in rects]
         h, w = image.shape[:2]
         out = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from functools import lru_cache
 
 import numpy as np
 
@@ -18,7 +18,9 @@ def _warn_licence(c: ModelCard) -> None:
         log.warning("model %s: licence %r (not for commercial use)", c.id, c.licence)
 
 
-def load_detector(model_id: str, threads: int = 0, **options: Any) -> Detector:
+@lru_cache(maxsize=16)
+def load_detector(model_id: str, threads: int = 0) -> Detector:
+    """A detector backend, loaded once per process (backends are thread-safe)."""
     c = card(model_id)
     if c.task != "detection":
         raise ValueError(f"model {model_id!r} is a {c.task} model, not a detector")
@@ -27,19 +29,21 @@ def load_detector(model_id: str, threads: int = 0, **options: Any) -> Detector:
     if c.backend == "yunet":
         from .yunet import YuNetDetector
 
-        return YuNetDetector(paths[0], model_id=c.id, **options)
+        return YuNetDetector(paths[0], model_id=c.id)
     if c.backend == "dlib_hog":
         from .dlib_hog import DlibHogDetector
 
-        return DlibHogDetector(paths[0], model_id=c.id, **options)
+        return DlibHogDetector(paths[0], model_id=c.id)
     if c.backend == "scrfd":
         from .scrfd import ScrfdDetector
 
-        return ScrfdDetector(paths[0], model_id=c.id, threads=threads, **options)
+        return ScrfdDetector(paths[0], model_id=c.id, threads=threads)
     raise ValueError(f"model {model_id!r}: unknown detector backend {c.backend!r}")
 
 
+@lru_cache(maxsize=16)
 def load_embedder(model_id: str, threads: int = 0) -> Embedder:
+    """An embedder backend, loaded once per process (backends are thread-safe)."""
     c = card(model_id)
     if c.task != "embedding":
         raise ValueError(f"model {model_id!r} is a {c.task} model, not an embedder")

@@ -1,0 +1,1 @@
+"""Evaluation harness: pure metrics, pair-list parsing and plots (no models, no images)."""

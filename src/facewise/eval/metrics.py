@@ -1,0 +1,956 @@
+"""Model-free evaluation metrics for verification, identification, clustering and liveness.
+
+Everything here works on plain score arrays (numpy only); nothing loads a model or an image.
+
+Conventions used throughout the module
+--------------------------------------
+* **Scores**: higher means more similar (or, for liveness, more likely live).
+* **Labels**: a boolean array, ``True`` = same person ("genuine" / "mated"), ``False`` = different
+  people ("impostor").  Integer 0/1 labels are accepted and converted.
+* **Decision rule**: a pair is declared "same" iff ``score >= threshold``.  Hence, for a threshold ``t``:
+
+  - ``FAR(t) = #{impostor >= t} / n_impostor``  (false accept rate, a.k.a. FMR),
+  - ``TAR(t) = #{genuine >= t} / n_genuine``    (true accept rate),
+  - ``FRR(t) = 1 - TAR(t) = #{genuine < t} / n_genuine``.
+
+* Functions returning a "threshold at a FAR" return the *smallest* float64 threshold whose FAR does not
+  exceed the target (see :func:`threshold_at_far`), which gives the largest attainable TAR.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "PRF",
+    "AccuracyThreshold",
+    "Calibration",
+    "Estimate",
+    "FarEstimate",
+    "FoldResult",
+    "LivenessResult",
+    "OpenSetCurve",
+    "ThresholdEstimate",
+    "apcer_bpcer_acer",
+    "auc",
+    "bcubed",
+    "bcubed_f",
+    "best_accuracy_threshold",
+    "bootstrap_ci",
+    "cmc",
+    "eer",
+    "far_of_score",
+    "fnir_at_fpir",
+    "fpir_fnir",
+    "liveness_eer",
+    "pairwise_precision_recall",
+    "roc_curve",
+    "tar_at_far",
+    "tar_at_far_with_ci",
+    "ten_fold_accuracy",
+    "threshold_at_far",
+]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+ScoreFn = Callable[[FloatArray, BoolArray], float]
+
+
+# --------------------------------------------------------------------------------------------------
+# Input validation helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_scores(values: npt.ArrayLike, name: str = "scores", *, allow_empty: bool = False) -> FloatArray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _as_bool(values: npt.ArrayLike, n: int, name: str = "labels") -> BoolArray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr
+    if arr.size == 0 or (np.issubdtype(arr.dtype, np.number) and np.all((arr == 0) | (arr == 1))):
+        return arr.astype(np.bool_)
+    raise ValueError(f"{name} must be boolean (or 0/1), got dtype {arr.dtype}")
+
+
+def _split(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Validate and split into ``(genuine, impostor)``; both classes must be present."""
+    s = _as_scores(scores)
+    lab = _as_bool(labels, s.shape[0])
+    gen, imp = s[lab], s[~lab]
+    if gen.size == 0 or imp.size == 0:
+        raise ValueError(
+            f"need at least one genuine (True) and one impostor (False) score; "
+            f"got {gen.size} genuine and {imp.size} impostor"
+        )
+    return gen, imp
+
+
+def _check_rate(rate: float, name: str) -> float:
+    r = float(rate)
+    if not 0.0 <= r <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {rate!r}")
+    return r
+
+
+def _allowed_count(rate: float, n: int) -> int:
+    """``floor(rate * n)``, robust to the rounding of e.g. ``0.01 * 1000``."""
+    x = rate * n
+    return math.floor(x + 1e-9 * max(1.0, x))
+
+
+def _threshold_from_sorted(imp_sorted: FloatArray, far: float) -> float:
+    """:func:`threshold_at_far` on an ascending-sorted impostor array."""
+    n = imp_sorted.size
+    k = _allowed_count(far, n)
+    if k >= n:
+        return -math.inf
+    return float(np.nextafter(imp_sorted[n - k - 1], np.inf))
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification: ROC, AUC, EER, operating points
+# --------------------------------------------------------------------------------------------------
+
+
+def roc_curve(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Exact ROC curve.
+
+    Returns ``(far, tar, thresholds)`` with one point per *distinct* score (tied scores move FAR and TAR
+    together, as one diagonal step), ordered by decreasing threshold.  The first point is
+    ``(far, tar) = (0, 0)`` at ``threshold = +inf``; the last is ``(1, 1)`` at the minimum score.
+    ``far[i]``/``tar[i]`` are the rates of the rule ``score >= thresholds[i]``.
+    """
+    s = _as_scores(scores)
+    lab = _as_bool(labels, s.shape[0])
+    n_gen = int(lab.sum())
+    n_imp = s.size - n_gen
+    if n_gen == 0 or n_imp == 0:
+        raise ValueError(f"roc_curve needs both classes; got {n_gen} genuine and {n_imp} impostor")
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    l_sorted = lab[order]
+    tp = np.cumsum(l_sorted)
+    fp = np.cumsum(~l_sorted)
+    # Last index of each run of equal scores (scores are sorted in decreasing order).
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), s.size - 1]
+    far = np.r_[0.0, fp[last] / n_imp]
+    tar = np.r_[0.0, tp[last] / n_gen]
+    thresholds = np.r_[np.inf, s_sorted[last]]
+    return far, tar, thresholds
+
+
+def auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    """Area under the ROC curve.
+
+    Computed exactly as the Mann-Whitney probability ``P(genuine > impostor) + 0.5 * P(genuine ==
+    impostor)`` (average ranks), which equals the trapezoidal area under :func:`roc_curve`.
+    """
+    gen, imp = _split(scores, labels)
+    values = np.concatenate([gen, imp])
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
+    rank_sum = float(avg_rank[inverse[: gen.size]].sum())
+    n_g, n_i = gen.size, imp.size
+    return (rank_sum - n_g * (n_g + 1) / 2.0) / (n_g * n_i)
+
+
+def eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, float]:
+    """Equal error rate and its threshold: ``(eer, threshold)``.
+
+    Walks the ROC points (:func:`roc_curve`) by decreasing threshold; FAR rises and FRR falls.  At the
+    first point where ``FAR >= FRR`` the crossing lies between it and the previous point, and both the
+    rate and the threshold are linearly interpolated there (so FAR and FRR are equal on the
+    interpolated segment).  If the previous point is the ``+inf`` start, the threshold of the first
+    real point is returned.
+
+    Reusable for liveness: with ``labels = True`` for bona fide and ``False`` for attacks, FAR is APCER
+    and FRR is BPCER (see :func:`liveness_eer`).
+    """
+    far, tar, thr = roc_curve(scores, labels)
+    diff = far - (1.0 - tar)  # -1 at the start, +1 at the end, non-decreasing
+    i = int(np.argmax(diff >= 0.0))
+    d0, d1 = diff[i - 1], diff[i]
+    w = float(-d0 / (d1 - d0))  # in (0, 1]
+    rate = float(far[i - 1] + w * (far[i] - far[i - 1]))
+    threshold = float(thr[i - 1] + w * (thr[i] - thr[i - 1])) if np.isfinite(thr[i - 1]) else float(thr[i])
+    return rate, threshold
+
+
+def threshold_at_far(impostor_scores: npt.ArrayLike, far: float) -> float:
+    """Smallest threshold whose false accept rate does not exceed ``far``.
+
+    Precisely: with ``n`` impostor scores and ``k = floor(far * n)`` false accepts allowed, returns
+    ``t* = min{t in float64 : #{impostor >= t} <= k}``, i.e. the float immediately above the
+    ``(k+1)``-th largest impostor score (``np.nextafter(s_(k+1), inf)``).  Any threshold in
+    ``(s_(k+1), s_(k)]`` has the same empirical FAR; ``t*`` is the one that accepts the most genuine
+    pairs.  If ``k >= n`` every threshold qualifies and ``-inf`` is returned.
+
+    Example: impostor scores ``0, 1, ..., 999`` and ``far = 0.01`` give ``k = 10`` and
+    ``t* = nextafter(989, inf)``; exactly the ten scores 990..999 are accepted (FAR = 0.01).
+
+    Note: the result is a float64 just above an observed score; casting it to float32 may round it
+    down onto that score and accept one more impostor.
+    """
+    imp = _as_scores(impostor_scores, "impostor_scores")
+    return _threshold_from_sorted(np.sort(imp), _check_rate(far, "far"))
+
+
+def tar_at_far(scores: npt.ArrayLike, labels: npt.ArrayLike, far: float) -> float:
+    """True accept rate at the threshold given by :func:`threshold_at_far` on the impostor scores."""
+    gen, imp = _split(scores, labels)
+    t = threshold_at_far(imp, far)
+    return float(np.mean(gen >= t))
+
+
+def far_of_score(impostor_scores: npt.ArrayLike, score: float) -> float:
+    """Empirical FAR of ``score`` used as a threshold: ``#{impostor >= score} / n``."""
+    imp = _as_scores(impostor_scores, "impostor_scores")
+    return float(np.mean(imp >= float(score)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Bootstrap confidence intervals
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a confidence interval ``[low, high]``."""
+
+    value: float
+    low: float
+    high: float
+
+
+def bootstrap_ci(
+    fn: ScoreFn,
+    scores: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    n: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Stratified percentile-bootstrap interval ``(low, high)`` of ``fn(scores, labels)``.
+
+    Each of the ``n`` replicates resamples the genuine and the impostor scores *separately*, with
+    replacement and at their original sizes, so every replicate keeps the class counts.  The interval
+    is the ``alpha/2`` and ``1 - alpha/2`` quantiles of the replicate values.  Deterministic for a
+    given ``seed``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    gen, imp = _split(scores, labels)
+    rng = np.random.default_rng(seed)
+    boot_labels = np.r_[np.ones(gen.size, dtype=np.bool_), np.zeros(imp.size, dtype=np.bool_)]
+    values = np.empty(n, dtype=np.float64)
+    for b in range(n):
+        g = gen[rng.integers(0, gen.size, size=gen.size)]
+        i = imp[rng.integers(0, imp.size, size=imp.size)]
+        values[b] = fn(np.concatenate([g, i]), boot_labels)
+    low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
+def tar_at_far_with_ci(
+    scores: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    far: float,
+    n: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> Estimate:
+    """:func:`tar_at_far` with a stratified bootstrap interval (:func:`bootstrap_ci`)."""
+    _check_rate(far, "far")
+    value = tar_at_far(scores, labels, far)
+    low, high = bootstrap_ci(
+        lambda s, lab: tar_at_far(s, lab, far), scores, labels, n=n, seed=seed, alpha=alpha
+    )
+    return Estimate(value=value, low=low, high=high)
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy with a tuned threshold (LFW protocol)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Result of :func:`ten_fold_accuracy`.
+
+    ``per_fold[i]`` is the test accuracy on fold ``fold_ids[i]`` at ``thresholds[i]`` (chosen on the
+    other folds); ``std`` is the population standard deviation (``ddof=0``) of ``per_fold``.
+    """
+
+    mean: float
+    std: float
+    per_fold: FloatArray
+    thresholds: FloatArray
+    fold_ids: tuple[int, ...] = ()
+
+
+class AccuracyThreshold(NamedTuple):
+    """Best accuracy and its threshold; unpacks as ``accuracy, threshold`` (like ``eer``'s pair)."""
+
+    accuracy: float
+    threshold: float
+
+
+def _best_threshold(s: FloatArray, lab: BoolArray) -> AccuracyThreshold:
+    """Accuracy-maximising threshold of ``score >= t`` on ``(s, lab)``, with that accuracy.
+
+    Candidates: the accept-everything threshold (the minimum score), every midpoint between consecutive
+    distinct scores, and the reject-everything threshold (just above the maximum).  Ties between equally
+    accurate candidates are broken by taking the middle one (the lower one of the two middle ones).
+    """
+    uniq, inverse = np.unique(s, return_inverse=True)
+    m = uniq.size
+    gen_counts = np.bincount(inverse[lab], minlength=m)
+    imp_counts = np.bincount(inverse[~lab], minlength=m)
+    # Candidate j (0..m) accepts the distinct values with index >= j.
+    gen_below = np.r_[0, np.cumsum(gen_counts)]
+    imp_below = np.r_[0, np.cumsum(imp_counts)]
+    correct = (gen_counts.sum() - gen_below) + imp_below
+    candidates = np.r_[uniq[0], (uniq[:-1] + uniq[1:]) / 2.0, np.nextafter(uniq[-1], np.inf)]
+    best = np.flatnonzero(correct == correct.max())
+    j = int(best[(best.size - 1) // 2])
+    return AccuracyThreshold(accuracy=float(correct[j] / s.size), threshold=float(candidates[j]))
+
+
+def best_accuracy_threshold(scores: npt.ArrayLike, labels: npt.ArrayLike) -> AccuracyThreshold:
+    """``(accuracy, threshold)`` maximising the accuracy of ``score >= threshold`` on the given data.
+
+    Returns a named tuple: ``acc, t = best_accuracy_threshold(...)`` or ``.accuracy`` / ``.threshold``
+    (value first, threshold second, as in :func:`eer`).
+
+    The search covers the midpoints between consecutive distinct scores plus the accept-all and
+    reject-all thresholds; among equally good candidates the middle one is returned.
+    """
+    s = _as_scores(scores)
+    lab = _as_bool(labels, s.shape[0])
+    return _best_threshold(s, lab)
+
+
+def ten_fold_accuracy(scores: npt.ArrayLike, labels: npt.ArrayLike, folds: npt.ArrayLike) -> FoldResult:
+    """Verification accuracy under the LFW protocol (k-fold cross-validated threshold).
+
+    For every fold id ``k`` (in increasing order), the threshold is chosen by
+    :func:`best_accuracy_threshold` on all pairs *not* in fold ``k``, and the accuracy of
+    ``score >= threshold`` is measured on fold ``k``.  ``folds`` is an integer fold id per pair (0..9
+    for LFW).  Fully deterministic.
+    """
+    s = _as_scores(scores)
+    lab = _as_bool(labels, s.shape[0])
+    f = np.asarray(folds)
+    if f.ndim != 1 or f.shape[0] != s.shape[0]:
+        raise ValueError(f"folds must be a 1-D array of length {s.shape[0]}, got shape {f.shape}")
+    if not np.issubdtype(f.dtype, np.integer):
+        raise ValueError(f"folds must be integer fold ids, got dtype {f.dtype}")
+    fold_ids = np.unique(f)
+    if fold_ids.size < 2:
+        raise ValueError(f"need at least 2 folds, got {fold_ids.size}")
+    accs = np.empty(fold_ids.size)
+    thresholds = np.empty(fold_ids.size)
+    for idx, k in enumerate(fold_ids):
+        test = f == k
+        train_acc, t = _best_threshold(s[~test], lab[~test])
+        accs[idx] = np.mean((s[test] >= t) == lab[test])
+        thresholds[idx] = t
+        logger.debug("fold %d: threshold %.6g (train acc %.4f), test acc %.4f", k, t, train_acc, accs[idx])
+    accs.setflags(write=False)
+    thresholds.setflags(write=False)
+    return FoldResult(
+        mean=float(accs.mean()),
+        std=float(accs.std()),
+        per_fold=accs,
+        thresholds=thresholds,
+        fold_ids=tuple(int(k) for k in fold_ids),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Threshold calibration from impostor scores
+# --------------------------------------------------------------------------------------------------
+
+_TABLE_PER_DECADE = 10  # threshold table: target FARs 10**(-1 - i/10)
+_TAIL_MAX_FAR = 0.1
+_KNOTS_EXACT_TOP = 100  # FAR knots: every one of the top-100 order statistics ...
+_KNOTS_PER_DECADE = 30  # ... then 30 per decade (adjacent knots differ by < 9 % in FAR)
+_DICT_FORMAT = "facewise.calibration"
+_DICT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ThresholdEstimate:
+    """Threshold for a target FAR with a bootstrap interval.
+
+    ``threshold`` follows :func:`threshold_at_far`; ``[low, high]`` is its percentile-bootstrap
+    interval; ``[far_low, far_high]`` is the estimated FAR (:meth:`Calibration.far_of`) at ``high``
+    and at ``low`` respectively, i.e. the FAR range consistent with the threshold's uncertainty.
+    ``tar`` is the genuine accept rate at ``threshold`` when genuine scores were supplied.
+    """
+
+    far: float
+    threshold: float
+    low: float
+    high: float
+    far_low: float
+    far_high: float
+    tar: float | None = None
+
+
+@dataclass(frozen=True)
+class FarEstimate:
+    """Estimated FAR of a score.  ``upper_bound=True`` means the score is above every impostor seen,
+    so only ``far <= 1 / n_impostor`` is known and ``far`` holds that bound."""
+
+    far: float
+    upper_bound: bool
+
+
+def _far_grid(n: int) -> FloatArray:
+    """Target FARs ``10**(-1 - i/10)`` from 0.1 down to the resolution ``1/n`` (decreasing)."""
+    out: list[float] = []
+    i = 0
+    while True:
+        p = 10.0 ** (-1.0 - i / _TABLE_PER_DECADE)
+        if p * n < 1.0 - 1e-9:
+            break
+        out.append(p)
+        i += 1
+    return np.asarray(out, dtype=np.float64)
+
+
+def _bootstrap_threshold_ci(
+    imp_sorted: FloatArray, far: float, n_boot: int, seed: int, alpha: float
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of :func:`threshold_at_far`, sampled exactly and cheaply.
+
+    In a bootstrap resample (n draws with replacement) the statistic is ``nextafter`` of the resample's
+    ``(k+1)``-th largest value.  Indexing the original scores by descending rank ``r = ceil(n*V)`` with
+    ``V`` uniform, that value is the original score of rank ``ceil(n * V_(k+1))``, and the order
+    statistic ``V_(k+1)`` of n uniforms is ``Beta(k+1, n-k)``.  Drawing it directly gives replicates
+    with exactly the bootstrap distribution in O(1) each.  The random stream depends only on
+    ``(seed, k)``, so a given target FAR always gets the same interval.
+    """
+    n = imp_sorted.size
+    k = _allowed_count(far, n)
+    if k >= n:
+        return -math.inf, -math.inf
+    rng = np.random.default_rng([seed, k])
+    v = rng.beta(k + 1, n - k, size=n_boot)
+    rank = np.clip(np.ceil(v * n).astype(np.int64), 1, n)  # 1 = largest
+    reps = np.nextafter(imp_sorted[n - rank], np.inf)
+    low, high = np.quantile(reps, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
+def _interp_far(knot_scores: FloatArray, knot_fars: FloatArray, n: int, score: float) -> FarEstimate:
+    """Log-linear interpolation of FAR between knots (ascending scores, FAR at each knot)."""
+    if score > knot_scores[-1]:
+        return FarEstimate(far=1.0 / n, upper_bound=True)
+    if score <= knot_scores[0]:
+        return FarEstimate(far=float(knot_fars[0]), upper_bound=False)
+    log_far = np.interp(score, knot_scores, np.log(knot_fars))
+    return FarEstimate(far=float(np.exp(log_far)), upper_bound=False)
+
+
+def _knots_from_sorted(imp_sorted: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray]:
+    n = imp_sorted.size
+    knot_scores = np.unique(values)
+    knot_fars = (n - np.searchsorted(imp_sorted, knot_scores, side="left")) / n
+    return knot_scores, knot_fars.astype(np.float64)
+
+
+def _compact_knots(imp_sorted: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """FAR knots kept in the summary: the top-100 order statistics, then ~30 per decade, then the minimum."""
+    n = imp_sorted.size
+    counts = set(range(1, min(_KNOTS_EXACT_TOP, n) + 1))
+    i = 1
+    while True:
+        c = round(_KNOTS_EXACT_TOP * 10.0 ** (i / _KNOTS_PER_DECADE))
+        if c >= n:
+            break
+        counts.add(c)
+        i += 1
+    counts.add(n)
+    ks = np.asarray(sorted(counts), dtype=np.int64)
+    return _knots_from_sorted(imp_sorted, imp_sorted[n - ks])
+
+
+def _to_float_list(arr: FloatArray | None) -> list[float] | None:
+    return None if arr is None else [float(x) for x in arr]
+
+
+def _as_float_array(value: Any, name: str) -> FloatArray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"calibration dict: {name!r} must be a non-empty list of numbers")
+    return arr
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Calibration:
+    """Impostor-score calibration: thresholds for target FARs and the FAR of a given score.
+
+    Build it with :meth:`fit` from impostor scores (and optionally genuine scores, to report TAR).
+    A fitted instance keeps the sorted scores and answers from the full data; :meth:`to_dict` stores a
+    compact summary (a FAR/score knot table and a threshold table with bootstrap intervals at target
+    FARs ``10**(-1 - i/10)`` down to ``1/n``) from which :meth:`from_dict` rebuilds an instance that
+    answers by interpolation.
+
+    FAR estimates (:meth:`far_of`) interpolate ``log FAR`` linearly in the score between knots
+    ``(s, #{impostor >= s}/n)``; a fitted instance uses every distinct impostor score as a knot, a
+    restored one the stored subset (all of the 100 highest scores, then about 30 per decade of FAR),
+    so in the tail (FAR <= 0.1) the two agree within 9 % relative.
+    """
+
+    n_impostor: int
+    knot_scores: FloatArray
+    knot_fars: FloatArray
+    table_fars: FloatArray
+    table_thresholds: FloatArray
+    table_low: FloatArray
+    table_high: FloatArray
+    table_tars: FloatArray | None = None
+    n_genuine: int | None = None
+    alpha: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+    _impostor: FloatArray | None = field(default=None, repr=False)
+    _genuine: FloatArray | None = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def fit(
+        cls,
+        impostor_scores: npt.ArrayLike,
+        genuine_scores: npt.ArrayLike | None = None,
+        *,
+        n_boot: int = 1000,
+        seed: int = 0,
+        alpha: float = 0.05,
+    ) -> Calibration:
+        """Fit from at least 10 impostor scores (optionally genuine scores too).
+
+        ``n_boot``, ``seed`` and ``alpha`` control the bootstrap intervals of :meth:`thresholds_at`
+        (percentile interval of level ``1 - alpha``).
+        """
+        imp = np.sort(_as_scores(impostor_scores, "impostor_scores"))
+        n = imp.size
+        if n < 10:
+            raise ValueError(f"Calibration needs at least 10 impostor scores, got {n}")
+        if n_boot < 1:
+            raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+        gen = None if genuine_scores is None else np.sort(_as_scores(genuine_scores, "genuine_scores"))
+        fars = _far_grid(n)
+        thr = np.array([_threshold_from_sorted(imp, p) for p in fars])
+        ci = np.array([_bootstrap_threshold_ci(imp, p, n_boot, seed, alpha) for p in fars])
+        tars = None if gen is None else (gen.size - np.searchsorted(gen, thr, side="left")) / gen.size
+        knot_scores, knot_fars = _compact_knots(imp)
+        logger.debug(
+            "calibration fitted on %d impostor scores, %d table FARs, %d knots",
+            n,
+            fars.size,
+            knot_scores.size,
+        )
+        return cls(
+            n_impostor=n,
+            knot_scores=knot_scores,
+            knot_fars=knot_fars,
+            table_fars=fars,
+            table_thresholds=thr,
+            table_low=ci[:, 0],
+            table_high=ci[:, 1],
+            table_tars=tars,
+            n_genuine=None if gen is None else int(gen.size),
+            alpha=float(alpha),
+            n_boot=int(n_boot),
+            seed=int(seed),
+            _impostor=imp,
+            _genuine=gen,
+        )
+
+    def __repr__(self) -> str:
+        source = "full data" if self.has_full_data else "summary"
+        return (
+            f"Calibration(n_impostor={self.n_impostor}, n_genuine={self.n_genuine}, "
+            f"table FAR {self.table_fars.max():g}..{self.table_fars.min():g} ({self.table_fars.size} rows), "
+            f"{self.knot_scores.size} FAR knots, {source})"
+        )
+
+    @property
+    def has_full_data(self) -> bool:
+        """True for a fitted instance (answers from all scores), False for one restored from a dict."""
+        return self._impostor is not None
+
+    # ---------------------------------------------------------------- queries
+    def far_of(self, score: float) -> FarEstimate:
+        """Estimated FAR of ``score`` used as a threshold (log-interpolated between knots).
+
+        Above the highest impostor score the FAR is reported as ``1 / n_impostor`` with
+        ``upper_bound=True``; at or below the lowest it is 1.
+        """
+        s = float(score)
+        if not math.isfinite(s):
+            raise ValueError(f"score must be finite, got {score!r}")
+        imp = self._impostor
+        if imp is None:
+            return _interp_far(self.knot_scores, self.knot_fars, self.n_impostor, s)
+        # Full data: every distinct impostor score is a knot; only the two bracketing s matter.
+        n = imp.size
+        if s > imp[-1]:
+            return FarEstimate(far=1.0 / n, upper_bound=True)
+        if s <= imp[0]:
+            return FarEstimate(far=1.0, upper_bound=False)
+        i = int(np.searchsorted(imp, s, side="right"))  # imp[i-1] <= s < imp[i], or s == imp[-1]
+        if i == n:
+            return FarEstimate(far=float(n - np.searchsorted(imp, s, side="left")) / n, upper_bound=False)
+        knot_scores, knot_fars = _knots_from_sorted(imp, np.array([imp[i - 1], imp[i]]))
+        return _interp_far(knot_scores, knot_fars, n, s)
+
+    def thresholds_at(self, fars: float | Sequence[float] | npt.ArrayLike) -> list[ThresholdEstimate]:
+        """Thresholds (with bootstrap intervals) for each target FAR in ``fars``.
+
+        A fitted instance accepts any FAR in [0, 1] and computes exactly; for a FAR of the stored table
+        the result is identical to the table entry.  A restored instance interpolates the table linearly
+        in ``log10(FAR)`` and only accepts FARs within its range (``table_fars``), else ``ValueError``.
+        """
+        targets = np.atleast_1d(np.asarray(fars, dtype=np.float64))
+        if targets.ndim != 1:
+            raise ValueError("fars must be a scalar or a 1-D sequence")
+        out: list[ThresholdEstimate] = []
+        for p in targets:
+            p = _check_rate(p, "far")
+            tar: float | None
+            if self._impostor is not None:
+                thr = _threshold_from_sorted(self._impostor, p)
+                low, high = _bootstrap_threshold_ci(self._impostor, p, self.n_boot, self.seed, self.alpha)
+                gen = self._genuine
+                tar = None if gen is None else float(np.mean(gen >= thr))
+            else:
+                thr, low, high, tar = self._interp_table(p)
+            far_low = self.far_of(high).far if math.isfinite(high) else 1.0
+            far_high = self.far_of(low).far if math.isfinite(low) else 1.0
+            out.append(ThresholdEstimate(p, thr, low, high, far_low, far_high, tar))
+        return out
+
+    def _interp_table(self, p: float) -> tuple[float, float, float, float | None]:
+        lo_far, hi_far = float(self.table_fars.min()), float(self.table_fars.max())
+        if not lo_far * (1 - 1e-9) <= p <= hi_far * (1 + 1e-9):
+            raise ValueError(
+                f"FAR {p:g} is outside the stored calibration table [{lo_far:g}, {hi_far:g}]; "
+                "refit with the full impostor scores"
+            )
+        order = np.argsort(self.table_fars)
+        x = np.log10(self.table_fars[order])
+        lp = math.log10(p)
+
+        def at(values: FloatArray) -> float:
+            return float(np.interp(lp, x, values[order]))
+
+        tar = None if self.table_tars is None else at(self.table_tars)
+        return at(self.table_thresholds), at(self.table_low), at(self.table_high), tar
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible compact summary (no raw scores); inverse of :meth:`from_dict`."""
+        return {
+            "format": _DICT_FORMAT,
+            "version": _DICT_VERSION,
+            "n_impostor": int(self.n_impostor),
+            "n_genuine": self.n_genuine,
+            "alpha": float(self.alpha),
+            "n_boot": int(self.n_boot),
+            "seed": int(self.seed),
+            "far_knots": {"score": _to_float_list(self.knot_scores), "far": _to_float_list(self.knot_fars)},
+            "thresholds": {
+                "far": _to_float_list(self.table_fars),
+                "threshold": _to_float_list(self.table_thresholds),
+                "low": _to_float_list(self.table_low),
+                "high": _to_float_list(self.table_high),
+                "tar": _to_float_list(self.table_tars),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        """Rebuild from :meth:`to_dict` output (answers by interpolation; see the class docstring)."""
+        if data.get("format") != _DICT_FORMAT or data.get("version") != _DICT_VERSION:
+            raise ValueError(
+                f"not a {_DICT_FORMAT} v{_DICT_VERSION} dict "
+                f"(format={data.get('format')!r}, version={data.get('version')!r})"
+            )
+        try:
+            knots = data["far_knots"]
+            table = data["thresholds"]
+            knot_scores = _as_float_array(knots["score"], "far_knots.score")
+            knot_fars = _as_float_array(knots["far"], "far_knots.far")
+            fars = _as_float_array(table["far"], "thresholds.far")
+            thr = _as_float_array(table["threshold"], "thresholds.threshold")
+            low = _as_float_array(table["low"], "thresholds.low")
+            high = _as_float_array(table["high"], "thresholds.high")
+            tars = None if table.get("tar") is None else _as_float_array(table["tar"], "thresholds.tar")
+            n_impostor = int(data["n_impostor"])
+        except KeyError as exc:
+            raise ValueError(f"calibration dict is missing key {exc}") from None
+        if knot_scores.size != knot_fars.size or np.any(np.diff(knot_scores) <= 0):
+            raise ValueError("calibration dict: far_knots must be equal-length with increasing scores")
+        columns = (thr, low, high) if tars is None else (thr, low, high, tars)
+        if any(a.size != fars.size for a in columns):
+            raise ValueError("calibration dict: threshold table columns differ in length")
+        n_genuine = data.get("n_genuine")
+        return cls(
+            n_impostor=n_impostor,
+            knot_scores=knot_scores,
+            knot_fars=knot_fars,
+            table_fars=fars,
+            table_thresholds=thr,
+            table_low=low,
+            table_high=high,
+            table_tars=tars,
+            n_genuine=None if n_genuine is None else int(n_genuine),
+            alpha=float(data.get("alpha", 0.05)),
+            n_boot=int(data.get("n_boot", 1000)),
+            seed=int(data.get("seed", 0)),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Identification (closed- and open-set)
+# --------------------------------------------------------------------------------------------------
+
+
+def cmc(
+    similarity_matrix: npt.ArrayLike,
+    probe_labels: npt.ArrayLike,
+    gallery_labels: npt.ArrayLike,
+    max_rank: int | None = None,
+) -> FloatArray:
+    """Cumulative match characteristic over the mated probes.
+
+    ``similarity_matrix`` is ``(n_probes, n_gallery)``.  Gallery entries are grouped by identity and an
+    identity scores the maximum over its entries.  A mated probe (label present in the gallery) has
+    rank ``1 + #{other identities scoring >= its mate}`` (ties count against the probe).  Returns
+    ``rates`` of length ``max_rank`` (default: number of gallery identities) where ``rates[k-1]`` is the
+    share of mated probes with rank <= k.  Non-mated probes are ignored.
+    """
+    sim = np.asarray(similarity_matrix, dtype=np.float64)
+    probes = np.asarray(probe_labels)
+    gallery = np.asarray(gallery_labels)
+    if sim.ndim != 2 or sim.shape != (probes.size, gallery.size) or probes.ndim != 1 or gallery.ndim != 1:
+        raise ValueError(
+            f"similarity_matrix shape {sim.shape} must be (len(probe_labels), len(gallery_labels)) = "
+            f"({probes.size}, {gallery.size})"
+        )
+    if gallery.size == 0 or not np.all(np.isfinite(sim)):
+        raise ValueError("similarity_matrix must be non-empty and finite")
+    ids, g_inv = np.unique(gallery, return_inverse=True)
+    order = np.argsort(g_inv, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(g_inv[order])) + 1]
+    id_scores = np.maximum.reduceat(sim[:, order], starts, axis=1)  # (n_probes, n_identities)
+    pos = np.searchsorted(ids, probes)
+    pos_c = np.minimum(pos, ids.size - 1)
+    mated = (pos < ids.size) & (ids[pos_c] == probes)
+    if not np.any(mated):
+        raise ValueError("no mated probes: no probe label occurs in the gallery")
+    m_scores = id_scores[mated]
+    mate = m_scores[np.arange(m_scores.shape[0]), pos_c[mated]]
+    rank = (m_scores >= mate[:, None]).sum(axis=1)  # counts the mate itself, so rank >= 1
+    k_max = ids.size if max_rank is None else int(max_rank)
+    if k_max < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    ranks = np.arange(1, k_max + 1)
+    return (rank[None, :] <= ranks[:, None]).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class OpenSetCurve:
+    """FPIR/FNIR trade-off, ordered by decreasing threshold (first point at ``+inf``: FPIR 0, FNIR 1)."""
+
+    thresholds: FloatArray
+    fpir: FloatArray
+    fnir: FloatArray
+
+
+def _open_set_inputs(
+    mated_top_scores: npt.ArrayLike, mated_correct_top1: npt.ArrayLike, nonmated_top_scores: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    mated = _as_scores(mated_top_scores, "mated_top_scores")
+    correct = _as_bool(mated_correct_top1, mated.size, "mated_correct_top1")
+    nonmated = _as_scores(nonmated_top_scores, "nonmated_top_scores")
+    return mated, np.sort(mated[correct]), np.sort(nonmated)
+
+
+def fpir_fnir(
+    mated_top_scores: npt.ArrayLike, mated_correct_top1: npt.ArrayLike, nonmated_top_scores: npt.ArrayLike
+) -> OpenSetCurve:
+    """Open-set identification error trade-off at every distinct score used as a threshold ``t``.
+
+    * ``FPIR(t)`` = share of non-mated probes whose top score is ``>= t``;
+    * ``FNIR(t)`` = share of mated probes *not* returned correctly at rank 1 with score ``>= t``
+      (a mated probe whose top-1 candidate is wrong always counts as a miss).
+    """
+    mated, hits, nonmated = _open_set_inputs(mated_top_scores, mated_correct_top1, nonmated_top_scores)
+    thresholds = np.r_[np.inf, np.unique(np.r_[mated, nonmated])[::-1]]
+    fpir = (nonmated.size - np.searchsorted(nonmated, thresholds, side="left")) / nonmated.size
+    fnir = 1.0 - (hits.size - np.searchsorted(hits, thresholds, side="left")) / mated.size
+    return OpenSetCurve(thresholds=thresholds, fpir=fpir, fnir=fnir)
+
+
+def fnir_at_fpir(
+    mated_top_scores: npt.ArrayLike,
+    mated_correct_top1: npt.ArrayLike,
+    nonmated_top_scores: npt.ArrayLike,
+    fpir: float = 0.01,
+) -> float:
+    """FNIR at the smallest threshold with ``FPIR <= fpir`` (:func:`threshold_at_far` on the non-mated
+    top scores)."""
+    mated, hits, nonmated = _open_set_inputs(mated_top_scores, mated_correct_top1, nonmated_top_scores)
+    t = _threshold_from_sorted(nonmated, _check_rate(fpir, "fpir"))
+    return float(1.0 - np.count_nonzero(hits >= t) / mated.size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Clustering
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PRF:
+    """Precision, recall and their harmonic mean ``f`` (0 when both are 0)."""
+
+    precision: float
+    recall: float
+    f: float
+
+
+def _prf(precision: float, recall: float) -> PRF:
+    f = 0.0 if precision + recall == 0 else 2.0 * precision * recall / (precision + recall)
+    return PRF(precision=precision, recall=recall, f=f)
+
+
+IntArray = npt.NDArray[np.int64]
+
+
+def _contingency(
+    pred_labels: npt.ArrayLike, true_labels: npt.ArrayLike
+) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """Non-zero contingency cells: ``(cell_counts, cell_pred, cell_true, pred_sizes, true_sizes)``."""
+    pred = np.asarray(pred_labels)
+    true = np.asarray(true_labels)
+    if pred.ndim != 1 or true.ndim != 1 or pred.size != true.size or pred.size == 0:
+        raise ValueError(
+            f"pred_labels and true_labels must be non-empty 1-D arrays of equal length, "
+            f"got shapes {pred.shape} and {true.shape}"
+        )
+    _, p_inv = np.unique(pred, return_inverse=True)
+    _, t_inv = np.unique(true, return_inverse=True)
+    cells, counts = np.unique(np.stack([p_inv, t_inv]), axis=1, return_counts=True)
+    return counts, cells[0], cells[1], np.bincount(p_inv), np.bincount(t_inv)
+
+
+def pairwise_precision_recall(pred_labels: npt.ArrayLike, true_labels: npt.ArrayLike) -> PRF:
+    """Pairwise clustering precision/recall over all unordered item pairs.
+
+    precision = pairs together in both / pairs together in the prediction; recall = pairs together in
+    both / pairs together in the truth.  An empty denominator (all singletons) gives 1.0.
+    """
+    counts, _, _, pred_sizes, true_sizes = _contingency(pred_labels, true_labels)
+
+    def pairs(x: IntArray) -> int:
+        return int((x * (x - 1) // 2).sum())
+
+    both, in_pred, in_true = pairs(counts), pairs(pred_sizes), pairs(true_sizes)
+    return _prf(both / in_pred if in_pred else 1.0, both / in_true if in_true else 1.0)
+
+
+def bcubed(pred_labels: npt.ArrayLike, true_labels: npt.ArrayLike) -> PRF:
+    """BCubed precision/recall/F: per-item overlap of its predicted and true clusters, averaged."""
+    counts, cell_pred, cell_true, pred_sizes, true_sizes = _contingency(pred_labels, true_labels)
+    n = float(pred_sizes.sum())
+    sq = counts.astype(np.float64) ** 2
+    precision = float((sq / pred_sizes[cell_pred]).sum() / n)
+    recall = float((sq / true_sizes[cell_true]).sum() / n)
+    return _prf(precision, recall)
+
+
+def bcubed_f(pred_labels: npt.ArrayLike, true_labels: npt.ArrayLike) -> float:
+    """BCubed F-measure (see :func:`bcubed`)."""
+    return bcubed(pred_labels, true_labels).f
+
+
+# --------------------------------------------------------------------------------------------------
+# Liveness / presentation-attack detection (ISO/IEC 30107-3)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LivenessResult:
+    """APCER, BPCER and ACER = (APCER + BPCER) / 2 at one threshold."""
+
+    apcer: float
+    bpcer: float
+    acer: float
+
+
+def apcer_bpcer_acer(
+    live_scores_for_attacks: npt.ArrayLike,
+    live_scores_for_bona_fide: npt.ArrayLike,
+    threshold: float,
+    attack_species: npt.ArrayLike | None = None,
+) -> LivenessResult:
+    """ISO/IEC 30107-3 error rates; a presentation is accepted as live iff ``P(live) >= threshold``.
+
+    APCER = share of attack presentations accepted; BPCER = share of bona fide presentations
+    rejected; ACER = their mean (note: the 2023 edition of the standard discourages ACER; report
+    APCER and BPCER).  If ``attack_species`` (one PAI species label per attack) is given, APCER is the
+    maximum of the per-species APCERs, as the standard prescribes.
+    """
+    attacks = _as_scores(live_scores_for_attacks, "live_scores_for_attacks")
+    bona = _as_scores(live_scores_for_bona_fide, "live_scores_for_bona_fide")
+    t = float(threshold)
+    accepted = attacks >= t
+    if attack_species is None:
+        apcer = float(np.mean(accepted))
+    else:
+        species = np.asarray(attack_species)
+        if species.ndim != 1 or species.size != attacks.size:
+            raise ValueError("attack_species must have one label per attack score")
+        _, inv = np.unique(species, return_inverse=True)
+        apcer = float(np.max(np.bincount(inv, weights=accepted) / np.bincount(inv)))
+    bpcer = float(np.mean(bona < t))
+    return LivenessResult(apcer=apcer, bpcer=bpcer, acer=(apcer + bpcer) / 2.0)
+
+
+def liveness_eer(
+    live_scores_for_attacks: npt.ArrayLike, live_scores_for_bona_fide: npt.ArrayLike
+) -> tuple[float, float]:
+    """``(eer, threshold)`` where APCER = BPCER, via :func:`eer` (bona fide = genuine)."""
+    attacks = _as_scores(live_scores_for_attacks, "live_scores_for_attacks")
+    bona = _as_scores(live_scores_for_bona_fide, "live_scores_for_bona_fide")
+    labels = np.r_[np.ones(bona.size, dtype=np.bool_), np.zeros(attacks.size, dtype=np.bool_)]
+    return eer(np.r_[bona, attacks], labels)

@@ -1,0 +1,50 @@
+"""Shared fixtures: real models from FACEWISE_MODEL_PATH and real data from FACEWISE_DATA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACEWISE_DATA", str(REPO.parent / "shared" / "data")))
+MODELS = Path(os.environ.get("FACEWISE_MODEL_PATH", str(REPO.parent / "shared" / "models")).split(os.pathsep)[0])
+os.environ.setdefault("FACEWISE_MODEL_PATH", str(MODELS))
+KNN = DATA / "video" / "face_recognition_examples" / "examples" / "knn_examples"
+LFW = DATA / "lfw"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is not available (set FACEWISE_DATA / FACEWISE_MODEL_PATH)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def knn() -> Path:
+    return need(KNN)
+
+
+@pytest.fixture(scope="session")
+def lfw() -> Path:
+    return need(LFW)
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return need(MODELS)
+
+
+@pytest.fixture(scope="session")
+def default_pipeline():
+    from facewise.pipeline import Pipeline
+
+    return Pipeline("default").load()
+
+
+@pytest.fixture(scope="session")
+def fast_pipeline(models_dir):
+    from facewise.pipeline import Pipeline
+
+    return Pipeline("fast").load()
