@@ -57,16 +57,7 @@ def eval_pairs(
     with handled():
         if no_face not in ("center", "reject"):
             raise FacewiseError("--no-face must be center or reject")
-        plist = load_pairs(fmt, pairs, root)
-        if limit:
-            per: dict[tuple[int, bool], int] = {}
-            kept = []
-            for p in plist:
-                key = (p.fold, p.same)
-                per[key] = per.get(key, 0) + 1
-                if per[key] <= limit:
-                    kept.append(p)
-            plist = kept
+        plist = _limited(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
         with progress_bar() as bar:
@@ -90,3 +81,184 @@ def eval_pairs(
             out.print(f"  no face: {d['no_face']}")
             if out_dir:
                 err.print(f"report written to {out_dir}")
+
+
+def _embed_with_bar(pipe, paths: list[str], cache: Path | None, no_face: str = "center"):  # type: ignore[no-untyped-def]
+    from .eval.embed import embed_images
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
+        return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+                            progress=lambda k: bar.advance(task, k))
+
+
+@eval_app.command("identify")
+def eval_identify(
+    root: Annotated[Path, typer.Argument(help="Folder of identities: <root>/<person>/*.jpg (or Yale's flat names)")],
+    profile: ProfileOpt = "default",
+    gallery_per_person: Annotated[int, typer.Option(help="Images enrolled per enrolled person.")] = 1,
+    min_images: Annotated[int, typer.Option(help="Use identities with at least this many images.")] = 2,
+    seed: int = 0,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open-set identification: rank-1/rank-5, FPIR-FNIR, FNIR at FPIR = 1 %."""
+    from .eval.identify import OpenSetProtocol, evaluate_open_set, identity_folder, split
+    from .pipeline import Pipeline
+
+    with handled():
+        ids = identity_folder(root)
+        proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
+        gallery, mated, nonmated = split(ids, proto)
+        if not gallery or not mated or not nonmated:
+            raise FacewiseError(f"{root}: too few identities with >= {min_images} images for an open-set split")
+        pipe = Pipeline(profile).load()
+        emb = _embed_with_bar(pipe, [p for _, p in gallery + mated + nonmated], cache)
+        res = evaluate_open_set(emb, gallery, mated, nonmated)
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "dataset": str(root), **res}) + "\n")
+            return
+        out.print(f"profile {pipe.profile.name} on {root}: {res['gallery_persons']} enrolled, "
+                  f"{res['mated_probes']} mated / {res['nonmated_probes']} non-mated probes")
+        out.print(f"  rank-1 {res['rank1']:.4f}  rank-5 {res['rank5']:.4f}  "
+                  f"FNIR @ FPIR 1 % {res['fnir_at_fpir_0.01']:.4f}")
+
+
+@eval_app.command("degrade")
+def eval_degrade(
+    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.txt (LFW format) or CSV")],
+    fmt: Annotated[str, typer.Option("--format")] = "lfw",
+    root: Annotated[Path | None, typer.Option("--root")] = None,
+    profile: ProfileOpt = "default",
+    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verification under degradation of the probe: 32/24/16 px faces, blur, motion blur, JPEG 10, elastic."""
+    from .eval.degrade import run_degradation
+    from .pipeline import Pipeline
+
+    with handled():
+        plist = _limited(load_pairs(fmt, pairs, root), limit)
+        pipe = Pipeline(profile).load()
+        emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
+        probes = len({str(p.path2) for p in plist})
+        with progress_bar() as bar:
+            task = bar.add_task("degrading", total=probes)
+            res = run_degradation(pipe, plist, emb, progress=lambda k: bar.advance(task, k))
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "pairs": len(plist), **res}) + "\n")
+            return
+        from rich.table import Table
+
+        t = Table("condition", "accuracy", "AUC", "TAR@1e-2", "TAR@1e-3")
+        for name, r in res["results"].items():
+            t.add_row(name, f"{r['accuracy']:.4f}", f"{r['auc']:.4f}", str(r.get("tar_at_far_0.01", "–")),
+                      str(r.get("tar_at_far_0.001", "–")))
+        out.print(t)
+
+
+@eval_app.command("fidelity")
+def eval_fidelity(
+    orig_dir: Annotated[Path, typer.Argument(help="Original images.")],
+    recon_dir: Annotated[Path, typer.Argument(help="Reconstructed/generated images, same relative paths.")],
+    profile: ProfileOpt = "default",
+    far: Annotated[float, typer.Option(help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Identity similarity between originals and their reconstructions (mean, share above threshold, by size)."""
+    from .eval.fidelity import fidelity, match_files
+    from .matching import decide
+    from .pipeline import Pipeline
+
+    with handled():
+        pairs = match_files(orig_dir, recon_dir)
+        if not pairs:
+            raise FacewiseError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
+        pipe = Pipeline(profile).load()
+        threshold = decide(pipe.profile, {"target_far": far}).threshold
+        with progress_bar() as bar:
+            task = bar.add_task("fidelity", total=len(pairs))
+            res = fidelity(pipe, pairs, threshold, progress=lambda k: bar.advance(task, k))
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "far": far, **res}) + "\n")
+            return
+        out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
+                  f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
+                  f"({res['threshold']:.3f})")
+        for name, r in res["by_face_size"].items():
+            out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, above {100 * r['share_above_threshold']:.1f} %")
+
+
+def _limited(plist: list, limit: int | None) -> list:
+    if not limit:
+        return plist
+    per: dict[tuple[int, bool], int] = {}
+    kept = []
+    for p in plist:
+        key = (p.fold, p.same)
+        per[key] = per.get(key, 0) + 1
+        if per[key] <= limit:
+            kept.append(p)
+    return kept
+
+
+@app.command()
+def calibrate(
+    folder: Annotated[Path | None, typer.Option(help="Labelled folder <person>/*.jpg")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Or a pair list; identities = image parent folders")] = None,
+    fmt: Annotated[str, typer.Option("--format")] = "lfw",
+    root: Annotated[Path | None, typer.Option("--root")] = None,
+    profile: ProfileOpt = "default",
+    db: Annotated[Path | None, typer.Option("--db", help="Store the calibration in this gallery's collection.")] = None,
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the calibration JSON here.")] = None,
+    write_profile: Annotated[bool, typer.Option(help="Maintainers: store it in the shipped profile file.")] = False,
+    max_impostors: int = 2_000_000,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Thresholds at target FARs (with 95 % intervals) from labelled data, stored where you say."""
+    from .eval.calibrate import fit_calibration
+    from .eval.identify import identity_folder
+    from .pipeline import Pipeline
+    from .profiles import PROFILE_DIR
+
+    with handled():
+        if (folder is None) == (pairs is None):
+            raise FacewiseError("give --folder or --pairs")
+        if folder is not None:
+            ids = identity_folder(folder)
+            items = [(n, f) for n, files in ids.items() for f in files]
+        else:
+            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]
+            paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
+            items = [(Path(p).parent.name, p) for p in paths]
+        pipe = Pipeline(profile).load()
+        emb = _embed_with_bar(pipe, [f for _, f in items], cache)
+        where = {p: n for n, p in items}
+        cal = fit_calibration(emb, [where[p] for p in emb.paths], max_impostors=max_impostors)
+        table = cal.thresholds_at([f for f in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6) if f * cal.n_impostor >= 1])
+        doc = cal.to_dict()
+        if out_file:
+            out_file.write_text(json.dumps(doc))
+        if db:
+            from .api import FaceWise
+
+            fw = FaceWise(db=db, profile=pipe.profile, collection=collection)
+            _ = fw.info
+            fw.store.update_settings(collection, calibration=doc)
+        if write_profile:
+            path = PROFILE_DIR / f"{pipe.profile.name}.json"
+            prof = json.loads(path.read_text())
+            prof["calibration"] = doc
+            path.write_text(json.dumps(prof, indent=2) + "\n")
+        rows = [{"far": t.far, "threshold": round(t.threshold, 5), "low": round(t.low, 5), "high": round(t.high, 5),
+                 "tar": None if t.tar is None else round(t.tar, 5)} for t in table]
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "impostors": cal.n_impostor,
+                                         "genuine": cal.n_genuine, "thresholds": rows}) + "\n")
+            return
+        out.print(f"profile {pipe.profile.name}: {cal.n_impostor} impostor and {cal.n_genuine} genuine scores")
+        for r in rows:
+            out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")

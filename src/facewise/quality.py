@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .align import ARCFACE_112, align
+from .models.headpose import pose_from_landmarks
 from .types import Detection, Quality
 
 
@@ -27,14 +28,8 @@ class QualityPolicy:
 
 
 def yaw_from_landmarks(lm: np.ndarray) -> float:
-    """Approximate yaw in degrees from five landmarks; positive when the nose points to image-right."""
-    eye_mid = (lm[0] + lm[1]) / 2
-    mouth_mid = (lm[3] + lm[4]) / 2
-    axis_mid = (eye_mid + mouth_mid) / 2
-    iod = float(np.linalg.norm(lm[1] - lm[0])) + 1e-6
-    face_h = float(np.linalg.norm(mouth_mid - eye_mid)) + 1e-6
-    r = float(lm[2][0] - axis_mid[0]) / max(iod, 0.6 * face_h)
-    return float(np.degrees(np.arcsin(np.clip(r / 0.6, -1.0, 1.0))))
+    """Approximate yaw in degrees from five landmarks (FSA-Net's sign: > 0 when the face turns to image-left)."""
+    return pose_from_landmarks(lm)[0]
 
 
 def assess(image: np.ndarray, det: Detection, yaw: float, policy: QualityPolicy | None = None) -> Quality:
