@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .analysis import Analyzer, Gate
 from .errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
 from .gallery import NewSample, SQLiteStore, Store
 from .gallery.store import CollectionInfo
@@ -60,6 +61,7 @@ class FaceWise:
         else:
             self.store = db
         self.collection = collection
+        self.analyzer = Analyzer(threads=max(1, threads))
         self._info: CollectionInfo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -108,23 +110,33 @@ class FaceWise:
         """Faces with their profile vectors (``Face.embedding``)."""
         return self.pipeline.analyze(image)[1]
 
+    def analyze(self, image: ImageInput, what: tuple[str, ...] = ("live", "pose", "expression")) -> list[Face]:
+        """Faces with quality reasons plus liveness, head pose and expression in ``Face.attributes``."""
+        img, dets = self.pipeline.detect(image)
+        return self.analyzer.analyze(img.pixels, self.pipeline.make_faces(img.pixels, dets), what)
+
     # -- enrolment ------------------------------------------------------------------------------
     def enroll(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = "only",
-               metadata: dict[str, Any] | None = None, min_quality: float | None = None,
+               metadata: dict[str, Any] | None = None, gate: Gate | None = None,
                progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
-        """Enrol one person from images. Bad images are reported, not stored; storing is one transaction."""
-        return self._enroll_items([(person, img) for img in images], face, metadata, min_quality, progress)
+        """Enrol one person from images. Bad images are reported, not stored; storing is one transaction.
 
-    def enroll_folder(self, root: str | os.PathLike[str], *, face: FaceChoice = "only",
-                      min_quality: float | None = None,
+        ``gate`` refuses faces below a quality score or not live, with the reasons in the result.
+        """
+        items: list[tuple[str, ImageInput]] = [(person, img) for img in images]
+        return self.enroll_items(items, face=face, metadata=metadata, gate=gate, progress=progress)
+
+    def enroll_folder(self, root: str | os.PathLike[str], *, face: FaceChoice = "only", gate: Gate | None = None,
                       progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
         """Enrol every ``root/<person>/*.jpg`` (one sub-folder per person)."""
-        items = folder_items(Path(root))
-        return self._enroll_items(items, face, None, min_quality, progress)
+        items: list[tuple[str, ImageInput]] = list(folder_items(Path(root)))
+        return self.enroll_items(items, face=face, gate=gate, progress=progress)
 
-    def _enroll_items(self, items: list[tuple[str, ImageInput]], face: FaceChoice,
-                      metadata: dict[str, Any] | None, min_quality: float | None,
-                      progress: Callable[[EnrollResult], None] | None) -> list[EnrollResult]:
+    def enroll_items(self, items: list[tuple[str, ImageInput]], *, face: FaceChoice = "only",
+                     metadata: dict[str, Any] | None = None, gate: Gate | None = None,
+                     progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
+        """Enrol (person, image) pairs; all accepted samples are stored in one transaction."""
+        gate = gate or Gate()
         _ = self.info
         results: list[EnrollResult] = []
         pending: list[tuple[int, NewSample]] = []
@@ -139,10 +151,8 @@ class FaceWise:
                 key = (img.sha256, chosen.index)
                 if key in seen or self.store.has_image(self.collection, img.sha256, chosen.index):
                     res = EnrollResult(name, person, "duplicate", reason="image already enrolled", face=chosen)
-                elif min_quality is not None and chosen.quality.score < min_quality:
-                    res = EnrollResult(name, person, "rejected", face=chosen,
-                                       reason=f"quality {chosen.quality.score:.2f} < {min_quality:.2f}: "
-                                       + "; ".join(chosen.quality.reasons))
+                elif (refusal := self._gate_refusal(img.pixels, chosen, gate)) is not None:
+                    res = EnrollResult(name, person, "rejected", face=chosen, reason=refusal)
                 else:
                     vec = self.pipeline.embed_landmarks(img.pixels, [chosen.landmarks])[0]
                     chosen.embedding = vec
@@ -168,6 +178,20 @@ class FaceWise:
         log.info("enrolled %d of %d images into %r", added, len(results), self.collection)
         return results
 
+    def _gate_refusal(self, pixels: np.ndarray, face: Face, gate: Gate) -> str | None:
+        """Why ``face`` fails the gate, or ``None``."""
+        if gate.require_live:
+            self.analyzer.analyze(pixels, [face], what=("live",))
+            live = face.attributes.get("live")
+            if live is None:
+                raise FacewiseError("liveness was required but the anti-spoofing model is not on the model path")
+            if not live["is_live"]:
+                return f"not live: P(live) {live['score']:.2f} < {live['threshold']:.2f}"
+        if gate.min_quality is not None and face.quality.score < gate.min_quality:
+            return (f"quality {face.quality.score:.2f} < {gate.min_quality:.2f}: "
+                    + "; ".join(face.quality.reasons))
+        return None
+
     # -- recognition ----------------------------------------------------------------------------
     def identify(self, image: ImageInput, top_k: int = 1) -> list[Identification]:
         """Every face of an image with its best person, or "unknown" (``person=None``) below the threshold."""
@@ -189,24 +213,33 @@ class FaceWise:
                 threshold=decision.threshold, candidates=cands[:top_k] if top_k > 1 else []))
         return out
 
-    def _one_vector(self, image: ImageInput, face: FaceChoice) -> np.ndarray:
+    def _one_face(self, image: ImageInput, face: FaceChoice, gate: Gate | None = None) -> tuple[Face, str | None]:
         img, faces = self.pipeline.analyze(image)
         chosen = pick_face(faces, face, img.name)
-        assert chosen.embedding is not None
-        return chosen.embedding
+        refusal = self._gate_refusal(img.pixels, chosen, gate) if gate else None
+        return chosen, refusal
 
-    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest") -> Verification:
-        """Are the faces of two images the same person? (largest face of each by default)."""
-        score = float(self._one_vector(a, face) @ self._one_vector(b, face))
-        return self._verdict(score, decide(self.profile, self._settings_or_empty()))
+    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest",
+               gate: Gate | None = None) -> Verification:
+        """Are the faces of two images the same person? (largest face of each by default).
 
-    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest") -> Verification:
+        With a ``gate``, a probe ``a`` that is not live (or below quality) is answered "not same"
+        with the reason, not an exception.
+        """
+        fa, refusal = self._one_face(a, face, gate)
+        fb, _ = self._one_face(b, face)
+        score = float(fa.embedding @ fb.embedding)  # type: ignore[operator]
+        return self._verdict(score, decide(self.profile, self._settings_or_empty()), refusal)
+
+    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
+                      gate: Gate | None = None) -> Verification:
         """Is the face in ``image`` the enrolled ``person``? (best score over the person's samples)."""
         vecs = self.store.person_vectors(self.collection, person)
         if len(vecs) == 0:
             raise FacewiseError(f"person {person!r} has no samples to verify against")
-        score = float((vecs @ self._one_vector(image, face)).max())
-        return self._verdict(score, self.decision)
+        probe, refusal = self._one_face(image, face, gate)
+        score = float((vecs @ probe.embedding).max())
+        return self._verdict(score, self.decision, refusal)
 
     def _settings_or_empty(self) -> dict[str, Any]:
         try:
@@ -214,9 +247,10 @@ class FaceWise:
         except FacewiseError:
             return {}
 
-    def _verdict(self, score: float, decision: Decision) -> Verification:
-        return Verification(score=score, same=score >= decision.threshold, threshold=decision.threshold,
-                            far=decision.far_of(score), profile=self.profile.name)
+    def _verdict(self, score: float, decision: Decision, refusal: str | None = None) -> Verification:
+        return Verification(score=score, same=score >= decision.threshold and refusal is None,
+                            threshold=decision.threshold, far=decision.far_of(score), profile=self.profile.name,
+                            reason=refusal)
 
     # -- gallery management ---------------------------------------------------------------------
     def persons(self, offset: int = 0, limit: int | None = None) -> list[Person]:

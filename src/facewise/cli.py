@@ -112,10 +112,12 @@ def enroll(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Person to enrol the images as.")] = None,
     face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
     min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
+    require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
     db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol people: `--name NAME photo.jpg ...`, or folders laid out as <folder>/<person>/*.jpg."""
+    from .analysis import Gate
     from .api import folder_items
 
     with handled():
@@ -130,8 +132,9 @@ def enroll(
                 raise FacewiseError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
-            results = fw._enroll_items(items, _face_choice(face), None, min_quality,
-                                       lambda r: bar.advance(task))
+            results = fw.enroll_items(items, face=_face_choice(face),
+                                      gate=Gate(min_quality=min_quality, require_live=require_live),
+                                      progress=lambda r: bar.advance(task))
         if as_json:
             for r in results:
                 _emit_json(r.to_dict())
@@ -207,20 +210,26 @@ def verify(
     image: Annotated[Path, typer.Argument(help="Probe image.")],
     other: Annotated[Path | None, typer.Argument(help="Second image (or use --person).")] = None,
     person: Annotated[str | None, typer.Option("--person", help="Compare with an enrolled person.")] = None,
+    require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
     db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Same person? Exit code 0 if yes, 10 if not (errors: 3 input, 4 model, 5 not found)."""
+    from .analysis import Gate
+
     with handled():
         if (other is None) == (person is None):
             raise FacewiseError("give a second image or --person NAME")
-        fw = _fw(db if person else None, profile, collection) if person else _fw(None, profile, collection)
-        v = fw.verify_person(image, person) if person else fw.verify(image, other)
+        fw = _fw(db if person else None, profile, collection)
+        gate = Gate(require_live=True) if require_live else None
+        v = fw.verify_person(image, person, gate=gate) if person else fw.verify(image, other, gate=gate)
         if as_json:
             _emit_json(v.to_dict())
         else:
             far = f", est. FAR {v.far:.1e}" if v.far is not None else ""
-            out.print(f"{'SAME' if v.same else 'DIFFERENT'}: score {v.score:.3f}, threshold {v.threshold:.3f}{far}")
+            why = f" ({v.reason})" if v.reason else ""
+            verdict = "SAME" if v.same else "DIFFERENT"
+            out.print(f"{verdict}: score {v.score:.3f}, threshold {v.threshold:.3f}{far}{why}")
         fw.close()
         if not v.same:
             raise typer.Exit(EXIT_DIFFERENT)
@@ -249,6 +258,37 @@ def detect(
                 t.add_row(f.name, str(face.index), str([round(v) for v in face.box.as_list()]),
                           f"{face.det_score:.2f}", f"{face.yaw:+.0f}", f"{face.quality.score:.2f}",
                           "; ".join(face.quality.reasons))
+        if not as_json:
+            out.print(t)
+
+
+@app.command()
+def analyze(
+    sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
+    profile: ProfileOpt = "default", as_json: JsonOpt = False,
+) -> None:
+    """Per face: quality with reasons, liveness, head pose and expression (where the models are available)."""
+    from .api import FaceWise
+
+    with handled():
+        fw = FaceWise(profile=profile)
+        t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
+        for f in _images_in(sources):
+            try:
+                faces = fw.analyze(f)
+            except ImageError as exc:
+                err.print(f"[red]error:[/red] {exc}")
+                continue
+            for face in faces:
+                d = face.to_dict()
+                if as_json:
+                    _emit_json({"file": str(f), **d})
+                    continue
+                live, pose, expr = d.get("live"), d.get("pose"), d.get("expression")
+                t.add_row(f.name, str(face.index), str([round(v) for v in face.box.as_list()]),
+                          f"{face.quality.score:.2f}", f"{live['score']:.2f}" if live else "n/a",
+                          f"{pose['yaw']:+.0f}/{pose['pitch']:+.0f}/{pose['roll']:+.0f}" if pose else "n/a",
+                          f"{expr['label']} {expr['score']:.2f}" if expr else "n/a", "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t)
 

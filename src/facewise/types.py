@@ -185,6 +185,7 @@ class Verification:
     threshold: float
     far: float | None
     profile: str
+    reason: str | None = None  # why "not same" was forced (e.g. the probe is not live)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +194,7 @@ class Verification:
             "threshold": round(self.threshold, 4),
             "far": self.far,
             "profile": self.profile,
+            "reason": self.reason,
         }
 
 
