@@ -262,3 +262,81 @@ def calibrate(
         out.print(f"profile {pipe.profile.name}: {cal.n_impostor} impostor and {cal.n_genuine} genuine scores")
         for r in rows:
             out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")
+
+
+@eval_app.command("liveness")
+def eval_liveness(
+    root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
+    size: Annotated[int, typer.Option(help="Every image is resized to size x size first (crops differ).")] = 224,
+    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the card's)")] = None,
+    video_stride: int = 10,
+    profile: ProfileOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Presentation-attack detection: APCER, BPCER, ACER at the threshold and the EER (ISO/IEC 30107-3)."""
+    from .analysis import Analyzer, live_threshold
+    from .liveness_eval import evaluate_liveness
+    from .pipeline import Pipeline
+
+    with handled():
+        analyzer = Analyzer()
+        if analyzer.antispoof is None:
+            raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+        pipe = Pipeline(profile).load()
+
+        def detect(rgb):  # type: ignore[no-untyped-def]
+            import numpy as np
+
+            d = pipe.detector.detect(rgb)
+            return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
+
+        thr = threshold if threshold is not None else live_threshold()
+        res = evaluate_liveness(root, analyzer.antispoof, detect, size=size, threshold=thr, video_stride=video_stride)
+        res.pop("scores", None)
+        res.pop("names", None)
+        if as_json:
+            sys.stdout.write(json.dumps({"detector": pipe.profile.detector, **res}, default=float) + "\n")
+            return
+        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size} px, detector {pipe.profile.detector})")
+        out.print(f"  at {res['threshold']:.3f}: APCER {res['apcer']:.4f}  BPCER {res['bpcer']:.4f}  "
+                  f"ACER {res['acer']:.4f}")
+        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face: {res['no_face']}")
+
+
+@eval_app.command("expression")
+def eval_expression(
+    root: Annotated[Path, typer.Option("--root", help="Folder of <emotion>/*.jpg (FER2013 layout)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Expression accuracy, per-class recall and the confusion matrix of the shipped expression model."""
+    import numpy as np
+
+    from .imageio import load_image
+    from .models.expression import ExpressionModel
+
+    with handled():
+        model = ExpressionModel.from_default()
+        classes = list(model.CLASSES)
+        files = [(c, f) for c in classes if (root / c).is_dir() for f in sorted((root / c).iterdir()) if f.is_file()]
+        if not files:
+            raise FacewiseError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
+        conf = np.zeros((len(classes), len(classes)), np.int64)
+        with progress_bar() as bar:
+            task = bar.add_task("expression", total=len(files))
+            for i in range(0, len(files), 256):
+                chunk = files[i : i + 256]
+                crops = [load_image(f).pixels for _, f in chunk]
+                pred = model.predict(crops).argmax(1)
+                for (c, _), p in zip(chunk, pred, strict=True):
+                    conf[classes.index(c), p] += 1
+                bar.advance(task, len(chunk))
+        acc = float(np.trace(conf) / conf.sum())
+        recall = {c: round(float(conf[i, i] / max(conf[i].sum(), 1)), 4) for i, c in enumerate(classes)}
+        res = {"images": int(conf.sum()), "accuracy": round(acc, 4), "per_class_recall": recall,
+               "classes": classes, "confusion": conf.tolist()}
+        if as_json:
+            sys.stdout.write(json.dumps(res) + "\n")
+            return
+        out.print(f"{res['images']} images: accuracy {100 * acc:.2f} %")
+        out.print("  recall: " + ", ".join(f"{c} {v:.3f}" for c, v in recall.items()))
+        out.print("  confusion (rows = truth): " + json.dumps(conf.tolist()))

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from .eval import metrics
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["LiveScorer", "apcer_bpcer", "equal_error_rate", "evaluate_liveness", "iter_samples"]
@@ -49,45 +51,14 @@ class LiveScorer(Protocol):
 def apcer_bpcer(
     real_scores: np.ndarray, fake_scores: np.ndarray, threshold: float
 ) -> tuple[float, float, float]:
-    """``(APCER, BPCER, ACER)`` at ``threshold``; a sample is accepted as live if ``score >= threshold``.
-
-    An empty class contributes NaN to its own rate (and to ACER).
-    """
-    real = np.asarray(real_scores, dtype=np.float64).ravel()
-    fake = np.asarray(fake_scores, dtype=np.float64).ravel()
-    apcer = float(np.mean(fake >= threshold)) if fake.size else float("nan")
-    bpcer = float(np.mean(real < threshold)) if real.size else float("nan")
-    return apcer, bpcer, (apcer + bpcer) / 2.0
+    """``(APCER, BPCER, ACER)`` at ``threshold`` (live iff ``score >= threshold``); see :mod:`facewise.eval.metrics`."""
+    r = metrics.apcer_bpcer_acer(fake_scores, real_scores, threshold)
+    return r.apcer, r.bpcer, r.acer
 
 
 def equal_error_rate(real_scores: np.ndarray, fake_scores: np.ndarray) -> tuple[float, float]:
-    """Return ``(EER, threshold)``.
-
-    The threshold is swept over every observed score (and just above the maximum).  APCER falls and
-    BPCER rises with the threshold; at the first threshold where BPCER >= APCER the two neighbouring
-    operating points bracket the crossing, and the EER is read off by linear interpolation between
-    them.  The threshold returned is the one of the bracket whose ``|APCER - BPCER|`` is smaller.
-    """
-    real = np.asarray(real_scores, dtype=np.float64).ravel()
-    fake = np.asarray(fake_scores, dtype=np.float64).ravel()
-    if real.size == 0 or fake.size == 0:
-        return float("nan"), float("nan")
-    thresholds = np.unique(np.concatenate([real, fake]))
-    thresholds = np.append(thresholds, np.nextafter(thresholds[-1], np.inf))
-    real_sorted = np.sort(real)
-    fake_sorted = np.sort(fake)
-    # APCER(t) = P(fake >= t), BPCER(t) = P(real < t), vectorised with searchsorted.
-    apcer = 1.0 - np.searchsorted(fake_sorted, thresholds, side="left") / fake.size
-    bpcer = np.searchsorted(real_sorted, thresholds, side="left") / real.size
-    diff = bpcer - apcer  # non-decreasing in t
-    k = int(np.argmax(diff >= 0))  # exists: at the last threshold APCER = 0 <= BPCER
-    if k == 0:
-        return float((apcer[0] + bpcer[0]) / 2.0), float(thresholds[0])
-    d0, d1 = diff[k - 1], diff[k]  # d0 < 0 <= d1
-    w = d1 / (d1 - d0)  # weight of the point k-1 that puts the interpolated difference at zero
-    eer = w * apcer[k - 1] + (1.0 - w) * apcer[k]
-    best = k if abs(d1) <= abs(d0) else k - 1
-    return float(eer), float(thresholds[best])
+    """``(EER, threshold)`` where APCER = BPCER (interpolated); see :func:`facewise.eval.metrics.liveness_eer`."""
+    return metrics.liveness_eer(fake_scores, real_scores)
 
 
 # --------------------------------------------------------------------------------------------- samples

@@ -1,0 +1,78 @@
+"""Model cards, discovery on the search path, integrity checks and offline fetch errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from facewise.errors import FacewiseError, ModelNotFoundError
+from facewise.models import catalogue
+from facewise.profiles import load_profile, profile_names
+
+
+def test_every_card_is_complete():
+    cards = catalogue.cards()
+    assert {"dlib-hog", "dlib-resnet-v1", "yunet-2023mar", "reid-0095", "mobilefacenet-y1"} <= set(cards)
+    for c in cards.values():
+        assert c.task and c.licence and c.source and c.files, c.id
+        for f in c.files:
+            assert f.sha256 and len(f.sha256) == 64 and f.size, (c.id, f.path)
+
+
+def test_default_profile_uses_registry_models_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))  # nothing on the model path
+    monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
+    default = load_profile("default")
+    assert default.available()
+    assert default.commercial_use
+    assert not load_profile("fast").available()
+
+
+def test_non_commercial_weights_are_never_default():
+    for name in profile_names():
+        prof = load_profile(name)
+        if name == "default":
+            assert all(catalogue.card(m).commercial_use for m in prof.models)
+
+
+def test_verify_checks_sha256_of_real_files(models_dir):
+    statuses = catalogue.verify("yunet-2023mar")
+    assert [s.ok for s in statuses] == [True]
+    assert catalogue.verify("dlib-resnet-v1")[0].ok
+
+
+def test_tampered_file_fails_verification(monkeypatch, tmp_path, models_dir):
+    bad = tmp_path / "detection"
+    bad.mkdir()
+    (bad / "face_detection_yunet_2023mar.onnx").write_bytes(b"not the model")
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
+    st = catalogue.verify("yunet-2023mar")[0]
+    assert not st.ok and "sha256 mismatch" in st.reason
+
+
+def test_missing_model_names_the_file_and_where_to_put_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
+    monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError, match=r"face-reidentification-retail-0095\.xml.*FACEWISE_MODEL_PATH"):
+        catalogue.resolve("reid-0095")
+
+
+def test_fetch_offline_fails_with_a_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
+    monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FacewiseError, match=r"could not download .*face_detection_yunet_2023mar\.onnx.*by hand"):
+        catalogue.fetch("yunet-2023mar", timeout=5)
+    assert not (tmp_path / "cache" / "detection" / "face_detection_yunet_2023mar.onnx").exists()
+
+
+def test_fetch_without_url_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
+    monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FacewiseError, match="no public download URL"):
+        catalogue.fetch("scrfd-500m")
+
+
+def test_unknown_model_and_profile():
+    with pytest.raises(ModelNotFoundError, match="unknown model id"):
+        catalogue.card("nope")
+    with pytest.raises(FacewiseError, match="unknown profile"):
+        load_profile("nope")
