@@ -14,8 +14,9 @@ import numpy as np
 
 from .analysis import Analyzer, Gate
 from .errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
+from .fusion import FusionScorer
 from .gallery import NewSample, SQLiteStore, Store
-from .gallery.store import CollectionInfo
+from .gallery.store import CollectionInfo, SearchHit
 from .imageio import ImageInput, is_image_path, load_image
 from .matching import Decision, decide
 from .pipeline import Pipeline
@@ -62,6 +63,7 @@ class FaceWise:
             self.store = db
         self.collection = collection
         self.analyzer = Analyzer(threads=max(1, threads))
+        self.scorer = FusionScorer(self.profile)
         self._info: CollectionInfo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -178,6 +180,19 @@ class FaceWise:
         log.info("enrolled %d of %d images into %r", added, len(results), self.collection)
         return results
 
+    def _rescore(self, face: Face, hits: list[SearchHit]) -> list[SearchHit]:
+        """Re-score candidates with the profile's pose/quality-aware fusion (no-op for plain profiles)."""
+        if self.scorer.plain or not hits:
+            return hits
+        ids = [h.sample_id for h in hits]
+        vecs = self.store.sample_vectors(self.collection, ids)
+        meta = self.store.sample_meta(self.collection, ids)
+        scores = self.scorer.scores(np.tile(face.embedding, (len(ids), 1)), vecs, face.yaw,
+                                    np.array([meta[i]["yaw"] for i in ids]), face.quality.score,
+                                    np.array([meta[i]["quality"] for i in ids]))
+        rescored = [SearchHit(h.person_id, h.name, float(s), h.sample_id) for h, s in zip(hits, scores, strict=True)]
+        return sorted(rescored, key=lambda h: -h.score)
+
     def _gate_refusal(self, pixels: np.ndarray, face: Face, gate: Gate) -> str | None:
         """Why ``face`` fails the gate, or ``None``."""
         if gate.require_live:
@@ -200,9 +215,11 @@ class FaceWise:
             return []
         decision = self.decision
         queries = np.stack([f.embedding for f in faces if f.embedding is not None])
-        hits = self.store.search(self.collection, queries, k=max(1, top_k))
+        k = max(1, top_k) if self.scorer.plain else max(10, 3 * top_k)
+        hits = self.store.search(self.collection, queries, k=k)
         out = []
         for f, fh in zip(faces, hits, strict=True):
+            fh = self._rescore(f, fh)[: max(1, top_k)]
             cands = [Candidate(h.person_id, h.name, h.score, decision.far_of(h.score)) for h in fh]
             best = cands[0] if cands else None
             known = best is not None and best.score >= decision.threshold
@@ -228,7 +245,8 @@ class FaceWise:
         """
         fa, refusal = self._one_face(a, face, gate)
         fb, _ = self._one_face(b, face)
-        score = float(fa.embedding @ fb.embedding)  # type: ignore[operator]
+        score = float(self.scorer.scores(fa.embedding, fb.embedding, fa.yaw, fb.yaw, fa.quality.score,
+                                         fb.quality.score)[0])
         return self._verdict(score, decide(self.profile, self._settings_or_empty()), refusal)
 
     def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
@@ -238,7 +256,11 @@ class FaceWise:
         if len(vecs) == 0:
             raise FacewiseError(f"person {person!r} has no samples to verify against")
         probe, refusal = self._one_face(image, face, gate)
-        score = float((vecs @ probe.embedding).max())
+        meta = self.store.list_samples(self.collection, person)
+        scores = self.scorer.scores(np.tile(probe.embedding, (len(vecs), 1)), vecs, probe.yaw,
+                                    np.array([m.yaw for m in meta]), probe.quality.score,
+                                    np.array([m.quality for m in meta]))
+        score = float(scores.max())
         return self._verdict(score, self.decision, refusal)
 
     def _settings_or_empty(self) -> dict[str, Any]:

@@ -36,6 +36,17 @@ def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list:
     raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
 
 
+def fused_score_fn(pipe, emb):  # type: ignore[no-untyped-def]
+    """The profile's pose/quality-aware pair scorer over embedded rows, or None for plain dot products."""
+    from .fusion import FusionScorer
+
+    scorer = FusionScorer(pipe.profile)
+    if scorer.plain:
+        return None
+    v, y, q = emb.vectors, emb.yaw, emb.quality
+    return lambda a, b: scorer.scores(v[a], v[b], y[a], y[b], q[a], q[b])
+
+
 @eval_app.command("pairs")
 def eval_pairs(
     pairs: Annotated[Path, typer.Option("--pairs", help="pairs.txt (LFW format) or a path1,path2,same CSV")],
@@ -64,7 +75,7 @@ def eval_pairs(
             task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
             emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
                                progress=lambda k: bar.advance(task, k))
-        ps = PairScores.from_embedded(plist, emb)
+        ps = PairScores.from_embedded(plist, emb, fused_score_fn(pipe, emb))
         report = evaluate(ps, n_boot=n_boot)
         report.no_face.update({"images": int(emb.no_face.sum()), "unreadable": int(emb.failed.sum()),
                                "scored_as": "centre-prior alignment" if no_face == "center" else "score -1 (reject)"})
@@ -237,7 +248,10 @@ def calibrate(
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [f for _, f in items], cache)
         where = {p: n for n, p in items}
-        cal = fit_calibration(emb, [where[p] for p in emb.paths], max_impostors=max_impostors)
+        from .fusion import FusionScorer
+
+        cal = fit_calibration(emb, [where[p] for p in emb.paths], max_impostors=max_impostors,
+                              scorer=FusionScorer(pipe.profile))
         table = cal.thresholds_at([f for f in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6) if f * cal.n_impostor >= 1])
         doc = cal.to_dict()
         if out_file:

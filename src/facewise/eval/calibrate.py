@@ -11,26 +11,36 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fusion import FusionScorer
 from .embed import EmbeddedImages
 from .metrics import Calibration
 
 
 def labelled_scores(emb: EmbeddedImages, labels: list[str], max_impostors: int = 2_000_000,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) cosine scores of a labelled, embedded image set (unreadable images dropped)."""
+                    seed: int = 0, scorer: FusionScorer | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) scores of a labelled, embedded image set (unreadable images dropped).
+
+    ``scorer`` applies a profile's pose/quality-aware fusion; without it scores are plain dot products.
+    """
     ok = ~emb.failed
-    vec = emb.vectors[ok]
+    vec, yaw, qual = emb.vectors[ok], emb.yaw[ok], emb.quality[ok]
     lab = np.asarray(labels)[ok]
     _, inv = np.unique(lab, return_inverse=True)
+
+    def score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if scorer is None or scorer.plain:
+            return np.einsum("ij,ij->i", vec[a], vec[b])
+        return scorer.scores(vec[a], vec[b], yaw[a], yaw[b], qual[a], qual[b])
+
     genuine = []
     for ident in np.flatnonzero(np.bincount(inv) > 1):
         idx = np.flatnonzero(inv == ident)
-        s = vec[idx] @ vec[idx].T
-        genuine.append(s[np.triu_indices(len(idx), 1)])
+        iu = np.triu_indices(len(idx), 1)
+        genuine.append(score(idx[iu[0]], idx[iu[1]]))
     rng = np.random.default_rng(seed)
     n = len(vec)
     total_diff = n * (n - 1) // 2 - sum(len(g) for g in genuine)
-    if total_diff <= max_impostors:
+    if total_diff <= max_impostors and (scorer is None or scorer.plain):
         s = vec @ vec.T
         iu = np.triu_indices(n, 1)
         diff = inv[iu[0]] != inv[iu[1]]
@@ -42,7 +52,7 @@ def labelled_scores(emb: EmbeddedImages, labels: list[str], max_impostors: int =
             b = rng.integers(0, n, max_impostors)
             keep = inv[a] != inv[b]
             a, b = a[keep], b[keep]
-            chunks.append(np.einsum("ij,ij->i", vec[a], vec[b]))
+            chunks.append(score(a, b))
             have += len(a)
         impostor = np.concatenate(chunks)[:max_impostors]
     gen = np.concatenate(genuine) if genuine else np.zeros(0)
@@ -50,6 +60,6 @@ def labelled_scores(emb: EmbeddedImages, labels: list[str], max_impostors: int =
 
 
 def fit_calibration(emb: EmbeddedImages, labels: list[str], max_impostors: int = 2_000_000,
-                    seed: int = 0) -> Calibration:
-    gen, imp = labelled_scores(emb, labels, max_impostors, seed)
+                    seed: int = 0, scorer: FusionScorer | None = None) -> Calibration:
+    gen, imp = labelled_scores(emb, labels, max_impostors, seed, scorer)
     return Calibration.fit(imp, gen if len(gen) else None, seed=seed)
