@@ -13,7 +13,7 @@ export FACEWISE_DATA ?= $(abspath $(SHARED)/data)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[openvino,eval,test]'
+	$(PY) -m pip install -q -e '.[openvino,eval,test,service]'
 	touch $@
 
 install: $(VENV)/.installed

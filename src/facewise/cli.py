@@ -108,8 +108,11 @@ def _face_choice(face: str) -> Any:
 # -- enrol / identify / verify / detect ---------------------------------------------------------
 @app.command()
 def enroll(
-    sources: Annotated[list[Path], typer.Argument(help="Images of one person (--name) or <folder>/<person>/*.jpg")],
+    sources: Annotated[list[Path] | None, typer.Argument(
+        help="Images of one person (--name) or <folder>/<person>/*.jpg")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Person to enrol the images as.")] = None,
+    from_track: Annotated[list[str] | None, typer.Option(
+        "--from-track", help="TIMELINE_JSON:TRACK_ID from `facewise video`: enrol that track's best frame.")] = None,
     face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
     min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
@@ -121,9 +124,18 @@ def enroll(
     from .api import folder_items
 
     with handled():
+        if not sources and not from_track:
+            raise FacewiseError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
         fw = _fw(db, profile, collection)
         items: list[tuple[str, Any]] = []
-        for src in sources:
+        if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
+            from .video.outputs import track_thumbnail
+
+            if not name:
+                raise FacewiseError("--from-track needs --name (who the track is)")
+            items += [(name, track_thumbnail(spec)) for spec in from_track]
+            face = "largest" if face == "only" else face
+        for src in sources or []:
             if name:
                 items += [(name, f) for f in _images_in([src])]
             elif src.is_dir():
@@ -490,7 +502,11 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from . import cli_eval  # noqa: F401  (registers `facewise eval ...`)
+    from . import (
+        cli_eval,  # noqa: F401  (registers `facewise eval ...`)
+        cli_serve,  # noqa: F401  (registers `facewise serve` and `facewise keys ...`)
+        cli_video,  # noqa: F401  (registers `facewise video`)
+    )
 
 
 _register_subcommands()

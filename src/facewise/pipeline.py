@@ -11,8 +11,8 @@ import numpy as np
 from .align import align_many
 from .imageio import DecodedImage, ImageInput, load_image
 from .models._embed_util import l2_normalise
-from .models.protocols import Detector, Embedder
-from .models.registry import load_detector, load_embedder
+from .models.protocols import Detector, Embedder, Landmarker
+from .models.registry import load_detector, load_embedder, load_landmarker
 from .profiles import Profile, load_profile
 from .quality import QualityPolicy, assess, yaw_from_landmarks
 from .types import Detection, Face
@@ -36,6 +36,13 @@ class Pipeline:
             return load_detector(self.profile.detector, self.threads)
 
     @cached_property
+    def landmarker(self) -> Landmarker | None:
+        if not self.profile.landmarks:
+            return None
+        with self._load_lock:
+            return load_landmarker(self.profile.landmarks, self.threads)
+
+    @cached_property
     def embedders(self) -> list[tuple[Embedder, float]]:
         with self._load_lock:
             return [(load_embedder(e.model, self.threads), e.weight) for e in self.profile.embedders]
@@ -46,12 +53,17 @@ class Pipeline:
 
     def load(self) -> Pipeline:
         """Load every model now (fails early with a clear error if one is missing)."""
-        _ = self.detector, self.embedders
+        _ = self.detector, self.landmarker, self.embedders
         return self
 
     def detect(self, image: ImageInput) -> tuple[DecodedImage, list[Detection]]:
         img = load_image(image)
-        return img, self.detector.detect(img.pixels)
+        return img, self.detect_pixels(img.pixels)
+
+    def detect_pixels(self, pixels: np.ndarray) -> list[Detection]:
+        """Detections on decoded pixels, landmarks refined when the profile names a refiner."""
+        dets = self.detector.detect(pixels)
+        return self.landmarker.refine(pixels, dets) if self.landmarker is not None and dets else dets
 
     def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:
         faces = []

@@ -87,7 +87,7 @@ class Face:
         return {
             "index": self.index,
             "box": self.box.as_list(),
-            "landmarks": np.round(self.landmarks, 1).tolist(),
+            "landmarks": np.round(self.landmarks.astype(np.float64), 1).tolist(),
             "det_score": round(float(self.det_score), 4),
             "yaw": round(float(self.yaw), 1),
             "quality": round(self.quality.score, 3),

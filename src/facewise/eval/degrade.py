@@ -102,7 +102,7 @@ def run_degradation(pipe: Any, pairs: list[Any], emb: Any, seed: int = 0,
     for i, path in enumerate(probes):
         img = load_image(path).pixels
         h, w = img.shape[:2]
-        faces = pipe.make_faces(img, pipe.detector.detect(img))
+        faces = pipe.make_faces(img, pipe.detect_pixels(img))
         det = central_face(faces, w, h) if faces else None
         lm = det.landmarks if det else centre_prior(w, h).landmarks
         face_w = float(np.ptp(lm[:, 0])) * 2.2  # eye-to-eye span ~ 45 % of the face width

@@ -119,7 +119,7 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
                 progress(1)
             continue
         h, w = img.pixels.shape[:2]
-        dets = pipeline.detector.detect(img.pixels)
+        dets = pipeline.detect_pixels(img.pixels)
         faces = pipeline.make_faces(img.pixels, dets)
         if faces:
             f = central_face(faces, w, h)

@@ -49,7 +49,7 @@ def fidelity(pipe: Pipeline, pairs: list[tuple[Path, Path]], threshold: float,
             missing += 1
             continue
         h, w = io.pixels.shape[:2]
-        faces = pipe.make_faces(io.pixels, pipe.detector.detect(io.pixels))
+        faces = pipe.make_faces(io.pixels, pipe.detect_pixels(io.pixels))
         det = central_face(faces, w, h) if faces else None
         lm = det.landmarks if det else centre_prior(w, h).landmarks
         size = det.box.width if det else 0.5 * min(w, h)

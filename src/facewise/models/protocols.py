@@ -32,3 +32,12 @@ class Embedder(Protocol):
     template: np.ndarray
 
     def embed(self, aligned: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Landmarker(Protocol):
+    """Re-estimates the five landmarks of detections: ``refine(rgb_image, dets) -> dets``."""
+
+    model_id: str
+
+    def refine(self, image: np.ndarray, dets: list[Detection]) -> list[Detection]: ...

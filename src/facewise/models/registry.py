@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from .catalogue import ModelCard, card, resolve
-from .protocols import Detector, Embedder
+from .protocols import Detector, Embedder, Landmarker
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +67,19 @@ def load_embedder(model_id: str, threads: int = 0) -> Embedder:
                             color=spec.get("color", "RGB"), mean=float(spec.get("mean", 127.5)),
                             std=float(spec.get("std", 127.5)), threads=threads)
     raise ValueError(f"model {model_id!r}: unknown embedder backend {c.backend!r}")
+
+
+@lru_cache(maxsize=8)
+def load_landmarker(model_id: str, threads: int = 0) -> Landmarker:
+    """A landmark refiner (re-estimates a detection's five points), loaded once per process."""
+    c = card(model_id)
+    if c.task != "landmarks":
+        raise ValueError(f"model {model_id!r} is a {c.task} model, not a landmark refiner")
+    paths = resolve(model_id)
+    _warn_licence(c)
+    if c.backend == "openvino":
+        from .landmarks0009 import Landmarks0009
+
+        xml = next(p for p in paths if p.suffix == ".xml")
+        return Landmarks0009(xml, c.id, roi_scale=float(c.input.get("roi_scale", 1.15)), threads=threads)
+    raise ValueError(f"model {model_id!r}: unknown landmark backend {c.backend!r}")

@@ -33,6 +33,7 @@ class Profile:
     description: str
     detector: str
     embedders: tuple[EmbedderSpec, ...]
+    landmarks: str | None = None  # optional landmark refiner run on every detection
     flip: bool = False
     default_far: float = 1e-3
     fallback_threshold: float = 0.5
@@ -48,6 +49,7 @@ class Profile:
         embs = tuple(EmbedderSpec(e.model, e.weight / total) for e in embs)
         return cls(
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
+            landmarks=d.get("landmarks"),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
             fusion=d.get("fusion", {}),
@@ -56,6 +58,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "detector": self.detector,
+            "landmarks": self.landmarks,
             "embedders": [{"model": e.model, "weight": e.weight} for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
@@ -63,7 +66,7 @@ class Profile:
 
     @property
     def models(self) -> list[str]:
-        return [self.detector, *(e.model for e in self.embedders)]
+        return [self.detector, *([self.landmarks] if self.landmarks else []), *(e.model for e in self.embedders)]
 
     @property
     def dim(self) -> int:
@@ -72,7 +75,8 @@ class Profile:
     @property
     def signature(self) -> str:
         """Identifies what makes vectors comparable: embedders, weights, flip. Detectors may differ."""
-        key = json.dumps([[e.model, round(e.weight, 6)] for e in self.embedders] + [self.flip])
+        key = json.dumps([[e.model, round(e.weight, 6)] for e in self.embedders] + [self.flip]
+                         + ([self.landmarks] if self.landmarks else []))
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def available(self) -> bool:

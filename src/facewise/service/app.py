@@ -1,0 +1,168 @@
+"""The FastAPI application: routes, middleware, the web page, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from .auth import KeyStore, RateLimiter, bootstrap_admin
+from .config import MIB, ServiceConfig
+from .deps import Ctx, ServiceContext
+from .engine import Engines, Thumbnails
+from .errors import install_error_handlers
+from .jobs import JobManager, VideoRunner, video_runner
+from .metrics import Metrics, MetricsMiddleware
+from .uploads import BodyLimitMiddleware
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+DESCRIPTION = """
+Face recognition as a service: collections of people, enrolment from uploaded photos, identification,
+verification, detection and analysis, and video jobs.
+
+**Keys.** Every `/v1` route needs an API key in `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+Scopes: `admin`, `enroll`, `recognize`, `read`; each key is bound to collections (or `*`).
+Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
+"""
+
+CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """nosniff and no-referrer everywhere; a strict CSP on the web page (not on /docs, which uses a CDN)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        page = not scope["path"].startswith(("/docs", "/redoc"))
+
+        async def with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if page:
+                    headers += [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY")]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _body_limit(config: ServiceConfig) -> Callable[[str], int]:
+    def limit_of(path: str) -> int:
+        if path.rstrip("/").endswith("/videos"):
+            return config.limits.max_video_bytes + MIB
+        if path.startswith("/v1/"):
+            return config.limits.max_request_bytes
+        return 64 * 1024
+
+    return limit_of
+
+
+def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> ServiceContext:
+    """Open the gallery and key store, create the bootstrap key on first start, set up jobs."""
+    if not config.db.exists():  # a new gallery holds biometric vectors and key hashes: owner-only
+        config.db.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(config.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    engines = Engines(config.db, config.profile, config.cpu_workers)
+    engines.ensure_default_collection()
+    keys = KeyStore(config.db)
+    where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
+    jobs = JobManager(runner or video_runner, engines.face_wise)
+    thumbs = Thumbnails(str(config.db)) if config.thumbnails else None
+    metrics = Metrics()
+    metrics.gauges["facewise_video_jobs"] = jobs.counts
+    return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,
+                          thumbs, where)
+
+
+def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> FastAPI:
+    """The service over ``config.db``. ``runner`` replaces the video-job runner (tests, other pipelines)."""
+    ctx = build_context(config, runner)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.jobs.start()
+        threading.Thread(target=_warm_up, args=(ctx,), name="facewise-warmup", daemon=True).start()
+        yield
+        ctx.jobs.stop()
+        ctx.engines.close()
+        ctx.keys.close()
+        if ctx.thumbnails is not None:
+            ctx.thumbnails.close()
+
+    app = FastAPI(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=[{"name": n} for n in ("collections", "persons", "faces", "recognition", "video",
+                                                       "keys", "service")])
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    from . import routes_admin, routes_gallery, routes_jobs, routes_recognize
+
+    for module in (routes_admin, routes_gallery, routes_recognize, routes_jobs):
+        app.include_router(module.router)
+    _service_routes(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    # Middleware: the last added runs first. Metrics see every answer, 413s included.
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_credentials=False,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, limit_of=_body_limit(config))
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    return app
+
+
+def _warm_up(ctx: ServiceContext) -> None:
+    try:
+        ctx.engines.warm_up()
+        ctx.engines.analysers.available()
+        log.info("models of profile %s loaded; ready", ctx.engines.default_profile)
+    except Exception:
+        log.exception("loading the models of profile %s failed", ctx.engines.default_profile)
+
+
+def _service_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", tags=["service"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded")
+    def readyz(ctx: Ctx) -> JSONResponse:
+        checks = {"models": ctx.engines.ready()}
+        try:
+            ctx.engines.store.list_collections()
+            checks["gallery"] = True
+        except Exception:  # any failure means not ready
+            checks["gallery"] = False
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text format)",
+             response_class=PlainTextResponse)
+    def metrics(ctx: Ctx) -> PlainTextResponse:
+        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,103 @@
+"""The per-process context and the authentication/authorisation dependencies of every route."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from .auth import AuditEvent, KeyStore, Principal, RateLimiter
+from .config import ServiceConfig
+from .engine import Engines, Thumbnails
+from .errors import ApiError
+from .jobs import JobManager
+from .metrics import Metrics
+
+
+@dataclass
+class ServiceContext:
+    config: ServiceConfig
+    engines: Engines
+    keys: KeyStore
+    limiter: RateLimiter
+    metrics: Metrics
+    jobs: JobManager
+    thumbnails: Thumbnails | None
+    bootstrap: str | None = None  # where the bootstrap key went on first start
+
+    def audit(self, request: Request, event: AuditEvent) -> None:
+        remote = request.client.host if request.client else None
+        self.keys.audit(AuditEvent(event.actor, event.action, event.collection, event.target, event.detail,
+                                   remote))
+
+
+def get_ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ServiceContext, Depends(get_ctx)]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="facewise"'})
+
+
+def require(scope: str | None, global_admin: bool = False) -> Callable[..., Principal]:
+    """A dependency: a valid key (401), under its rate limit (429), with ``scope`` (``None``: any) and access to the
+    path's ``{collection}`` (403). ``global_admin`` also demands ``admin`` on ``*`` (key management)."""
+
+    def dependency(request: Request,
+                   bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+                   api_key: Annotated[str | None, Security(header_scheme)] = None) -> Principal:
+        ctx: ServiceContext = request.app.state.ctx
+        token = bearer.credentials if bearer is not None else api_key
+        if not token:
+            raise _unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        principal = ctx.keys.authenticate(token.strip())
+        if principal is None:
+            raise _unauthorized("unknown or revoked API key")
+        wait = ctx.limiter.take(principal)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", f"rate limit of key {principal.key_id} reached; retry in {wait:.1f} s",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        if (scope is not None and not principal.has(scope)) or (global_admin and not principal.global_admin):
+            need = "admin on all collections" if global_admin else f"scope {scope!r}"
+            raise ApiError(403, "forbidden", f"key {principal.key_id} lacks {need}")
+        collection = request.path_params.get("collection")
+        if collection is not None and not principal.can_access(collection):
+            raise ApiError(403, "forbidden", f"key {principal.key_id} has no access to collection {collection!r}")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+Admin = Annotated[Principal, Depends(require("admin"))]
+GlobalAdmin = Annotated[Principal, Depends(require("admin", global_admin=True))]
+Enroller = Annotated[Principal, Depends(require("enroll"))]
+Recognizer = Annotated[Principal, Depends(require("recognize"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+AnyKey = Annotated[Principal, Depends(require(None))]
+
+
+def need_liveness(ctx: ServiceContext, required: bool) -> None:
+    if required and not ctx.engines.analysers.available().get("liveness"):
+        raise ApiError(422, "liveness_unavailable", "liveness was required but this server has no anti-spoofing "
+                       "model (minifasnet-v2-v1se) on its model path")
+
+
+def page(offset: int, limit: int, max_page: int) -> tuple[int, int]:
+    if offset < 0 or limit < 1:
+        raise ApiError(422, "invalid_request", "offset must be >= 0 and limit >= 1")
+    return offset, min(limit, max_page)
+
+
+def jsonable(obj: Any) -> Any:
+    return obj.to_dict() if hasattr(obj, "to_dict") else obj

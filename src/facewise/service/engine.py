@@ -1,0 +1,213 @@
+"""Models and galleries shared by every request: one pipeline per profile, one store, one CPU pool.
+
+Model backends are loaded once per process (the registry caches them) and are thread-safe, so
+requests only need their own light :class:`~facewise.api.FaceWise` handle, bound to a
+collection and reusing the profile's pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from ..api import FaceWise
+from ..errors import ConflictError, FacewiseError
+from ..gallery import SQLiteStore
+from ..gallery.store import CollectionInfo
+from ..pipeline import Pipeline
+from ..profiles import Profile, load_profile, profile_names
+from ..types import Face
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+THUMB_SIZE = 112
+THUMB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS service_thumbnails(
+  sample_id INTEGER NOT NULL, image_sha256 TEXT NOT NULL, collection TEXT NOT NULL, jpeg BLOB NOT NULL,
+  PRIMARY KEY(sample_id, image_sha256));
+"""
+
+
+def face_thumbnail(pixels: np.ndarray, face: Face, size: int = THUMB_SIZE) -> bytes:
+    """A small square JPEG around a face box (with some margin), for the web page."""
+    h, w = pixels.shape[:2]
+    cx, cy = face.box.center
+    half = max(face.box.width, face.box.height) * 0.75
+    x1, y1 = max(0, int(cx - half)), max(0, int(cy - half))
+    x2, y2 = min(w, int(cx + half)), min(h, int(cy + half))
+    crop = Image.fromarray(pixels[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)])
+    crop.thumbnail((size, size))
+    buf = io.BytesIO()
+    crop.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+class Thumbnails:
+    """Face crops of enrolled samples, keyed by (sample id, image sha256) so a reused id never matches."""
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(THUMB_SCHEMA)
+
+    def put(self, collection: str, sample_id: int, sha256: str, jpeg: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO service_thumbnails VALUES(?,?,?,?)",
+                             (sample_id, sha256, collection, jpeg))
+
+    def get(self, sample_id: int, sha256: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT jpeg FROM service_thumbnails WHERE sample_id=? AND image_sha256=?",
+                                   (sample_id, sha256)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def drop(self, sample_ids: list[int]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM service_thumbnails WHERE sample_id=?", [(i,) for i in sample_ids])
+
+    def drop_collection(self, collection: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM service_thumbnails WHERE collection=?", (collection,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Engines:
+    """Store, pipelines, optional analysers and the CPU pool of one service process."""
+
+    def __init__(self, db: Path, default_profile: str, workers: int) -> None:
+        self.store = SQLiteStore(db)
+        default = load_profile(default_profile)  # a shipped name or a profile .json
+        self.default_profile = default.name
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facewise-cpu")
+        self._profiles: dict[str, Profile] = {default.name: default}
+        self._pipelines: dict[str, Pipeline] = {}
+        self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
+        self.analysers = Analysers()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound work in the pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, functools.partial(fn, *args))
+
+    # -- profiles -------------------------------------------------------------------------------
+    def profile(self, name: str) -> Profile:
+        with self._lock:
+            if name not in self._profiles:
+                if name not in profile_names():
+                    raise FacewiseError(f"unknown profile {name!r}; choose one of {', '.join(profile_names())}")
+                self._profiles[name] = load_profile(name)
+            return self._profiles[name]
+
+    def pipeline(self, name: str) -> Pipeline:
+        profile = self.profile(name)
+        with self._lock:
+            if name not in self._pipelines:
+                self._pipelines[name] = Pipeline(profile)
+            return self._pipelines[name]
+
+    def profiles(self) -> list[dict[str, Any]]:
+        out = []
+        for name in profile_names():
+            p = load_profile(name)
+            out.append({"name": p.name, "description": p.description, "available": p.available(),
+                        "commercial_use": p.commercial_use, "default": p.name == self.default_profile})
+        return out
+
+    def warm_up(self) -> None:
+        """Load the default profile's models now, so the first request is not slow."""
+        self.pipeline(self.default_profile).load()
+
+    def ready(self) -> bool:
+        pipe = self._pipelines.get(self.default_profile)
+        return pipe is not None and "detector" in pipe.__dict__ and "embedders" in pipe.__dict__
+
+    # -- collections ----------------------------------------------------------------------------
+    def create_collection(self, name: str, profile: str | None) -> CollectionInfo:
+        prof = self.profile(profile or self.default_profile)
+        if not prof.available():
+            raise FacewiseError(f"profile {prof.name!r} cannot run here: its model files are missing")
+        _check_collection_name(name)
+        with self._create_lock:
+            if any(c.name == name for c in self.store.list_collections()):
+                raise ConflictError(f"collection {name!r} already exists")
+            return self.store.ensure_collection(name, prof.name, prof.signature, prof.dim)
+
+    def face_wise(self, collection: str) -> FaceWise:
+        """A handle on an existing collection (404 if missing), sharing its profile's pipeline."""
+        info = self.store.get_collection(collection)
+        fw = FaceWise(db=self.store, profile=self.profile(info.profile), collection=collection)
+        fw.pipeline = self.pipeline(info.profile)
+        if self.analysers.analyzer is not None:  # share the analysis models too
+            fw.analyzer = self.analysers.analyzer
+        return fw
+
+    def ensure_default_collection(self) -> None:
+        """A fresh gallery gets a ``default`` collection with the server's profile."""
+        if not self.store.list_collections():
+            prof = self.profile(self.default_profile)
+            self.store.ensure_collection("default", prof.name, prof.signature, prof.dim)
+            log.info("created collection 'default' (profile %s)", prof.name)
+
+
+def _check_collection_name(name: str) -> None:
+    ok = 1 <= len(name) <= 64 and all(c.isalnum() or c in "-_." for c in name) and not name.startswith(".")
+    if not ok:
+        raise FacewiseError(f"collection name {name[:70]!r}: 1..64 letters, digits, '-', '_' or '.'")
+
+
+class Analysers:
+    """Liveness, head pose and expression through :mod:`facewise.analysis` (each only if its model is here)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._modules: dict[str, bool] | None = None
+        try:
+            from ..analysis import Analyzer
+
+            self.analyzer: Any = Analyzer()
+        except ImportError:  # pragma: no cover - the analysis module ships with facewise
+            self.analyzer = None
+
+    def available(self) -> dict[str, bool]:
+        """Which modules run here; loads them on first call (thread-safe)."""
+        with self._lock:
+            if self._modules is None:
+                self._modules = {"liveness": False, "head_pose": False, "expression": False}
+                if self.analyzer is not None:
+                    for key, attr in (("liveness", "antispoof"), ("head_pose", "headpose"),
+                                      ("expression", "expression")):
+                        try:
+                            self._modules[key] = getattr(self.analyzer, attr) is not None
+                        except (FacewiseError, OSError) as exc:
+                            log.warning("analysis module %s unavailable: %s", key, exc)
+                    self._modules["head_pose"] = True  # falls back to five-landmark geometry
+            return dict(self._modules)
+
+    def analyse(self, pixels: np.ndarray, faces: list[Face]) -> list[str]:
+        """Fill each face's attributes (``live``, ``pose``, ``expression``); returns the modules used."""
+        modules = [k for k, ok in self.available().items() if ok]
+        if self.analyzer is not None and faces:
+            self.analyzer.analyze(pixels, faces)
+        return modules

@@ -1,0 +1,93 @@
+"""JSON errors: ``{"error": {"code": ..., "message": ...}}`` with a stable code and an HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    ConflictError,
+    FacewiseError,
+    ImageError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    MultipleFacesError,
+    NoFaceError,
+    NotFoundError,
+    ProfileMismatchError,
+    QualityError,
+)
+
+log = logging.getLogger(__name__)
+
+# Library errors -> HTTP status; the error's own ``code`` is the stable part of the answer.
+STATUS_OF: list[tuple[type[FacewiseError], int]] = [
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (ProfileMismatchError, 409),
+    (ImageError, 422),
+    (NoFaceError, 422),
+    (MultipleFacesError, 422),
+    (QualityError, 422),
+    (ModelNotFoundError, 503),
+    (ModelIntegrityError, 503),
+]
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+              415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
+              503: "unavailable"}
+
+
+class ApiError(Exception):
+    """An error the service answers with: HTTP status, stable code, message (and optional headers)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def status_of(exc: FacewiseError) -> int:
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves the service as the same JSON shape, never as a traceback."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+    @app.exception_handler(FacewiseError)
+    async def _lib(_: Request, exc: FacewiseError) -> JSONResponse:
+        extra = {"reasons": exc.reasons} if isinstance(exc, QualityError) else {}
+        return JSONResponse(error_body(exc.code, str(exc), **extra), status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": [str(x) for x in e.get("loc", ())], "message": e.get("msg", "")} for e in exc.errors()]
+        first = details[0] if details else {"loc": [], "message": "invalid request"}
+        message = f"{'.'.join(first['loc'])}: {first['message']}"
+        return JSONResponse(error_body("invalid_request", message, details=details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error (see the server log)"), 500)

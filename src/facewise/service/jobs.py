@@ -1,0 +1,229 @@
+"""Video jobs: upload -> job id -> poll progress -> timeline. One background worker thread runs them in turn.
+
+The work itself is a pluggable *runner*: ``runner(task) -> dict`` (the job's result, JSON-able). The
+default, :func:`video_runner`, is :class:`facewise.video.VideoProcessor` (detect, track, name; one
+thumbnail per track). Pass another runner to :class:`JobManager` (or ``create_app``) to replace it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..api import FaceWise
+from ..errors import FacewiseError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+class JobCancelledError(Exception):
+    pass
+
+
+@dataclass
+class VideoTask:
+    """What a runner gets: the video file, a collection handle and callbacks to report through."""
+
+    path: Path
+    name: str  # the uploaded file's name
+    fw: FaceWise
+    fps: float
+    report: Callable[[float], None]  # fraction done, 0..1; raises JobCancelledError when the job was cancelled
+    add_thumbnail: Callable[[bytes], int]  # JPEG bytes -> index for GET /v1/jobs/{id}/thumbnails/{index}
+
+
+VideoRunner = Callable[[VideoTask], dict[str, Any]]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Job:
+    id: str
+    collection: str
+    owner: str
+    filename: str
+    fps: float
+    state: str = "queued"
+    progress: float = 0.0
+    created_at: str = field(default_factory=_now)
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: dict[str, str] | None = None
+    result: dict[str, Any] | None = None
+    thumbnails: list[bytes] = field(default_factory=list)
+    path: Path | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def to_dict(self, with_result: bool = True) -> dict[str, Any]:
+        d = {"id": self.id, "collection": self.collection, "filename": self.filename, "state": self.state,
+             "progress": round(self.progress, 4), "fps": self.fps, "created_at": self.created_at,
+             "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
+             "thumbnails": len(self.thumbnails)}
+        if with_result:
+            d["result"] = self.result
+        return d
+
+
+class JobManager:
+    """Queue, worker thread and the last ``keep`` jobs (in memory)."""
+
+    def __init__(self, runner: VideoRunner, face_wise: Callable[[str], FaceWise], keep: int = 50) -> None:
+        self.runner, self.face_wise, self.keep = runner, face_wise, keep
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="facewise-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel.set()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, job: Job, path: Path) -> Job:
+        job.path = path
+        with self._lock:
+            self._evict()
+            self._jobs[job.id] = job
+        self._queue.put(job.id)
+        log.info("video job %s queued (%s, collection %s)", job.id, job.filename, job.collection)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r} does not exist (finished jobs are kept for a while only)")
+        return job
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        job.cancel.set()
+        if job.state == "queued":
+            job.state, job.finished_at = "cancelled", _now()
+        return job
+
+    def counts(self) -> dict[str, float]:
+        with self._lock:
+            states = [j.state for j in self._jobs.values()]
+        return {f'state="{s}"': float(states.count(s)) for s in STATES}
+
+    def _evict(self) -> None:
+        done = [j for j in self._jobs.values() if j.state in ("done", "failed", "cancelled")]
+        for job in sorted(done, key=lambda j: j.created_at)[: max(0, len(self._jobs) - self.keep + 1)]:
+            del self._jobs[job.id]
+
+    def _work(self) -> None:
+        while (job_id := self._queue.get()) is not None:
+            with self._lock:
+                job = self._jobs.get(job_id)
+            if job is None or job.state != "queued":
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        job.state, job.started_at = "running", _now()
+        t0 = time.perf_counter()
+
+        def report(fraction: float) -> None:
+            if job.cancel.is_set():
+                raise JobCancelledError
+            job.progress = min(1.0, max(job.progress, float(fraction)))
+
+        def add_thumbnail(jpeg: bytes) -> int:
+            job.thumbnails.append(jpeg)
+            return len(job.thumbnails) - 1
+
+        try:
+            assert job.path is not None
+            task = VideoTask(job.path, job.filename, self.face_wise(job.collection), job.fps, report,
+                             add_thumbnail)
+            job.result = self.runner(task)
+            job.state, job.progress = "done", 1.0
+        except JobCancelledError:
+            job.state = "cancelled"
+        except FacewiseError as exc:  # the message names the upload, not the server's file
+            message = str(exc).replace(str(job.path), job.filename)
+            job.state, job.error = "failed", {"code": exc.code, "message": message}
+            partial = getattr(exc, "partial", None)
+            if isinstance(partial, dict):
+                job.result = partial
+        except Exception as exc:  # a bug in a runner must not kill the worker
+            log.exception("video job %s crashed", job.id)
+            job.state, job.error = "failed", {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+        finally:
+            job.finished_at = _now()
+            if job.path is not None:
+                job.path.unlink(missing_ok=True)
+            log.info("video job %s %s in %.1f s", job.id, job.state, time.perf_counter() - t0)
+
+
+def new_job(collection: str, owner: str, filename: str, fps: float) -> Job:
+    return Job(id=uuid.uuid4().hex[:16], collection=collection, owner=owner, filename=filename, fps=fps)
+
+
+# -- the default runner: facewise.video ----------------------------------------------------------------
+def _timeline(result: Any, task: VideoTask, out_dir: Path) -> dict[str, Any]:
+    """A :class:`~facewise.video.VideoResult` as JSON, each track's thumbnail moved into the job."""
+    d = result.to_dict()
+    d.pop("outputs", None)
+    d["source"] = task.name
+    if d.get("video"):
+        d["video"]["source"] = task.name
+    for track in d["tracks"]:
+        rel = track.pop("best_frame", None)
+        track["thumbnail"] = None
+        if rel and (out_dir / rel).is_file():
+            track["thumbnail"] = task.add_thumbnail((out_dir / rel).read_bytes())
+    return d
+
+
+def video_runner(task: VideoTask) -> dict[str, Any]:
+    """Track and name every person with :class:`facewise.video.VideoProcessor`; thumbnails per track."""
+    from ..video import DecodeOptions, OutputOptions, RunHooks, VideoError, VideoOptions, VideoProcessor
+
+    out_dir = task.path.with_name(task.path.name + ".out")
+    outputs = OutputOptions(out_dir, annotated_video=False, thumbnails=True, timeline=False)
+    processor = VideoProcessor(task.fw, VideoOptions(decode=DecodeOptions(fps=task.fps)))
+    duration = {"ms": 0.0}
+
+    def on_open(reader: Any) -> None:
+        duration["ms"] = reader.info.duration_ms or 0.0
+
+    def on_frame(frame: Any) -> None:
+        task.report(frame.t_ms / duration["ms"] if duration["ms"] else 0.0)
+
+    try:
+        result = processor.run(task.path, outputs=outputs, hooks=RunHooks(on_open=on_open, on_frame=on_frame))
+        return _timeline(result, task, out_dir)
+    except VideoError as exc:  # ended early: keep the timeline of what was decoded
+        partial = _timeline(exc.partial, task, out_dir) if exc.partial is not None else None
+        raise VideoError(str(exc), partial=partial) from None
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)

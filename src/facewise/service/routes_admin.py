@@ -1,0 +1,125 @@
+"""Who am I, profiles, API keys, the audit log and collections."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from .auth import ALL, AuditEvent, KeySpec
+from .deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
+from .errors import ApiError
+
+router = APIRouter(prefix="/v1")
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(..., max_length=100, examples=["kiosk-lobby"])
+    scopes: list[str] = Field(..., examples=[["recognize"]], description="admin, enroll, recognize, read")
+    collections: list[str] = Field(default=[ALL], examples=[["staff"]], description="collection names, or *")
+    rate: float | None = Field(None, gt=0, description="requests per second (default: the server's)")
+    burst: int | None = Field(None, ge=1, description="bucket size (default: the server's)")
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(..., max_length=64, examples=["staff"])
+    profile: str | None = Field(None, examples=["default"], description="default: the server's --profile")
+
+
+class CollectionSettings(BaseModel):
+    threshold: float | None = Field(None, description="decide at this raw score")
+    target_far: float | None = Field(None, gt=0, lt=1, description="decide at this false-accept rate")
+
+
+@router.get("/me", tags=["service"], summary="The calling key and what the server can do")
+def me(ctx: Ctx, principal: AnyKey) -> dict[str, Any]:
+    lim = ctx.config.limits
+    return {"key": principal.to_dict(), "version": __version__, "default_profile": ctx.engines.default_profile,
+            "limits": {"max_image_bytes": lim.max_image_bytes, "max_pixels": lim.max_pixels,
+                       "max_files": lim.max_files, "max_video_bytes": lim.max_video_bytes},
+            "analysis": ctx.engines.analysers.available(), "video": find_spec("facewise.video") is not None}
+
+
+@router.get("/profiles", tags=["service"], summary="Profiles this server can use for new collections")
+def profiles(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
+    return ctx.engines.profiles()
+
+
+# -- keys -------------------------------------------------------------------------------------------
+@router.post("/keys", tags=["keys"], status_code=201, summary="Create an API key (the token is shown once)")
+def create_key(body: KeyCreate, request: Request, ctx: Ctx, principal: GlobalAdmin) -> dict[str, Any]:
+    info, token = ctx.keys.create(KeySpec(body.name, tuple(body.scopes), tuple(body.collections), body.rate,
+                                          body.burst), created_by=principal.key_id)
+    return {"key": info.to_dict(), "token": token}
+
+
+@router.get("/keys", tags=["keys"], summary="List API keys (never their tokens)")
+def list_keys(ctx: Ctx, _: GlobalAdmin, include_revoked: bool = True) -> list[dict[str, Any]]:
+    return [k.to_dict() for k in ctx.keys.list_keys(include_revoked)]
+
+
+@router.delete("/keys/{key_id}", tags=["keys"], summary="Revoke an API key")
+def revoke_key(key_id: str, ctx: Ctx, principal: GlobalAdmin) -> dict[str, Any]:
+    return ctx.keys.revoke(key_id, by=principal.key_id).to_dict()
+
+
+@router.get("/audit", tags=["keys"], summary="The audit log, newest first")
+def audit(ctx: Ctx, _: GlobalAdmin, offset: int = 0, limit: int = 100,
+          collection: str | None = None) -> list[dict[str, Any]]:
+    offset, limit = page(offset, limit, ctx.config.limits.max_page)
+    return ctx.keys.audit_log(offset, limit, collection)
+
+
+# -- collections ------------------------------------------------------------------------------------
+def _collection(ctx: Ctx, name: str) -> dict[str, Any]:
+    fw = ctx.engines.face_wise(name)
+    d = fw.info.to_dict()
+    d.pop("settings", None)
+    decision = fw.decision
+    d["decision"] = {"threshold": round(decision.threshold, 4), "source": decision.source}
+    return d
+
+
+@router.post("/collections", tags=["collections"], status_code=201, summary="Create a collection bound to a profile")
+async def create_collection(body: CollectionCreate, request: Request, ctx: Ctx, principal: Admin) -> dict[str, Any]:
+    if not principal.can_access(body.name):
+        raise ApiError(403, "forbidden", f"key {principal.key_id} has no access to collection {body.name!r}")
+    await ctx.engines.run(ctx.engines.create_collection, body.name, body.profile)
+    ctx.audit(request, AuditEvent(principal.key_id, "collection.create", body.name,
+                                  detail={"profile": body.profile or ctx.engines.default_profile}))
+    return _collection(ctx, body.name)
+
+
+@router.get("/collections", tags=["collections"], summary="Collections this key may see")
+def list_collections(ctx: Ctx, principal: Reader) -> list[dict[str, Any]]:
+    return [{k: v for k, v in c.to_dict().items() if k != "settings"}
+            for c in ctx.engines.store.list_collections() if principal.can_access(c.name)]
+
+
+@router.get("/collections/{collection}", tags=["collections"], summary="One collection and how it decides")
+def get_collection(collection: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
+    return _collection(ctx, collection)
+
+
+@router.patch("/collections/{collection}", tags=["collections"],
+              summary="Set the decision threshold (a raw score or a target FAR)")
+def update_collection(collection: str, body: CollectionSettings, request: Request, ctx: Ctx,
+                      principal: Admin) -> dict[str, Any]:
+    ctx.engines.face_wise(collection).set_threshold(body.threshold, body.target_far)
+    ctx.audit(request, AuditEvent(principal.key_id, "collection.threshold", collection,
+                                  detail=body.model_dump(exclude_none=True)))
+    return _collection(ctx, collection)
+
+
+@router.delete("/collections/{collection}", tags=["collections"], status_code=204,
+               summary="Delete a collection with every person and face in it")
+def delete_collection(collection: str, request: Request, ctx: Ctx, principal: Admin) -> Response:
+    ctx.engines.store.delete_collection(collection)
+    if ctx.thumbnails is not None:
+        ctx.thumbnails.drop_collection(collection)
+    ctx.audit(request, AuditEvent(principal.key_id, "collection.delete", collection))
+    return Response(status_code=204)
+

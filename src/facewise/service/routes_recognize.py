@@ -1,0 +1,88 @@
+"""Identify, verify, detect and analyse uploaded images."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from ..analysis import Gate
+from ..imageio import DecodedImage
+from .deps import Ctx, Recognizer, ServiceContext, need_liveness
+from .errors import ApiError
+from .uploads import decode_upload, read_images
+
+router = APIRouter(prefix="/v1")
+
+ImageFile = Annotated[UploadFile, File(description="an image (JPEG, PNG, WebP, BMP, GIF, TIFF, PPM)")]
+
+
+async def _one_image(ctx: ServiceContext, upload: UploadFile) -> DecodedImage:
+    (name, data), = await read_images([upload], ctx.config.limits)
+    return await ctx.engines.run(decode_upload, data, name, ctx.config.limits)
+
+
+def _size(img: DecodedImage) -> dict[str, int]:
+    w, h = img.size
+    return {"width": w, "height": h}
+
+
+@router.post("/collections/{collection}/identify", tags=["recognition"],
+             summary="Name every face of an image, or say unknown")
+async def identify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
+                   top_k: Annotated[int, Form(ge=1, le=20)] = 1) -> dict[str, Any]:
+    fw = ctx.engines.face_wise(collection)
+    img = await _one_image(ctx, image)
+    results = await ctx.engines.run(fw.identify, img, top_k)
+    decision = fw.decision
+    return {"image": _size(img), "profile": fw.profile.name, "threshold": round(decision.threshold, 4),
+            "threshold_source": decision.source, "faces": [r.to_dict() for r in results]}
+
+
+@router.post("/collections/{collection}/verify", tags=["recognition"],
+             summary="Same person? Two images, or an image against an enrolled person",
+             description="Send `image` and either `other` (a second image) or `person_id`. The largest face of "
+                         "each image is compared; the collection's threshold decides.")
+async def verify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
+                 other: Annotated[UploadFile | None, File()] = None,
+                 person_id: Annotated[int | None, Form()] = None,
+                 require_live: Annotated[bool, Form(description="answer not same if the probe `image` is "
+                                                    "not live")] = False) -> dict[str, Any]:
+    if (other is None) == (person_id is None):
+        raise ApiError(422, "invalid_request", "send either a second image (other) or a person_id")
+    fw = ctx.engines.face_wise(collection)
+    need_liveness(ctx, require_live)
+    gate = Gate(require_live=True) if require_live else None
+    a = await _one_image(ctx, image)
+    if person_id is not None:
+        person = fw.person(person_id)
+        v = await ctx.engines.run(functools.partial(fw.verify_person, a, person.id, gate=gate))
+        return {**v.to_dict(), "person": person.to_dict()}
+    b = await _one_image(ctx, other) if other is not None else a
+    v = await ctx.engines.run(functools.partial(fw.verify, a, b, gate=gate))
+    return v.to_dict()
+
+
+def _detect(ctx: ServiceContext, img: DecodedImage, profile: str, analyse: bool) -> dict[str, Any]:
+    pipe = ctx.engines.pipeline(profile)
+    _, dets = pipe.detect(img)
+    faces = pipe.make_faces(img.pixels, dets)
+    modules = ctx.engines.analysers.analyse(img.pixels, faces) if analyse else []
+    out: dict[str, Any] = {"image": _size(img), "profile": pipe.profile.name, "faces": [f.to_dict() for f in faces]}
+    if analyse:
+        out["modules"] = modules
+    return out
+
+
+@router.post("/detect", tags=["recognition"], summary="Faces with boxes, landmarks, yaw and quality reasons")
+async def detect(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
+    img = await _one_image(ctx, image)
+    return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, False)
+
+
+@router.post("/analyze", tags=["recognition"],
+             summary="Detect, then liveness, head pose and expression where those models are installed")
+async def analyze(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
+    img = await _one_image(ctx, image)
+    return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, True)

@@ -1,0 +1,172 @@
+"""Uploads: size limits while the body arrives, types sniffed from the content (never the file name)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import UploadFile
+from PIL import Image, UnidentifiedImageError
+
+from ..imageio import DecodedImage, decode_bytes
+from .config import Limits
+from .errors import ApiError, error_body
+
+log = logging.getLogger(__name__)
+
+# Pillow plugins allowed to open an upload (no EPS/PSD/... parsers reachable from the network).
+IMAGE_FORMATS = ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM"]
+try:  # pragma: no cover - optional extra
+    import pillow_heif  # type: ignore[import-not-found]  # noqa: F401
+
+    IMAGE_FORMATS.append("HEIF")
+except ImportError:
+    pass
+
+CHUNK = 1024 * 1024
+
+
+def safe_name(name: str | None, fallback: str = "upload") -> str:
+    """The file name a client gave, reduced to a short base name for logs and sample records."""
+    base = os.path.basename((name or "").replace("\\", "/")).strip()
+    base = "".join(c for c in base if c.isprintable())[:120]
+    return base or fallback
+
+
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    """An uploaded file's bytes; 413 as soon as it passes ``limit``."""
+    parts, total = [], 0
+    while chunk := await upload.read(CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, "payload_too_large",
+                           f"{safe_name(upload.filename)}: file exceeds the {limit}-byte upload limit")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def sniff_image(data: bytes, name: str, limits: Limits) -> str:
+    """The image format from the bytes (415 if it is not an allowed image; 413 over the pixel limit)."""
+    if not data:
+        raise ApiError(422, "bad_image", f"{name}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+                fmt, (w, h) = str(im.format), im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ApiError(415, "unsupported_media_type",
+                       f"{name}: not an image of an accepted type ({', '.join(IMAGE_FORMATS)}); "
+                       "the type is read from the content, not the file name") from None
+    if w * h > limits.max_pixels:
+        raise ApiError(413, "too_many_pixels",
+                       f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {limits.max_pixels}")
+    return fmt
+
+
+def decode_upload(data: bytes, name: str, limits: Limits) -> DecodedImage:
+    """Sniff, check the limits, then decode (EXIF-rotated RGB); errors name the file."""
+    sniff_image(data, name, limits)
+    return decode_bytes(data, name=name, limit=limits.max_pixels)
+
+
+async def read_images(uploads: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:
+    """Read and sniff every upload of a request before any work starts (all or nothing)."""
+    if not uploads:
+        raise ApiError(422, "invalid_request", "no image uploaded")
+    if len(uploads) > limits.max_files:
+        raise ApiError(413, "too_many_files", f"{len(uploads)} files; at most {limits.max_files} per request")
+    out = []
+    for up in uploads:
+        name = safe_name(up.filename, "image")
+        data = await read_limited(up, limits.max_image_bytes)
+        sniff_image(data, name, limits)
+        out.append((name, data))
+    return out
+
+
+VIDEO_SIGNATURES = {
+    "mp4": lambda b: b[4:8] == b"ftyp",
+    "webm/mkv": lambda b: b[:4] == b"\x1a\x45\xdf\xa3",
+    "avi": lambda b: b[:4] == b"RIFF" and b[8:12] == b"AVI ",
+    "mpeg-ts": lambda b: len(b) > 188 and b[0] == 0x47 and b[188] == 0x47,
+}
+
+
+def sniff_video(head: bytes, name: str) -> str:
+    for kind, test in VIDEO_SIGNATURES.items():
+        if len(head) >= 12 and test(head):
+            return kind
+    raise ApiError(415, "unsupported_media_type",
+                   f"{name}: not a video of an accepted type (MP4/MOV, WebM/MKV, AVI, MPEG-TS); "
+                   "the type is read from the content, not the file name")
+
+
+# -- ASGI middleware: reject big bodies early -----------------------------------------------------------
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for a body over the route's limit: from Content-Length at once, else while it streams."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit_of: Callable[[str], int]) -> None:
+        self.app, self.limit_of = app, limit_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_of(scope["path"])
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _reject(send, limit)
+            return
+        seen = 0
+        state = {"started": False, "over": False}
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    state["over"] = True
+                    raise BodyTooLargeError
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns an error while parsing the body into a 400: answer 413 in its place.
+            if state["over"]:
+                if message["type"] == "http.response.start" and not state["started"]:
+                    state["started"] = True
+                    await _reject(send, limit)
+                return
+            state["started"] = state["started"] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLargeError:
+            if not state["started"]:
+                await _reject(send, limit)
+
+
+async def _reject(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps(error_body("payload_too_large", f"request body exceeds the {limit}-byte limit")).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

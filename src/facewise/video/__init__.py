@@ -1,0 +1,32 @@
+"""Video: find, track and name every person in a video file, a webcam or a stream.
+
+See :mod:`facewise.video.process` for the pipeline and docs/VIDEO.md for the command line and measurements.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, parse_source
+from .outputs import OutputOptions, track_thumbnail, write_timeline
+from .process import RunHooks, TrackSummary, VideoEvent, VideoOptions, VideoProcessor, VideoResult, VideoStats
+from .recognize import ExpressionTrack, IdentityOptions, TrackIdentity
+from .tracker import KalmanBox, Track, Tracker, TrackerOptions
+
+if TYPE_CHECKING:
+    from ..api import FaceWise
+    from .decode import VideoSource
+    from .process import EventFn
+
+__all__ = [
+    "DecodeOptions", "ExpressionTrack", "Frame", "IdentityOptions", "KalmanBox", "OutputOptions", "RunHooks", "Track",
+    "TrackIdentity", "TrackSummary", "Tracker", "TrackerOptions", "VideoError", "VideoEvent", "VideoInfo",
+    "VideoOptions", "VideoProcessor", "VideoReader", "VideoResult", "VideoStats", "parse_source",
+    "process_video", "track_thumbnail", "write_timeline",
+]
+
+
+def process_video(fw: FaceWise, source: VideoSource, options: VideoOptions | None = None,
+                  outputs: OutputOptions | None = None, on_event: EventFn | None = None) -> VideoResult:
+    """Shortcut for ``VideoProcessor(fw, options).run(source, outputs, RunHooks(on_event=on_event))``."""
+    return VideoProcessor(fw, options).run(source, outputs=outputs, hooks=RunHooks(on_event=on_event))

@@ -1,0 +1,154 @@
+"""What a video run leaves on disk: ``timeline.json``, ``timeline.csv``, ``thumbs/track-NNNN.jpg`` and an
+annotated video; and the reverse look-up used by ``facewise enroll --from-track TIMELINE_JSON:TRACK_ID``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from ..errors import FacewiseError, NotFoundError
+
+if TYPE_CHECKING:
+    from .process import VideoResult
+
+log = logging.getLogger(__name__)
+
+TIMELINE_JSON = "timeline.json"
+TIMELINE_CSV = "timeline.csv"
+THUMBS = "thumbs"
+CSV_COLUMNS = ("track", "person", "score", "first_ms", "last_ms", "frames", "best_frame", "expression")
+
+GREEN = (40, 200, 40)  # BGR for cv2 drawing
+RED = (40, 40, 220)
+GREY = (160, 160, 160)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and what to write. Paths in ``timeline.json`` are relative to ``out_dir``."""
+
+    out_dir: Path
+    annotated_video: bool = True
+    thumbnails: bool = True
+    timeline: bool = True
+    video_name: str = "annotated.mp4"
+
+
+def thumbnail_name(track_id: int) -> str:
+    return f"{THUMBS}/track-{track_id:04d}.jpg"
+
+
+def save_thumbnail(out_dir: Path, track_id: int, crop_rgb: np.ndarray) -> str:
+    rel = thumbnail_name(track_id)
+    path = out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(crop_rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        raise FacewiseError(f"{path}: could not write the thumbnail")
+    return rel
+
+
+def write_timeline(result: VideoResult, out_dir: Path) -> tuple[Path, Path]:
+    """``timeline.json`` (everything) and ``timeline.csv`` (one row per track); written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jpath, cpath = out_dir / TIMELINE_JSON, out_dir / TIMELINE_CSV
+    tmp = jpath.with_name(jpath.name + ".tmp")
+    tmp.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+    tmp.replace(jpath)
+    tmp = cpath.with_name(cpath.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for t in result.tracks:
+            w.writerow([t.track, t.person or "unknown", f"{t.score:.4f}", f"{t.first_ms:.1f}", f"{t.last_ms:.1f}",
+                        t.frames, t.best_frame or "", (t.expression or {}).get("dominant") or ""])
+    tmp.replace(cpath)
+    return jpath, cpath
+
+
+def track_thumbnail(spec: str) -> Path:
+    """``TIMELINE_JSON:TRACK_ID`` -> the track's best-frame thumbnail (for ``facewise enroll --from-track``)."""
+    path_s, sep, tid = spec.rpartition(":")
+    if not sep or not tid.strip().isdigit():
+        raise FacewiseError(f"--from-track {spec!r}: expected TIMELINE_JSON:TRACK_ID, e.g. out/timeline.json:3")
+    path = Path(path_s)
+    if path.is_dir():
+        path = path / TIMELINE_JSON
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FacewiseError(f"{path}: not a readable facewise timeline ({exc})") from None
+    tracks = doc.get("tracks") if isinstance(doc, dict) else None
+    if not isinstance(tracks, list):
+        raise FacewiseError(f"{path}: not a facewise timeline (no tracks)")
+    track = next((t for t in tracks if t.get("track") == int(tid)), None)
+    if track is None:
+        raise NotFoundError(f"{path}: no track {tid} (tracks: {', '.join(str(t.get('track')) for t in tracks)})")
+    if not track.get("best_frame"):
+        raise FacewiseError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
+    thumb = path.parent / track["best_frame"]
+    if not thumb.is_file():
+        raise FacewiseError(f"{thumb}: thumbnail of track {tid} is missing")
+    return thumb
+
+
+@dataclass(frozen=True)
+class DrawItem:
+    track: int
+    box: tuple[float, float, float, float]
+    label: str
+    known: bool
+    confirmed: bool = True
+
+
+def draw_tracks(bgr: np.ndarray, items: list[DrawItem]) -> np.ndarray:
+    """Boxes with "#id name score" labels, drawn in place on a BGR frame."""
+    scale = max(0.4, min(bgr.shape[:2]) / 800)
+    thick = max(1, round(2 * scale))
+    for it in items:
+        color = (GREEN if it.known else RED) if it.confirmed else GREY
+        p1 = (int(it.box[0]), int(it.box[1]))
+        p2 = (int(it.box[2]), int(it.box[3]))
+        cv2.rectangle(bgr, p1, p2, color, thick)
+        (tw, th), base = cv2.getTextSize(it.label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        y = max(th + base, p1[1])
+        cv2.rectangle(bgr, (p1[0], y - th - base), (p1[0] + tw, y), color, -1)
+        cv2.putText(bgr, it.label, (p1[0], y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                    cv2.LINE_AA)
+    return bgr
+
+
+class AnnotatedWriter:
+    """An mp4 ('mp4v') of the processed frames with the tracks drawn on them."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), max(1.0, fps), size)
+        self.ok = bool(self._w.isOpened())
+        self.frames = 0
+        if not self.ok:
+            log.warning("%s: cannot open a video writer (mp4v); no annotated video", path)
+
+    def write(self, rgb: np.ndarray, items: list[DrawItem]) -> None:
+        if not self.ok:
+            return
+        bgr = draw_tracks(np.ascontiguousarray(rgb[:, :, ::-1]), items)
+        self._w.write(bgr)
+        self.frames += 1
+
+    def close(self) -> None:
+        self._w.release()
+
+
+def result_paths(out_dir: Path, opts: OutputOptions) -> dict[str, Any]:
+    return {"timeline_json": str(out_dir / TIMELINE_JSON), "timeline_csv": str(out_dir / TIMELINE_CSV),
+            "annotated_video": str(out_dir / opts.video_name) if opts.annotated_video else None,
+            "thumbnails": str(out_dir / THUMBS) if opts.thumbnails else None}

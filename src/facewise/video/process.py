@@ -1,0 +1,446 @@
+"""The video pipeline: decode -> detect -> track -> (embed when a track needs it) -> name -> timeline.
+
+::
+
+    from facewise import FaceWise
+    from facewise.video import VideoProcessor, VideoOptions, DecodeOptions, OutputOptions
+
+    fw = FaceWise(db="people.db", profile="fast")
+    result = VideoProcessor(fw, VideoOptions(decode=DecodeOptions(stride=2))).run(
+        "clip.mp4", outputs=OutputOptions(Path("out")), on_event=print)
+    for t in result.tracks:
+        print(t.track, t.person or "unknown", t.first_ms, t.last_ms)
+
+Every processed frame is detected; a face is embedded only when its track needs a vector (a new track, a
+warming-up or periodic refresh, a clearly better view, or an ambiguous overlap the tracker must resolve).
+Faces smaller than ``refine_small_px`` get their five landmarks re-detected on an upscaled crop before
+embedding (YuNet profiles), which makes distant faces markedly more recognisable.
+
+A video that cannot be opened raises :class:`~facewise.video.decode.VideoError` with ``partial=None``; one that
+ends before its declared length raises ``VideoError`` whose ``partial`` is the :class:`VideoResult` of
+everything processed before the fault (``result.error`` set; the outputs, if asked for, are written too).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..models.protocols import Detector
+from ..types import Box, Face
+from .decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
+from .outputs import AnnotatedWriter, DrawItem, OutputOptions, result_paths, save_thumbnail, write_timeline
+from .recognize import (
+    ExpressionPredictor,
+    ExpressionTrack,
+    IdentityOptions,
+    TrackIdentity,
+    expression_crop,
+    load_expression_model,
+)
+from .scenecut import CutOptions, SceneCutDetector
+from .tracker import Track, Tracker, TrackerOptions
+
+if TYPE_CHECKING:
+    from ..api import FaceWise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """Everything that tunes a run; the defaults suit 25-30 fps footage."""
+
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    identity: IdentityOptions = field(default_factory=IdentityOptions)
+    cuts: CutOptions = field(default_factory=CutOptions)
+    refine_small_px: float = 48.0  # re-detect landmarks on an upscaled crop below this face height; 0 = never
+    expression: bool = False  # per-track expression timeline (needs facewise.models.expression weights)
+    expression_alpha: float = 0.3  # EMA weight of the newest frame
+
+
+@dataclass(frozen=True)
+class VideoEvent:
+    """``entered`` (track confirmed), ``identified`` (its name changed), ``left`` (track ended)."""
+
+    kind: str
+    track: int
+    person: str | None
+    score: float
+    t_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, "track": self.track, "person": self.person or "unknown",
+                "score": round(self.score, 4), "t_ms": round(self.t_ms, 1)}
+
+
+@dataclass
+class TrackSummary:
+    """One line of the timeline."""
+
+    track: int
+    person: str | None
+    person_id: int | None
+    score: float
+    far: float | None
+    candidate: str | None
+    first_ms: float
+    last_ms: float
+    frames: int
+    vectors: int
+    best_frame: str | None = None  # thumbnail path relative to the output folder
+    best_frame_ms: float | None = None
+    best_box: list[float] | None = None
+    best_quality: float | None = None
+    expression: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"track": self.track, "person": self.person or "unknown", "person_id": self.person_id,
+             "score": round(self.score, 4), "far": self.far, "candidate": self.candidate,
+             "first_ms": round(self.first_ms, 1), "last_ms": round(self.last_ms, 1), "frames": self.frames,
+             "vectors": self.vectors, "best_frame": self.best_frame,
+             "best_frame_ms": round(self.best_frame_ms, 1) if self.best_frame_ms is not None else None,
+             "best_box": self.best_box, "best_quality": self.best_quality}
+        if self.expression is not None:
+            d["expression"] = self.expression
+        return d
+
+
+@dataclass
+class VideoStats:
+    frames_decoded: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    faces: int = 0  # detections handed to the tracker
+    embeddings: int = 0  # face vectors computed
+    refined: int = 0  # small faces whose landmarks were re-detected
+    cuts: int = 0  # scene cuts detected
+    wall_s: float = 0.0
+    video_s: float = 0.0  # video time covered by the processed frames
+    detect_s: float = 0.0
+    embed_s: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        """Video seconds per wall-clock second (> 1: faster than real time)."""
+        return self.video_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames_decoded": self.frames_decoded, "frames_processed": self.frames_processed,
+                "frames_dropped": self.frames_dropped, "faces": self.faces, "embeddings": self.embeddings,
+                "refined": self.refined, "cuts": self.cuts, "wall_s": round(self.wall_s, 3),
+                "video_s": round(self.video_s, 3),
+                "fps": round(self.fps, 2), "realtime_factor": round(self.realtime_factor, 3),
+                "detect_s": round(self.detect_s, 3), "embed_s": round(self.embed_s, 3)}
+
+
+@dataclass
+class VideoResult:
+    """The timeline of a run, its events and statistics; ``error`` is set when the video ended early."""
+
+    source: str
+    info: VideoInfo | None
+    profile: str
+    collection: str
+    threshold: float
+    threshold_source: str
+    sampling: dict[str, Any]
+    tracks: list[TrackSummary] = field(default_factory=list)
+    events: list[VideoEvent] = field(default_factory=list)
+    stats: VideoStats = field(default_factory=VideoStats)
+    error: str | None = None
+    interrupted: bool = False
+    outputs: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and not self.interrupted
+
+    def persons(self) -> set[str]:
+        return {t.person for t in self.tracks if t.person}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "facewise-video-timeline", "version": 1, "source": self.source,
+                "video": self.info.to_dict() if self.info else None, "profile": self.profile,
+                "collection": self.collection, "threshold": round(self.threshold, 4),
+                "threshold_source": self.threshold_source, "sampling": self.sampling,
+                "complete": self.complete, "error": self.error, "interrupted": self.interrupted,
+                "stats": self.stats.to_dict(), "outputs": self.outputs,
+                "tracks": [t.to_dict() for t in self.tracks], "events": [e.to_dict() for e in self.events]}
+
+
+EventFn = Callable[[VideoEvent], None]
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """Callbacks of a run: ``on_open(reader)`` once the video is open (``reader.info``,
+    ``reader.expected_frames``), ``on_frame(frame)`` after each processed frame, ``on_event(event)`` for
+    entered / identified / left as they happen."""
+
+    on_open: Callable[[VideoReader], None] | None = None
+    on_frame: Callable[[Frame], None] | None = None
+    on_event: EventFn | None = None
+
+
+def tracking_detector(fw: FaceWise, low_score: float) -> tuple[Detector, Detector | None]:
+    """The profile's detector rebuilt with a low score threshold (ByteTrack's second stage needs the
+    low-confidence boxes), plus a YuNet instance for small-face landmark refinement (YuNet profiles only)."""
+    from ..models.catalogue import card, resolve
+
+    model_id = fw.profile.detector
+    c = card(model_id)
+    if c.backend == "yunet":
+        from ..models.yunet import YuNetDetector
+
+        path = resolve(model_id)[0]
+        det = YuNetDetector(path, model_id=c.id, score_threshold=min(low_score, 0.6))
+        refine = YuNetDetector(path, model_id=c.id, score_threshold=0.3, min_side=0, max_side=640)
+        return det, refine
+    if c.backend == "scrfd":
+        from ..models.scrfd import ScrfdDetector
+
+        return ScrfdDetector(resolve(model_id)[0], model_id=c.id, score_threshold=min(low_score, 0.5),
+                             threads=fw.pipeline.threads), None
+    return fw.pipeline.detector, None
+
+
+class VideoProcessor:
+    """Runs the video pipeline of one :class:`~facewise.api.FaceWise` (its profile, gallery and collection)."""
+
+    def __init__(self, fw: FaceWise, options: VideoOptions | None = None,
+                 expression_model: ExpressionPredictor | None = None) -> None:
+        self.fw = fw
+        self.options = options or VideoOptions()
+        fw.pipeline.load()
+        self.detector, self.refiner = tracking_detector(fw, self.options.tracker.low_score)
+        self.expression_model = expression_model
+        if self.options.expression and self.expression_model is None:
+            self.expression_model = load_expression_model()
+
+    def run(self, source: VideoSource, outputs: OutputOptions | None = None,
+            hooks: RunHooks | None = None) -> VideoResult:
+        """Process a whole video (or a stream until it ends / Ctrl-C). See the module docstring for errors."""
+        hooks = hooks or RunHooks()
+        reader = VideoReader(source, self.options.decode)  # raises VideoError when it cannot be opened
+        with reader:
+            run = _Run(self, reader, outputs, hooks.on_event)
+            if hooks.on_open:
+                hooks.on_open(reader)
+            t0 = time.perf_counter()
+            try:
+                for frame in reader:
+                    run.process(frame)
+                    if hooks.on_frame:
+                        hooks.on_frame(frame)
+            except VideoError as exc:
+                run.result.error = str(exc)
+            except KeyboardInterrupt:
+                run.result.interrupted = True
+                log.warning("%s: interrupted; writing what was processed", reader.name)
+            finally:
+                run.result.stats.wall_s = time.perf_counter() - t0
+                run.result.stats.frames_decoded = reader.stats.decoded
+                run.result.stats.frames_dropped = reader.stats.dropped
+                run.finish()
+        if run.result.error is not None:
+            raise VideoError(run.result.error, partial=run.result)
+        return run.result
+
+
+class _Run:
+    """The state of one run (kept apart so a processor can run several videos)."""
+
+    def __init__(self, proc: VideoProcessor, reader: VideoReader, outputs: OutputOptions | None,
+                 on_event: EventFn | None) -> None:
+        self.proc, self.fw, self.opts = proc, proc.fw, proc.options
+        self.reader, self.outputs, self.on_event = reader, outputs, on_event
+        self.tracker = Tracker(self.opts.tracker)
+        self.cut_detector = SceneCutDetector(self.opts.cuts)
+        self.decision = self.fw.decision
+        self.collection = self.fw.collection
+        self.identities: dict[int, TrackIdentity] = {}
+        self.expressions: dict[int, ExpressionTrack] = {}
+        self.frames: dict[int, int] = {}
+        d = self.opts.decode
+        self.result = VideoResult(
+            source=reader.name, info=reader.info, profile=self.fw.profile.name, collection=self.collection,
+            threshold=self.decision.threshold, threshold_source=self.decision.source,
+            sampling={"stride": d.stride, "fps": d.fps, "start_s": d.start_s, "duration_s": d.duration_s})
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.writer: AnnotatedWriter | None = None
+        if outputs is not None:
+            outputs.out_dir.mkdir(parents=True, exist_ok=True)
+            self.result.outputs = result_paths(outputs.out_dir, outputs)
+            if outputs.annotated_video:
+                info = reader.info
+                src_fps = info.fps or 30.0
+                out_fps = d.fps if d.fps is not None else src_fps / d.stride
+                self.writer = AnnotatedWriter(outputs.out_dir / outputs.video_name, min(out_fps, src_fps),
+                                              (info.width, info.height))
+
+    # -- per frame --------------------------------------------------------------------------------
+    def process(self, frame: Frame) -> None:
+        px, t = frame.pixels, frame.t_ms
+        stats = self.result.stats
+        self.first_t = t if self.first_t is None else self.first_t
+        self.last_t = t
+        stats.frames_processed += 1
+        t0 = time.perf_counter()
+        dets = [d for d in self.proc.detector.detect(px) if d.score >= self.opts.tracker.low_score]
+        faces = self.fw.pipeline.make_faces(px, dets)
+        stats.detect_s += time.perf_counter() - t0
+        stats.faces += len(faces)
+        cut = self.cut_detector(px)
+        stats.cuts += cut
+        step = self.tracker.update(faces, t, embed=lambda fs: self.embed(px, fs), cut=cut)
+        ident = self.identity
+        need = [f for tr, f in step.matched if f.embedding is None and ident(tr).needs_embedding(f)]
+        self.embed(px, need)
+        updated: list[Track] = []
+        for tr, face in step.matched:
+            self.frames[tr.id] = self.frames.get(tr.id, 0) + 1
+            if face.embedding is not None:
+                updated.append(tr)
+            ident(tr).observe(face, px, t, frame.index)
+        for tr in step.confirmed:  # before this frame's naming, so "entered" precedes "identified"
+            self.emit("entered", tr, ident(tr), tr.first_ms)
+        self.decide(updated, t)
+        if self.proc.expression_model is not None:
+            self.expression(frame, [tr for tr, _ in step.matched if tr.confirmed])
+        for tr in step.ended:
+            self.end_track(tr)
+        if self.writer is not None:
+            self.writer.write(px, [self.draw_item(tr) for tr, _ in step.matched])
+
+    def identity(self, tr: Track) -> TrackIdentity:
+        idn = self.identities.get(tr.id)
+        if idn is None:
+            idn = self.identities[tr.id] = TrackIdentity(self.opts.identity)
+        return idn
+
+    def embed(self, px: np.ndarray, faces: list[Face]) -> None:
+        faces = [f for f in faces if f.embedding is None]
+        if not faces:
+            return
+        t0 = time.perf_counter()
+        if self.proc.refiner is not None and self.opts.refine_small_px > 0:
+            for f in faces:
+                if f.box.height < self.opts.refine_small_px:
+                    self.refine(px, f)
+        vecs = self.fw.pipeline.embed_landmarks(px, [f.landmarks for f in faces])
+        for f, v in zip(faces, vecs, strict=True):
+            f.embedding = v
+        self.result.stats.embeddings += len(faces)
+        self.result.stats.embed_s += time.perf_counter() - t0
+
+    def refine(self, px: np.ndarray, face: Face, target: float = 112.0) -> None:
+        """Re-detect a small face on an upscaled crop around it; keep the landmarks that match its box."""
+        import cv2
+
+        b = face.box
+        side = max(b.width, b.height, 1.0)
+        cx, cy = b.center
+        h, w = px.shape[:2]
+        x1, y1 = max(0, int(cx - side)), max(0, int(cy - side))
+        x2, y2 = min(w, int(cx + side)), min(h, int(cy + side))
+        if x2 - x1 < 4 or y2 - y1 < 4:
+            return
+        k = target / side
+        crop = cv2.resize(px[y1:y2, x1:x2], None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+        assert self.proc.refiner is not None
+        found = self.proc.refiner.detect(crop)
+        if not found:
+            return
+        boxes = [Box(d.box.x1 / k + x1, d.box.y1 / k + y1, d.box.x2 / k + x1, d.box.y2 / k + y1) for d in found]
+        best = max(range(len(found)), key=lambda i: boxes[i].iou(b))
+        if boxes[best].iou(b) < 0.3:
+            return
+        face.landmarks = (found[best].landmarks / k + np.array([x1, y1], np.float32)).astype(np.float32)
+        self.result.stats.refined += 1
+
+    def decide(self, tracks: list[Track], t: float) -> None:
+        if not tracks:
+            return
+        templates = [self.identity(tr).template for tr in tracks]
+        k = self.opts.identity.top_k
+        hits = self.fw.store.search(self.collection, np.stack(templates), k=k)
+        for tr, tmpl, h in zip(tracks, templates, hits, strict=True):
+            tr.appearance = tmpl
+            idn = self.identity(tr)
+            if idn.decide(h, self.decision) and tr.confirmed:
+                self.emit("identified", tr, idn, t)
+
+    def expression(self, frame: Frame, tracks: list[Track]) -> None:
+        model = self.proc.expression_model
+        if not tracks or model is None:
+            return
+        bgr = frame.pixels[:, :, ::-1]
+        crops = [np.ascontiguousarray(expression_crop(bgr, tr.face.box)) for tr in tracks]
+        probs = model.predict(crops)
+        for tr, p in zip(tracks, probs, strict=True):
+            ex = self.expressions.get(tr.id)
+            if ex is None:
+                ex = self.expressions[tr.id] = ExpressionTrack(tuple(model.CLASSES), self.opts.expression_alpha)
+            ex.add(p, frame.t_ms)
+
+    def draw_item(self, tr: Track) -> DrawItem:
+        idn = self.identity(tr)
+        label = f"#{tr.id} {idn.person or 'unknown'}"
+        if idn.updates:
+            label += f" {idn.score:.2f}"
+        ex = self.expressions.get(tr.id)
+        if ex is not None and ex.current:
+            label += f" {ex.current}"
+        b = tr.face.box
+        return DrawItem(tr.id, (b.x1, b.y1, b.x2, b.y2), label, idn.person is not None, tr.confirmed)
+
+    def emit(self, kind: str, tr: Track, idn: TrackIdentity, t: float) -> None:
+        ev = VideoEvent(kind, tr.id, idn.person, idn.score, t)
+        self.result.events.append(ev)
+        if self.on_event:
+            self.on_event(ev)
+
+    # -- end of tracks and of the run -------------------------------------------------------------
+    def end_track(self, tr: Track) -> None:
+        idn = self.identity(tr)
+        self.emit("left", tr, idn, tr.last_ms)
+        best = idn.best
+        summary = TrackSummary(
+            track=tr.id, person=idn.person, person_id=idn.person_id, score=idn.score, far=idn.far,
+            candidate=idn.candidate, first_ms=tr.first_ms, last_ms=tr.last_ms, frames=self.frames.get(tr.id, 0),
+            vectors=idn.n_vectors, best_frame_ms=best.t_ms if best else None,
+            best_box=best.face.box.as_list() if best else None,
+            best_quality=round(best.face.quality.score, 3) if best else None)
+        if best is not None and self.outputs is not None and self.outputs.thumbnails:
+            summary.best_frame = save_thumbnail(self.outputs.out_dir, tr.id, best.crop)
+        ex = self.expressions.pop(tr.id, None)
+        if ex is not None:
+            summary.expression = ex.to_dict()
+        self.result.tracks.append(summary)
+        self.identities.pop(tr.id, None)
+
+    def finish(self) -> None:
+        for tr in self.tracker.finish():
+            self.end_track(tr)
+        self.result.tracks.sort(key=lambda s: (s.first_ms, s.track))
+        stats = self.result.stats
+        if self.first_t is not None and self.last_t is not None:
+            d = self.opts.decode
+            step = 1000.0 / d.fps if d.fps else self.reader.frame_interval_ms * d.stride
+            stats.video_s = (self.last_t - self.first_t + step) / 1000
+        if self.writer is not None:
+            self.writer.close()
+        if self.outputs is not None and self.outputs.timeline:
+            write_timeline(self.result, self.outputs.out_dir)
