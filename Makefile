@@ -8,12 +8,12 @@ KNN := $(SHARED)/data/video/face_recognition_examples/examples/knn_examples
 export FACEWISE_MODEL_PATH ?= $(abspath $(SHARED)/models)
 export FACEWISE_DATA ?= $(abspath $(SHARED)/data)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-peer install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[openvino,eval,test,service]'
+	$(PY) -m pip install -q -e '.[openvino,eval,test,service,ann,pgvector,milvus,ray,scale-test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,11 +31,19 @@ lint: $(VENV)/.installed
 test: lint
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
-	# the peer: face_recognition on the same dlib (dlib-bin), without building dlib from source
+# the peer: face_recognition on the same dlib (dlib-bin), without building dlib from source;
+# face_recognition_models still imports pkg_resources, which setuptools 81 removed
+$(VENV)/.peer: $(VENV)/.installed
+	$(PY) -m pip install -q 'setuptools<81' click
 	$(PY) -m pip install -q --no-deps face-recognition==1.3.0
-	$(PY) -m pip install -q click
+	touch $@
+
+bench: $(VENV)/.peer
 	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
+
+# face_recognition through the same evaluation harness on the 6,000 LFW pairs (docs/ACCURACY.md)
+bench-peer: $(VENV)/.peer
+	$(PY) bench/peer_face_recognition.py
