@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,6 +53,9 @@ DEFAULT_DB = Path("facewise.db")
 @app.callback()
 def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed escaped, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
 
 
@@ -61,16 +65,16 @@ def handled() -> Iterator[None]:
     try:
         yield
     except (ImageError, NoFaceError, MultipleFacesError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INPUT) from None
     except ModelNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_MODEL) from None
     except NotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_NOT_FOUND) from None
     except (FacewiseError, ProfileMismatchError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -154,12 +158,15 @@ def enroll(
             t = Table("file", "person", "status", "reason")
             for r in results:
                 t.add_row(os.path.basename(r.source), r.person, r.status, r.reason or "")
-            out.print(t)
+            out.print(t, markup=False)  # names and reasons are data, not markup
         added = sum(r.status == "added" for r in results)
         err.print(f"{added} added, {sum(r.status == 'duplicate' for r in results)} duplicate, "
                   f"{sum(r.status == 'rejected' for r in results)} rejected")
         fw.close()
         if added == 0 and any(r.status == "rejected" for r in results):
+            for r in results:
+                if r.status == "rejected":
+                    err.print(f"[red]error:[/red] {escape(r.reason or 'rejected')}")
             raise typer.Exit(EXIT_INPUT)
 
 
@@ -174,8 +181,10 @@ def identify(
     """Name every face in the images, or say "unknown" below the collection's threshold."""
     with handled():
         fw = _fw(db, profile, collection)
-        _identify_files(fw, _images_in(sources), top_k, annotate_dir, as_json)
+        failures = _identify_files(fw, _images_in(sources), top_k, annotate_dir, as_json)
         fw.close()
+        if failures:  # the readable images were still identified
+            raise typer.Exit(EXIT_INPUT)
 
 
 def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path | None, as_json: bool) -> int:
@@ -194,7 +203,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 results = fw.identify(img, top_k=top_k)
             except ImageError as exc:
                 failures += 1
-                err.print(f"[red]error:[/red] {exc}")
+                err.print(f"[red]error:[/red] {escape(str(exc))}")
                 if as_json:
                     _emit_json({"file": str(f), "error": str(exc)})
                 bar.advance(task)
@@ -211,7 +220,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 save_rgb(annotate_dir / (f.stem + ".jpg"), annotate(img.pixels, results))
             bar.advance(task)
     if not as_json:
-        out.print(table)
+        out.print(table, markup=False)  # names and reasons are data, not markup
         d = fw.decision
         out.print(f"threshold {d.threshold:.3f} ({d.source}), profile {fw.profile.name}")
     return failures
@@ -262,7 +271,7 @@ def detect(
             try:
                 img, dets = pipe.detect(f)
             except ImageError as exc:
-                err.print(f"[red]error:[/red] {exc}")
+                err.print(f"[red]error:[/red] {escape(str(exc))}")
                 continue
             for face in pipe.make_faces(img.pixels, dets):
                 if as_json:
@@ -271,7 +280,7 @@ def detect(
                           f"{face.det_score:.2f}", f"{face.yaw:+.0f}", f"{face.quality.score:.2f}",
                           "; ".join(face.quality.reasons))
         if not as_json:
-            out.print(t)
+            out.print(t, markup=False)  # names and reasons are data, not markup
 
 
 @app.command()
@@ -289,7 +298,7 @@ def analyze(
             try:
                 faces = fw.analyze(f)
             except ImageError as exc:
-                err.print(f"[red]error:[/red] {exc}")
+                err.print(f"[red]error:[/red] {escape(str(exc))}")
                 continue
             for face in faces:
                 d = face.to_dict()
@@ -302,7 +311,7 @@ def analyze(
                           f"{pose['yaw']:+.0f}/{pose['pitch']:+.0f}/{pose['roll']:+.0f}" if pose else "n/a",
                           f"{expr['label']} {expr['score']:.2f}" if expr else "n/a", "; ".join(face.quality.reasons))
         if not as_json:
-            out.print(t)
+            out.print(t, markup=False)  # names and reasons are data, not markup
 
 
 # -- threshold, export, import --------------------------------------------------------------------
@@ -357,7 +366,7 @@ def people_list(db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collect
         t = Table("id", "name", "samples", "created")
         for p in persons:
             t.add_row(str(p.id), p.name, str(p.n_samples), p.created_at)
-        out.print(t)
+        out.print(t, markup=False)  # names and reasons are data, not markup
 
 
 @people_app.command("show")
@@ -371,11 +380,11 @@ def people_show(person: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "defa
         if as_json:
             _emit_json({**p.to_dict(), "sample_list": [s.to_dict() for s in samples]})
             return
-        out.print(f"[bold]{p.name}[/bold] (id {p.id}), {p.n_samples} samples")
+        out.print(f"[bold]{escape(p.name)}[/bold] (id {p.id}), {p.n_samples} samples")
         t = Table("sample", "source", "quality", "yaw", "added")
         for s in samples:
             t.add_row(str(s.id), s.source, f"{s.quality:.2f}", f"{s.yaw:+.0f}", s.created_at)
-        out.print(t)
+        out.print(t, markup=False)  # names and reasons are data, not markup
 
 
 @people_app.command("rename")
@@ -383,7 +392,7 @@ def people_rename(person: str, new_name: str, db: DbOpt = DEFAULT_DB, profile: P
                   collection: CollOpt = "default") -> None:
     with handled():
         p = _fw(db, profile, collection).rename_person(person, new_name)
-        out.print(f"renamed to {p.name}")
+        out.print(f"renamed to {p.name}", markup=False)
 
 
 @people_app.command("delete")
@@ -392,7 +401,7 @@ def people_delete(person: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "de
     """Delete a person with all samples and templates."""
     with handled():
         n = _fw(db, profile, collection).delete_person(person)
-        out.print(f"deleted {person} and {n} samples")
+        out.print(f"deleted {person} and {n} samples", markup=False)
 
 
 @people_app.command("delete-sample")
@@ -495,7 +504,7 @@ def demo(
                   f"(profile {fw.profile.name})")
         for r in results:
             if r.status != "added":
-                out.print(f"  skipped {r.source}: {r.reason}")
+                out.print(f"  skipped {r.source}: {r.reason}", markup=False)
         _identify_files(fw, _images_in([test]), 1, out_dir / "annotated", False)
         out.print(f"annotated images in {out_dir / 'annotated'}; gallery {db}")
         fw.close()
@@ -503,7 +512,9 @@ def demo(
 
 def _register_subcommands() -> None:
     from . import (
+        cli_data,  # noqa: F401  (registers `facewise doctor`, `facewise encrypt ...`, `facewise retention`)
         cli_eval,  # noqa: F401  (registers `facewise eval ...`)
+        cli_scale,  # noqa: F401  (registers `facewise index`, `facewise cluster`, `facewise people merge|split`)
         cli_serve,  # noqa: F401  (registers `facewise serve` and `facewise keys ...`)
         cli_video,  # noqa: F401  (registers `facewise video`)
     )
@@ -512,5 +523,8 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # `python -m facewise.cli`: sub-command modules registered on the imported `facewise.cli`, not on `__main__`
+    from facewise.cli import app as _registered_app
+
+    _registered_app()
 

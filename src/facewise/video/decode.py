@@ -243,7 +243,7 @@ class VideoReader:
         span = max(0.0, end - start)
         if self.options.fps is not None:
             return max(1, int(span / 1000 * min(self.options.fps, self.info.fps or self.options.fps)))
-        return max(1, int(round(span / self.frame_interval_ms)) // self.options.stride)
+        return max(1, -(-int(round(span / self.frame_interval_ms)) // self.options.stride))
 
     # -- iteration --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
@@ -265,7 +265,10 @@ class VideoReader:
         """Queue an item; False when the reader was closed. Droppable frames evict the oldest when full."""
         while not self._stop.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                if droppable:
+                    self._queue.put_nowait(item)
+                else:
+                    self._queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 if droppable:

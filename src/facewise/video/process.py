@@ -271,7 +271,6 @@ class _Run:
         self.collection = self.fw.collection
         self.identities: dict[int, TrackIdentity] = {}
         self.expressions: dict[int, ExpressionTrack] = {}
-        self.frames: dict[int, int] = {}
         d = self.opts.decode
         self.result = VideoResult(
             source=reader.name, info=reader.info, profile=self.fw.profile.name, collection=self.collection,
@@ -310,7 +309,6 @@ class _Run:
         self.embed(px, need)
         updated: list[Track] = []
         for tr, face in step.matched:
-            self.frames[tr.id] = self.frames.get(tr.id, 0) + 1
             if face.embedding is not None:
                 updated.append(tr)
             ident(tr).observe(face, px, t, frame.index)
@@ -321,6 +319,8 @@ class _Run:
             self.expression(frame, [tr for tr, _ in step.matched if tr.confirmed])
         for tr in step.ended:
             self.end_track(tr)
+        for tr in step.dropped:
+            self.forget(tr)
         if self.writer is not None:
             self.writer.write(px, [self.draw_item(tr) for tr, _ in step.matched])
 
@@ -419,7 +419,7 @@ class _Run:
         best = idn.best
         summary = TrackSummary(
             track=tr.id, person=idn.person, person_id=idn.person_id, score=idn.score, far=idn.far,
-            candidate=idn.candidate, first_ms=tr.first_ms, last_ms=tr.last_ms, frames=self.frames.get(tr.id, 0),
+            candidate=idn.candidate, first_ms=tr.first_ms, last_ms=tr.last_ms, frames=tr.hits,
             vectors=idn.n_vectors, best_frame_ms=best.t_ms if best else None,
             best_box=best.face.box.as_list() if best else None,
             best_quality=round(best.face.quality.score, 3) if best else None)
@@ -429,7 +429,11 @@ class _Run:
         if ex is not None:
             summary.expression = ex.to_dict()
         self.result.tracks.append(summary)
+        self.forget(tr)
+
+    def forget(self, tr: Track) -> None:
         self.identities.pop(tr.id, None)
+        self.expressions.pop(tr.id, None)
 
     def finish(self) -> None:
         for tr in self.tracker.finish():

@@ -148,11 +148,13 @@ class Track:
 
 @dataclass
 class TrackerStep:
-    """What one frame did: tracks matched to a face, tracks confirmed this frame, tracks that ended."""
+    """What one frame did: tracks matched to a face, tracks confirmed this frame, confirmed tracks that ended,
+    and tentative tracks dropped as false starts."""
 
     matched: list[tuple[Track, Face]]
     confirmed: list[Track]
     ended: list[Track]
+    dropped: list[Track]
 
 
 EmbedFn = Callable[[list[Face]], None]  # fills ``Face.embedding`` for the faces given (batched)
@@ -212,7 +214,7 @@ class Tracker:
         low = [f for f in faces if o.low_score <= f.det_score < o.high_score]
         matched: list[tuple[Track, Face]] = []
 
-        # stage 1: confident detections against every live track (IoU, plus appearance where ambiguous)
+        # stage 1: confident detections against the tracks of this shot (IoU, plus appearance where ambiguous)
         pairs, free_in_shot, free_high = self._match_first(in_shot, high, embed)
         matched += pairs
         # stage 2: low-confidence detections extend tracks seen in the previous frame
@@ -242,8 +244,8 @@ class Tracker:
             if o.min_hits <= 1:
                 tr.state = TrackState.CONFIRMED
                 confirmed.append(tr)
-        ended = self._age(t_ms, {id(tr) for tr, _ in matched})
-        return TrackerStep(matched=matched, confirmed=confirmed, ended=ended)
+        ended, dropped = self._age(t_ms, {id(tr) for tr, _ in matched})
+        return TrackerStep(matched=matched, confirmed=confirmed, ended=ended, dropped=dropped)
 
     def finish(self) -> list[Track]:
         """End every live track (end of the video); returns the confirmed ones."""
@@ -314,18 +316,17 @@ class Tracker:
         tr.streak = tr.streak + 1 if tr.misses == 0 else 1
         tr.misses = 0
 
-    def _age(self, t_ms: float, seen: set[int]) -> list[Track]:
-        ended, keep = [], []
+    def _age(self, t_ms: float, seen: set[int]) -> tuple[list[Track], list[Track]]:
+        ended, dropped, keep = [], [], []
         max_age_ms = self.options.max_age_s * 1000
         for tr in self.tracks:
             if id(tr) not in seen:
                 tr.misses += 1
                 tr.streak = 0
                 if tr.state is TrackState.TENTATIVE or t_ms - tr.last_ms > max_age_ms:
-                    if tr.confirmed:
-                        ended.append(tr)
+                    (ended if tr.confirmed else dropped).append(tr)
                     tr.state = TrackState.ENDED
                     continue
             keep.append(tr)
         self.tracks = keep
-        return ended
+        return ended, dropped
