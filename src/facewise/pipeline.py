@@ -9,6 +9,7 @@ from functools import cached_property
 import numpy as np
 
 from .align import align_many
+from .errors import FacewiseError
 from .imageio import DecodedImage, ImageInput, load_image
 from .models._embed_util import l2_normalise
 from .models.protocols import Detector, Embedder, Landmarker
@@ -97,6 +98,24 @@ class Pipeline:
             for f, v in zip(faces, vecs, strict=True):
                 f.embedding = v
         return img, faces
+
+    def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True,
+                     ) -> list[tuple[DecodedImage, list[Face]] | FacewiseError]:
+        """:meth:`analyze` over many images with a thread pool (inference releases the GIL; each backend
+        serialises its own calls, so decoding, detection and embedding of different images overlap).
+        Results keep the input order; an image that fails gives its exception in its place."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(img: ImageInput) -> tuple[DecodedImage, list[Face]] | FacewiseError:
+            try:
+                return self.analyze(img, embed=embed)
+            except FacewiseError as exc:  # bad image: reported in its place
+                return exc
+
+        if workers <= 1:
+            return [one(i) for i in images]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, images))
 
     def block_slices(self) -> list[tuple[str, slice]]:
         """Where each embedder's (weighted) block sits in the fused vector."""
