@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facewise.eval.embed import EmbeddedImages
-from facewise.eval.pairs import parse_lfw_pairs
+from facewise.eval.pairs import limit_per_fold, parse_lfw_pairs
 from facewise.eval.verification import PairScores, evaluate
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -34,14 +34,7 @@ def main() -> None:
         import face_recognition
 
     pairs = parse_lfw_pairs(DATA / "lfw" / "pairs.txt", DATA / "lfw" / "images")
-    if args.limit:
-        seen: dict[tuple[int, bool], int] = {}
-        kept = []
-        for p in pairs:
-            seen[(p.fold, p.same)] = seen.get((p.fold, p.same), 0) + 1
-            if seen[(p.fold, p.same)] <= args.limit:
-                kept.append(p)
-        pairs = kept
+    pairs = limit_per_fold(pairs, args.limit)
     paths = list(dict.fromkeys(str(x) for p in pairs for x in (p.path1, p.path2)))
     cache = Path(args.cache)
     done: dict[str, tuple[np.ndarray, bool]] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -10,14 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import DATA, MODELS
 from facewise.liveness_eval import apcer_bpcer, equal_error_rate, evaluate_liveness
 from facewise.models.antispoof import MiniFASNet, silentface_crop_box
-
-REPO = Path(__file__).resolve().parents[1]
-MODELS = Path(
-    os.environ.get("FACEWISE_MODEL_PATH", str(REPO.parent / "shared" / "models")).split(os.pathsep)[0]
-)
-DATA = Path(os.environ.get("FACEWISE_DATA", str(REPO.parent / "shared" / "data")))
 
 V2 = MODELS / "antispoof" / "2.7_80x80_MiniFASNetV2.onnx"
 V1SE = MODELS / "antispoof" / "4_0_0_80x80_MiniFASNetV1SE.onnx"

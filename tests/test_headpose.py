@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import DATA, MODELS
 from facewise.models.headpose import FSANet, pose_from_landmarks
-
-REPO = Path(__file__).resolve().parents[1]
-MODELS = Path(
-    os.environ.get("FACEWISE_MODEL_PATH", str(REPO.parent / "shared" / "models")).split(os.pathsep)[0]
-)
-DATA = Path(os.environ.get("FACEWISE_DATA", str(REPO.parent / "shared" / "data")))
 
 FSA_1X1 = MODELS / "headpose" / "fsanet-1x1-iter-688590.onnx"
 FSA_VAR = MODELS / "headpose" / "fsanet-var-iter-688590.onnx"

@@ -5,22 +5,14 @@ from __future__ import annotations
 import pytest
 
 from facewise.eval.embed import embed_images
-from facewise.eval.pairs import parse_lfw_pairs
+from facewise.eval.pairs import limit_per_fold, parse_lfw_pairs
 from facewise.eval.verification import PairScores, evaluate
 from facewise.pipeline import Pipeline
 from facewise.profiles import load_profile
 
 
 def subset(lfw, per_fold: int = 15):
-    pairs = parse_lfw_pairs(lfw / "pairs.txt", lfw / "images")
-    seen: dict[tuple[int, bool], int] = {}
-    out = []
-    for p in pairs:
-        key = (p.fold, p.same)
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= per_fold:
-            out.append(p)
-    return out
+    return limit_per_fold(parse_lfw_pairs(lfw / "pairs.txt", lfw / "images"), per_fold)
 
 
 @pytest.mark.parametrize(("profile", "floor"), [("default", 0.97), ("accurate", 0.985)])

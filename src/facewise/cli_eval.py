@@ -12,6 +12,7 @@ import typer
 
 from .cli import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
 from .errors import FacewiseError
+from .eval.pairs import limit_per_fold
 
 eval_app = typer.Typer(help="Measure accuracy: pairs (verification), identify (open-set), fidelity.",
                        no_args_is_help=True)
@@ -68,7 +69,7 @@ def eval_pairs(
     with handled():
         if no_face not in ("center", "reject"):
             raise FacewiseError("--no-face must be center or reject")
-        plist = _limited(load_pairs(fmt, pairs, root), limit)
+        plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
         with progress_bar() as bar:
@@ -150,7 +151,7 @@ def eval_degrade(
     from .pipeline import Pipeline
 
     with handled():
-        plist = _limited(load_pairs(fmt, pairs, root), limit)
+        plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
         probes = len({str(p.path2) for p in plist})
@@ -199,19 +200,6 @@ def eval_fidelity(
                   f"({res['threshold']:.3f})")
         for name, r in res["by_face_size"].items():
             out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, above {100 * r['share_above_threshold']:.1f} %")
-
-
-def _limited(plist: list, limit: int | None) -> list:
-    if not limit:
-        return plist
-    per: dict[tuple[int, bool], int] = {}
-    kept = []
-    for p in plist:
-        key = (p.fold, p.same)
-        per[key] = per.get(key, 0) + 1
-        if per[key] <= limit:
-            kept.append(p)
-    return kept
 
 
 @app.command()

@@ -259,3 +259,17 @@ def parse_pairs_csv(
     pairs = [Pair(a, b, same, fold_of[k]) for (a, b, same), k in zip(rows, keys, strict=True)]
     logger.debug("%s: %d pairs, %d distinct keys, %d folds", path, len(pairs), len(fold_of), n_folds)
     return pairs
+
+
+def limit_per_fold(pairs: list[Pair], n: int | None) -> list[Pair]:
+    """The first ``n`` same and ``n`` different pairs of each fold (all pairs when ``n`` is falsy)."""
+    if not n:
+        return list(pairs)
+    seen: dict[tuple[int, bool], int] = {}
+    kept = []
+    for p in pairs:
+        key = (p.fold, p.same)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= n:
+            kept.append(p)
+    return kept
