@@ -311,6 +311,7 @@ def eval_expression(
     as_json: JsonOpt = False,
 ) -> None:
     """Expression accuracy, per-class recall and the confusion matrix of the shipped expression model."""
+    import cv2
     import numpy as np
 
     from .imageio import load_image
@@ -327,7 +328,7 @@ def eval_expression(
             task = bar.add_task("expression", total=len(files))
             for i in range(0, len(files), 256):
                 chunk = files[i : i + 256]
-                crops = [load_image(f).pixels for _, f in chunk]
+                crops = [cv2.cvtColor(load_image(f).pixels, cv2.COLOR_RGB2GRAY) for _, f in chunk]
                 pred = model.predict(crops).argmax(1)
                 for (c, _), p in zip(chunk, pred, strict=True):
                     conf[classes.index(c), p] += 1
