@@ -13,7 +13,7 @@ export FACEWISE_DATA ?= $(abspath $(SHARED)/data)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[openvino,eval,test,service,ann,pgvector,milvus,ray,scale-test]'
+	$(PY) -m pip install -q -e '.[openvino,eval,test,service,ann,pgvector,milvus,ray,scale-test,crypto,fuzz]'
 	touch $@
 
 install: $(VENV)/.installed

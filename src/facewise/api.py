@@ -58,7 +58,9 @@ class FaceWise:
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.pipeline = Pipeline(self.profile, threads=threads, quality=quality)
         if db is None or isinstance(db, str | os.PathLike):
-            self.store: Any = SQLiteStore(":memory:" if db is None else Path(db))
+            from .gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
+
+            self.store: Any = SQLiteStore(":memory:") if db is None else open_store(db)
         else:
             self.store = db
         self.collection = collection
@@ -162,7 +164,8 @@ class FaceWise:
                     res = EnrollResult(name, person, "added", face=chosen)
                     pending.append((len(results), NewSample(
                         person=person, image_sha256=img.sha256, embedding=vec, model=self.profile.signature,
-                        face_index=chosen.index, source=os.path.basename(name), box=chosen.box.as_list(),
+                        face_index=chosen.index, box=chosen.box.as_list(),
+                        source=os.fsencode(os.path.basename(name)).decode("utf-8", "backslashreplace"),
                         landmarks=np.round(chosen.landmarks, 2).tolist(), quality=chosen.quality.score,
                         yaw=chosen.yaw, metadata=metadata)))
             except (ImageError, NoFaceError, MultipleFacesError) as exc:

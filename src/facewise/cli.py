@@ -192,6 +192,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     from .imageio import load_image, save_rgb
 
     table = Table("file", "face box", "person", "score", "est. FAR")
+    decision = fw.decision
     failures = 0
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +214,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
             for r in results:
                 if as_json:
                     _emit_json({"file": str(f), **r.to_dict()})
-                far = f"{r.far:.1e}" if r.far is not None else "n/a"
+                far = decision.format_far(r.far)
                 table.add_row(f.name, str([round(v) for v in r.face.box.as_list()]), r.person or "unknown",
                               f"{r.score:.3f}", far)
             if annotate_dir:

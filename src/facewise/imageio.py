@@ -112,6 +112,9 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
         if "truncated" in reason.lower() or isinstance(exc, EOFError):
             reason = f"truncated or corrupt image data ({reason})"
         raise ImageError(f"{name}: cannot decode image: {reason}") from None
+    except Exception as exc:  # a decoder plugin failing any other way (IndexError...) on malformed data
+        log.debug("decoder failure on %s", name, exc_info=True)
+        raise ImageError(f"{name}: cannot decode image: malformed data ({type(exc).__name__}: {exc})") from None
     return DecodedImage(pixels=pixels, sha256=digest, name=name)
 
 

@@ -32,6 +32,18 @@ class Decision:
     source: str  # "explicit" | "far=1e-03 (collection)" | "far=1e-03 (profile)" | "uncalibrated"
     calibration: Calibration | None
 
+    @property
+    def far_floor(self) -> float | None:
+        """The smallest FAR the calibration can tell apart (1 / number of impostor scores)."""
+        return None if self.calibration is None else 1.0 / self.calibration.n_impostor
+
+    def format_far(self, far: float | None) -> str:
+        """``1.2e-04``, ``<=5.0e-07`` at the calibration's resolution, or ``n/a`` when uncalibrated."""
+        if far is None:
+            return "n/a"
+        floor = self.far_floor
+        return f"<={far:.1e}" if floor is not None and far <= floor * 1.0001 else f"{far:.1e}"
+
     def far_of(self, score: float) -> float | None:
         """Estimated false-accept rate of a score (``None`` when uncalibrated)."""
         if self.calibration is None:

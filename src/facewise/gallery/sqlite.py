@@ -15,12 +15,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from ..crypto import (
+    OVERHEAD,
+    BlobCipher,
+    bind_gallery,
+    cipher_from_env,
+    no_key_error,
+    open_blob,
+    sample_aad,
+    template_aad,
+)
 from ..errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from ..privacy import erase_collection_rows, erase_linked_rows, flush_erased
 from ..types import Person, Sample
+from . import ann
 from .index import VectorIndex
 from .store import CollectionInfo, NewSample, SearchHit
 
@@ -60,8 +72,11 @@ def _now() -> str:
 class SQLiteStore:
     """The default :class:`~facewise.gallery.Store`. Thread-safe; several processes may share a file."""
 
-    def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0,
+                 cipher: BlobCipher | Literal["env"] | None = "env") -> None:
+        """``cipher`` encrypts vectors at rest (see :mod:`facewise.crypto`); ``"env"``: from ``FACEWISE_KEY[_FILE]``."""
         self.path = str(path)
+        self._cipher = cipher_from_env() if cipher == "env" else cipher
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -72,6 +87,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not left in free space
             with self._tx() as cur:
                 for stmt in SCHEMA.split(";"):
                     if stmt.strip():
@@ -84,10 +100,12 @@ class SQLiteStore:
                     raise FacewiseError(
                         f"{self.path}: gallery schema {row[0]} is newer than this facewise ({SCHEMA_VERSION})"
                     )
+                self._encrypted = bind_gallery(cur, self._cipher, self.path)
         except sqlite3.DatabaseError as exc:
             raise FacewiseError(f"{self.path}: not a usable facewise gallery ({exc})") from None
         self._lock = threading.RLock()
         self._indexes: dict[str, tuple[int, VectorIndex]] = {}
+        self._ann: dict[str, ann.AnnManager] = {}  # collections with settings index="hnsw" (gallery/ann.py)
 
     # -- plumbing -----------------------------------------------------------------------------
     @contextmanager
@@ -101,6 +119,19 @@ class SQLiteStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+    def _seal(self, data: bytes, aad: bytes) -> bytes:
+        if self._cipher is not None:
+            return self._cipher.seal(data, aad)
+        if self._encrypted:
+            raise no_key_error(self.path)
+        return data
+
+    def _unseal(self, blob: bytes, aad: bytes) -> bytes:
+        return open_blob(self._cipher, blob, aad, self._encrypted, self.path)
+
+    def _vec(self, blob: bytes, aad: bytes) -> np.ndarray:
+        return np.frombuffer(self._unseal(blob, aad), np.float32)
 
     def _generation(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
@@ -125,7 +156,8 @@ class SQLiteStore:
             for name, dim in self._db.execute("SELECT name, dim FROM collections"):
                 bad = self._db.execute(
                     "SELECT COUNT(*) FROM samples s JOIN collections c ON c.id = s.collection_id "
-                    "WHERE c.name = ? AND length(s.embedding) != ?", (name, dim * 4)).fetchone()[0]
+                    "WHERE c.name = ? AND length(s.embedding) != ?",
+                    (name, dim * 4 + (OVERHEAD if self._encrypted else 0))).fetchone()[0]
                 if bad:
                     problems.append(f"collection {name!r}: {bad} samples with a wrong vector size")
             return problems
@@ -184,8 +216,10 @@ class SQLiteStore:
         with self._lock:
             with self._tx() as cur:
                 row = self._collection_row(name)
+                erase_collection_rows(cur, name)
                 cur.execute("DELETE FROM collections WHERE id=?", (row[0],))
             self._indexes.pop(name, None)
+            flush_erased(self._db)
 
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cid: int, person: str | int) -> tuple[Any, ...]:
@@ -249,8 +283,11 @@ class SQLiteStore:
                 cid = self._collection_row(collection)[0]
                 pid = self._person_row(cid, person)[0]
                 n = cur.execute("SELECT COUNT(*) FROM samples WHERE person_id=?", (pid,)).fetchone()[0]
+                sids = [r[0] for r in cur.execute("SELECT id FROM samples WHERE person_id=?", (pid,))]
+                erase_linked_rows(cur, collection, pid, sids)
                 cur.execute("DELETE FROM persons WHERE id=?", (pid,))
             self._refresh_after_write(collection, lambda ix: ix.remove_person(pid))
+            flush_erased(self._db)
             return int(n)
 
     # -- samples --------------------------------------------------------------------------------
@@ -294,7 +331,8 @@ class SQLiteStore:
                         "INSERT OR IGNORE INTO samples(person_id, collection_id, image_sha256, face_index, source, "
                         "box, landmarks, quality, yaw, model, embedding, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                         (pid, cid, s.image_sha256, s.face_index, s.source, json.dumps(s.box),
-                         json.dumps(s.landmarks), float(s.quality), float(s.yaw), s.model, vec.tobytes(), _now()))
+                         json.dumps(s.landmarks), float(s.quality), float(s.yaw), s.model,
+                         self._seal(vec.tobytes(), sample_aad(cid, s.image_sha256, s.face_index)), _now()))
                     if cur.rowcount == 0:
                         ids.append(None)
                         continue
@@ -310,16 +348,17 @@ class SQLiteStore:
         return ids
 
     def _update_template(self, cur: sqlite3.Cursor, pid: int) -> None:
-        rows = cur.execute("SELECT embedding, quality FROM samples WHERE person_id=?", (pid,)).fetchall()
+        rows = cur.execute("SELECT embedding, quality, collection_id, image_sha256, face_index FROM samples "
+                           "WHERE person_id=?", (pid,)).fetchall()
         if not rows:
             cur.execute("DELETE FROM templates WHERE person_id=?", (pid,))
             return
-        vecs = np.stack([np.frombuffer(r[0], np.float32) for r in rows])
+        vecs = np.stack([self._vec(r[0], sample_aad(r[2], r[3], r[4])) for r in rows])
         w = np.array([max(float(r[1]), 0.05) for r in rows], np.float32)
         t = (vecs * w[:, None]).sum(0)
         t /= max(float(np.linalg.norm(t)), 1e-12)
         cur.execute("INSERT OR REPLACE INTO templates(person_id, embedding, n, updated_at) VALUES(?,?,?,?)",
-                    (pid, t.astype(np.float32).tobytes(), len(rows), _now()))
+                    (pid, self._seal(t.astype(np.float32).tobytes(), template_aad(pid)), len(rows), _now()))
 
     def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
         with self._lock:
@@ -341,20 +380,42 @@ class SQLiteStore:
                                   (sample_id, cid)).fetchone()
                 if row is None:
                     raise NotFoundError(f"sample {sample_id} does not exist in collection {collection!r}")
+                erase_linked_rows(cur, collection, None, [sample_id])
                 cur.execute("DELETE FROM samples WHERE id=?", (sample_id,))
                 self._update_template(cur, int(row[0]))
             self._refresh_after_write(collection, lambda ix: ix.remove_samples({sample_id}))
+            flush_erased(self._db)
+
+    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
+        """Re-assign samples to a person (created if ``person`` is a new name); one transaction."""
+        with self._lock:
+            with self._tx() as cur:
+                cid = self._collection_row(collection)[0]
+                if isinstance(person, str) and self._db.execute(
+                        "SELECT 1 FROM persons WHERE collection_id=? AND name=?", (cid, person)).fetchone() is None:
+                    cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) VALUES(?,?,?,?)",
+                                (cid, _check_name(person), "{}", _now()))
+                pid = self._person_row(cid, person)[0]
+                marks = ",".join("?" * len(sample_ids))
+                old = [r[0] for r in cur.execute(f"SELECT DISTINCT person_id FROM samples WHERE collection_id=? "
+                                                 f"AND id IN ({marks})", (cid, *sample_ids))]
+                cur.execute(f"UPDATE samples SET person_id=? WHERE collection_id=? AND id IN ({marks})",
+                            (pid, cid, *sample_ids))
+                for p in {*old, pid}:
+                    self._update_template(cur, p)
+            self._refresh_after_write(collection, lambda ix: ix.reassign(sample_ids, pid))
+            return self.get_person(collection, pid)
 
     def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         with self._lock:
             cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
             out = np.zeros((len(sample_ids), dim), np.float32)
             for i, sid in enumerate(sample_ids):
-                row = self._db.execute("SELECT embedding FROM samples WHERE id=? AND collection_id=?",
-                                       (sid, cid)).fetchone()
+                row = self._db.execute("SELECT embedding, image_sha256, face_index FROM samples "
+                                       "WHERE id=? AND collection_id=?", (sid, cid)).fetchone()
                 if row is None:
                     raise NotFoundError(f"sample {sid} does not exist in collection {collection!r}")
-                out[i] = np.frombuffer(row[0], np.float32)
+                out[i] = self._vec(row[0], sample_aad(cid, row[1], row[2]))
             return out
 
     def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]:
@@ -375,26 +436,29 @@ class SQLiteStore:
             row = self._db.execute("SELECT embedding FROM templates WHERE person_id=?", (pid,)).fetchone()
             if row is None:
                 raise NotFoundError(f"person {person!r} has no samples")
-            return np.frombuffer(row[0], np.float32).copy()
+            return self._vec(row[0], template_aad(pid)).copy()
 
     def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         with self._lock:
             cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
             pid = self._person_row(cid, person)[0]
-            rows = self._db.execute("SELECT embedding FROM samples WHERE person_id=? ORDER BY id", (pid,)).fetchall()
+            rows = self._db.execute("SELECT embedding, image_sha256, face_index FROM samples WHERE person_id=? "
+                                    "ORDER BY id", (pid,)).fetchall()
             if not rows:
                 return np.zeros((0, dim), np.float32)
-            return np.stack([np.frombuffer(r[0], np.float32) for r in rows])
+            return np.stack([self._vec(r[0], sample_aad(cid, r[1], r[2])) for r in rows])
 
     # -- search ---------------------------------------------------------------------------------
     def _load_index(self, collection: str) -> VectorIndex:
         row = self._collection_row(collection)
         cid, dim = row[0], row[4]
         ix = VectorIndex(dim)
-        rows = self._db.execute("SELECT id, person_id, embedding FROM samples WHERE collection_id=? ORDER BY id",
-                                (cid,)).fetchall()
+        rows = self._db.execute("SELECT id, person_id, embedding, image_sha256, face_index FROM samples "
+                                "WHERE collection_id=? ORDER BY id", (cid,)).fetchall()
         if rows:
-            mat = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim)
+            blobs = ((self._unseal(r[2], sample_aad(cid, r[3], r[4])) for r in rows) if self._encrypted
+                     else (r[2] for r in rows))  # plaintext: no per-row call on millions of rows
+            mat = np.frombuffer(b"".join(blobs), np.float32).reshape(len(rows), dim)
             ix.reset(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), mat.copy())
         return ix
 
@@ -405,7 +469,7 @@ class SQLiteStore:
             cached = self._indexes.get(collection)
             if cached is None or cached[0] != gen:
                 log.debug("building vector index of %r (generation %d)", collection, gen)
-                self._indexes[collection] = (gen, self._load_index(collection))
+                self._indexes[collection] = (gen, ann.exact_index(self, collection, gen))
             return self._indexes[collection][1]
 
     def _refresh_after_write(self, collection: str, apply: Any) -> None:
@@ -421,9 +485,15 @@ class SQLiteStore:
     def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
         with self._lock:
             ix = self.index(collection)
-            cid = self._collection_row(collection)[0]
-            results = ix.search(queries, k)
-            names = dict(self._db.execute("SELECT id, name FROM persons WHERE collection_id=?", (cid,)).fetchall())
+            row = self._collection_row(collection)
+            cid = row[0]
+            results = ann.search(self._ann, self.path, collection, json.loads(row[5]), ix, queries, k)
+            pids = sorted({pid for hits in results for pid, _, _ in hits})  # only the hits' names, not all
+            names: dict[int, str] = {}
+            for a in range(0, len(pids), 10_000):  # (SQLite's limit on bound parameters)
+                part = pids[a:a + 10_000]
+                names.update(self._db.execute(f"SELECT id, name FROM persons WHERE collection_id=? AND id IN "
+                                              f"({','.join('?' * len(part))})", (cid, *part)).fetchall())
         return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in results]
 
     # -- export / import ----------------------------------------------------------------------
@@ -440,7 +510,8 @@ class SQLiteStore:
                     "name": name, "metadata": json.loads(meta),
                     "samples": [{"image_sha256": s[0], "face_index": s[1], "source": s[2], "box": json.loads(s[3]),
                                  "landmarks": json.loads(s[4]), "quality": s[5], "yaw": s[6], "model": s[7],
-                                 "embedding": np.frombuffer(s[8], np.float32).tolist()} for s in samples],
+                                 "embedding": self._vec(s[8], sample_aad(cid, s[0], s[1])).tolist()}
+                                for s in samples],
                 }
 
 
@@ -448,6 +519,6 @@ def _check_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise FacewiseError("a person's name must be a non-empty string")
     name = name.strip()
-    if len(name) > 200 or any(ord(c) < 32 for c in name):
+    if len(name) > 200 or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in name):  # control, lone surrogate
         raise FacewiseError(f"person name {name[:40]!r}…: at most 200 printable characters")
     return name

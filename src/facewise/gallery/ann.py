@@ -1,0 +1,373 @@
+"""Approximate (HNSW) search for large collections of the embedded gallery, with exact re-ranking.
+
+Exact search over the float32 matrix (:class:`~facewise.gallery.index.VectorIndex`) stays the default:
+it runs at memory bandwidth and is exact. A collection opts in to the HNSW index with its settings::
+
+    store.update_settings("default", index="hnsw", index_min_size=100_000, index_storage="sq8")
+
+and :meth:`SQLiteStore.search` then uses it once the collection holds ``index_min_size`` samples.
+
+* Library: faiss (``faiss-cpu``) HNSW, chosen by measurement over usearch on this project's face-like
+  data (docs/SCALE.md): at equal recall it built faster on two cores and searched as fast.
+* Storage (``index_storage``): ``flat`` (float32 in the graph: scores are exact already), ``fp16`` or
+  ``sq8`` (int8 scalar quantiser: a quarter of the memory). With ``fp16``/``sq8`` the graph returns
+  ``rerank`` × more candidates than needed, re-scored exactly against float32 rows kept in a
+  row-major, memory-mapped file next to the database (only the candidate rows are read).
+* Building: in a background thread (search stays exact meanwhile); saved next to the database
+  (``<db>.ann/<collection>.*``) and reused by the next process when it matches the gallery.
+* Consistency: new samples are added to the graph incrementally; deleted samples become tombstones,
+  filtered out of the results, and the graph is rebuilt in the background once tombstones exceed
+  ``REBUILD_FRACTION`` of it. The ANN follows the exact index, which follows the database (the
+  ``generation`` counter), so other writers' changes reach it too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .index import VectorIndex, distinct_persons
+
+log = logging.getLogger(__name__)
+
+REBUILD_FRACTION = 0.2
+DEFAULT_MIN_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    """HNSW settings of one collection (from its settings: ``index_*`` keys)."""
+
+    storage: str = "sq8"  # flat | fp16 | sq8
+    m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    rerank: int = 4  # candidates fetched per wanted result when the graph's scores are approximate
+    min_size: int = DEFAULT_MIN_SIZE
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> AnnConfig:
+        cfg = cls(storage=str(settings.get("index_storage", "sq8")), m=int(settings.get("index_m", 32)),
+                  ef_construction=int(settings.get("index_ef_construction", 80)),
+                  ef_search=int(settings.get("index_ef", 128)), rerank=int(settings.get("index_rerank", 4)),
+                  min_size=int(settings.get("index_min_size", DEFAULT_MIN_SIZE)))
+        if cfg.storage not in ("flat", "fp16", "sq8"):
+            raise ValueError(f"index_storage must be flat, fp16 or sq8, got {cfg.storage!r}")
+        return cfg
+
+    def key(self) -> str:
+        return f"{self.storage}-m{self.m}-efc{self.ef_construction}"
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("the HNSW index needs faiss: pip install 'facewise[ann]'") from exc
+    return faiss
+
+
+class HnswIndex:
+    """faiss HNSW over (sample id → unit vector), with tombstones and exact re-ranking."""
+
+    def __init__(self, dim: int, cfg: AnnConfig) -> None:
+        faiss = _faiss()
+        self.dim, self.cfg = dim, cfg
+        if cfg.storage == "flat":
+            base = faiss.IndexHNSWFlat(dim, cfg.m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            qt = faiss.ScalarQuantizer.QT_fp16 if cfg.storage == "fp16" else faiss.ScalarQuantizer.QT_8bit
+            base = faiss.IndexHNSWSQ(dim, qt, cfg.m, faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efConstruction = cfg.ef_construction
+        self.index = faiss.IndexIDMap2(base)
+        self.ids = np.zeros(0, np.int64)  # sample ids in the graph, ascending; row i of `rows` is ids[i]
+        self.tombstones: set[int] = set()
+        self._rows = np.zeros((0, dim), np.float32)  # row-major float32 copy for re-ranking (capacity)
+
+    def __len__(self) -> int:
+        return len(self.ids) - len(self.tombstones)
+
+    @property
+    def exact_scores(self) -> bool:
+        """Flat storage: the graph's scores are the exact float32 inner products."""
+        return self.cfg.storage == "flat"
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._rows[: len(self.ids)]
+
+    def build(self, sample_ids: np.ndarray, vectors: np.ndarray) -> None:
+        base = self.index.index
+        if not base.is_trained:
+            pick = np.random.default_rng(0).choice(len(vectors), min(len(vectors), 50_000), replace=False)
+            base.train(np.ascontiguousarray(vectors[np.sort(pick)], np.float32))
+        self.add(sample_ids, vectors)
+
+    def add(self, sample_ids: np.ndarray, vectors: np.ndarray) -> None:
+        sids = np.asarray(sample_ids, np.int64)
+        if len(sids) == 0:
+            return
+        vecs = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
+        for a in range(0, len(sids), 20_000):
+            self.index.add_with_ids(vecs[a:a + 20_000], sids[a:a + 20_000])
+        n, need = len(self.ids), len(self.ids) + len(sids)
+        if not self.exact_scores:
+            if need > len(self._rows) or not self._rows.flags.writeable:
+                grown = np.zeros((max(need, 2 * len(self._rows), 64), self.dim), np.float32)
+                grown[:n] = self._rows[:n]
+                self._rows = grown
+            self._rows[n:need] = vecs
+        self.ids = np.concatenate([self.ids, sids])
+        if n and sids.min() <= self.ids[n - 1]:  # ids normally arrive ascending; keep them sorted
+            order = np.argsort(self.ids, kind="stable")
+            self.ids = self.ids[order]
+            if not self.exact_scores:
+                self._rows[:need] = self._rows[:need][order]
+
+    def remove(self, sample_ids: np.ndarray) -> None:
+        self.tombstones.update(int(s) for s in sample_ids)
+
+    def search(self, queries: np.ndarray, k: int, exact: VectorIndex) -> list[list[tuple[int, float, int]]]:
+        """Per query the best ``k`` persons; persons are looked up in ``exact`` (kept in step by the manager)."""
+        faiss = _faiss()
+        q = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
+        # OpenMP threads help only across queries; for one query they just wait for each other, and on a
+        # loaded machine that costs milliseconds (the setting is per calling thread: builds are unaffected)
+        faiss.omp_set_num_threads(max(1, min(len(q), os.cpu_count() or 1)))
+        want = k * 8 + 16 + min(len(self.tombstones), 1000)
+        fetch = want if self.exact_scores else want * max(1, self.cfg.rerank)
+        params = faiss.SearchParametersHNSW(efSearch=max(self.cfg.ef_search, fetch))
+        dist, labels = self.index.search(q, fetch, params=params)
+        out = []
+        for qi in range(len(q)):
+            keep = labels[qi] >= 0
+            cand, scores = labels[qi][keep], dist[qi][keep]
+            if self.tombstones:
+                live = np.array([int(c) not in self.tombstones for c in cand], bool)
+                cand, scores = cand[live], scores[live]
+            if not self.exact_scores and len(cand):
+                pos = np.sort(np.searchsorted(self.ids, cand))  # ascending rows: a forward pass over the file
+                scores = self.rows[pos] @ q[qi]
+                cand = self.ids[pos]
+            order = np.argsort(-scores, kind="stable")
+            cand, scores = cand[order], scores[order]
+            persons = exact.person_ids[np.searchsorted(exact.sample_ids, cand)]
+            out.append(distinct_persons(order, scores, persons, cand, k))
+        return out
+
+    # -- persistence ------------------------------------------------------------------------------
+    _EXTS = (".faiss", ".ids.npy", ".rows.npy", ".json")
+
+    def save(self, base: Path, tag: str) -> None:
+        faiss = _faiss()
+        base.parent.mkdir(parents=True, exist_ok=True)
+        tmp = base.with_name(base.name + ".tmp")
+        faiss.write_index(self.index, str(tmp) + ".faiss")
+        np.save(str(tmp) + ".ids.npy", self.ids)
+        if not self.exact_scores:
+            np.save(str(tmp) + ".rows.npy", self.rows)
+        meta = {"tag": tag, "config": self.cfg.key(), "tombstones": sorted(self.tombstones), "saved": time.time()}
+        Path(str(tmp) + ".json").write_text(json.dumps(meta))
+        for ext in self._EXTS:  # the .json goes last: it marks a complete set
+            src = Path(str(tmp) + ext)
+            if src.exists():
+                src.replace(Path(str(base) + ext))
+
+    @classmethod
+    def load(cls, base: Path, dim: int, cfg: AnnConfig) -> tuple[HnswIndex, str] | None:
+        """A saved index and its tag, or ``None`` (missing, other settings, unreadable)."""
+        faiss = _faiss()
+        if not Path(str(base) + ".json").exists():
+            return None
+        try:
+            meta = json.loads(Path(str(base) + ".json").read_text())
+            if meta.get("config") != cfg.key():
+                return None
+            ix = cls(dim, cfg)
+            ix.index = faiss.read_index(str(base) + ".faiss")
+            ix.ids = np.load(str(base) + ".ids.npy")
+            if not ix.exact_scores:
+                ix._rows = np.load(str(base) + ".rows.npy", mmap_mode="r")  # paged in per candidate row
+            ix.tombstones = set(meta.get("tombstones", []))
+            return ix, str(meta.get("tag", ""))
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            log.warning("ignoring saved HNSW index %s (%s)", base, exc)
+            return None
+
+
+class AnnManager:
+    """Keeps one collection's HNSW index in step with its exact index; builds it in the background."""
+
+    def __init__(self, dim: int, cfg: AnnConfig, path: Path | None) -> None:
+        self.dim, self.cfg, self.path = dim, cfg, path
+        self.ann: HnswIndex | None = None
+        self._synced: tuple[int, int] | None = None  # (id(exact index), its version) the ANN reflects
+        self._lock = threading.Lock()
+        self._builder: threading.Thread | None = None
+        self.builds = 0
+        self._loaded = False  # loaded from disk and not yet checked against the gallery
+        self._removed_seen: tuple[int, int] = (0, 0)  # (id(exact index), removals it logged) already applied
+        if path is not None:
+            loaded = HnswIndex.load(path, dim, cfg)
+            if loaded is not None:
+                self.ann, self._loaded = loaded[0], True
+                log.info("loaded HNSW index %s (%d vectors)", path, len(self.ann))
+
+    @property
+    def building(self) -> bool:
+        return self._builder is not None and self._builder.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background build; True when none is running any more."""
+        b = self._builder
+        if b is not None:
+            b.join(timeout)
+        return not self.building
+
+    def start_build(self, exact: VectorIndex) -> None:
+        if self.building:
+            return
+        snap = (exact.sample_ids.copy(), np.ascontiguousarray(exact.matrix))
+        mark = (id(exact), len(exact.removed))  # removals after the snapshot still have to be applied
+
+        def run() -> None:
+            t = time.perf_counter()
+            ann = HnswIndex(self.dim, self.cfg)
+            ann.build(*snap)
+            with self._lock:
+                # the next search catches up with later writes, and checks the snapshot's vectors first
+                self.ann, self._synced, self._loaded = ann, None, True
+                self._removed_seen = mark
+                self.builds += 1
+            log.info("built HNSW index of %d vectors in %.1f s", len(snap[0]), time.perf_counter() - t)
+            if self.path is not None:
+                ann.save(self.path, "")
+
+        self._builder = threading.Thread(target=run, name="facewise-hnsw-build", daemon=True)
+        self._builder.start()
+
+    @staticmethod
+    def _matches(ann: HnswIndex, exact: VectorIndex) -> bool:
+        """Do the samples both hold have the same vectors? (Another process may have deleted a sample and
+        stored a new one under the same id while this index sat on disk.) Reads every shared vector once."""
+        live = ann.ids if not ann.tombstones else ann.ids[~np.isin(ann.ids, list(ann.tombstones))]
+        common = np.intersect1d(live, exact.sample_ids, assume_unique=True)
+        if len(common) == 0:
+            return True
+        mine = np.searchsorted(exact.sample_ids, common)
+        if ann.exact_scores:  # flat storage: the float32 vectors are in the graph
+            theirs = ann.index.reconstruct_batch(common)
+        else:
+            theirs = np.asarray(ann.rows[np.searchsorted(ann.ids, common)])
+        step, ok = 65_536, True
+        for a in range(0, len(common), step):
+            ok = ok and np.array_equal(theirs[a:a + step], exact.columns[:, mine[a:a + step]].T)
+        return bool(ok)
+
+    def catch_up(self, exact: VectorIndex) -> HnswIndex | None:
+        """The ANN, updated to hold exactly the exact index's samples (adds and tombstones)."""
+        with self._lock:
+            ann = self.ann
+            if ann is None:
+                return None
+            key = (id(exact), exact.version)
+            if self._synced == key:
+                return ann
+            if self._synced is not None and self._synced[0] != key[0]:
+                self._loaded = True  # a new exact index (another process wrote): check the vectors again
+            if self._loaded and not self._matches(ann, exact):
+                log.info("saved HNSW index %s disagrees with the gallery: rebuilding", self.path)
+                self.ann, self._loaded = None, False
+                self.start_build(exact)
+                return None
+            self._loaded = False
+            live = ann.ids if not ann.tombstones else ann.ids[~np.isin(ann.ids, list(ann.tombstones))]
+            gone = np.setdiff1d(live, exact.sample_ids, assume_unique=True)
+            seen = self._removed_seen[1] if self._removed_seen[0] == id(exact) else 0
+            if len(exact.removed) > seen:  # removed, and perhaps stored again under the same id, since then
+                recent = np.asarray(exact.removed[seen:], np.int64)
+                gone = np.union1d(gone, np.intersect1d(live, recent))
+            self._removed_seen = (id(exact), len(exact.removed))
+            live = np.setdiff1d(live, gone, assume_unique=True)
+            new_mask = ~np.isin(exact.sample_ids, live, assume_unique=True)
+            ann.remove(gone)
+            if new_mask.any():
+                if np.isin(exact.sample_ids[new_mask], ann.ids).any():
+                    # a deleted sample's id was used again (SQLite may re-use the largest rowid): the graph
+                    # cannot take a second vector under one id, so search exactly until a rebuild is done
+                    self.ann = None
+                    self.start_build(exact)
+                    return None
+                ann.add(exact.sample_ids[new_mask], exact.matrix[new_mask])
+            self._synced = key  # (not saved here: a reopened gallery catches up the same way)
+            if len(ann.tombstones) > REBUILD_FRACTION * max(1, len(ann.ids)):
+                log.info("HNSW index has %d tombstones: rebuilding in the background", len(ann.tombstones))
+                self.start_build(exact)
+            return ann
+
+
+def hnsw_enabled(settings: dict[str, Any]) -> bool:
+    return str(settings.get("index", "exact")).lower() == "hnsw"
+
+
+def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, settings: dict[str, Any],
+               exact: VectorIndex) -> AnnManager | None:
+    """The collection's ANN manager when its settings enable HNSW and it is large enough, else ``None``.
+
+    Starts a background build the first time (search stays exact until it is ready). ``managers``
+    is the store's per-collection cache; ``db_path`` places the saved index next to the database.
+    """
+    if not hnsw_enabled(settings):
+        managers.pop(collection, None)
+        return None
+    cfg = AnnConfig.from_settings(settings)
+    if len(exact) < cfg.min_size:
+        return None
+    mgr = managers.get(collection)
+    if mgr is None or mgr.cfg != cfg:
+        path = None
+        if db_path != ":memory:":
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)
+            path = Path(db_path + ".ann") / f"{safe}-{cfg.key()}"
+        mgr = managers[collection] = AnnManager(exact.dim, cfg, path)
+    if mgr.ann is None and not mgr.building:
+        mgr.start_build(exact)
+    return mgr
+
+
+def search(managers: dict[str, AnnManager], db_path: str, collection: str, settings: dict[str, Any],
+           exact: VectorIndex, queries: np.ndarray, k: int) -> list[list[tuple[int, float, int]]]:
+    """``SQLiteStore.search``'s hook: HNSW when enabled, large enough and built; else exact search."""
+    mgr = ann_search(managers, db_path, collection, settings, exact)
+    ann = mgr.catch_up(exact) if mgr is not None else None
+    if ann is None or len(exact) == 0:
+        return exact.search(queries, k)
+    return ann.search(queries, k, exact)
+
+
+def exact_index(store: Any, collection: str, generation: int) -> VectorIndex:
+    """``SQLiteStore.index``'s hook: the exact matrix, memory-mapped from ``<db>.ann/`` with setting ``mmap``.
+
+    The file is tagged with the gallery generation; a stale or missing one is rebuilt from the
+    database (as without ``mmap``) and written once, so the next process maps it instead of reading
+    every vector from SQLite, and processes on one machine share its pages.
+    """
+    row = store._collection_row(collection)
+    settings = json.loads(row[5])
+    if not settings.get("mmap") or store.path == ":memory:":
+        return store._load_index(collection)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)
+    path = Path(store.path + ".ann") / f"{safe}.matrix"
+    tag = f"{row[0]}:{generation}"
+    if VectorIndex.read_tag(path) != tag:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store._load_index(collection).save(path, tag)
+    return VectorIndex.load(path, mmap=True)

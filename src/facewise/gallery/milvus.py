@@ -1,0 +1,268 @@
+"""Milvus gallery: vectors searched in Milvus, persons and samples in a small SQLite side file.
+
+Milvus is a vector engine, not a transactional database: it has no unique constraints (the
+duplicate-image rule), no joins and no multi-row transactions. So the facts that need them live in
+a side :class:`~facewise.gallery.SQLiteStore` (collections, persons, samples with their metadata and a
+copy of each vector, templates: the source of truth), and Milvus holds one collection per facewise
+collection with ``sample_id`` (primary key), ``person_id`` and the ``embedding`` under an HNSW
+(``COSINE``) index. Writes go to the side file first (one transaction), then to Milvus; a failed
+Milvus write undoes the side-file write. :meth:`MilvusStore.sync` re-creates missing or stray Milvus
+rows from the side file (after a crash between the two writes, or to move to another Milvus).
+
+Only the ``MilvusClient`` calls that both Milvus Lite (``milvus-lite server``) and a Milvus
+standalone or cluster serve are used; ``uri``/``token`` select the server (see docs/SCALE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FacewiseError
+from ..types import Person, Sample
+from .sqlite import SQLiteStore
+from .store import CollectionInfo, NewSample, SearchHit
+
+log = logging.getLogger(__name__)
+
+_MAX_LIMIT = 16_384  # Milvus' largest top-k
+_BATCH = 2_000  # rows per insert request (keeps gRPC messages small)
+
+
+class MilvusStore:
+    """A gallery whose vector search runs in Milvus.
+
+    ``uri``: ``http://host:19530`` (standalone, cluster, or ``milvus-lite server``); ``token``:
+    ``user:password`` or an API key. ``meta``: the side SQLite file (persons, samples). ``prefix``
+    names the Milvus collections ``<prefix>_<id>`` so several galleries can share one Milvus.
+    ``index_params``: the HNSW settings; ``ef``: the search breadth.
+    """
+
+    def __init__(self, uri: str, meta: str | os.PathLike[str] = "facewise-milvus.db", *, token: str = "",
+                 prefix: str = "facewise", index_params: dict[str, Any] | None = None, ef: int = 128) -> None:
+        try:
+            from pymilvus import MilvusClient
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise FacewiseError("MilvusStore needs `pip install facewise[milvus]` (pymilvus)") from exc
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,100}", prefix):
+            raise FacewiseError(f"prefix {prefix!r}: letters, digits and _ only")
+        self.uri = uri
+        self.prefix = prefix
+        self.ef = ef
+        self.index_params = index_params or {"index_type": "HNSW", "M": 16, "efConstruction": 128}
+        try:
+            self.client = MilvusClient(uri=uri, token=token)
+        except Exception as exc:
+            raise FacewiseError(f"cannot connect to Milvus at {uri} ({exc})") from None
+        self.meta = SQLiteStore(Path(meta) if str(meta) != ":memory:" else ":memory:")
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _cid(self, collection: str) -> tuple[int, int]:
+        row = self.meta._collection_row(collection)
+        return int(row[0]), int(row[4])
+
+    def milvus_name(self, collection: str) -> str:
+        return f"{self.prefix}_{self._cid(collection)[0]}"
+
+    def _create(self, name: str, dim: int) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("sample_id", DataType.INT64, is_primary=True)
+        schema.add_field("person_id", DataType.INT64)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
+        ip = self.client.prepare_index_params()
+        params = {k: v for k, v in self.index_params.items() if k != "index_type"}
+        ip.add_index(field_name="embedding", index_type=self.index_params.get("index_type", "HNSW"),
+                     metric_type="COSINE", params=params)
+        self.client.create_collection(name, schema=schema, index_params=ip, consistency_level="Strong")
+
+    def _insert(self, name: str, sample_ids: list[int], person_ids: list[int], vectors: np.ndarray) -> None:
+        for a in range(0, len(sample_ids), _BATCH):
+            rows = [{"sample_id": int(s), "person_id": int(p), "embedding": v}
+                    for s, p, v in zip(sample_ids[a:a + _BATCH], person_ids[a:a + _BATCH], vectors[a:a + _BATCH],
+                                       strict=True)]
+            self.client.insert(name, rows)
+
+    def close(self) -> None:
+        self.meta.close()
+        try:
+            self.client.close()
+        except Exception:  # pragma: no cover - best effort
+            pass
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections ----------------------------------------------------------------------------
+    def ensure_collection(self, name: str, profile: str, signature: str, dim: int) -> CollectionInfo:
+        info = self.meta.ensure_collection(name, profile, signature, dim)
+        mname = self.milvus_name(name)
+        if not self.client.has_collection(mname):
+            self._create(mname, dim)
+            if info.samples:
+                self.sync(name)
+        return info
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        return self.meta.get_collection(name)
+
+    def list_collections(self) -> list[CollectionInfo]:
+        return self.meta.list_collections()
+
+    def update_settings(self, collection: str, **settings: Any) -> CollectionInfo:
+        return self.meta.update_settings(collection, **settings)
+
+    def delete_collection(self, name: str) -> None:
+        mname = self.milvus_name(name)
+        if self.client.has_collection(mname):
+            self.client.drop_collection(mname)
+        self.meta.delete_collection(name)
+
+    def sync(self, collection: str) -> tuple[int, int]:
+        """Make Milvus hold exactly the side file's samples; returns (rows added, rows removed)."""
+        mname = self.milvus_name(collection)
+        cid, dim = self._cid(collection)
+        if not self.client.has_collection(mname):
+            self._create(mname, dim)
+        rows = self.meta._db.execute("SELECT id, person_id FROM samples WHERE collection_id=? ORDER BY id",
+                                     (cid,)).fetchall()
+        want = {int(r[0]): int(r[1]) for r in rows}
+        have: dict[int, int] = {}
+        it = self.client.query_iterator(mname, batch_size=4096, filter="sample_id >= 0",
+                                        output_fields=["sample_id", "person_id"])
+        try:
+            while batch := it.next():
+                have.update({int(r["sample_id"]): int(r["person_id"]) for r in batch})
+        finally:
+            it.close()
+        stray = [s for s, p in have.items() if want.get(s) != p]
+        if stray:
+            self.client.delete(mname, ids=stray)
+        missing = [s for s, p in want.items() if have.get(s) != p]
+        if missing:
+            self._insert(mname, missing, [want[s] for s in missing], self.meta.sample_vectors(collection, missing))
+        log.info("milvus sync of %r: %d added, %d removed", collection, len(missing), len(stray))
+        return len(missing), len(stray) - len(set(stray) & set(missing))
+
+    def count(self, collection: str) -> int:
+        """Rows in the Milvus collection (should equal the side file's samples)."""
+        res = self.client.query(self.milvus_name(collection), filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    # -- persons --------------------------------------------------------------------------------
+    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
+        return self.meta.add_person(collection, name, metadata)
+
+    def get_person(self, collection: str, person: str | int) -> Person:
+        return self.meta.get_person(collection, person)
+
+    def list_persons(self, collection: str, offset: int = 0, limit: int | None = None) -> list[Person]:
+        return self.meta.list_persons(collection, offset, limit)
+
+    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
+        return self.meta.rename_person(collection, person, new_name)  # Milvus holds ids only
+
+    def delete_person(self, collection: str, person: str | int) -> int:
+        pid = self.meta.get_person(collection, person).id
+        n = self.meta.delete_person(collection, pid)
+        self.client.delete(self.milvus_name(collection), filter=f"person_id == {int(pid)}")
+        return n
+
+    # -- samples --------------------------------------------------------------------------------
+    def has_image(self, collection: str, image_sha256: str, face_index: int | None = None) -> bool:
+        return self.meta.has_image(collection, image_sha256, face_index)
+
+    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        ids = self.meta.add_samples(collection, samples)
+        new = [i for i in ids if i is not None]
+        if not new:
+            return ids
+        marks = ",".join("?" * len(new))
+        pids = dict(self.meta._db.execute(f"SELECT id, person_id FROM samples WHERE id IN ({marks})", new).fetchall())
+        vecs = np.stack([np.asarray(s.embedding, np.float32).reshape(-1)
+                         for s, i in zip(samples, ids, strict=True) if i is not None])
+        try:
+            self._insert(self.milvus_name(collection), new, [int(pids[i]) for i in new], vecs)
+        except Exception as exc:
+            log.error("milvus insert into %r failed (%s); undoing the side-file write", collection, exc)
+            for sid in new:
+                self.meta.delete_sample(collection, sid)
+            raise FacewiseError(f"Milvus rejected the samples ({exc}); no sample was stored") from None
+        return ids
+
+    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+        return self.meta.list_samples(collection, person)
+
+    def delete_sample(self, collection: str, sample_id: int) -> None:
+        self.meta.delete_sample(collection, sample_id)
+        self.client.delete(self.milvus_name(collection), ids=[int(sample_id)])
+
+    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
+        """Re-assign samples to a person (created if ``person`` is a new name)."""
+        p = self.meta.move_samples(collection, sample_ids, person)
+        if sample_ids:
+            vecs = self.meta.sample_vectors(collection, sample_ids)
+            rows = [{"sample_id": int(s), "person_id": int(p.id), "embedding": v}
+                    for s, v in zip(sample_ids, vecs, strict=True)]
+            self.client.upsert(self.milvus_name(collection), rows)
+        return p
+
+    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+        return self.meta.sample_vectors(collection, sample_ids)
+
+    def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]:
+        return self.meta.sample_meta(collection, sample_ids)
+
+    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+        return self.meta.person_template(collection, person)
+
+    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+        return self.meta.person_vectors(collection, person)
+
+    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
+        return self.meta.export_rows(collection)
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
+        cid, dim = self._cid(collection)
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
+        if len(q) == 0:
+            return []
+        mname = self.milvus_name(collection)
+        m = min(_MAX_LIMIT, k * 8 + 16)
+        out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
+        todo = list(range(len(q)))
+        while todo:
+            res = self.client.search(mname, data=[q[i] for i in todo], anns_field="embedding", limit=m,
+                                     output_fields=["person_id"],
+                                     search_params={"metric_type": "COSINE", "params": {"ef": max(self.ef, m)}})
+            again = []
+            for i, rows in zip(todo, res, strict=True):
+                hits, seen = [], set()
+                for r in rows:
+                    pid = int(r["entity"]["person_id"])
+                    if pid not in seen:
+                        seen.add(pid)
+                        hits.append((pid, float(r["distance"]), int(r["id"] if "id" in r else r["sample_id"])))
+                out[i] = hits[:k]
+                if len(hits) < k and len(rows) == m and m < _MAX_LIMIT:
+                    again.append(i)
+            todo, m = again, min(_MAX_LIMIT, m * 4)
+        pids = sorted({p for hits in out for p, _, _ in hits})
+        names: dict[int, str] = {}
+        if pids:
+            marks = ",".join("?" * len(pids))
+            sql = f"SELECT id, name FROM persons WHERE collection_id=? AND id IN ({marks})"
+            names = dict(self.meta._db.execute(sql, (cid, *pids)).fetchall())
+        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
+

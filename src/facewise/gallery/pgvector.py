@@ -1,0 +1,519 @@
+"""PostgreSQL + pgvector gallery: the :class:`~facewise.gallery.Store` for a shared database server.
+
+Layout (inside one PostgreSQL schema, ``facewise`` by default):
+
+* ``schema_version`` — applied migrations (one row per version); ``MIGRATIONS`` run in order, each in
+  its own transaction, under an advisory lock so concurrent processes migrate once.
+* ``collections``, ``persons``, ``samples``, ``templates`` — as in the embedded SQLite gallery.
+* ``emb_<collection id>`` — one table per collection: ``sample_id`` (→ samples, cascade), ``person_id``
+  and ``embedding vector(dim)`` (or ``halfvec(dim)``: half the size, for large galleries), with an HNSW
+  index (``vector_cosine_ops`` / ``halfvec_cosine_ops``) built when the collection reaches
+  ``index_min_rows`` (HNSW on a small table is slower than the exact scan).
+
+Every write is one transaction. Search returns the best ``k`` distinct persons: it asks for
+``k * 8 + 16`` nearest samples (widening while too few distinct persons come back), with pgvector's
+iterative index scan on so a filtered HNSW scan does not come back short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from ..types import Person, Sample
+from .store import CollectionInfo, NewSample, SearchHit
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_LOCK_KEY = 0x6661636577697365  # "facewise": advisory lock for migrations and DDL
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE {s}.collections(
+  id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, profile TEXT NOT NULL, signature TEXT NOT NULL,
+  dim INTEGER NOT NULL, settings JSONB NOT NULL DEFAULT '{{}}', storage TEXT NOT NULL DEFAULT 'vector',
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE {s}.persons(
+  id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, metadata JSONB NOT NULL DEFAULT '{{}}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE(collection_id, name));
+CREATE TABLE {s}.samples(
+  id BIGSERIAL PRIMARY KEY, person_id BIGINT NOT NULL REFERENCES {s}.persons(id) ON DELETE CASCADE,
+  collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
+  image_sha256 TEXT NOT NULL, face_index INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+  box JSONB NOT NULL DEFAULT '[]', landmarks JSONB NOT NULL DEFAULT '[]', quality REAL NOT NULL DEFAULT 1,
+  yaw REAL NOT NULL DEFAULT 0, model TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE(collection_id, image_sha256, face_index));
+CREATE INDEX samples_person ON {s}.samples(person_id);
+CREATE TABLE {s}.templates(
+  person_id BIGINT PRIMARY KEY REFERENCES {s}.persons(id) ON DELETE CASCADE,
+  embedding BYTEA NOT NULL, n INTEGER NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+""",
+}
+
+
+def _ts(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
+
+
+class PgVectorStore:
+    """A gallery in PostgreSQL with pgvector.
+
+    ``dsn``: a libpq connection string (``postgresql://user@127.0.0.1:5432/db``). ``schema`` keeps
+    several galleries in one database apart. ``halfvec`` stores new collections' vectors as 16-bit
+    floats (exact re-scoring is then at fp16 precision). ``index_min_rows``: build the HNSW index once a
+    collection holds that many samples (0: at creation). ``ef_search``: HNSW search breadth.
+    """
+
+    def __init__(self, dsn: str, schema: str = "facewise", *, halfvec: bool = False, index_min_rows: int = 10_000,
+                 ef_search: int = 100) -> None:
+        try:
+            import psycopg
+            from pgvector.psycopg import register_vector
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise FacewiseError("PgVectorStore needs `pip install facewise[pgvector]` (psycopg, pgvector)") from exc
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", schema):
+            raise FacewiseError(f"schema name {schema!r}: lower-case letters, digits and _ only")
+        self.schema = schema
+        self.halfvec = halfvec
+        self.index_min_rows = index_min_rows
+        self.ef_search = ef_search
+        self._psycopg = psycopg
+        try:
+            self._db = psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise FacewiseError(f"cannot connect to PostgreSQL ({exc})".strip()) from None
+        self._lock = threading.RLock()
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(self._db)
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._lock, self._db.transaction(), self._db.cursor() as cur:
+            yield cur
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("{s}", self.schema)
+
+    def _migrate(self) -> None:
+        s = self.schema
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {s}.schema_version("
+                        "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            current = cur.execute(f"SELECT COALESCE(MAX(version), 0) FROM {s}.schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise FacewiseError(f"gallery schema {s!r} is version {current}, newer than this facewise "
+                                    f"({SCHEMA_VERSION})")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                log.info("migrating PostgreSQL gallery %r to schema version %d", s, version)
+                cur.execute(MIGRATIONS[version].format(s=s))
+                cur.execute(f"INSERT INTO {s}.schema_version(version) VALUES(%s)", (version,))
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute(self._q("SELECT MAX(version) FROM {s}.schema_version")).fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> PgVectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def drop_schema(self) -> None:
+        """Delete the whole gallery (every collection) from the database."""
+        with self._tx() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+    # -- collections ----------------------------------------------------------------------------
+    _COLS = "id, name, profile, signature, dim, settings, created_at, storage"
+
+    def _collection_row(self, cur: Any, name: str) -> tuple[Any, ...]:
+        row = cur.execute(self._q(f"SELECT {self._COLS} FROM {{s}}.collections WHERE name=%s"), (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"collection {name!r} does not exist")
+        return row
+
+    def _emb(self, cid: int) -> str:
+        return f"{self.schema}.emb_{int(cid)}"
+
+    def _info(self, cur: Any, row: tuple[Any, ...]) -> CollectionInfo:
+        persons = cur.execute(self._q("SELECT COUNT(*) FROM {s}.persons WHERE collection_id=%s"), (row[0],)).fetchone()
+        samples = cur.execute(self._q("SELECT COUNT(*) FROM {s}.samples WHERE collection_id=%s"), (row[0],)).fetchone()
+        return CollectionInfo(row[1], row[2], row[3], row[4], dict(row[5]), _ts(row[6]), persons[0], samples[0])
+
+    def ensure_collection(self, name: str, profile: str, signature: str, dim: int) -> CollectionInfo:
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            row = cur.execute(self._q(f"SELECT {self._COLS} FROM {{s}}.collections WHERE name=%s"),
+                              (name,)).fetchone()
+            if row is None:
+                storage = "halfvec" if self.halfvec else "vector"
+                cid = cur.execute(self._q("INSERT INTO {s}.collections(name, profile, signature, dim, storage) "
+                                          "VALUES(%s,%s,%s,%s,%s) RETURNING id"),
+                                  (name, profile, signature, dim, storage)).fetchone()[0]
+                cur.execute(f"CREATE TABLE {self._emb(cid)}("
+                            f"sample_id BIGINT PRIMARY KEY REFERENCES {self.schema}.samples(id) ON DELETE CASCADE, "
+                            f"person_id BIGINT NOT NULL, embedding {storage}({int(dim)}) NOT NULL)")
+                if self.index_min_rows <= 0:
+                    self._create_hnsw(cur, cid, storage)
+                row = self._collection_row(cur, name)
+            if row[3] != signature or row[4] != dim:
+                raise ProfileMismatchError(
+                    f"collection {name!r} holds vectors of profile {row[2]!r} ({row[4]}-d); it cannot be used "
+                    f"with profile {profile!r} ({dim}-d): open it with --profile {row[2]} or use another collection"
+                )
+            return self._info(cur, row)
+
+    def _create_hnsw(self, cur: Any, cid: int, storage: str, m: int = 16, ef_construction: int = 64) -> None:
+        ops = "halfvec_cosine_ops" if storage == "halfvec" else "vector_cosine_ops"
+        cur.execute(f"CREATE INDEX IF NOT EXISTS emb_{int(cid)}_hnsw ON {self._emb(cid)} "
+                    f"USING hnsw (embedding {ops}) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
+
+    def has_hnsw(self, collection: str) -> bool:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            return cur.execute("SELECT 1 FROM pg_indexes WHERE schemaname=%s AND indexname=%s",
+                               (self.schema, f"emb_{int(cid)}_hnsw")).fetchone() is not None
+
+    def build_index(self, collection: str, m: int = 16, ef_construction: int = 64) -> None:
+        """Build the HNSW index of a collection now (otherwise built once it reaches ``index_min_rows``)."""
+        with self._tx() as cur:
+            row = self._collection_row(cur, collection)
+            self._create_hnsw(cur, row[0], row[7], m, ef_construction)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self._tx() as cur:
+            return self._info(cur, self._collection_row(cur, name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self._tx() as cur:
+            rows = cur.execute(self._q(f"SELECT {self._COLS} FROM {{s}}.collections ORDER BY name")).fetchall()
+            return [self._info(cur, r) for r in rows]
+
+    def update_settings(self, collection: str, **settings: Any) -> CollectionInfo:
+        with self._tx() as cur:
+            row = self._collection_row(cur, collection)
+            merged = {k: v for k, v in {**dict(row[5]), **settings}.items() if v is not None}
+            cur.execute(self._q("UPDATE {s}.collections SET settings=%s WHERE id=%s"), (json.dumps(merged), row[0]))
+        return self.get_collection(collection)
+
+    def delete_collection(self, name: str) -> None:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, name)[0]
+            cur.execute(f"DROP TABLE IF EXISTS {self._emb(cid)}")
+            cur.execute(self._q("DELETE FROM {s}.collections WHERE id=%s"), (cid,))
+
+    # -- persons --------------------------------------------------------------------------------
+    def _person_row(self, cur: Any, cid: int, person: str | int) -> tuple[Any, ...]:
+        if isinstance(person, int) and not isinstance(person, bool):
+            row = cur.execute(self._q("SELECT id, name, metadata, created_at FROM {s}.persons "
+                                      "WHERE collection_id=%s AND id=%s"), (cid, person)).fetchone()
+        else:
+            row = cur.execute(self._q("SELECT id, name, metadata, created_at FROM {s}.persons "
+                                      "WHERE collection_id=%s AND name=%s"), (cid, person)).fetchone()
+        if row is None:
+            raise NotFoundError(f"person {person!r} does not exist")
+        return row
+
+    def _person(self, cur: Any, row: tuple[Any, ...]) -> Person:
+        n = cur.execute(self._q("SELECT COUNT(*) FROM {s}.samples WHERE person_id=%s"), (row[0],)).fetchone()[0]
+        return Person(row[0], row[1], dict(row[2]), n, _ts(row[3]))
+
+    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
+        name = _check_name(name)
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            row = cur.execute(self._q("INSERT INTO {s}.persons(collection_id, name, metadata) VALUES(%s,%s,%s) "
+                                      "ON CONFLICT DO NOTHING RETURNING id, name, metadata, created_at"),
+                              (cid, name, json.dumps(metadata or {}))).fetchone()
+            if row is None:
+                raise ConflictError(f"person {name!r} already exists in collection {collection!r}")
+            return self._person(cur, row)
+
+    def get_person(self, collection: str, person: str | int) -> Person:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            return self._person(cur, self._person_row(cur, cid, person))
+
+    def list_persons(self, collection: str, offset: int = 0, limit: int | None = None) -> list[Person]:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            rows = cur.execute(self._q(
+                "SELECT p.id, p.name, p.metadata, p.created_at, COUNT(s.id) FROM {s}.persons p "
+                "LEFT JOIN {s}.samples s ON s.person_id = p.id WHERE p.collection_id=%s "
+                "GROUP BY p.id ORDER BY p.name LIMIT %s OFFSET %s"), (cid, limit, offset)).fetchall()
+            return [Person(r[0], r[1], dict(r[2]), r[4], _ts(r[3])) for r in rows]
+
+    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
+        new_name = _check_name(new_name)
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            pid = self._person_row(cur, cid, person)[0]
+            clash = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND name=%s AND id<>%s"),
+                                (cid, new_name, pid)).fetchone()
+            if clash:
+                raise ConflictError(f"person {new_name!r} already exists in {collection!r}")
+            cur.execute(self._q("UPDATE {s}.persons SET name=%s WHERE id=%s"), (new_name, pid))
+            return self._person(cur, self._person_row(cur, cid, pid))
+
+    def delete_person(self, collection: str, person: str | int) -> int:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            pid = self._person_row(cur, cid, person)[0]
+            n = cur.execute(self._q("SELECT COUNT(*) FROM {s}.samples WHERE person_id=%s"), (pid,)).fetchone()[0]
+            cur.execute(self._q("DELETE FROM {s}.persons WHERE id=%s"), (pid,))
+            return int(n)
+
+    # -- samples --------------------------------------------------------------------------------
+    def has_image(self, collection: str, image_sha256: str, face_index: int | None = None) -> bool:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            if face_index is None:
+                q = "SELECT 1 FROM {s}.samples WHERE collection_id=%s AND image_sha256=%s LIMIT 1"
+                return cur.execute(self._q(q), (cid, image_sha256)).fetchone() is not None
+            q = "SELECT 1 FROM {s}.samples WHERE collection_id=%s AND image_sha256=%s AND face_index=%s"
+            return cur.execute(self._q(q), (cid, image_sha256, face_index)).fetchone() is not None
+
+    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        """Store samples in ONE transaction (persons created as needed); duplicates give ``None``."""
+        ids: list[int | None] = []
+        with self._tx() as cur:
+            row = self._collection_row(cur, collection)
+            cid, dim, storage = row[0], row[4], row[7]
+            emb_rows: list[tuple[int, int, Any]] = []
+            touched: set[int] = set()
+            pids: dict[str, int] = {}
+            for s in samples:
+                vec = _check_vector(s, dim, collection)
+                name = _check_name(s.person)
+                if name not in pids:
+                    pids[name] = self._ensure_person(cur, cid, name, s.metadata)
+                pid = pids[name]
+                got = cur.execute(self._q(
+                    "INSERT INTO {s}.samples(person_id, collection_id, image_sha256, face_index, source, box, "
+                    "landmarks, quality, yaw, model) VALUES(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                    "ON CONFLICT (collection_id, image_sha256, face_index) DO NOTHING RETURNING id"),
+                    (pid, cid, s.image_sha256, s.face_index, s.source, json.dumps(s.box), json.dumps(s.landmarks),
+                     float(s.quality), float(s.yaw), s.model)).fetchone()
+                if got is None:
+                    ids.append(None)
+                    continue
+                ids.append(int(got[0]))
+                emb_rows.append((int(got[0]), pid, _pgvec(vec, storage)))
+                touched.add(pid)
+            if emb_rows:
+                cur.executemany(f"INSERT INTO {self._emb(cid)}(sample_id, person_id, embedding) VALUES(%s,%s,%s)",
+                                emb_rows)
+            for pid in touched:
+                self._update_template(cur, cid, pid)
+            if emb_rows and self.index_min_rows > 0:
+                self._maybe_index(cur, cid, storage)
+        return ids
+
+    def _ensure_person(self, cur: Any, cid: int, name: str, metadata: dict[str, Any] | None) -> int:
+        row = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND name=%s"),
+                          (cid, name)).fetchone()
+        if row is not None:
+            return int(row[0])
+        return int(cur.execute(self._q("INSERT INTO {s}.persons(collection_id, name, metadata) VALUES(%s,%s,%s) "
+                                       "RETURNING id"), (cid, name, json.dumps(metadata or {}))).fetchone()[0])
+
+    def _maybe_index(self, cur: Any, cid: int, storage: str) -> None:
+        n = cur.execute(f"SELECT COUNT(*) FROM {self._emb(cid)}").fetchone()[0]
+        if n >= self.index_min_rows:
+            exists = cur.execute("SELECT 1 FROM pg_indexes WHERE schemaname=%s AND indexname=%s",
+                                 (self.schema, f"emb_{int(cid)}_hnsw")).fetchone()
+            if not exists:
+                log.info("building HNSW index for collection %d (%d samples)", cid, n)
+                self._create_hnsw(cur, cid, storage)
+
+    def _update_template(self, cur: Any, cid: int, pid: int) -> None:
+        rows = cur.execute(f"SELECT e.embedding, s.quality FROM {self._emb(cid)} e JOIN {self.schema}.samples s "
+                           "ON s.id = e.sample_id WHERE e.person_id=%s", (pid,)).fetchall()
+        if not rows:
+            cur.execute(self._q("DELETE FROM {s}.templates WHERE person_id=%s"), (pid,))
+            return
+        vecs = np.stack([_np(r[0]) for r in rows])
+        w = np.array([max(float(r[1]), 0.05) for r in rows], np.float32)
+        t = (vecs * w[:, None]).sum(0)
+        t /= max(float(np.linalg.norm(t)), 1e-12)
+        cur.execute(self._q("INSERT INTO {s}.templates(person_id, embedding, n) VALUES(%s,%s,%s) "
+                            "ON CONFLICT (person_id) DO UPDATE SET embedding=EXCLUDED.embedding, n=EXCLUDED.n, "
+                            "updated_at=now()"), (pid, t.astype(np.float32).tobytes(), len(rows)))
+
+    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            q = ("SELECT id, person_id, image_sha256, source, box, quality, yaw, created_at FROM {s}.samples "
+                 "WHERE collection_id=%s")
+            args: tuple[Any, ...] = (cid,)
+            if person is not None:
+                q += " AND person_id=%s"
+                args = (cid, self._person_row(cur, cid, person)[0])
+            rows = cur.execute(self._q(q + " ORDER BY id"), args).fetchall()
+            return [Sample(r[0], r[1], r[2], r[3], list(r[4]), r[5], r[6], _ts(r[7])) for r in rows]
+
+    def delete_sample(self, collection: str, sample_id: int) -> None:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            row = cur.execute(self._q("DELETE FROM {s}.samples WHERE id=%s AND collection_id=%s RETURNING person_id"),
+                              (sample_id, cid)).fetchone()
+            if row is None:
+                raise NotFoundError(f"sample {sample_id} does not exist in collection {collection!r}")
+            self._update_template(cur, cid, int(row[0]))
+
+    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
+        """Re-assign samples to a person (created if ``person`` is a new name); one transaction."""
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            if isinstance(person, str):
+                pid = self._ensure_person(cur, cid, _check_name(person), None)
+            else:
+                pid = self._person_row(cur, cid, person)[0]
+            old = cur.execute(self._q("SELECT DISTINCT person_id FROM {s}.samples WHERE collection_id=%s "
+                                      "AND id = ANY(%s)"), (cid, list(sample_ids))).fetchall()
+            cur.execute(self._q("UPDATE {s}.samples SET person_id=%s WHERE collection_id=%s AND id = ANY(%s)"),
+                        (pid, cid, list(sample_ids)))
+            cur.execute(f"UPDATE {self._emb(cid)} SET person_id=%s WHERE sample_id = ANY(%s)", (pid, list(sample_ids)))
+            for (p,) in {*old, (pid,)}:
+                self._update_template(cur, cid, int(p))
+            return self._person(cur, self._person_row(cur, cid, pid))
+
+    def _vectors_where(self, cur: Any, cid: int, where: str, args: tuple[Any, ...]) -> list[tuple[int, np.ndarray]]:
+        rows = cur.execute(f"SELECT sample_id, embedding FROM {self._emb(cid)} WHERE {where} ORDER BY sample_id",
+                           args).fetchall()
+        return [(int(r[0]), _np(r[1])) for r in rows]
+
+    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+        with self._tx() as cur:
+            row = self._collection_row(cur, collection)
+            got = dict(self._vectors_where(cur, row[0], "sample_id = ANY(%s)", (list(sample_ids),)))
+            missing = [s for s in sample_ids if s not in got]
+            if missing:
+                raise NotFoundError(f"sample {missing[0]} does not exist in collection {collection!r}")
+            return np.stack([got[s] for s in sample_ids]) if sample_ids else np.zeros((0, row[4]), np.float32)
+
+    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+        with self._tx() as cur:
+            row = self._collection_row(cur, collection)
+            pid = self._person_row(cur, row[0], person)[0]
+            got = self._vectors_where(cur, row[0], "person_id = %s", (pid,))
+            return np.stack([v for _, v in got]) if got else np.zeros((0, row[4]), np.float32)
+
+    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            pid = self._person_row(cur, cid, person)[0]
+            row = cur.execute(self._q("SELECT embedding FROM {s}.templates WHERE person_id=%s"), (pid,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"person {person!r} has no samples")
+            return np.frombuffer(row[0], np.float32).copy()
+
+    def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            rows = cur.execute(self._q("SELECT id, quality, yaw FROM {s}.samples WHERE collection_id=%s "
+                                       "AND id = ANY(%s)"), (cid, list(sample_ids))).fetchall()
+            return {int(r[0]): {"quality": float(r[1]), "yaw": float(r[2])} for r in rows}
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
+        with self._tx() as cur:
+            row = self._collection_row(cur, collection)
+            cid, dim, storage = row[0], row[4], row[7]
+            q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
+            cur.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(int(self.ef_search), k * 8 + 16))}")
+            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cast = f"::{storage}({int(dim)})"
+            sql = (f"SELECT e.sample_id, e.person_id, e.embedding <=> %s{cast} AS d FROM {self._emb(cid)} e "
+                   f"ORDER BY e.embedding <=> %s{cast} LIMIT %s")
+            out: list[list[tuple[int, float, int]]] = []
+            for vec in q:
+                out.append(self._top_persons(cur, sql, _pgvec(vec, storage), k))
+            pids = sorted({p for hits in out for p, _, _ in hits})
+            names = dict(cur.execute(self._q("SELECT id, name FROM {s}.persons WHERE id = ANY(%s)"),
+                                     (pids,)).fetchall()) if pids else {}
+        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
+
+    def _top_persons(self, cur: Any, sql: str, vec: Any, k: int) -> list[tuple[int, float, int]]:
+        m = k * 8 + 16
+        while True:
+            rows = cur.execute(sql, (vec, vec, m)).fetchall()
+            hits: list[tuple[int, float, int]] = []
+            seen: set[int] = set()
+            for sid, pid, dist in rows:
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                hits.append((int(pid), float(1.0 - dist), int(sid)))
+                if len(hits) == k:
+                    return hits
+            if len(rows) < m:
+                return hits
+            m *= 4
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
+        with self._tx() as cur:
+            cid = self._collection_row(cur, collection)[0]
+            persons = cur.execute(self._q("SELECT id, name, metadata FROM {s}.persons WHERE collection_id=%s "
+                                          "ORDER BY name"), (cid,)).fetchall()
+            docs = []
+            for pid, name, meta in persons:
+                samples = cur.execute(
+                    f"SELECT s.image_sha256, s.face_index, s.source, s.box, s.landmarks, s.quality, s.yaw, s.model, "
+                    f"e.embedding FROM {self.schema}.samples s JOIN {self._emb(cid)} e ON e.sample_id = s.id "
+                    "WHERE s.person_id=%s ORDER BY s.id", (pid,)).fetchall()
+                docs.append({
+                    "name": name, "metadata": dict(meta),
+                    "samples": [{"image_sha256": s[0], "face_index": s[1], "source": s[2], "box": list(s[3]),
+                                 "landmarks": list(s[4]), "quality": s[5], "yaw": s[6], "model": s[7],
+                                 "embedding": _np(s[8]).tolist()} for s in samples],
+                })
+        yield from docs
+
+
+def _pgvec(vec: np.ndarray, storage: str) -> Any:
+    from pgvector import HalfVector, Vector
+
+    return HalfVector(vec) if storage == "halfvec" else Vector(vec)
+
+
+def _np(value: Any) -> np.ndarray:
+    arr = value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value)
+    return np.asarray(arr, np.float32)
+
+
+def _check_vector(s: NewSample, dim: int, collection: str) -> np.ndarray:
+    vec = np.ascontiguousarray(s.embedding, dtype=np.float32).reshape(-1)
+    if vec.shape[0] != dim:
+        raise ProfileMismatchError(f"sample of {s.source or s.person!r} has {vec.shape[0]} dimensions; collection "
+                                   f"{collection!r} holds {dim}-d vectors")
+    if not np.isfinite(vec).all():
+        raise FacewiseError(f"sample of {s.source or s.person!r} has a non-finite vector")
+    return vec
+
+
+def _check_name(name: str) -> str:
+    from .sqlite import _check_name as check
+
+    return check(name)

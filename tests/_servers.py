@@ -1,0 +1,98 @@
+"""Real database servers for the store tests: PostgreSQL + pgvector and a Milvus Lite gRPC server.
+
+Both listen on 127.0.0.1 only. PostgreSQL comes from ``.ci/start-postgres.sh`` (which CI runs first and
+which the fixture runs itself when no server answers); Milvus Lite is started per test session.
+Outside CI a missing server skips its tests with the reason; under CI (``CI`` set) it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = bool(os.environ.get("CI"))
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: the server must be there)")
+    pytest.skip(reason)
+
+
+def _pg_answers(dsn: str) -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=3) as c:
+            c.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def postgres_dsn() -> str:
+    """The DSN of a running PostgreSQL with pgvector: $FACEWISE_PG_DSN, the start script's file, or started."""
+    try:
+        import pgvector  # noqa: F401
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg / pgvector are not installed (pip install facewise[pgvector])")
+    dsn_file = Path(os.environ.get("FACEWISE_PG_DIR", "/tmp/facewise-pg")) / "dsn"
+    for dsn in (os.environ.get("FACEWISE_PG_DSN"), dsn_file.read_text().strip() if dsn_file.exists() else None):
+        if dsn and _pg_answers(dsn):
+            return dsn
+    res = subprocess.run(["bash", str(REPO / ".ci" / "start-postgres.sh")], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "VENV": str(Path(sys.executable).parents[1])})
+    if res.returncode == 0 and dsn_file.exists() and _pg_answers(dsn_file.read_text().strip()):
+        return dsn_file.read_text().strip()
+    unavailable(f"no PostgreSQL + pgvector reachable and .ci/start-postgres.sh failed: {res.stderr[-500:]}")
+    raise AssertionError  # unreachable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MilvusLiteServer:
+    """``milvus-lite server`` on 127.0.0.1:<free port> with a throw-away data folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        exe = shutil.which("milvus-lite", path=str(Path(sys.executable).parent)) or shutil.which("milvus-lite")
+        if exe is None:
+            unavailable("milvus-lite is not installed (pip install facewise[milvus] milvus-lite)")
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = open(data_dir.parent / "milvus-lite.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--max-workers", "4"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        unavailable(f"milvus-lite server did not start: {(data_dir.parent / 'milvus-lite.log').read_text()[-500:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()

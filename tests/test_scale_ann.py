@@ -1,0 +1,160 @@
+"""Embedded gallery at scale: exact top-k selection, memory-mapped matrix, and the HNSW index (gallery/ann.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facewise.gallery import NewSample, SQLiteStore
+from facewise.gallery.index import VectorIndex, top_indices
+from facewise.gallery.synthetic import face_like, probes
+
+DIM = 128
+
+
+def test_top_indices_is_exact_on_the_prefilter_path():
+    rng = np.random.default_rng(0)
+    for n in (10, 5_000, 150_000):
+        row = rng.standard_normal(n).astype(np.float32)
+        for m in (1, 7, 56, 400):
+            m = min(m, n)
+            assert (top_indices(row, m) == np.argsort(-row, kind="stable")[:m]).all()
+    row = np.zeros(100_000, np.float32)  # all ties: the threshold lets everything through
+    assert len(top_indices(row, 10)) == 10
+
+
+def test_vector_index_matches_brute_force_and_batches():
+    data = face_like(100_000, 64, per_identity=4, seed=1)
+    ix = VectorIndex(64)
+    ix.reset(np.arange(100_000), data.labels, data.vectors)
+    q, labels = probes(data, 8, seed=2)
+    batch = ix.search(q, 5)
+    for i in range(len(q)):
+        s = data.vectors @ q[i]
+        best = [int(data.labels[j]) for j in np.argsort(-s)]
+        want = list(dict.fromkeys(best))[:5]
+        assert [h[0] for h in batch[i]] == want
+        single = ix.search(q[i], 5)[0]  # one query (gemv) agrees with the batch (gemm)
+        assert [(p, sid) for p, _, sid in single] == [(p, sid) for p, _, sid in batch[i]]
+        assert np.allclose([x[1] for x in single], [x[1] for x in batch[i]], atol=1e-5)
+        assert batch[i][0][0] == labels[i]
+    ix.add([200_000], [7], q[:1])
+    assert ix.search(q[0], 1)[0][0] == (7, pytest.approx(1.0, abs=1e-5), 200_000)
+    ix.remove_person(7)
+    assert all(h[0] != 7 for h in ix.search(q[0], 5)[0])
+
+
+def _fill(store: SQLiteStore, data, start: int = 0) -> list[int | None]:
+    return store.add_samples("c", [NewSample(person=f"id{lab}", image_sha256=f"h{i + start}", embedding=v, model="m")
+                                   for i, (v, lab) in enumerate(zip(data.vectors, data.labels, strict=True))])
+
+
+def test_memory_mapped_matrix(tmp_path):
+    db = tmp_path / "g.db"
+    s = SQLiteStore(db)
+    s.ensure_collection("c", "p", "sig", DIM)
+    data = face_like(2_000, DIM, seed=3)
+    _fill(s, data)
+    s.update_settings("c", mmap=True)
+    q, labels = probes(data, 10, seed=4)
+    ix = s.index("c")
+    assert ix.mapped is not None and ix.mapped.exists()
+    assert [h[0].name for h in s.search("c", q)] == [f"id{lab}" for lab in labels]
+    s.close()
+    again = SQLiteStore(db)  # the saved matrix is mapped, not rebuilt from the rows
+    ix2 = again.index("c")
+    assert ix2.mapped is not None and len(ix2) == 2_000
+    assert np.array_equal(np.asarray(ix2.matrix), data.vectors)
+    again.delete_person("c", f"id{labels[0]}")  # a write: the mapped matrix is copied and changed in memory
+    assert again.search("c", q[:1])[0][0].name != f"id{labels[0]}"
+    again.close()
+
+
+@pytest.fixture()
+def hnsw_store(tmp_path):
+    pytest.importorskip("faiss")
+    s = SQLiteStore(tmp_path / "g.db")
+    s.ensure_collection("c", "p", "sig", DIM)
+    yield s
+    s.close()
+
+
+def _recall(store: SQLiteStore, q: np.ndarray, k: int) -> float:
+    approx = store.search("c", q, k)
+    exact = store.index("c").search(q, k)
+    return float(np.mean([len({h.sample_id for h in a} & {e[2] for e in x}) / k
+                          for a, x in zip(approx, exact, strict=True)]))
+
+
+@pytest.mark.parametrize("storage", ["sq8", "flat"])
+def test_hnsw_index_recall_consistency_and_persistence(hnsw_store, tmp_path, storage):
+    s = hnsw_store
+    data = face_like(4_000, DIM, per_identity=5, seed=5)
+    _fill(s, data)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_ef=64, index_storage=storage)
+    q, labels = probes(data, 50, seed=6)
+    first = s.search("c", q, 10)  # exact while the index builds in the background
+    mgr = s._ann["c"]
+    assert mgr.wait(120) and mgr.ann is not None
+    assert [h[0].name for h in s.search("c", q, 10)] == [h[0].name for h in first]
+    assert _recall(s, q, 10) >= 0.95
+    # consistency: deletes become tombstones, adds join the graph, moves change the person
+    gone = f"id{labels[0]}"
+    s.delete_person("c", gone)
+    assert all(h.name != gone for hits in s.search("c", q, 10) for h in hits)
+    assert len(mgr.ann.tombstones) == 5
+    new = probes(data, 1, seed=7)[0]
+    [sid] = s.add_samples("c", [NewSample(person="newcomer", image_sha256="new", embedding=new[0], model="m")])
+    assert s.search("c", new, 1)[0][0].sample_id == sid
+    s.move_samples("c", [sid], "renamed")
+    assert s.search("c", new, 1)[0][0].name == "renamed"
+    assert mgr.builds == 1
+    # saved next to the database; a new process loads it instead of rebuilding
+    assert list((tmp_path / "g.db.ann").glob("*.faiss"))
+    again = SQLiteStore(tmp_path / "g.db")
+    hits = again.search("c", q, 10)
+    mgr2 = again._ann["c"]
+    assert mgr2.ann is not None and mgr2.builds == 0 and not mgr2.building
+    assert all(h.name != gone for hits_ in hits for h in hits_)
+    assert again.search("c", new, 1)[0][0].name == "renamed"
+    again.close()
+
+
+def test_hnsw_only_when_enabled_and_large_enough(hnsw_store):
+    s = hnsw_store
+    _fill(s, face_like(500, DIM, seed=8))
+    s.search("c", np.ones((1, DIM), np.float32) / np.sqrt(DIM), 1)
+    assert "c" not in s._ann  # exact by default
+    s.update_settings("c", index="hnsw", index_min_size=10_000)
+    s.search("c", np.ones((1, DIM), np.float32) / np.sqrt(DIM), 1)
+    assert "c" not in s._ann  # below the size threshold
+
+
+def test_hnsw_survives_a_reused_sample_id(hnsw_store, tmp_path):
+    """SQLite re-uses the largest rowid after it is deleted: the graph must not keep the old vector under it."""
+    s = hnsw_store
+    data = face_like(1_500, DIM, seed=9)
+    ids = _fill(s, data)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_storage="sq8")
+    s.search("c", data.vectors[:1], 1)
+    assert s._ann["c"].wait(120)
+    s.search("c", data.vectors[:1], 1)
+    s.delete_sample("c", ids[-1])
+    new = probes(data, 1, seed=10)[0]
+    [sid] = s.add_samples("c", [NewSample(person="late", image_sha256="late", embedding=new[0], model="m")])
+    assert sid == ids[-1]  # the id came back
+    assert s.search("c", new, 1)[0][0].name == "late"  # exact until the rebuild ...
+    s._ann["c"].wait(120)
+    assert s.search("c", new, 1)[0][0].name == "late"  # ... and after it
+    assert s._ann["c"].builds == 2
+    # a saved index whose vector under an id changed while it sat on disk is not trusted
+    s.delete_sample("c", sid)
+    other = SQLiteStore(tmp_path / "g.db")
+    [sid2] = other.add_samples("c", [NewSample(person="later", image_sha256="later", embedding=data.vectors[0],
+                                               model="m")])
+    other.close()
+    assert sid2 == sid
+    again = SQLiteStore(tmp_path / "g.db")
+    assert again.search("c", data.vectors[:1], 2)[0][0].sample_id in (ids[0], sid2)
+    assert {h.name for h in again.search("c", data.vectors[:1], 2)[0]} == {f"id{data.labels[0]}", "later"}
+    again.close()
