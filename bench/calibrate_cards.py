@@ -1,7 +1,7 @@
 """Write LFW-calibrated default thresholds into the model cards of the embedders.
 
     python bench/lfw_embed_all.py --detector yunet-2023mar --models reid-0095,mobilefacenet-y1,mobilefacenet-128
-    python bench/lfw_embed_all.py --detector dlib-hog --models dlib-resnet-v1
+    facewise eval pairs --pairs ../shared/data/lfw/pairs.txt --profile default
     python bench/calibrate_cards.py
 
 Protocol: every image named by LFW View-2 pairs.txt (7,701 images, 4,281 people), one embedding per
@@ -26,14 +26,19 @@ CACHE = Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
 SETS = {
     "sweep-yunet-2023mar-reid-0095-mobilefacenet-y1-mobilefacenet-128-noflip-*.npz":
         ["reid-0095", "mobilefacenet-y1", "mobilefacenet-128"],
-    "sweep-dlib-hog-dlib-resnet-v1-noflip-*.npz": ["dlib-resnet-v1"],
+    # the default profile is dlib-hog + dlib-resnet-v1 without flip: its `facewise eval pairs` cache
+    "default-{default_key}.npz": ["dlib-resnet-v1"],
 }
 FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
 def main() -> None:
+    from facewise.eval.embed import _cache_key
+    from facewise.pipeline import Pipeline
+
+    default_key = _cache_key(Pipeline("default"), "center")
     for pattern, models in SETS.items():
-        files = sorted(CACHE.glob(pattern))
+        files = sorted(CACHE.glob(pattern.format(default_key=default_key)))
         if not files:
             print(f"no cache for {pattern}: run bench/lfw_embed_all.py first")
             continue
