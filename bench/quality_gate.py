@@ -36,7 +36,7 @@ def main() -> None:
     emb = embed_images(pipe, paths, cache_dir=Path(os.environ.get("FACEWISE_EVAL_CACHE",
                                                                    cache_dir().parent / "eval")))
     a, b = emb.rows([p.path1 for p in pairs]), emb.rows([p.path2 for p in pairs])
-    s = np.einsum("ij,ij->i", emb.vectors[a], emb.vectors[b])
+    s = np.einsum("ij,ij->i", emb.vectors[a], emb.vectors[b]).astype(np.float64)
     labels = np.array([p.same for p in pairs])
     thr = mt.threshold_at_far(s[~labels], args.far)
     q = np.minimum(emb.quality[a], emb.quality[b])
