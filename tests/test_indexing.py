@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facewise.gallery import SQLiteStore
@@ -76,7 +77,14 @@ def test_ray_cluster_matches_local(tree, tmp_path):
         b = {(s.image_sha256, s.source) for s in store.list_samples(c)}
         assert a == b
     p = store.list_persons("default")[0]
-    va, vb = local.person_vectors("default", p.name), store.person_vectors("default", p.name)
-    assert va.shape == vb.shape and abs(float((va * vb).sum(1).min()) - 1.0) < 1e-3
+
+    def by_image(st: SQLiteStore) -> dict[str, np.ndarray]:
+        # person_vectors and list_samples are both in sample-id order; Ray stores in completion order
+        samples = st.list_samples("default", p.name)
+        return dict(zip((s.image_sha256 for s in samples), st.person_vectors("default", p.name), strict=True))
+
+    va, vb = by_image(local), by_image(store)
+    assert va.keys() == vb.keys()
+    assert min(float(va[k] @ vb[k]) for k in va) > 1 - 1e-3
     local.close()
     store.close()
