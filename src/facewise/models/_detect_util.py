@@ -40,3 +40,20 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
         iou = inter / (areas[i] + areas[order[1:]] - inter + 1e-9)
         order = order[1:][iou <= iou_threshold]
     return keep
+
+
+def bgr_and_boxes(image_rgb: np.ndarray, boxes: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an RGB image and ``[N, >=4]`` (x1, y1, x2, y2) boxes for crop-based models.
+
+    Returns the image in BGR and the boxes as float64 ``[N, >=4]`` (``N`` may be 0).
+    """
+    image = np.asarray(image_rgb)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+    box_arr = np.asarray(boxes, dtype=np.float64)
+    if box_arr.size == 0:
+        return image[:, :, ::-1], np.zeros((0, 4))
+    box_arr = np.atleast_2d(box_arr)
+    if box_arr.ndim != 2 or box_arr.shape[1] < 4:
+        raise ValueError(f"boxes must be [N, >=4] (x1, y1, x2, y2), got shape {box_arr.shape}")
+    return cv2.cvtColor(image.astype(np.uint8, copy=False), cv2.COLOR_RGB2BGR), box_arr

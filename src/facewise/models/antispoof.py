@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from ._detect_util import bgr_and_boxes
 from .runtime import onnx_session
 
 logger = logging.getLogger(__name__)
@@ -124,17 +125,10 @@ class MiniFASNet:
 
     def class_probs(self, image_rgb: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """Averaged softmax over the two models, shape ``[N, 3]`` (class 1 = live)."""
-        image = np.asarray(image_rgb)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
-        box_arr = np.asarray(boxes, dtype=np.float64)
-        if box_arr.size == 0:
+        bgr, box_arr = bgr_and_boxes(image_rgb, boxes)
+        if len(box_arr) == 0:
             return np.zeros((0, 3), dtype=np.float32)
-        box_arr = np.atleast_2d(box_arr)
-        if box_arr.ndim != 2 or box_arr.shape[1] < 4:
-            raise ValueError(f"boxes must be [N, >=4] (x1, y1, x2, y2), got shape {box_arr.shape}")
         n = box_arr.shape[0]
-        bgr = cv2.cvtColor(image.astype(np.uint8, copy=False), cv2.COLOR_RGB2BGR)
         total = np.zeros((n, 3), dtype=np.float64)
         for sess, input_name, scale in self._models:
             batch = np.stack([silentface_crop(bgr, b, scale) for b in box_arr])
