@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from service_helpers import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))
 
@@ -89,10 +91,5 @@ class MilvusLiteServer:
         unavailable(f"milvus-lite server did not start: {(data_dir.parent / 'milvus-lite.log').read_text()[-500:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self.log.close()
