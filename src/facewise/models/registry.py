@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -13,19 +14,21 @@ from .protocols import Detector, Embedder, Landmarker
 log = logging.getLogger(__name__)
 
 
-def _warn_licence(c: ModelCard) -> None:
+def _card_and_files(model_id: str, task: str, role: str) -> tuple[ModelCard, list[Path]]:
+    """The card of a model of ``task`` and its resolved files; warns once about non-commercial licences."""
+    c = card(model_id)
+    if c.task != task:
+        raise ValueError(f"model {model_id!r} is a {c.task} model, not {role}")
+    paths = resolve(model_id)
     if not c.commercial_use:
         log.warning("model %s: licence %r (not for commercial use)", c.id, c.licence)
+    return c, paths
 
 
 @lru_cache(maxsize=16)
 def load_detector(model_id: str, threads: int = 0) -> Detector:
     """A detector backend, loaded once per process (backends are thread-safe)."""
-    c = card(model_id)
-    if c.task != "detection":
-        raise ValueError(f"model {model_id!r} is a {c.task} model, not a detector")
-    paths = resolve(model_id)
-    _warn_licence(c)
+    c, paths = _card_and_files(model_id, "detection", "a detector")
     if c.backend == "yunet":
         from .yunet import YuNetDetector
 
@@ -44,11 +47,7 @@ def load_detector(model_id: str, threads: int = 0) -> Detector:
 @lru_cache(maxsize=16)
 def load_embedder(model_id: str, threads: int = 0) -> Embedder:
     """An embedder backend, loaded once per process (backends are thread-safe)."""
-    c = card(model_id)
-    if c.task != "embedding":
-        raise ValueError(f"model {model_id!r} is a {c.task} model, not an embedder")
-    paths = resolve(model_id)
-    _warn_licence(c)
+    c, paths = _card_and_files(model_id, "embedding", "an embedder")
     spec = c.input
     if c.backend == "dlib_resnet":
         from .dlib_resnet import DlibResNetEmbedder
@@ -72,11 +71,7 @@ def load_embedder(model_id: str, threads: int = 0) -> Embedder:
 @lru_cache(maxsize=8)
 def load_landmarker(model_id: str, threads: int = 0) -> Landmarker:
     """A landmark refiner (re-estimates a detection's five points), loaded once per process."""
-    c = card(model_id)
-    if c.task != "landmarks":
-        raise ValueError(f"model {model_id!r} is a {c.task} model, not a landmark refiner")
-    paths = resolve(model_id)
-    _warn_licence(c)
+    c, paths = _card_and_files(model_id, "landmarks", "a landmark refiner")
     if c.backend == "openvino":
         from .landmarks0009 import Landmarks0009
 
