@@ -125,3 +125,35 @@ def test_halfvec_storage_and_late_index(dsn):
     finally:
         s.drop_schema()
         s.close()
+
+
+def test_cli_commands_take_a_postgresql_url(dsn, knn):
+    """The core CLI commands open `--db postgresql://…` as a pgvector gallery (not as a file path)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from facewise.gallery.pgvector import PgVectorStore
+
+    schema = f"cli_{uuid.uuid4().hex[:10]}"
+    url = dsn + ("&" if "?" in dsn else "?") + f"schema={schema}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "facewise.cli", *args, "--db", url], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+    try:
+        r = cli("enroll", str(knn / "train" / "obama"), "--name", "obama", "--json")
+        assert r.returncode == 0, r.stderr
+        r = cli("people", "list", "--json")
+        assert r.returncode == 0, r.stderr
+        assert [p["name"] for p in json.loads(r.stdout)] == ["obama"]
+        r = cli("identify", str(knn / "test" / "obama1.jpg"), "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.splitlines()[0])["person"] == "obama"
+        assert not any(p.startswith("postgresql:") for p in os.listdir("."))  # no file named after the URL
+    finally:
+        s = PgVectorStore(dsn, schema=schema)
+        s.drop_schema()
+        s.close()

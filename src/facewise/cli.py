@@ -43,11 +43,16 @@ log = logging.getLogger("facewise")
 EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_NOT_FOUND, EXIT_DIFFERENT = 1, 3, 4, 5, 10
 
 DbOpt = Annotated[Path, typer.Option("--db", help="Gallery file (SQLite).", envvar="FACEWISE_DB")]
+# Commands that open the gallery through open_store take any store: a str, so URLs are not mangled into paths.
+GalleryOpt = Annotated[str, typer.Option(
+    "--db", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
+    envvar="FACEWISE_DB")]
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="default | fast | accurate | a profile .json",
                                          envvar="FACEWISE_PROFILE")]
 CollOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection inside the gallery.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_DB = Path("facewise.db")
+DEFAULT_GALLERY = "facewise.db"
 
 
 @app.callback()
@@ -83,7 +88,7 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
-def _fw(db: Path | None, profile: str, collection: str) -> Any:
+def _fw(db: str | Path | None, profile: str, collection: str) -> Any:
     from .api import FaceWise
 
     return FaceWise(db=db, profile=profile, collection=collection)
@@ -120,7 +125,7 @@ def enroll(
     face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
     min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
-    db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol people: `--name NAME photo.jpg ...`, or folders laid out as <folder>/<person>/*.jpg."""
@@ -175,7 +180,7 @@ def identify(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face.")] = 1,
     annotate_dir: Annotated[Path | None, typer.Option("--annotate", help="Write annotated copies here.")] = None,
-    db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Name every face in the images, or say "unknown" below the collection's threshold."""
@@ -233,7 +238,7 @@ def verify(
     other: Annotated[Path | None, typer.Argument(help="Second image (or use --person).")] = None,
     person: Annotated[str | None, typer.Option("--person", help="Compare with an enrolled person.")] = None,
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
-    db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Same person? Exit code 0 if yes, 10 if not (errors: 3 input, 4 model, 5 not found)."""
@@ -320,7 +325,7 @@ def analyze(
 def threshold(
     value: Annotated[float | None, typer.Option("--score", help="Decide at this raw score.")] = None,
     far: Annotated[float | None, typer.Option("--far", help="Decide at this false-accept rate, e.g. 1e-4.")] = None,
-    db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Show, or set, how a collection decides (a raw score or a target FAR)."""
@@ -334,7 +339,7 @@ def threshold(
 
 
 @app.command("export")
-def export_cmd(path: Path, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default",
+def export_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
                collection: CollOpt = "default") -> None:
     """Write a collection to a JSON file (.json or .json.gz)."""
     with handled():
@@ -344,7 +349,7 @@ def export_cmd(path: Path, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "defaul
 
 
 @app.command("import")
-def import_cmd(path: Path, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default",
+def import_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
                collection: CollOpt = "default") -> None:
     """Merge an exported collection into this one (same profile)."""
     with handled():
@@ -355,7 +360,7 @@ def import_cmd(path: Path, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "defaul
 
 # -- people -------------------------------------------------------------------------------------
 @people_app.command("list")
-def people_list(db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
+def people_list(db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
                 offset: int = 0, limit: int | None = None, as_json: JsonOpt = False) -> None:
     """Enrolled people with their sample counts."""
     with handled():
@@ -371,7 +376,7 @@ def people_list(db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collect
 
 
 @people_app.command("show")
-def people_show(person: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default",
+def people_show(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
                 collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
     """One person and their samples."""
     with handled():
@@ -389,7 +394,7 @@ def people_show(person: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "defa
 
 
 @people_app.command("rename")
-def people_rename(person: str, new_name: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default",
+def people_rename(person: str, new_name: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
                   collection: CollOpt = "default") -> None:
     with handled():
         p = _fw(db, profile, collection).rename_person(person, new_name)
@@ -397,7 +402,7 @@ def people_rename(person: str, new_name: str, db: DbOpt = DEFAULT_DB, profile: P
 
 
 @people_app.command("delete")
-def people_delete(person: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default",
+def people_delete(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
                   collection: CollOpt = "default") -> None:
     """Delete a person with all samples and templates."""
     with handled():
@@ -406,7 +411,7 @@ def people_delete(person: str, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "de
 
 
 @people_app.command("delete-sample")
-def people_delete_sample(sample_id: int, db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default",
+def people_delete_sample(sample_id: int, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
                          collection: CollOpt = "default") -> None:
     with handled():
         _fw(db, profile, collection).delete_sample(sample_id)

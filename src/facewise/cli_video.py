@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 
 from .cli import (
-    DEFAULT_DB,
+    DEFAULT_GALLERY,
     EXIT_INPUT,
     CollOpt,
-    DbOpt,
+    GalleryOpt,
     JsonOpt,
     ProfileOpt,
     _fw,
@@ -73,7 +73,7 @@ def _print_result(result: VideoResult, as_json: bool) -> None:
 @app.command("video")
 def video_cmd(
     source: Annotated[str, typer.Argument(help="Video file, webcam index (0) or stream URL (rtsp://, http://...).")],
-    db: DbOpt = DEFAULT_DB, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for timeline.json/csv, thumbs/, annotated.mp4.")]
     = Path("video-out"),
     stride: Annotated[int | None, typer.Option(help="Process every N-th frame.")] = None,
