@@ -89,6 +89,11 @@ def test_web_page_end_to_end(tmp_path: Path, knn: Path) -> None:
             page.get_by_role("button", name="Compare").click()
             expect(page.locator("#verify-result")).to_contain_text("Same person")
 
+            # The API docs render from packaged assets: no network is reachable from CI or this browser.
+            page.goto(server.url + "/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("facewise")
+            expect(page.locator(".opblock-summary-path").first).to_be_visible()
+
             browser.close()
     finally:
         server.stop()

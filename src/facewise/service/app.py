@@ -42,7 +42,7 @@ CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script
 
 
 class SecurityHeaders:
-    """nosniff and no-referrer everywhere; a strict CSP on the web page (not on /docs, which uses a CDN)."""
+    """nosniff and no-referrer everywhere; a strict CSP on the web page (not on /docs and /redoc: inline scripts)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
@@ -74,6 +74,17 @@ def _body_limit(config: ServiceConfig) -> Callable[[str], int]:
         return 64 * 1024
 
     return limit_of
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """FastAPI whose /docs and /redoc use packaged Swagger UI / ReDoc assets (`fastapi-offline`), so they render
+    with no network; plain FastAPI (assets from a CDN) when that package is missing."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        log.warning("fastapi-offline is not installed: /docs and /redoc load their scripts from a CDN")
+        return FastAPI(**kwargs)
+    return FastAPIOffline(static_url="/static/docs", **kwargs)
 
 
 def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> ServiceContext:
@@ -108,7 +119,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
         if ctx.thumbnails is not None:
             ctx.thumbnails.close()
 
-    app = FastAPI(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+    app = _fastapi(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_tags=[{"name": n} for n in ("collections", "persons", "faces", "recognition", "video",
                                                        "keys", "service")])
     app.state.ctx = ctx
