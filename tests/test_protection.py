@@ -156,6 +156,50 @@ def test_rotation_re_encrypts_everything_and_leaves_no_old_bytes(tmp_path: Path)
         assert diagnose(store) == [] and np.allclose(store.sample_vectors("c", [1, 2]), vecs[:2])
 
 
+def test_service_thumbnails_are_sealed_with_the_gallery_key(tmp_path: Path, knn: Path) -> None:
+    """A face crop is as personal as its vector: sealed when the gallery is encrypted, sealed by rotation when
+    it was stored before encryption, and served back as the same JPEG either way."""
+    pytest.importorskip("facewise.service.engine", reason="facewise.service is not part of this build")
+    from facewise.service.engine import Thumbnails
+
+    jpeg = (knn / "train" / "biden" / "biden.jpg").read_bytes()[:4000]
+    db = tmp_path / "g.db"
+    with SQLiteStore(db, cipher=None) as store:
+        _fill(store, n=3)
+        thumbs = Thumbnails(str(db), store)
+        thumbs.put("c", 1, "img0-0", jpeg)  # before encryption: plaintext
+        thumbs.close()
+    assert jpeg[100:400] in raw_bytes(db)
+    c1 = _cipher(5)
+    report = rotate_gallery(db, None, c1)
+    assert report.thumbnails == 1
+    assert jpeg[100:400] not in raw_bytes(db) and b"\xff\xd8\xff" not in raw_bytes(db)
+    with SQLiteStore(db, cipher=c1) as store:
+        thumbs = Thumbnails(str(db), store)
+        assert thumbs.get(1, "img0-0") == jpeg
+        thumbs.put("c", 2, "img0-1", jpeg[::-1])  # a new one, sealed as it is written
+        assert thumbs.get(2, "img0-1") == jpeg[::-1]
+        assert thumbs.get(2, "img0-0") is None  # keyed by (id, sha256) too
+        thumbs.close()
+    assert jpeg[::-1][100:400] not in raw_bytes(db)
+    conn = sqlite3.connect(db)  # a sealed crop moved to another row does not open
+    conn.execute("UPDATE service_thumbnails SET jpeg=(SELECT jpeg FROM service_thumbnails WHERE sample_id=1) "
+                 "WHERE sample_id=2")
+    conn.commit()
+    conn.close()
+    with SQLiteStore(db, cipher=c1) as store, pytest.raises(DecryptionError):
+        Thumbnails(str(db), store).get(2, "img0-1")
+    with pytest.raises(DecryptionError):  # rotation refuses a tampered crop, and changes nothing
+        rotate_gallery(db, c1, None)
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM service_thumbnails WHERE sample_id=2")
+    conn.commit()
+    conn.close()
+    rotate_gallery(db, c1, None)  # back to plaintext: the crops too
+    with SQLiteStore(db, cipher=None) as store:
+        assert Thumbnails(str(db), store).get(1, "img0-0") == jpeg
+
+
 def test_a_failed_rotation_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     c1, c2 = _cipher(1), _cipher(2)

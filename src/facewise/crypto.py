@@ -256,9 +256,9 @@ def rotate_gallery(path: str | os.PathLike[str], old: BlobCipher | None, new: Bl
                    timeout: float = 30.0) -> RotationReport:
     """Re-encrypt every vector of a gallery from ``old`` to ``new`` (``None`` = plaintext) in ONE transaction.
 
-    Encrypted thumbnails (if a service stored them sealed) are re-keyed as well; plaintext thumbnails are
-    left as they are. Afterwards the file is vacuumed and the write-ahead log truncated, so neither the
-    old ciphertext nor any plaintext stays in free pages.
+    The service's thumbnails are re-keyed as well (plaintext ones from before encryption are sealed).
+    Afterwards the file is vacuumed and the write-ahead log truncated, so neither the old ciphertext nor
+    any plaintext stays in free pages.
     """
     p = Path(path)
     if not p.is_file():
@@ -292,10 +292,14 @@ def rotate_gallery(path: str | os.PathLike[str], old: BlobCipher | None, new: Bl
             if _has_table(db, "service_thumbnails"):
                 for sid, sha, blob in db.execute(
                         "SELECT sample_id, image_sha256, jpeg FROM service_thumbnails").fetchall():
-                    if old is not None and is_sealed(blob):
-                        db.execute("UPDATE service_thumbnails SET jpeg=? WHERE sample_id=? AND image_sha256=?",
-                                   (_reseal(blob, thumbnail_aad(sid, sha), old, new), sid, sha))
-                        n_th += 1
+                    sealed = is_sealed(blob)
+                    if sealed and old is None:
+                        continue  # sealed under a key this plaintext gallery does not know: left as is
+                    if not sealed and new is None:
+                        continue  # plaintext staying plaintext
+                    db.execute("UPDATE service_thumbnails SET jpeg=? WHERE sample_id=? AND image_sha256=?",
+                               (_reseal(blob, thumbnail_aad(sid, sha), old if sealed else None, new), sid, sha))
+                    n_th += 1
             after = "plaintext" if new is None else new.marker
             if new is None:
                 db.execute("DELETE FROM meta WHERE key=?", (META_KEY,))

@@ -130,6 +130,14 @@ class SQLiteStore:
     def _unseal(self, blob: bytes, aad: bytes) -> bytes:
         return open_blob(self._cipher, blob, aad, self._encrypted, self.path)
 
+    def seal_blob(self, data: bytes, aad: bytes) -> bytes:
+        """Seal bytes kept beside this gallery (e.g. the service's thumbnails) as its vectors are: encrypted
+        when the gallery is, as is when it is plaintext."""
+        return self._seal(data, aad)
+
+    def unseal_blob(self, blob: bytes, aad: bytes) -> bytes:
+        return self._unseal(blob, aad)
+
     def _vec(self, blob: bytes, aad: bytes) -> np.ndarray:
         return np.frombuffer(self._unseal(blob, aad), np.float32)
 

@@ -97,7 +97,7 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     keys = KeyStore(config.db)
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
     jobs = JobManager(runner or video_runner, engines.face_wise)
-    thumbs = Thumbnails(str(config.db)) if config.thumbnails else None
+    thumbs = Thumbnails(str(config.db), engines.store) if config.thumbnails else None
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..api import FaceWise
+from ..crypto import is_sealed, thumbnail_aad
 from ..errors import ConflictError, FacewiseError
 from ..gallery import SQLiteStore
 from ..gallery.store import CollectionInfo
@@ -55,9 +56,15 @@ def face_thumbnail(pixels: np.ndarray, face: Face, size: int = THUMB_SIZE) -> by
 
 
 class Thumbnails:
-    """Face crops of enrolled samples, keyed by (sample id, image sha256) so a reused id never matches."""
+    """Face crops of enrolled samples, keyed by (sample id, image sha256) so a reused id never matches.
 
-    def __init__(self, path: str) -> None:
+    ``store`` is the gallery in the same file: when it is encrypted at rest, thumbnails are sealed with its
+    key too (a face crop is as personal as its vector). Plaintext thumbnails from before encryption are
+    still served; ``facewise encrypt rotate`` seals them.
+    """
+
+    def __init__(self, path: str, store: SQLiteStore | None = None) -> None:
+        self._store = store
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")
         self._lock = threading.Lock()
@@ -65,6 +72,8 @@ class Thumbnails:
             self._db.executescript(THUMB_SCHEMA)
 
     def put(self, collection: str, sample_id: int, sha256: str, jpeg: bytes) -> None:
+        if self._store is not None:
+            jpeg = self._store.seal_blob(jpeg, thumbnail_aad(sample_id, sha256))
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO service_thumbnails VALUES(?,?,?,?)",
                              (sample_id, sha256, collection, jpeg))
@@ -73,7 +82,14 @@ class Thumbnails:
         with self._lock:
             row = self._db.execute("SELECT jpeg FROM service_thumbnails WHERE sample_id=? AND image_sha256=?",
                                    (sample_id, sha256)).fetchone()
-        return None if row is None else bytes(row[0])
+        if row is None:
+            return None
+        blob = bytes(row[0])
+        if not is_sealed(blob):
+            return blob
+        if self._store is None:
+            raise FacewiseError("this thumbnail is encrypted at rest and no gallery key is at hand")
+        return self._store.unseal_blob(blob, thumbnail_aad(sample_id, sha256))
 
     def drop(self, sample_ids: list[int]) -> None:
         with self._lock:
