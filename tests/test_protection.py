@@ -181,6 +181,13 @@ def test_service_thumbnails_are_sealed_with_the_gallery_key(tmp_path: Path, knn:
         assert thumbs.get(2, "img0-1") == jpeg[::-1]
         assert thumbs.get(2, "img0-0") is None  # keyed by (id, sha256) too
         thumbs.close()
+        legacy = Thumbnails(str(db))  # a writer that does not know the key leaves a plaintext crop: doctor says so
+        legacy.put("c", 3, "img0-2", jpeg)
+        legacy.close()
+        assert any("1 service thumbnail(s) are plaintext" in p for p in diagnose(store))
+    assert rotate_gallery(db, c1, c1).thumbnails == 3  # re-sealing under the same key seals it
+    with SQLiteStore(db, cipher=c1) as store:
+        assert diagnose(store) == [] and Thumbnails(str(db), store).get(3, "img0-2") == jpeg
     assert jpeg[::-1][100:400] not in raw_bytes(db)
     conn = sqlite3.connect(db)  # a sealed crop moved to another row does not open
     conn.execute("UPDATE service_thumbnails SET jpeg=(SELECT jpeg FROM service_thumbnails WHERE sample_id=1) "

@@ -4,7 +4,7 @@ Checks, each reported as one line naming what is wrong:
 
 * SQLite's own ``integrity_check`` and ``foreign_key_check``, and the vector sizes (``SQLiteStore.integrity_check``);
 * the bookkeeping rows (schema version, generation counter) and the journal mode (WAL); no plaintext vector
-  files (``<db>.ann/``) beside an encrypted gallery;
+  files (``<db>.ann/``) and no plaintext service thumbnails in an encrypted gallery;
 * every sample belongs to a person of its own collection; every vector opens (the right key when encrypted,
   no plaintext in an encrypted gallery) and is finite;
 * templates: one per person with samples, none for a person without, the sample count it was built from, and
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .crypto import is_sealed
 from .errors import FacewiseError, NotFoundError
 from .gallery import SQLiteStore
 
@@ -73,6 +74,11 @@ def _bookkeeping(store: SQLiteStore) -> list[str]:
         if store._encrypted and side.is_dir() and any(side.iterdir()):
             out.append(f"the gallery is encrypted but {side} holds plaintext vector files (collection settings "
                        "mmap / index=hnsw): delete them or turn those settings off")
+    if store._encrypted and db.execute("SELECT 1 FROM sqlite_master WHERE name='service_thumbnails'").fetchone():
+        plain = sum(not is_sealed(b) for (b,) in db.execute("SELECT jpeg FROM service_thumbnails"))
+        if plain:
+            out.append(f"the gallery is encrypted but {plain} service thumbnail(s) are plaintext: seal them with "
+                       "facewise encrypt rotate --db … --new-key-file <the current key file>")
     return out
 
 
