@@ -158,3 +158,28 @@ def test_hnsw_survives_a_reused_sample_id(hnsw_store, tmp_path):
     assert again.search("c", data.vectors[:1], 2)[0][0].sample_id in (ids[0], sid2)
     assert {h.name for h in again.search("c", data.vectors[:1], 2)[0]} == {f"id{data.labels[0]}", "later"}
     again.close()
+
+
+def test_encrypted_gallery_writes_no_plaintext_side_files(tmp_path):
+    """mmap and a saved HNSW graph would put plaintext vectors beside a gallery encrypted at rest: neither is
+    written; search still works (matrix in memory, graph built per process) and doctor stays clean."""
+    pytest.importorskip("faiss")
+    pytest.importorskip("cryptography")
+    from facewise.crypto import BlobCipher
+    from facewise.doctor import diagnose
+
+    key = BlobCipher(np.random.default_rng(11).bytes(32))
+    s = SQLiteStore(tmp_path / "g.db", cipher=key)
+    s.ensure_collection("c", "p", "sig", DIM)
+    data = face_like(1_500, DIM, per_identity=5, seed=12)
+    _fill(s, data)
+    s.update_settings("c", mmap=True, index="hnsw", index_min_size=1_000, index_m=16, index_storage="sq8")
+    q, labels = probes(data, 20, seed=13)
+    s.search("c", q, 5)
+    assert s._ann["c"].wait(120) and s._ann["c"].ann is not None
+    assert [h[0].name for h in s.search("c", q, 5)] == [f"id{lab}" for lab in labels]
+    assert s.index("c").mapped is None
+    side = tmp_path / "g.db.ann"
+    assert not side.exists() or not any(side.iterdir())
+    assert diagnose(s) == []
+    s.close()

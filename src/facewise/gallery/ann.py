@@ -319,11 +319,12 @@ def hnsw_enabled(settings: dict[str, Any]) -> bool:
 
 
 def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, settings: dict[str, Any],
-               exact: VectorIndex) -> AnnManager | None:
+               exact: VectorIndex, persist: bool = True) -> AnnManager | None:
     """The collection's ANN manager when its settings enable HNSW and it is large enough, else ``None``.
 
     Starts a background build the first time (search stays exact until it is ready). ``managers``
     is the store's per-collection cache; ``db_path`` places the saved index next to the database.
+    ``persist=False`` (an encrypted gallery) keeps the graph in memory only: it holds plaintext vectors.
     """
     if not hnsw_enabled(settings):
         managers.pop(collection, None)
@@ -334,7 +335,7 @@ def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, s
     mgr = managers.get(collection)
     if mgr is None or mgr.cfg != cfg:
         path = None
-        if db_path != ":memory:":
+        if db_path != ":memory:" and persist:
             safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)
             path = Path(db_path + ".ann") / f"{safe}-{cfg.key()}"
         mgr = managers[collection] = AnnManager(exact.dim, cfg, path)
@@ -344,9 +345,9 @@ def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, s
 
 
 def search(managers: dict[str, AnnManager], db_path: str, collection: str, settings: dict[str, Any],
-           exact: VectorIndex, queries: np.ndarray, k: int) -> list[list[tuple[int, float, int]]]:
+           exact: VectorIndex, queries: np.ndarray, k: int, persist: bool = True) -> list[list[tuple[int, float, int]]]:
     """``SQLiteStore.search``'s hook: HNSW when enabled, large enough and built; else exact search."""
-    mgr = ann_search(managers, db_path, collection, settings, exact)
+    mgr = ann_search(managers, db_path, collection, settings, exact, persist)
     ann = mgr.catch_up(exact) if mgr is not None else None
     if ann is None or len(exact) == 0:
         return exact.search(queries, k)
@@ -358,11 +359,16 @@ def exact_index(store: Any, collection: str, generation: int) -> VectorIndex:
 
     The file is tagged with the gallery generation; a stale or missing one is rebuilt from the
     database (as without ``mmap``) and written once, so the next process maps it instead of reading
-    every vector from SQLite, and processes on one machine share its pages.
+    every vector from SQLite, and processes on one machine share its pages. An encrypted gallery never
+    writes that plaintext file: its matrix is read into memory as without ``mmap``.
     """
     row = store._collection_row(collection)
     settings = json.loads(row[5])
     if not settings.get("mmap") or store.path == ":memory:":
+        return store._load_index(collection)
+    if store._encrypted:
+        log.info("%s is encrypted at rest: collection %r's matrix stays in memory (no plaintext mmap file)",
+                 store.path, collection)
         return store._load_index(collection)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)
     path = Path(store.path + ".ann") / f"{safe}.matrix"
