@@ -209,7 +209,8 @@ def calibrate(
     fmt: Annotated[str, typer.Option("--format")] = "lfw",
     root: Annotated[Path | None, typer.Option("--root")] = None,
     profile: ProfileOpt = "default",
-    db: Annotated[Path | None, typer.Option("--db", help="Store the calibration in this gallery's collection.")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="Store the calibration in this gallery's collection (file, postgresql:// or milvus://).")] = None,
     collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the calibration JSON here.")] = None,
     write_profile: Annotated[bool, typer.Option(help="Maintainers: store it in the shipped profile file.")] = False,
