@@ -1,14 +1,24 @@
 """Choose profiles by measurement: per-model and fused LFW accuracy from cached per-model embeddings.
 
-    python bench/lfw_embed_all.py --detector yunet-2023mar --models reid-0095,mobilefacenet-y1,mobilefacenet-128
     python bench/lfw_embed_all.py --detector yunet-2023mar --models reid-0095,mobilefacenet-y1,mobilefacenet-128 --flip
-    python bench/lfw_sweep.py
+    python bench/lfw_embed_all.py --detector yunet-2023mar --models dlib-resnet-v1 --flip
+    python bench/lfw_embed_all.py --detector scrfd-2.5g --models reid-0095,mobilefacenet-y1 --flip   # optional
+    python bench/lfw_sweep.py [--steps 10] [--low-far]
 
-Fusion weights are chosen on nine folds and tested on the tenth (no peeking at the test fold).
+Fusion is done in normalised units: each model's cosine becomes (cos - mean) / std of its impostor
+cosines, both measured on the nine training folds. Fusion weights are chosen by AUC on the same nine
+folds and the threshold by accuracy there; the tenth fold is only tested (no peeking). "fade" rows let
+the named models' weights fall to zero between 30 and 60 degrees of the pair's worse |yaw|, as the
+profiles' fusion rules do. Fixed-weight rows ("w=...") show a profile's shipped weights.
+
+``--low-far`` adds TAR at FAR 1e-3 / 1e-4 / 1e-5 of fixed-weight three-model profiles on the protocol of
+``facewise calibrate`` (all 8,101 genuine pairs of the 7,701 images, 2,000,000 random impostor pairs,
+seed 0), scored by the profile code itself (shift/scale from the ``accurate`` profile, fade rules).
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 from pathlib import Path
@@ -16,98 +26,160 @@ from pathlib import Path
 import numpy as np
 
 from facewise.eval import metrics as mt
+from facewise.eval.calibrate import labelled_scores
+from facewise.eval.embed import EmbeddedImages
 from facewise.eval.pairs import parse_lfw_pairs
+from facewise.fusion import FusionScorer
 from facewise.models.catalogue import cache_dir, card
+from facewise.profiles import Profile, load_profile
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CACHE = Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
-MODELS = ["reid-0095", "mobilefacenet-y1", "mobilefacenet-128"]
+# (label prefix, detector, the models embedded together by lfw_embed_all.py)
+SOURCES = [("", "yunet-2023mar", ["reid-0095", "mobilefacenet-y1", "mobilefacenet-128"]),
+           ("", "yunet-2023mar", ["dlib-resnet-v1"]),
+           ("scrfd:", "scrfd-2.5g", ["reid-0095", "mobilefacenet-y1"])]
 
 
-def load_blocks(tag: str) -> tuple[dict[str, int], dict[str, np.ndarray], np.ndarray]:
-    f = next(CACHE.glob(f"sweep-yunet-2023mar-{'-'.join(MODELS)}-{tag}-*.npz"))
-    z = np.load(f)
-    keys = [k.split("|")[0] for k in z["keys"]]
-    where = {k: i for i, k in enumerate(keys)}
-    vec = z["vectors"]
-    blocks, start = {}, 0
-    for m in MODELS:
-        d = int(card(m).output_dim or 0)
-        b = vec[:, start : start + d]
-        blocks[m] = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        start += d
-    return where, blocks, z["yaw"]
+def load_blocks() -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+    """Unit vectors per YuNet-aligned model (flip), rows in the first cache's image order, and each image's yaw."""
+    keys: list[str] | None = None
+    blocks: dict[str, np.ndarray] = {}
+    yaw = np.zeros(0)
+    for _, detector, models in SOURCES[:2]:
+        found = sorted(CACHE.glob(f"sweep-{detector}-{'-'.join(models)}-flip-*.npz"))
+        if not found:
+            continue
+        z = np.load(found[0])
+        these = [k.split("|")[0] for k in z["keys"]]
+        if keys is None:
+            keys, yaw = these, z["yaw"]
+        order = np.array([{k: i for i, k in enumerate(these)}[k] for k in keys])
+        start = 0
+        for m in models:
+            d = int(card(m).output_dim or 0)
+            v = z["vectors"][order, start:start + d]
+            blocks[m] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            start += d
+    return keys or [], blocks, yaw
 
 
-def pair_scores(where: dict[str, int], blocks: dict[str, np.ndarray], pairs: list) -> dict[str, np.ndarray]:
-    a = np.array([where[os.path.abspath(p.path1)] for p in pairs])
-    b = np.array([where[os.path.abspath(p.path2)] for p in pairs])
-    return {m: np.einsum("ij,ij->i", v[a], v[b]) for m, v in blocks.items()}
+def low_far_table(weights: list[tuple[float, float, float]]) -> None:
+    keys, blocks, yaw = load_blocks()
+    base = load_profile("accurate").to_dict()
+    people = [Path(k).parent.name for k in keys]
+    print("\n| reid-0095 / y1 / dlib weights (fade y1, dlib) | TAR@FAR 1e-3 | TAR@1e-4 | TAR@1e-5 |")
+    print("|---|---|---|---|")
+    old = {**base, "name": "two-model", "fusion": {"rules": base["fusion"]["rules"][:1]},
+           "embedders": [{"model": "reid-0095", "weight": 0.6}, {"model": "mobilefacenet-y1", "weight": 0.4}]}
+    cands = [("reid-0095 0.6 + y1 0.4 (earlier `accurate`)", old)]
+    for w in weights:
+        emb = [{**e, "weight": wi} for e, wi in zip(base["embedders"], w, strict=True)]
+        cands.append((f"{w[0]} / {w[1]} / {w[2]}", {**base, "embedders": emb}))
+    for name, doc in cands:
+        prof = Profile.from_dict(doc)
+        vec = np.concatenate([blocks[e.model] * np.sqrt(e.weight) for e in prof.embedders], 1)
+        n = len(keys)
+        emb_ = EmbeddedImages(keys, vec, yaw, np.ones(n, np.float32), np.zeros(n, bool), np.zeros(n, bool))
+        gen, imp = labelled_scores(emb_, people, scorer=FusionScorer(prof))
+        sc, lab = np.r_[gen, imp], np.r_[np.ones(len(gen), bool), np.zeros(len(imp), bool)]
+        print(f"| {name} | " + " | ".join(f"{mt.tar_at_far(sc, lab, f):.4f}" for f in (1e-3, 1e-4, 1e-5)) + " |")
 
 
-def fused_cv(s: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray, models: list[str],
-             grid: list[tuple[float, ...]]) -> tuple[float, float, tuple[float, ...]]:
-    """10-fold accuracy where the fusion weights are also chosen on the nine training folds.
+def load_scores(pairs: list) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-model cosine of every pair (flip caches), and the pair's worse |yaw| (YuNet landmarks)."""
+    scores: dict[str, np.ndarray] = {}
+    yaw = None
+    for prefix, detector, models in SOURCES:
+        found = sorted(CACHE.glob(f"sweep-{detector}-{'-'.join(models)}-flip-*.npz"))
+        if not found:
+            print(f"(no cache for {detector} {models}: run bench/lfw_embed_all.py)")
+            continue
+        z = np.load(found[0])
+        where = {k.split("|")[0]: i for i, k in enumerate(z["keys"])}
+        a = np.array([where[os.path.abspath(p.path1)] for p in pairs])
+        b = np.array([where[os.path.abspath(p.path2)] for p in pairs])
+        start = 0
+        for m in models:
+            d = int(card(m).output_dim or 0)
+            v = z["vectors"][:, start:start + d]
+            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            scores[prefix + m] = np.einsum("ij,ij->i", v[a], v[b])
+            start += d
+        if yaw is None and detector == "yunet-2023mar":
+            yaw = np.maximum(np.abs(z["yaw"][a]), np.abs(z["yaw"][b]))
+    return scores, (yaw if yaw is not None else np.zeros(len(pairs)))
 
-    Weights are chosen by AUC on the training folds (smoother than accuracy, which moves in steps).
-    """
+
+def fused_cv(s: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray, yaw: np.ndarray, models: list[str],
+             grid: list[tuple[float, ...]], fade: tuple[str, ...] = ()) -> tuple[float, float, tuple, np.ndarray]:
+    """10-fold accuracy with normalisation, weights and threshold all fitted on the nine training folds."""
     accs, picks = [], []
+    pooled = np.zeros(len(labels))
+    fader = np.clip((60 - yaw) / 30, 0, 1)
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
-        best = max(grid, key=lambda w: mt.auc(
-            sum(wi * s[m][tr] for wi, m in zip(w, models, strict=True)), labels[tr]))
-        fused = sum(wi * s[m] for wi, m in zip(best, models, strict=True))
-        thr = mt.best_accuracy_threshold(fused[tr], labels[tr]).threshold
-        accs.append(float(((fused[te] >= thr) == labels[te]).mean()))
+        z = {}
+        for m in models:
+            imp = s[m][tr & ~labels]
+            z[m] = (s[m] - imp.mean()) / imp.std()
+
+        def fuse(w: tuple[float, ...], z: dict[str, np.ndarray] = z) -> np.ndarray:
+            wts = np.tile(np.array(w, float), (len(labels), 1))
+            for i, m in enumerate(models):
+                if m in fade:
+                    wts[:, i] *= fader
+            wts /= wts.sum(1, keepdims=True)
+            return sum(wts[:, i] * z[m] for i, m in enumerate(models))
+
+        best = grid[0] if len(grid) == 1 else max(grid, key=lambda w: mt.auc(fuse(w)[tr], labels[tr]))
+        f = fuse(best)
+        thr = mt.best_accuracy_threshold(f[tr], labels[tr]).threshold
+        accs.append(float(((f[te] >= thr) == labels[te]).mean()))
         picks.append(best)
-    return float(np.mean(accs)), float(np.std(accs)), max(set(picks), key=picks.count)
+        pooled[te] = f[te]
+    return float(np.mean(accs)), float(np.std(accs)), max(set(picks), key=picks.count), pooled
 
 
-def pose_rule_scores(s: dict[str, np.ndarray], w: tuple[float, ...], models: list[str], yaw: np.ndarray,
-                     weak: str, full_until: float, zero_at: float) -> np.ndarray:
-    """Fused scores where the weak model's weight fades with the worse |yaw| of the pair."""
-    wts = np.tile(np.array(w, float), (len(yaw), 1))
-    i = models.index(weak)
-    wts[:, i] *= np.clip((zero_at - yaw) / (zero_at - full_until), 0, 1)
-    wts /= wts.sum(1, keepdims=True)
-    return sum(wts[:, j] * s[m] for j, m in enumerate(models))
+def row(name: str, acc: float, std: float, scores: np.ndarray, labels: np.ndarray) -> None:
+    print(f"| {name} | {100 * acc:.2f} | {100 * std:.2f} | {mt.auc(scores, labels):.5f} | "
+          f"{mt.tar_at_far(scores, labels, 1e-3):.4f} |")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=10, help="weight grid resolution (1/steps)")
+    ap.add_argument("--low-far", action="store_true", help="also TAR at 1e-3..1e-5 on the calibration protocol")
+    args = ap.parse_args()
     pairs = parse_lfw_pairs(DATA / "lfw" / "pairs.txt", DATA / "lfw" / "images")
     labels = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    print(f"{'variant':44s} {'acc %':>7s} {'±':>5s} {'AUC':>8s} {'TAR@1e-3':>9s}")
-    for tag in ("noflip", "flip"):
-        try:
-            where, blocks, _ = load_blocks(tag)
-        except StopIteration:
+    s, yaw = load_scores(pairs)
+    print(f"pairs by worse |yaw|: <30: {(yaw < 30).sum()}, 30-60: {((yaw >= 30) & (yaw < 60)).sum()}, "
+          f">=60: {(yaw >= 60).sum()}\n")
+    print("| variant (flip TTA, YuNet alignment unless stated) | accuracy % | ± | AUC | TAR@FAR 1e-3 (pooled) |")
+    print("|---|---|---|---|---|")
+    for m, v in s.items():
+        r = mt.ten_fold_accuracy(v, labels, folds)
+        row(m, r.mean, r.std, v, labels)
+    g = [i / args.steps for i in range(args.steps + 1)]
+    r95, y1, dlib, m128 = "reid-0095", "mobilefacenet-y1", "dlib-resnet-v1", "mobilefacenet-128"
+    variants: list[tuple[list[str], tuple[str, ...], tuple[float, ...] | None]] = [
+        ([r95, y1], (y1,), None), ([r95, y1], (y1,), (0.6, 0.4)),
+        ([r95, dlib], (dlib,), None), ([r95, y1, dlib], (y1, dlib), None),
+        ([r95, y1, dlib, m128], (y1, dlib, m128), None), ([r95, y1, dlib], (y1, dlib), (0.3, 0.1, 0.6)),
+        ([r95, "scrfd:" + r95], (), None),
+    ]
+    for combo, fade, fixed in variants:
+        if not all(m in s for m in combo):
             continue
-        s = pair_scores(where, blocks, pairs)
-        for m in MODELS:
-            r = mt.ten_fold_accuracy(s[m], labels, folds)
-            print(f"{m + ' ' + tag:44s} {100 * r.mean:7.2f} {100 * r.std:5.2f} {mt.auc(s[m], labels):8.5f} "
-                  f"{mt.tar_at_far(s[m], labels, 1e-3):9.4f}")
-        a = np.array([where[os.path.abspath(p.path1)] for p in pairs])
-        b = np.array([where[os.path.abspath(p.path2)] for p in pairs])
-        yaw_all = load_blocks(tag)[2]
-        pair_yaw = np.maximum(np.abs(yaw_all[a]), np.abs(yaw_all[b]))
-        mid = ((pair_yaw >= 30) & (pair_yaw < 60)).sum()
-        print(f"pairs by worse |yaw|: <30: {(pair_yaw < 30).sum()}, 30-60: {mid}, >=60: {(pair_yaw >= 60).sum()}")
-        grid_w = [i / 10 for i in range(11)]
-        for combo in (MODELS[:2], [MODELS[0], MODELS[2]], MODELS):
-            grid = [w for w in itertools.product(grid_w, repeat=len(combo)) if abs(sum(w) - 1) < 1e-9]
-            acc, std, w = fused_cv(s, labels, folds, combo, grid)
-            fused = sum(wi * s[m] for wi, m in zip(w, combo, strict=True))
-            name = "+".join(combo) + f" {tag} w={w}"
-            print(f"{name:44s} {100 * acc:7.2f} {100 * std:5.2f} {mt.auc(fused, labels):8.5f} "
-                  f"{mt.tar_at_far(fused, labels, 1e-3):9.4f}")
-            if "mobilefacenet-y1" in combo:
-                for full, zero in ((30, 60), (20, 45)):
-                    f2 = pose_rule_scores(s, w, combo, pair_yaw, "mobilefacenet-y1", full, zero)
-                    r = mt.ten_fold_accuracy(f2, labels, folds)
-                    print(f"{'  + y1 fades ' + str(full) + '->' + str(zero) + ' deg':44s} {100 * r.mean:7.2f} "
-                          f"{100 * r.std:5.2f} {mt.auc(f2, labels):8.5f} {mt.tar_at_far(f2, labels, 1e-3):9.4f}")
+        grid = [fixed] if fixed else [w for w in itertools.product(g, repeat=len(combo))
+                                      if abs(sum(w) - 1) < 1e-9 and w[0] > 0]
+        acc, std, pick, pooled = fused_cv(s, labels, folds, yaw, combo, grid, fade)
+        how = f"w={fixed}" if fixed else f"in-fold weights (modal pick {pick})"
+        row(" + ".join(combo) + (f", fade {'/'.join(fade)}" if fade else "") + f", {how}", acc, std, pooled, labels)
+    if args.low_far:
+        low_far_table([(0.3, 0.1, 0.6), (0.4, 0.2, 0.4), (0.4, 0.3, 0.3), (0.5, 0.3, 0.2)])
 
 
 if __name__ == "__main__":

@@ -52,3 +52,33 @@ def test_vectorised_pairs_match_one_by_one():
     many = s.scores(xs, ys, yaw, 0.0)
     one = [s.scores(xs[i], ys[i], yaw[i], 0.0)[0] for i in range(5)]
     assert np.allclose(many, one)
+
+
+SHIFTED = Profile.from_dict({
+    "name": "t3", "detector": "yunet-2023mar",
+    "embedders": [{"model": "reid-0095", "weight": 0.4, "shift": 0.0, "scale": 0.1},
+                  {"model": "dlib-resnet-v1", "weight": 0.6, "shift": 0.84, "scale": 0.035}],
+    "fusion": {"rules": [{"model": "dlib-resnet-v1", "on": "yaw", "full_until": 30, "zero_at": 60}]},
+})
+
+
+def test_shift_and_scale_fuse_in_normalised_units():
+    """Weights apply to (cos - shift) / scale; frontal pairs still score the plain dot product, and fading a
+    model on another scale maps the survivor back so strangers keep the same score distribution."""
+    a_r, a_d = 0.4 / 0.1, 0.6 / 0.035  # effective cosine weights before renormalising
+    w_r, w_d = a_r / (a_r + a_d), a_d / (a_r + a_d)
+    assert [e.weight for e in SHIFTED.embedders] == pytest.approx([w_r, w_d])
+    back = Profile.from_dict(SHIFTED.to_dict())  # the JSON round-trips to the same weights
+    assert back.embedders == SHIFTED.embedders and back.signature == SHIFTED.signature
+    s = FusionScorer(SHIFTED)
+    rng = np.random.default_rng(3)
+    xr, yr = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 256)))
+    xd, yd = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 128)))
+    x = np.r_[xr * np.sqrt(w_r), xd * np.sqrt(w_d)].astype(np.float32)
+    y = np.r_[yr * np.sqrt(w_r), yd * np.sqrt(w_d)].astype(np.float32)
+    assert s.scores(x, y, 0, 10)[0] == pytest.approx(float(x @ y), abs=1e-5)
+    # dlib faded out: only reid-0095 speaks, in the frontal score's units around the strangers' mean
+    strangers_mean = w_d * 0.84
+    k = w_r * 0.1 + w_d * 0.035  # normalised units -> this profile's cosine units
+    want = strangers_mean + k * (xr @ yr - 0.0) / 0.1  # reid-0095's normalised score, weight 1
+    assert s.scores(x, y, 0, 80)[0] == pytest.approx(want, abs=1e-5)

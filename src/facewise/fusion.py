@@ -7,6 +7,12 @@ from ``full_until`` to ``zero_at`` degrees — and the remaining weights are ren
 frontal, good-quality pairs the fused score equals the plain dot product, so the gallery's single
 matrix search stays exact there and only hard candidates are re-scored.
 
+Fading happens in normalised units: each model's cosine is read as ``(cos - shift) / scale`` (its
+impostor mean and spread, from the profile), the normalised weights are faded and renormalised, and
+the result is mapped back so that a pair with nothing faded scores exactly the plain dot product.
+Models on different scales (dlib's cosines of strangers are near 0.84) then fade without moving the
+score distribution of strangers, so one calibrated threshold holds for frontal and profile pairs.
+
 Rule format (profile JSON)::
 
     "fusion": {"rules": [{"model": "mobilefacenet-y1", "on": "yaw", "full_until": 30, "zero_at": 60},
@@ -42,6 +48,10 @@ class FusionScorer:
     def __init__(self, profile: Profile) -> None:
         self.models = [e.model for e in profile.embedders]
         self.weights = np.array([e.weight for e in profile.embedders], np.float64)
+        self.shifts = np.array([e.shift for e in profile.embedders], np.float64)
+        self.scales = np.array([e.scale for e in profile.embedders], np.float64)
+        self._norm_weights = self.weights * self.scales / float((self.weights * self.scales).sum())
+        self._k = float((self._norm_weights / self.scales).sum())  # normalised -> effective cosine weights
         self.slices, start = [], 0
         for m in self.models:
             d = int(card(m).output_dim or 0)
@@ -62,13 +72,15 @@ class FusionScorer:
         return cos / np.maximum(self.weights, 1e-12)
 
     def pair_weights(self, yaw: np.ndarray, quality: np.ndarray) -> np.ndarray:
-        """(n, m) weights for pairs whose worse |yaw| and worse quality are given."""
-        w = np.tile(self.weights, (len(yaw), 1))
+        """(n, m) effective cosine weights for pairs whose worse |yaw| and worse quality are given (faded and
+        renormalised in normalised-score units; equal to the profile's weights where nothing fades)."""
+        w = np.tile(self._norm_weights, (len(yaw), 1))
         for r in self.rules:
             i = self.models.index(r.model)
             w[:, i] *= r.factor(yaw, quality)
         total = w.sum(1, keepdims=True)
-        return np.where(total > 0, w / np.maximum(total, 1e-12), self.weights)
+        w = np.where(total > 0, w / np.maximum(total, 1e-12), self._norm_weights)
+        return w / self.scales / self._k
 
     def scores(self, a: np.ndarray, b: np.ndarray, yaw_a: np.ndarray | float = 0.0, yaw_b: np.ndarray | float = 0.0,
                q_a: np.ndarray | float = 1.0, q_b: np.ndarray | float = 1.0) -> np.ndarray:
@@ -79,4 +91,5 @@ class FusionScorer:
         n = len(a)
         yaw = np.maximum(np.abs(np.broadcast_to(yaw_a, n)), np.abs(np.broadcast_to(yaw_b, n)))
         qual = np.minimum(np.broadcast_to(q_a, n), np.broadcast_to(q_b, n))
-        return (self.block_cosines(a, b) * self.pair_weights(yaw, qual)).sum(1)
+        w = self.pair_weights(yaw, qual)
+        return ((self.block_cosines(a, b) - self.shifts) * w).sum(1) + float(self.weights @ self.shifts)

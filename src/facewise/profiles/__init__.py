@@ -2,9 +2,15 @@
 
 A profile's face vector is the concatenation of each embedder's unit vector scaled by the square
 root of its weight (weights sum to 1), so the fused score sum_i w_i cos_i is a single dot
-product and the gallery searches one matrix. ``calibration`` holds the impostor-score summary
-measured by ``facewise calibrate`` (protocol in docs/ACCURACY.md) from which thresholds at a
-target FAR and the FAR of any score are derived.
+product and the gallery searches one matrix.
+
+Models score on different scales (dlib's cosines of strangers sit near 0.84 with a spread of 0.035;
+reid-0095's near 0 with 0.097), so an embedder entry may give ``shift`` and ``scale`` (the mean and
+spread of its impostor cosines): its ``weight`` then applies to the normalised score
+``(cos - shift) / scale`` and the effective cosine weight is ``weight / scale``, renormalised.
+
+``calibration`` holds the impostor-score summary measured by ``facewise calibrate`` (protocol in
+docs/ACCURACY.md) from which thresholds at a target FAR and the FAR of any score are derived.
 """
 
 from __future__ import annotations
@@ -23,8 +29,18 @@ PROFILE_DIR = Path(__file__).parent
 
 @dataclass(frozen=True)
 class EmbedderSpec:
+    """``weight``: effective weight on the raw cosine (the profile's weights sum to 1); ``shift``/``scale``:
+    the model's impostor-cosine mean and spread, used to fuse in normalised units when weights change."""
+
     model: str
     weight: float
+    shift: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def score_weight(self) -> float:
+        """The weight on the normalised score (not yet renormalised across the profile)."""
+        return self.weight * self.scale
 
 
 @dataclass(frozen=True)
@@ -42,11 +58,16 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
-        embs = tuple(EmbedderSpec(e["model"], float(e.get("weight", 1.0))) for e in d["embedders"])
+        embs = []
+        for e in d["embedders"]:
+            scale, shift = float(e.get("scale", 1.0)), float(e.get("shift", 0.0))
+            if not scale > 0:
+                raise FacewiseError(f"profile {d.get('name')!r}: embedder {e['model']!r} scale must be positive")
+            embs.append(EmbedderSpec(e["model"], float(e.get("weight", 1.0)) / scale, shift, scale))
         total = sum(e.weight for e in embs)
         if total <= 0:
             raise FacewiseError(f"profile {d.get('name')!r}: embedder weights must sum to a positive number")
-        embs = tuple(EmbedderSpec(e.model, e.weight / total) for e in embs)
+        embs = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale) for e in embs)
         return cls(
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
             landmarks=d.get("landmarks"),
@@ -59,10 +80,16 @@ class Profile:
         return {
             "name": self.name, "description": self.description, "detector": self.detector,
             "landmarks": self.landmarks,
-            "embedders": [{"model": e.model, "weight": e.weight} for e in self.embedders],
+            "embedders": [self._embedder_dict(e) for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
         }
+
+    def _embedder_dict(self, e: EmbedderSpec) -> dict[str, Any]:
+        if e.shift == 0.0 and e.scale == 1.0:
+            return {"model": e.model, "weight": e.weight}
+        total = sum(x.score_weight for x in self.embedders)
+        return {"model": e.model, "weight": round(e.score_weight / total, 9), "shift": e.shift, "scale": e.scale}
 
     @property
     def models(self) -> list[str]:
