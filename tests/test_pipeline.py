@@ -20,3 +20,25 @@ def test_analyze_many_keeps_order_and_reports_bad_images(default_pipeline, knn, 
     single = default_pipeline.analyze(images[0])[1][0]
     assert np.allclose(single.embedding, faces0[0].embedding, atol=1e-5)
     assert img0.name.endswith("obama1.jpg")
+
+
+def test_flip_can_be_set_per_embedder(models_dir, knn):
+    """A model's own "flip" overrides the profile's: its block is the mirrored-crop average or the plain crop
+    exactly as a whole-profile flip would give, and the profile signature tells the layouts apart."""
+    from facewise.pipeline import Pipeline
+    from facewise.profiles import Profile
+
+    def pipe(flip: bool, model_flip: bool | None = None) -> Pipeline:
+        emb = {"model": "reid-0095"} | ({} if model_flip is None else {"flip": model_flip})
+        return Pipeline(Profile.from_dict({"name": "t", "detector": "yunet-2023mar", "flip": flip,
+                                           "embedders": [emb]})).load()
+
+    image = knn / "test" / "obama1.jpg"
+    flipped = pipe(True).analyze(image)[1][0].embedding
+    plain = pipe(False).analyze(image)[1][0].embedding
+    assert not np.allclose(flipped, plain, atol=1e-3)
+    only_model = pipe(False, model_flip=True)
+    assert np.allclose(only_model.analyze(image)[1][0].embedding, flipped, atol=1e-6)
+    assert np.allclose(pipe(True, model_flip=False).analyze(image)[1][0].embedding, plain, atol=1e-6)
+    assert only_model.profile.signature != pipe(False).profile.signature
+    assert Profile.from_dict(only_model.profile.to_dict()) == only_model.profile

@@ -44,9 +44,10 @@ class Pipeline:
             return load_landmarker(self.profile.landmarks, self.threads)
 
     @cached_property
-    def embedders(self) -> list[tuple[Embedder, float]]:
+    def embedders(self) -> list[tuple[Embedder, float, bool]]:
         with self._load_lock:
-            return [(load_embedder(e.model, self.threads), e.weight) for e in self.profile.embedders]
+            return [(load_embedder(e.model, self.threads), e.weight, self.profile.flips(e))
+                    for e in self.profile.embedders]
 
     @property
     def dim(self) -> int:
@@ -79,9 +80,9 @@ class Pipeline:
         if not landmarks:
             return np.zeros((0, self.dim), np.float32)
         blocks = []
-        for emb, weight in self.embedders:
+        for emb, weight, flip in self.embedders:
             crops = align_many(pixels, landmarks, emb.template, emb.size)
-            if self.profile.flip:
+            if flip:
                 both = emb.embed(np.concatenate([crops, crops[:, :, ::-1]]))
                 vec = l2_normalise(both[: len(crops)] + both[len(crops) :])
             else:

@@ -36,6 +36,7 @@ class EmbedderSpec:
     weight: float
     shift: float = 0.0
     scale: float = 1.0
+    flip: bool | None = None  # flip test-time augmentation for this model; None: the profile's setting
 
     @property
     def score_weight(self) -> float:
@@ -63,11 +64,13 @@ class Profile:
             scale, shift = float(e.get("scale", 1.0)), float(e.get("shift", 0.0))
             if not scale > 0:
                 raise FacewiseError(f"profile {d.get('name')!r}: embedder {e['model']!r} scale must be positive")
-            embs.append(EmbedderSpec(e["model"], float(e.get("weight", 1.0)) / scale, shift, scale))
+            flip = e.get("flip")
+            embs.append(EmbedderSpec(e["model"], float(e.get("weight", 1.0)) / scale, shift, scale,
+                                     None if flip is None else bool(flip)))
         total = sum(e.weight for e in embs)
         if total <= 0:
             raise FacewiseError(f"profile {d.get('name')!r}: embedder weights must sum to a positive number")
-        embs = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale) for e in embs)
+        embs = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale, e.flip) for e in embs)
         return cls(
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
             landmarks=d.get("landmarks"),
@@ -86,10 +89,17 @@ class Profile:
         }
 
     def _embedder_dict(self, e: EmbedderSpec) -> dict[str, Any]:
-        if e.shift == 0.0 and e.scale == 1.0:
-            return {"model": e.model, "weight": e.weight}
-        total = sum(x.score_weight for x in self.embedders)
-        return {"model": e.model, "weight": round(e.score_weight / total, 9), "shift": e.shift, "scale": e.scale}
+        out: dict[str, Any] = {"model": e.model, "weight": e.weight}
+        if e.shift != 0.0 or e.scale != 1.0:
+            total = sum(x.score_weight for x in self.embedders)
+            out.update(weight=round(e.score_weight / total, 9), shift=e.shift, scale=e.scale)
+        if e.flip is not None:
+            out["flip"] = e.flip
+        return out
+
+    def flips(self, e: EmbedderSpec) -> bool:
+        """Whether embedder ``e`` averages in the mirrored crop."""
+        return self.flip if e.flip is None else e.flip
 
     @property
     def models(self) -> list[str]:
@@ -102,8 +112,8 @@ class Profile:
     @property
     def signature(self) -> str:
         """Identifies what makes vectors comparable: embedders, weights, flip. Detectors may differ."""
-        key = json.dumps([[e.model, round(e.weight, 6)] for e in self.embedders] + [self.flip]
-                         + ([self.landmarks] if self.landmarks else []))
+        key = json.dumps([[e.model, round(e.weight, 6)] + ([] if e.flip is None else [e.flip]) for e in self.embedders]
+                         + [self.flip] + ([self.landmarks] if self.landmarks else []))
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def available(self) -> bool:
