@@ -72,7 +72,7 @@ def low_far_table(weights: list[tuple[float, float, float]]) -> None:
     print("|---|---|---|---|")
     old = {**base, "name": "two-model", "fusion": {"rules": base["fusion"]["rules"][:1]},
            "embedders": [{"model": "reid-0095", "weight": 0.6}, {"model": "mobilefacenet-y1", "weight": 0.4}]}
-    cands = [("reid-0095 0.6 + y1 0.4 (earlier `accurate`)", old)]
+    cands = [("reid-0095 0.6 + y1 0.4 (`balanced`)", old)]
     for w in weights:
         emb = [{**e, "weight": wi} for e, wi in zip(base["embedders"], w, strict=True)]
         cands.append((f"{w[0]} / {w[1]} / {w[2]}", {**base, "embedders": emb}))

@@ -47,8 +47,8 @@ DbOpt = Annotated[Path, typer.Option("--db", help="Gallery file (SQLite).", envv
 GalleryOpt = Annotated[str, typer.Option(
     "--db", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
     envvar="FACEWISE_DB")]
-ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="default | fast | accurate | a profile .json",
-                                         envvar="FACEWISE_PROFILE")]
+ProfileOpt = Annotated[str, typer.Option(
+    "--profile", "-p", help="default | fast | balanced | accurate | a profile .json", envvar="FACEWISE_PROFILE")]
 CollOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection inside the gallery.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_DB = Path("facewise.db")
