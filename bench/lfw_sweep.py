@@ -2,6 +2,7 @@
 
     python bench/lfw_embed_all.py --detector yunet-2023mar --models reid-0095,mobilefacenet-y1,mobilefacenet-128 --flip
     python bench/lfw_embed_all.py --detector yunet-2023mar --models dlib-resnet-v1 --flip
+    python bench/lfw_embed_all.py --detector yunet-2023mar --models dlib-resnet-v1   # optional: dlib without flip
     python bench/lfw_embed_all.py --detector scrfd-2.5g --models reid-0095,mobilefacenet-y1 --flip   # optional
     python bench/lfw_sweep.py [--steps 10] [--low-far]
 
@@ -35,31 +36,35 @@ from facewise.profiles import Profile, load_profile
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CACHE = Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
-# (label prefix, detector, the models embedded together by lfw_embed_all.py)
-SOURCES = [("", "yunet-2023mar", ["reid-0095", "mobilefacenet-y1", "mobilefacenet-128"]),
-           ("", "yunet-2023mar", ["dlib-resnet-v1"]),
-           ("scrfd:", "scrfd-2.5g", ["reid-0095", "mobilefacenet-y1"])]
+# (label prefix, detector, the models embedded together by lfw_embed_all.py, flip)
+SOURCES = [("", "yunet-2023mar", ["reid-0095", "mobilefacenet-y1", "mobilefacenet-128"], True),
+           ("", "yunet-2023mar", ["dlib-resnet-v1"], True),
+           ("noflip:", "yunet-2023mar", ["dlib-resnet-v1"], False),
+           ("scrfd:", "scrfd-2.5g", ["reid-0095", "mobilefacenet-y1"], True)]
 
 
 def load_blocks() -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-    """Unit vectors per YuNet-aligned model (flip), rows in the first cache's image order, and each image's yaw."""
+    """Unit vectors of every cached source (label = prefix + model), rows in one image order, and the yaw of
+    each image from the first YuNet cache."""
     keys: list[str] | None = None
     blocks: dict[str, np.ndarray] = {}
     yaw = np.zeros(0)
-    for _, detector, models in SOURCES[:2]:
-        found = sorted(CACHE.glob(f"sweep-{detector}-{'-'.join(models)}-flip-*.npz"))
+    for prefix, detector, models, flip in SOURCES:
+        found = sorted(CACHE.glob(f"sweep-{detector}-{'-'.join(models)}-{'flip' if flip else 'noflip'}-*.npz"))
         if not found:
+            print(f"(no cache for {detector} {models} flip={flip}: run bench/lfw_embed_all.py)")
             continue
         z = np.load(found[0])
         these = [k.split("|")[0] for k in z["keys"]]
         if keys is None:
             keys, yaw = these, z["yaw"]
-        order = np.array([{k: i for i, k in enumerate(these)}[k] for k in keys])
+        where = {k: i for i, k in enumerate(these)}
+        order = np.array([where[k] for k in keys])
         start = 0
         for m in models:
             d = int(card(m).output_dim or 0)
             v = z["vectors"][order, start:start + d]
-            blocks[m] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            blocks[prefix + m] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
             start += d
     return keys or [], blocks, yaw
 
@@ -87,28 +92,13 @@ def low_far_table(weights: list[tuple[float, float, float]]) -> None:
 
 
 def load_scores(pairs: list) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per-model cosine of every pair (flip caches), and the pair's worse |yaw| (YuNet landmarks)."""
-    scores: dict[str, np.ndarray] = {}
-    yaw = None
-    for prefix, detector, models in SOURCES:
-        found = sorted(CACHE.glob(f"sweep-{detector}-{'-'.join(models)}-flip-*.npz"))
-        if not found:
-            print(f"(no cache for {detector} {models}: run bench/lfw_embed_all.py)")
-            continue
-        z = np.load(found[0])
-        where = {k.split("|")[0]: i for i, k in enumerate(z["keys"])}
-        a = np.array([where[os.path.abspath(p.path1)] for p in pairs])
-        b = np.array([where[os.path.abspath(p.path2)] for p in pairs])
-        start = 0
-        for m in models:
-            d = int(card(m).output_dim or 0)
-            v = z["vectors"][:, start:start + d]
-            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-            scores[prefix + m] = np.einsum("ij,ij->i", v[a], v[b])
-            start += d
-        if yaw is None and detector == "yunet-2023mar":
-            yaw = np.maximum(np.abs(z["yaw"][a]), np.abs(z["yaw"][b]))
-    return scores, (yaw if yaw is not None else np.zeros(len(pairs)))
+    """Per-model cosine of every pair, and the pair's worse |yaw| (YuNet landmarks)."""
+    keys, blocks, yaw = load_blocks()
+    where = {k: i for i, k in enumerate(keys)}
+    a = np.array([where[os.path.abspath(p.path1)] for p in pairs])
+    b = np.array([where[os.path.abspath(p.path2)] for p in pairs])
+    scores = {m: np.einsum("ij,ij->i", v[a], v[b]) for m, v in blocks.items()}
+    return scores, np.maximum(np.abs(yaw[a]), np.abs(yaw[b]))
 
 
 def fused_cv(s: dict[str, np.ndarray], labels: np.ndarray, folds: np.ndarray, yaw: np.ndarray, models: list[str],
@@ -168,7 +158,7 @@ def main() -> None:
         ([r95, y1], (y1,), None), ([r95, y1], (y1,), (0.6, 0.4)),
         ([r95, dlib], (dlib,), None), ([r95, y1, dlib], (y1, dlib), None),
         ([r95, y1, dlib, m128], (y1, dlib, m128), None), ([r95, y1, dlib], (y1, dlib), (0.3, 0.1, 0.6)),
-        ([r95, "scrfd:" + r95], (), None),
+        ([r95, y1, "noflip:" + dlib], (y1, "noflip:" + dlib), None), ([r95, "scrfd:" + r95], (), None),
     ]
     for combo, fade, fixed in variants:
         if not all(m in s for m in combo):
