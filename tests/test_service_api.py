@@ -192,6 +192,9 @@ def test_enroll_identify_verify_delete(server: Server, admin: httpx.Client, knn:
     assert listing["total"] >= 5 and len(listing["items"]) == 2
     page2 = admin.get("/v1/collections/default/persons", params={"limit": 2, "offset": 2}).json()
     assert not {p["id"] for p in listing["items"]} & {p["id"] for p in page2["items"]}
+    for path in ("/v1/collections/default/persons", "/v1/audit"):  # past the database's integers: 422, not 500
+        huge = admin.get(path, params={"offset": 2**63})
+        assert huge.status_code == 422 and "offset" in huge.json()["error"]["message"], huge.text
 
     # the same photo again is a duplicate, not a second sample
     obama = people["obama"]

@@ -93,9 +93,12 @@ def need_liveness(ctx: ServiceContext, required: bool) -> None:
                        "model (minifasnet-v2-v1se) on its model path")
 
 
+MAX_OFFSET = 2**63 - 1  # SQLite's and PostgreSQL's largest integer
+
+
 def page(offset: int, limit: int, max_page: int) -> tuple[int, int]:
-    if offset < 0 or limit < 1:
-        raise ApiError(422, "invalid_request", "offset must be >= 0 and limit >= 1")
+    if not 0 <= offset <= MAX_OFFSET or limit < 1:
+        raise ApiError(422, "invalid_request", f"offset must be 0..{MAX_OFFSET} and limit >= 1")
     return offset, min(limit, max_page)
 
 
