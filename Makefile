@@ -33,6 +33,7 @@ demo: $(VENV)/.core
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench training
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest -q

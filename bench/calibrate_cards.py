@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facewise.decision.calibration import Calibration
 from facewise.eval.calibrate import labelled_scores
 from facewise.eval.embed import EmbeddedImages
-from facewise.eval.metrics import Calibration
 from facewise.models.catalogue import CARDS_DIR, cache_dir, card
 
 CACHE = Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
@@ -33,8 +33,8 @@ FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
 def main() -> None:
+    from facewise.core.pipeline import Pipeline
     from facewise.eval.embed import _cache_key
-    from facewise.pipeline import Pipeline
 
     default_key = _cache_key(Pipeline("default"), "center")
     for pattern, models in SETS.items():

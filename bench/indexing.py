@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from facewise.batch.indexing import IndexOptions, index_tree
 from facewise.gallery import SQLiteStore
-from facewise.indexing import IndexOptions, index_tree
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -13,11 +13,11 @@ import os
 import time
 from pathlib import Path
 
+from facewise.core.pipeline import Pipeline
 from facewise.eval.embed import embed_images
 from facewise.eval.pairs import parse_lfw_pairs
 from facewise.models.catalogue import cache_dir
-from facewise.pipeline import Pipeline
-from facewise.profiles import Profile
+from facewise.models.profiles import Profile
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from facewise.decision.fusion import FusionScorer
 from facewise.eval import metrics as mt
 from facewise.eval.calibrate import labelled_scores
 from facewise.eval.embed import EmbeddedImages
 from facewise.eval.pairs import parse_lfw_pairs
-from facewise.fusion import FusionScorer
 from facewise.models.catalogue import cache_dir, card
-from facewise.profiles import Profile, load_profile
+from facewise.models.profiles import Profile, load_profile
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CACHE = Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facewise.imageio import load_image
-from facewise.pipeline import Pipeline
-from facewise.profiles import load_profile
+from facewise.core.imageio import load_image
+from facewise.core.pipeline import Pipeline
+from facewise.models.profiles import load_profile
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

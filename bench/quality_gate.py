@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facewise.core.pipeline import Pipeline
 from facewise.eval import metrics as mt
 from facewise.eval.embed import embed_images
 from facewise.eval.pairs import parse_lfw_pairs
 from facewise.models.catalogue import cache_dir
-from facewise.pipeline import Pipeline
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -38,13 +38,13 @@ def models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def default_pipeline():
-    from facewise.pipeline import Pipeline
+    from facewise.core.pipeline import Pipeline
 
     return Pipeline("default").load()
 
 
 @pytest.fixture(scope="session")
 def fast_pipeline(models_dir):
-    from facewise.pipeline import Pipeline
+    from facewise.core.pipeline import Pipeline
 
     return Pipeline("fast").load()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, MODELS
-from facewise.liveness_eval import apcer_bpcer, equal_error_rate, evaluate_liveness
-from facewise.models.antispoof import MiniFASNet, silentface_crop_box
+from facewise.eval.liveness import apcer_bpcer, equal_error_rate, evaluate_liveness
+from facewise.models.attributes.antispoof import MiniFASNet, silentface_crop_box
 
 V2 = MODELS / "antispoof" / "2.7_80x80_MiniFASNetV2.onnx"
 V1SE = MODELS / "antispoof" / "4_0_0_80x80_MiniFASNetV1SE.onnx"

@@ -215,7 +215,7 @@ def test_100_megapixel_png_memory_stays_bounded(corpus: list[Item]) -> None:
     """Refused from the header at the default limit (no pixel decoded); decoded in bounded memory if allowed."""
     huge = next(i.path for i in corpus if i.name == "huge_100mp.png")
     assert huge.stat().st_size < 1_000_000  # a small file that would be 300 MB of pixels
-    code = ("import json, resource, sys\nfrom facewise.imageio import load_image\n"
+    code = ("import json, resource, sys\nfrom facewise.core.imageio import load_image\n"
             "from facewise.errors import ImageError\n"
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "try:\n    img = load_image(sys.argv[1]); out = {'shape': list(img.pixels.shape)}\n"

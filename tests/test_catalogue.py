@@ -6,7 +6,7 @@ import pytest
 
 from facewise.errors import FacewiseError, ModelNotFoundError
 from facewise.models import catalogue
-from facewise.profiles import load_profile, profile_names
+from facewise.models.profiles import load_profile, profile_names
 
 
 def test_every_card_is_complete():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facewise.cluster import CLUSTER_PREFIX, Clusterer
+from facewise.batch.cluster import CLUSTER_PREFIX, Clusterer
+from facewise.batch.indexing import UNCLUSTERED, IndexOptions, index_tree
 from facewise.errors import ConflictError
 from facewise.eval.metrics import bcubed, pairwise_precision_recall
 from facewise.gallery import SQLiteStore
-from facewise.indexing import UNCLUSTERED, IndexOptions, index_tree
 
 # Floors under what was measured on this exact selection (docs/SCALE.md): 269 labelled faces of 55 people
 # (+76 background faces), threshold 0.40: incremental and re-clustered pairwise P = R = 1.0, BCubed F = 1.0

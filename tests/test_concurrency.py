@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewise.doctor import diagnose
 from facewise.gallery import SQLiteStore
+from facewise.gallery.doctor import diagnose
 from reliability_helpers import new_sample, service_app, unit
 
 THREADS = 4

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewise.crypto import BlobCipher, gallery_marker
-from facewise.doctor import diagnose
 from facewise.gallery import SQLiteStore
+from facewise.gallery.crypto import BlobCipher, gallery_marker
+from facewise.gallery.doctor import diagnose
 from reliability_helpers import run_cli, text
 
 DIM = 64
@@ -58,7 +58,7 @@ while True:
 
 ROTATE = """
 import base64, sys
-from facewise.crypto import BlobCipher, rotate_gallery
+from facewise.gallery.crypto import BlobCipher, rotate_gallery
 old, new = (BlobCipher(base64.b64decode(k)) for k in sys.argv[2:4])
 print("ready", flush=True)
 rotate_gallery(sys.argv[1], old, new)
@@ -146,8 +146,8 @@ def test_kill_9_during_enrolment_loses_nothing_committed(tmp_path: Path, encrypt
 
 def test_kill_9_during_key_rotation_leaves_one_key(tmp_path: Path) -> None:
     """The rotation is one transaction: after a kill the gallery is wholly under the old key or the new one."""
-    from facewise.crypto import rotate_gallery
     from facewise.gallery import NewSample
+    from facewise.gallery.crypto import rotate_gallery
 
     db = tmp_path / "g.db"
     keys = [_key(10 + i) for i in range(ROTATION_RUNS + 2)]

@@ -19,10 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
-    from facewise.models.expression import CLASSES, DEFAULT_MODEL_PATH, ExpressionModel
+    from facewise.models.attributes.expression import CLASSES, DEFAULT_MODEL_PATH, ExpressionModel
 except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, str(ROOT / "src"))
-    from facewise.models.expression import CLASSES, DEFAULT_MODEL_PATH, ExpressionModel
+    from facewise.models.attributes.expression import CLASSES, DEFAULT_MODEL_PATH, ExpressionModel
 
 DATA = Path(os.environ.get("FACEWISE_DATA", str(ROOT / ".." / "shared" / "data"))).resolve()
 FER_VAL = DATA / "fer2013" / "validation"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facewise.fusion import FusionScorer
-from facewise.profiles import Profile
+from facewise.decision.fusion import FusionScorer
+from facewise.models.profiles import Profile
 
 PROFILE = Profile.from_dict({
     "name": "t", "detector": "yunet-2023mar",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, MODELS
-from facewise.models.headpose import FSANet, pose_from_landmarks
+from facewise.models.attributes.headpose import FSANet, pose_from_landmarks
 
 FSA_1X1 = MODELS / "headpose" / "fsanet-1x1-iter-688590.onnx"
 FSA_VAR = MODELS / "headpose" / "fsanet-var-iter-688590.onnx"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facewise.core.imageio import decode_bytes, load_image
 from facewise.errors import ImageError
-from facewise.imageio import decode_bytes, load_image
 
 
 def _encode(im: Image.Image, fmt: str, **kw) -> bytes:

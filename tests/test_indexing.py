@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facewise.batch.indexing import UNCLUSTERED, IndexOptions, index_tree, scan
 from facewise.gallery import SQLiteStore
-from facewise.indexing import UNCLUSTERED, IndexOptions, index_tree, scan
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from facewise.core.pipeline import Pipeline
 from facewise.eval.embed import embed_images
 from facewise.eval.pairs import limit_per_fold, parse_lfw_pairs
 from facewise.eval.verification import PairScores, evaluate
-from facewise.pipeline import Pipeline
-from facewise.profiles import load_profile
+from facewise.models.profiles import load_profile
 
 
 def subset(lfw, per_fold: int = 15):

@@ -25,8 +25,8 @@ def test_analyze_many_keeps_order_and_reports_bad_images(default_pipeline, knn, 
 def test_flip_can_be_set_per_embedder(models_dir, knn):
     """A model's own "flip" overrides the profile's: its block is the mirrored-crop average or the plain crop
     exactly as a whole-profile flip would give, and the profile signature tells the layouts apart."""
-    from facewise.pipeline import Pipeline
-    from facewise.profiles import Profile
+    from facewise.core.pipeline import Pipeline
+    from facewise.models.profiles import Profile
 
     def pipe(flip: bool, model_flip: bool | None = None) -> Pipeline:
         emb = {"model": "reid-0095"} | ({} if model_flip is None else {"flip": model_flip})

@@ -15,11 +15,11 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from facewise.doctor import diagnose  # noqa: E402
+from facewise.core.imageio import DecodedImage, decode_bytes  # noqa: E402
 from facewise.errors import ConflictError, FacewiseError, ImageError  # noqa: E402
 from facewise.eval.pairs import Pair, parse_pairs_csv  # noqa: E402
 from facewise.gallery import SQLiteStore  # noqa: E402
-from facewise.imageio import DecodedImage, decode_bytes  # noqa: E402
+from facewise.gallery.doctor import diagnose  # noqa: E402
 from reliability_helpers import new_sample, unit  # noqa: E402
 
 DIM = 8

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewise.crypto import (
+from facewise.gallery import SQLiteStore
+from facewise.gallery.crypto import (
     BlobCipher,
     DecryptionError,
     EncryptionKeyError,
@@ -22,9 +23,8 @@ from facewise.crypto import (
     read_key_file,
     rotate_gallery,
 )
-from facewise.doctor import diagnose
-from facewise.gallery import SQLiteStore
-from facewise.privacy import apply_retention, set_retention
+from facewise.gallery.doctor import diagnose
+from facewise.gallery.maintenance import apply_retention, set_retention
 from reliability_helpers import new_sample, raw_bytes, run_cli, text, unit
 
 pytest.importorskip("cryptography", reason="encryption at rest needs the 'crypto' extra")
@@ -252,7 +252,7 @@ def _service_tables(db: Path) -> tuple[object, object]:
 
 def test_delete_person_erases_every_byte(tmp_path: Path) -> None:
     """Samples, template, thumbnails, audit payloads and index entries; the bytes gone from the db and -wal."""
-    from facewise.profiles import load_profile
+    from facewise.models.profiles import load_profile
 
     db = tmp_path / "g.db"
     keys, thumbs = _service_tables(db)
@@ -319,7 +319,7 @@ def test_retention_expires_only_old_unknown_records(tmp_path: Path) -> None:
                                 new_sample("cluster-7", v[4], "c2", kind="cluster"),
                                 new_sample("cluster-7", v[5], "c3", kind="cluster"),
                                 new_sample("stranger-2", v[6], "u3", kind="unknown"),
-                                new_sample("cluster-000003", v[7], "k1")])  # an unnamed cluster of facewise.cluster
+                                new_sample("cluster-000003", v[7], "k1")])  # an unnamed cluster (batch.cluster)
         store._db.execute("UPDATE samples SET created_at=?", (old,))  # back-date everything...
         store._db.execute("UPDATE persons SET created_at=?", (old,))
         store._db.execute("UPDATE samples SET created_at=? WHERE image_sha256 IN ('c3', 'u3')", (recent,))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facewise import FaceWise
-from facewise.imageio import load_image
+from facewise.core.imageio import load_image
 
 
 @pytest.fixture(scope="module")

@@ -165,8 +165,8 @@ def test_encrypted_gallery_writes_no_plaintext_side_files(tmp_path):
     written; search still works (matrix in memory, graph built per process) and doctor stays clean."""
     pytest.importorskip("faiss")
     pytest.importorskip("cryptography")
-    from facewise.crypto import BlobCipher
-    from facewise.doctor import diagnose
+    from facewise.gallery.crypto import BlobCipher
+    from facewise.gallery.doctor import diagnose
 
     key = BlobCipher(np.random.default_rng(11).bytes(32))
     s = SQLiteStore(tmp_path / "g.db", cipher=key)

@@ -32,8 +32,8 @@ from typer.testing import CliRunner
 
 from facewise.api import FaceWise
 from facewise.cli import app
+from facewise.decision.matching import Decision
 from facewise.gallery.store import SearchHit
-from facewise.matching import Decision
 from facewise.types import Box, Face, Quality
 from facewise.video import (
     DecodeOptions,
@@ -377,7 +377,7 @@ def test_expression_timeline_is_smoothed(models_dir: Path) -> None:
 
 
 def test_real_expression_model_if_shipped(models_dir: Path, tmp_path: Path) -> None:
-    from facewise.models.expression import DEFAULT_MODEL_PATH
+    from facewise.models.attributes.expression import DEFAULT_MODEL_PATH
 
     if not DEFAULT_MODEL_PATH.is_file():
         pytest.skip("expression weights not shipped yet (facewise/models/weights/expression-fer7.onnx)")

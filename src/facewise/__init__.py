@@ -1,7 +1,9 @@
 """facewise: detect, recognise, verify and analyse faces, with calibrated thresholds."""
 
-from .api import FaceWise
-from .errors import (
+from facewise.api import FaceWise
+from facewise.core.imageio import load_image
+from facewise.core.pipeline import Pipeline
+from facewise.errors import (
     FacewiseError,
     ImageError,
     ModelNotFoundError,
@@ -10,10 +12,8 @@ from .errors import (
     NotFoundError,
     ProfileMismatchError,
 )
-from .imageio import load_image
-from .pipeline import Pipeline
-from .profiles import Profile, load_profile
-from .types import Box, Detection, EnrollResult, Face, Identification, Person, Quality, Sample, Verification
+from facewise.models.profiles import Profile, load_profile
+from facewise.types import Box, Detection, EnrollResult, Face, Identification, Person, Quality, Sample, Verification
 
 __version__ = "0.1.0"
 

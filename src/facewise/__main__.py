@@ -1,5 +1,5 @@
 """``python -m facewise ...``: the same as the ``facewise`` command."""
 
-from .cli import app
+from facewise.cli import app
 
 app()

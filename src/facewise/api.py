@@ -12,17 +12,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .analysis import Analyzer, Gate
-from .errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
-from .fusion import FusionScorer
-from .gallery import NewSample, SQLiteStore, Store
-from .gallery.store import CollectionInfo, SearchHit
-from .imageio import ImageInput, is_image_path, load_image
-from .matching import Decision, decide
-from .pipeline import Pipeline
-from .profiles import Profile, load_profile
-from .quality import QualityPolicy
-from .types import Candidate, EnrollResult, Face, Identification, Person, Sample, Verification
+from facewise.core.analysis import Analyzer, Gate
+from facewise.core.imageio import ImageInput, is_image_path, load_image
+from facewise.core.pipeline import Pipeline
+from facewise.core.quality import QualityPolicy
+from facewise.decision.fusion import FusionScorer
+from facewise.decision.matching import Decision, decide
+from facewise.errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
+from facewise.gallery import NewSample, SQLiteStore, Store
+from facewise.gallery.store import CollectionInfo, SearchHit
+from facewise.models.profiles import Profile, load_profile
+from facewise.types import Candidate, EnrollResult, Face, Identification, Person, Sample, Verification
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class FaceWise:
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.pipeline = Pipeline(self.profile, threads=threads, quality=quality)
         if db is None or isinstance(db, str | os.PathLike):
-            from .gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
+            from facewise.gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
 
             self.store: Any = SQLiteStore(":memory:") if db is None else open_store(db)
         else:

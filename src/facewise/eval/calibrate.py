@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fusion import FusionScorer
-from .embed import EmbeddedImages
-from .metrics import Calibration
+from facewise.decision.calibration import Calibration
+from facewise.decision.fusion import FusionScorer
+from facewise.eval.embed import EmbeddedImages
 
 
 def labelled_scores(emb: EmbeddedImages, labels: list[str], max_impostors: int = 2_000_000,

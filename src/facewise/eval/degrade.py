@@ -92,9 +92,9 @@ def describe() -> dict[str, Any]:
 def run_degradation(pipe: Any, pairs: list[Any], emb: Any, seed: int = 0,
                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """TAR at FAR and 10-fold accuracy per condition; ``emb`` holds the clean embeddings (EmbeddedImages)."""
-    from ..imageio import load_image
-    from . import metrics as mt
-    from .embed import central_face, centre_prior
+    from facewise.core.imageio import load_image
+    from facewise.eval import metrics as mt
+    from facewise.eval.embed import central_face, centre_prior
 
     probes = list(dict.fromkeys(str(p.path2) for p in pairs))
     vec = {name: np.zeros((len(probes), pipe.dim), np.float32) for name in CONDITIONS}

@@ -19,11 +19,11 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ImageError
-from ..imageio import load_image
-from ..pipeline import Pipeline
-from ..quality import assess, yaw_from_landmarks
-from ..types import Box, Detection, Face
+from facewise.core.imageio import load_image
+from facewise.core.pipeline import Pipeline
+from facewise.core.quality import assess, yaw_from_landmarks
+from facewise.errors import ImageError
+from facewise.types import Box, Detection, Face
 
 log = logging.getLogger(__name__)
 

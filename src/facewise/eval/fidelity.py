@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError
-from ..imageio import is_image_path, load_image
-from ..pipeline import Pipeline
-from .embed import central_face, centre_prior
+from facewise.core.imageio import is_image_path, load_image
+from facewise.core.pipeline import Pipeline
+from facewise.errors import ImageError
+from facewise.eval.embed import central_face, centre_prior
 
 log = logging.getLogger(__name__)
 SIZE_BINS = (("small (<64 px)", 0, 64), ("medium (64-128 px)", 64, 128), ("large (>=128 px)", 128, 1 << 30))

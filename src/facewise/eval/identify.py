@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..imageio import is_image_path
-from . import metrics as mt
-from .embed import EmbeddedImages
+from facewise.core.imageio import is_image_path
+from facewise.eval import metrics as mt
+from facewise.eval.embed import EmbeddedImages
 
 
 @dataclass(frozen=True)

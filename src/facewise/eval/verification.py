@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics as mt
-from .embed import EmbeddedImages
-from .pairs import Pair
+from facewise.eval import metrics as mt
+from facewise.eval.embed import EmbeddedImages
+from facewise.eval.pairs import Pair
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     written.append(out_dir / "report.json")
     try:
-        from .plots import plot_det, plot_roc
+        from facewise.eval.plots import plot_det, plot_roc
 
         far, tar, _ = mt.roc_curve(ps.scores, ps.labels)
         plot_roc({title: (far, tar)}, out_dir / "roc.png", title=f"ROC — {title}")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .index import VectorIndex, distinct_persons
+from facewise.gallery.index import VectorIndex, distinct_persons
 
 log = logging.getLogger(__name__)
 

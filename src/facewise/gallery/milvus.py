@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FacewiseError
-from ..types import Person, Sample
-from .sqlite import SQLiteStore
-from .store import CollectionInfo, NewSample, SearchHit
+from facewise.errors import FacewiseError
+from facewise.gallery.sqlite import SQLiteStore
+from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
+from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
 

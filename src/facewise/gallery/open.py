@@ -6,7 +6,7 @@ import os
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .sqlite import SQLiteStore
+from facewise.gallery.sqlite import SQLiteStore
 
 
 def open_store(spec: str | os.PathLike[str]) -> Any:
@@ -15,7 +15,7 @@ def open_store(spec: str | os.PathLike[str]) -> Any:
     &token=…&prefix=…`` (``milvus+https://`` for TLS) → :class:`MilvusStore`."""
     text = os.fspath(spec)
     if text.startswith(("postgresql://", "postgres://")):
-        from .pgvector import PgVectorStore
+        from facewise.gallery.pgvector import PgVectorStore
 
         parts = urlsplit(text)
         query = parse_qs(parts.query)
@@ -24,7 +24,7 @@ def open_store(spec: str | os.PathLike[str]) -> Any:
         dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         return PgVectorStore(dsn, schema=ours.get("schema", "facewise"), halfvec=ours.get("halfvec") in ("1", "true"))
     if text.startswith(("milvus://", "milvus+http://", "milvus+https://")):
-        from .milvus import MilvusStore
+        from facewise.gallery.milvus import MilvusStore
 
         parts = urlsplit(text)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
-from ..types import Person, Sample
-from .store import CollectionInfo, NewSample, SearchHit
+from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
+from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
 
@@ -514,6 +514,6 @@ def _check_vector(s: NewSample, dim: int, collection: str) -> np.ndarray:
 
 
 def _check_name(name: str) -> str:
-    from .sqlite import _check_name as check
+    from facewise.gallery.names import check_name as check
 
     return check(name)

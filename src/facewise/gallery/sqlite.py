@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..crypto import (
+from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from facewise.gallery import ann
+from facewise.gallery.crypto import (
     OVERHEAD,
     BlobCipher,
     bind_gallery,
@@ -29,12 +31,11 @@ from ..crypto import (
     sample_aad,
     template_aad,
 )
-from ..errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
-from ..privacy import erase_collection_rows, erase_linked_rows, flush_erased
-from ..types import Person, Sample
-from . import ann
-from .index import VectorIndex
-from .store import CollectionInfo, NewSample, SearchHit
+from facewise.gallery.index import VectorIndex
+from facewise.gallery.maintenance import erase_collection_rows, erase_linked_rows, flush_erased
+from facewise.gallery.names import check_name as _check_name
+from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
+from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0,
                  cipher: BlobCipher | Literal["env"] | None = "env") -> None:
-        """``cipher`` encrypts vectors at rest (see :mod:`facewise.crypto`); ``"env"``: from ``FACEWISE_KEY[_FILE]``."""
+        """``cipher`` encrypts vectors at rest (:mod:`facewise.gallery.crypto`); ``"env"``: ``FACEWISE_KEY[_FILE]``."""
         self.path = str(path)
         self._cipher = cipher_from_env() if cipher == "env" else cipher
         if self.path != ":memory:":
@@ -522,12 +523,3 @@ class SQLiteStore:
                                  "embedding": self._vec(s[8], sample_aad(cid, s[0], s[1])).tolist()}
                                 for s in samples],
                 }
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise FacewiseError("a person's name must be a non-empty string")
-    name = name.strip()
-    if len(name) > 200 or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in name):  # control, lone surrogate
-        raise FacewiseError(f"person name {name[:40]!r}…: at most 200 printable characters")
-    return name

@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..types import Person, Sample
+from facewise.types import Person, Sample
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import FacewiseError, ModelIntegrityError, ModelNotFoundError
+from facewise.errors import FacewiseError, ModelIntegrityError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..types import Detection
+from facewise.types import Detection
 
 
 @runtime_checkable

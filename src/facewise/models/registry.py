@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalogue import ModelCard, card, resolve
-from .protocols import Detector, Embedder, Landmarker
+from facewise.models.catalogue import ModelCard, card, resolve
+from facewise.models.protocols import Detector, Embedder, Landmarker
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,15 @@ def load_detector(model_id: str, threads: int = 0) -> Detector:
     """A detector backend, loaded once per process (backends are thread-safe)."""
     c, paths = _card_and_files(model_id, "detection", "a detector")
     if c.backend == "yunet":
-        from .yunet import YuNetDetector
+        from facewise.models.detectors.yunet import YuNetDetector
 
         return YuNetDetector(paths[0], model_id=c.id)
     if c.backend == "dlib_hog":
-        from .dlib_hog import DlibHogDetector
+        from facewise.models.detectors.dlib_hog import DlibHogDetector
 
         return DlibHogDetector(paths[0], model_id=c.id)
     if c.backend == "scrfd":
-        from .scrfd import ScrfdDetector
+        from facewise.models.detectors.scrfd import ScrfdDetector
 
         return ScrfdDetector(paths[0], model_id=c.id, threads=threads)
     raise ValueError(f"model {model_id!r}: unknown detector backend {c.backend!r}")
@@ -50,17 +50,17 @@ def load_embedder(model_id: str, threads: int = 0) -> Embedder:
     c, paths = _card_and_files(model_id, "embedding", "an embedder")
     spec = c.input
     if c.backend == "dlib_resnet":
-        from .dlib_resnet import DlibResNetEmbedder
+        from facewise.models.embedders.dlib_resnet import DlibResNetEmbedder
 
         return DlibResNetEmbedder(paths[0], model_id=c.id)
     template = np.asarray(spec["template_points"], np.float32)
     if c.backend == "openvino":
-        from .openvino_embedder import OpenVinoEmbedder
+        from facewise.models.embedders.openvino import OpenVinoEmbedder
 
         xml = next(p for p in paths if p.suffix == ".xml")
         return OpenVinoEmbedder(xml, c.id, int(spec["size"]), template, int(c.output_dim or 0), threads)
     if c.backend == "onnx":
-        from .onnx_embedder import OnnxEmbedder
+        from facewise.models.embedders.onnx import OnnxEmbedder
 
         return OnnxEmbedder(paths[0], c.id, int(spec["size"]), template, int(c.output_dim or 0),
                             color=spec.get("color", "RGB"), mean=float(spec.get("mean", 127.5)),
@@ -73,7 +73,7 @@ def load_landmarker(model_id: str, threads: int = 0) -> Landmarker:
     """A landmark refiner (re-estimates a detection's five points), loaded once per process."""
     c, paths = _card_and_files(model_id, "landmarks", "a landmark refiner")
     if c.backend == "openvino":
-        from .landmarks0009 import Landmarks0009
+        from facewise.models.landmarks.landmarks0009 import Landmarks0009
 
         xml = next(p for p in paths if p.suffix == ".xml")
         return Landmarks0009(xml, c.id, roi_scale=float(c.input.get("roi_scale", 1.15)), threads=threads)

@@ -31,7 +31,7 @@ def openvino_compiled(xml: Path, threads: int = 0, batch_dynamic: bool = True) -
     try:
         import openvino as ov
     except ImportError as exc:  # pragma: no cover - depends on the install
-        from ..errors import ModelNotFoundError
+        from facewise.errors import ModelNotFoundError
 
         raise ModelNotFoundError(
             f"{xml.name} needs OpenVINO: pip install 'facewise[openvino]'"

@@ -5,6 +5,6 @@ Needs the ``service`` extra (``pip install 'facewise[service]'``); start it with
 :func:`facewise.service.app.create_app`; this package itself imports no web framework.
 """
 
-from .config import Limits, RateLimit, ServiceConfig
+from facewise.service.config import Limits, RateLimit, ServiceConfig
 
 __all__ = ["Limits", "RateLimit", "ServiceConfig"]

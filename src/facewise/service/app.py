@@ -15,15 +15,15 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__
-from .auth import KeyStore, RateLimiter, bootstrap_admin
-from .config import MIB, ServiceConfig
-from .deps import Ctx, ServiceContext
-from .engine import Engines, Thumbnails
-from .errors import install_error_handlers
-from .jobs import JobManager, VideoRunner, video_runner
-from .metrics import Metrics, MetricsMiddleware
-from .uploads import BodyLimitMiddleware
+from facewise import __version__
+from facewise.service.auth import KeyStore, RateLimiter, bootstrap_admin
+from facewise.service.config import MIB, ServiceConfig
+from facewise.service.deps import Ctx, ServiceContext
+from facewise.service.engine import Engines, Thumbnails
+from facewise.service.errors import install_error_handlers
+from facewise.service.jobs import JobManager, VideoRunner, video_runner
+from facewise.service.metrics import Metrics, MetricsMiddleware
+from facewise.service.uploads import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -124,7 +124,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
                                                        "keys", "service")])
     app.state.ctx = ctx
     install_error_handlers(app)
-    from . import routes_admin, routes_gallery, routes_jobs, routes_recognize
+    from facewise.service import routes_admin, routes_gallery, routes_jobs, routes_recognize
 
     for module in (routes_admin, routes_gallery, routes_recognize, routes_jobs):
         app.include_router(module.router)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, NotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from .auth import AuditEvent, KeyStore, Principal, RateLimiter
-from .config import ServiceConfig
-from .engine import Engines, Thumbnails
-from .errors import ApiError
-from .jobs import JobManager
-from .metrics import Metrics
+from facewise.service.auth import AuditEvent, KeyStore, Principal, RateLimiter
+from facewise.service.config import ServiceConfig
+from facewise.service.engine import Engines, Thumbnails
+from facewise.service.errors import ApiError
+from facewise.service.jobs import JobManager
+from facewise.service.metrics import Metrics
 
 
 @dataclass

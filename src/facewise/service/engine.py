@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from ..api import FaceWise
-from ..crypto import is_sealed, thumbnail_aad
-from ..errors import ConflictError, FacewiseError
-from ..gallery import SQLiteStore
-from ..gallery.store import CollectionInfo
-from ..pipeline import Pipeline
-from ..profiles import Profile, load_profile, profile_names
-from ..types import Face
+from facewise.api import FaceWise
+from facewise.core.pipeline import Pipeline
+from facewise.errors import ConflictError, FacewiseError
+from facewise.gallery import SQLiteStore
+from facewise.gallery.crypto import is_sealed, thumbnail_aad
+from facewise.gallery.store import CollectionInfo
+from facewise.models.profiles import Profile, load_profile, profile_names
+from facewise.types import Face
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -194,13 +194,13 @@ def _check_collection_name(name: str) -> None:
 
 
 class Analysers:
-    """Liveness, head pose and expression through :mod:`facewise.analysis` (each only if its model is here)."""
+    """Liveness, head pose and expression through :mod:`facewise.core.analysis` (each only if its model is here)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._modules: dict[str, bool] | None = None
         try:
-            from ..analysis import Analyzer
+            from facewise.core.analysis import Analyzer
 
             self.analyzer: Any = Analyzer()
         except ImportError:  # pragma: no cover - the analysis module ships with facewise

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..api import FaceWise
-from ..errors import FacewiseError, NotFoundError
+from facewise.api import FaceWise
+from facewise.errors import FacewiseError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _timeline(result: Any, task: VideoTask, out_dir: Path) -> dict[str, Any]:
 
 def video_runner(task: VideoTask) -> dict[str, Any]:
     """Track and name every person with :class:`facewise.video.VideoProcessor`; thumbnails per track."""
-    from ..video import DecodeOptions, OutputOptions, RunHooks, VideoError, VideoOptions, VideoProcessor
+    from facewise.video import DecodeOptions, OutputOptions, RunHooks, VideoError, VideoOptions, VideoProcessor
 
     out_dir = task.path.with_name(task.path.name + ".out")
     outputs = OutputOptions(out_dir, annotated_video=False, thumbnails=True, timeline=False)

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from .. import __version__
-from .auth import ALL, AuditEvent, KeySpec
-from .deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
-from .errors import ApiError
+from facewise import __version__
+from facewise.service.auth import ALL, AuditEvent, KeySpec
+from facewise.service.deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
+from facewise.service.errors import ApiError
 
 router = APIRouter(prefix="/v1")
 

@@ -7,15 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from ..analysis import Gate
-from ..api import FaceWise
-from ..imageio import DecodedImage
-from ..types import EnrollResult
-from .auth import AuditEvent
-from .deps import Ctx, Enroller, Reader, ServiceContext, need_liveness, page
-from .engine import face_thumbnail
-from .errors import ApiError
-from .uploads import decode_upload, read_images
+from facewise.api import FaceWise
+from facewise.core.analysis import Gate
+from facewise.core.imageio import DecodedImage
+from facewise.service.auth import AuditEvent
+from facewise.service.deps import Ctx, Enroller, Reader, ServiceContext, need_liveness, page
+from facewise.service.engine import face_thumbnail
+from facewise.service.errors import ApiError
+from facewise.service.uploads import decode_upload, read_images
+from facewise.types import EnrollResult
 
 router = APIRouter(prefix="/v1/collections/{collection}")
 

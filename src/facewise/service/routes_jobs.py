@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
-from .auth import Principal
-from .deps import Ctx, Recognizer, ServiceContext
-from .errors import ApiError
-from .jobs import Job, new_job
-from .uploads import CHUNK, safe_name, sniff_video
+from facewise.service.auth import Principal
+from facewise.service.deps import Ctx, Recognizer, ServiceContext
+from facewise.service.errors import ApiError
+from facewise.service.jobs import Job, new_job
+from facewise.service.uploads import CHUNK, safe_name, sniff_video
 
 router = APIRouter(prefix="/v1")
 

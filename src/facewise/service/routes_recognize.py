@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from ..analysis import Gate
-from ..imageio import DecodedImage
-from .deps import Ctx, Recognizer, ServiceContext, need_liveness
-from .errors import ApiError
-from .uploads import decode_upload, read_images
+from facewise.core.analysis import Gate
+from facewise.core.imageio import DecodedImage
+from facewise.service.deps import Ctx, Recognizer, ServiceContext, need_liveness
+from facewise.service.errors import ApiError
+from facewise.service.uploads import decode_upload, read_images
 
 router = APIRouter(prefix="/v1")
 

@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
-from ..imageio import DecodedImage, decode_bytes
-from .config import Limits
-from .errors import ApiError, error_body
+from facewise.core.imageio import DecodedImage, decode_bytes
+from facewise.service.config import Limits
+from facewise.service.errors import ApiError, error_body
 
 log = logging.getLogger(__name__)
 

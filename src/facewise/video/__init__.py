@@ -7,16 +7,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, parse_source
-from .outputs import OutputOptions, track_thumbnail, write_timeline
-from .process import RunHooks, TrackSummary, VideoEvent, VideoOptions, VideoProcessor, VideoResult, VideoStats
-from .recognize import ExpressionTrack, IdentityOptions, TrackIdentity
-from .tracker import KalmanBox, Track, Tracker, TrackerOptions
+from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, parse_source
+from facewise.video.outputs import OutputOptions, track_thumbnail, write_timeline
+from facewise.video.process import (
+    RunHooks,
+    TrackSummary,
+    VideoEvent,
+    VideoOptions,
+    VideoProcessor,
+    VideoResult,
+    VideoStats,
+)
+from facewise.video.recognize import ExpressionTrack, IdentityOptions, TrackIdentity
+from facewise.video.tracker import KalmanBox, Track, Tracker, TrackerOptions
 
 if TYPE_CHECKING:
-    from ..api import FaceWise
-    from .decode import VideoSource
-    from .process import EventFn
+    from facewise.api import FaceWise
+    from facewise.video.decode import VideoSource
+    from facewise.video.process import EventFn
 
 __all__ = [
     "DecodeOptions", "ExpressionTrack", "Frame", "IdentityOptions", "KalmanBox", "OutputOptions", "RunHooks", "Track",

@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import FacewiseError
+from facewise.errors import FacewiseError
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from ..errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, NotFoundError
 
 if TYPE_CHECKING:
-    from .process import VideoResult
+    from facewise.video.process import VideoResult
 
 log = logging.getLogger(__name__)
 

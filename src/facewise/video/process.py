@@ -31,11 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..models.protocols import Detector
-from ..types import Box, Face
-from .decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
-from .outputs import AnnotatedWriter, DrawItem, OutputOptions, result_paths, save_thumbnail, write_timeline
-from .recognize import (
+from facewise.models.protocols import Detector
+from facewise.types import Box, Face
+from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
+from facewise.video.outputs import (
+    AnnotatedWriter,
+    DrawItem,
+    OutputOptions,
+    result_paths,
+    save_thumbnail,
+    write_timeline,
+)
+from facewise.video.recognize import (
     ExpressionPredictor,
     ExpressionTrack,
     IdentityOptions,
@@ -43,11 +50,11 @@ from .recognize import (
     expression_crop,
     load_expression_model,
 )
-from .scenecut import CutOptions, SceneCutDetector
-from .tracker import Track, Tracker, TrackerOptions
+from facewise.video.scenecut import CutOptions, SceneCutDetector
+from facewise.video.tracker import Track, Tracker, TrackerOptions
 
 if TYPE_CHECKING:
-    from ..api import FaceWise
+    from facewise.api import FaceWise
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ class VideoOptions:
     identity: IdentityOptions = field(default_factory=IdentityOptions)
     cuts: CutOptions = field(default_factory=CutOptions)
     refine_small_px: float = 48.0  # re-detect landmarks on an upscaled crop below this face height; 0 = never
-    expression: bool = False  # per-track expression timeline (needs facewise.models.expression weights)
+    expression: bool = False  # per-track expression timeline (needs facewise.models.attributes.expression weights)
     expression_alpha: float = 0.3  # EMA weight of the newest frame
 
 
@@ -196,19 +203,19 @@ class RunHooks:
 def tracking_detector(fw: FaceWise, low_score: float) -> tuple[Detector, Detector | None]:
     """The profile's detector rebuilt with a low score threshold (ByteTrack's second stage needs the
     low-confidence boxes), plus a YuNet instance for small-face landmark refinement (YuNet profiles only)."""
-    from ..models.catalogue import card, resolve
+    from facewise.models.catalogue import card, resolve
 
     model_id = fw.profile.detector
     c = card(model_id)
     if c.backend == "yunet":
-        from ..models.yunet import YuNetDetector
+        from facewise.models.detectors.yunet import YuNetDetector
 
         path = resolve(model_id)[0]
         det = YuNetDetector(path, model_id=c.id, score_threshold=min(low_score, 0.6))
         refine = YuNetDetector(path, model_id=c.id, score_threshold=0.3, min_side=0, max_side=640)
         return det, refine
     if c.backend == "scrfd":
-        from ..models.scrfd import ScrfdDetector
+        from facewise.models.detectors.scrfd import ScrfdDetector
 
         return ScrfdDetector(resolve(model_id)[0], model_id=c.id, score_threshold=min(low_score, 0.5),
                              threads=fw.pipeline.threads), None

@@ -2,7 +2,7 @@
 
 A track's template is the L2-normalised sum of its face vectors weighted by ``Face.quality.score``, so sharp,
 frontal, well-lit frames dominate and one bad frame cannot flip the answer. The template is searched in the
-gallery after every new vector and decided with the collection's threshold (:class:`~facewise.matching.Decision`):
+gallery after every new vector and decided with the collection's threshold (:class:`Decision`):
 
 * a name is **assigned** once the same person is the best match at or above the threshold for
   ``confirm_updates`` consecutive updates;
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import FacewiseError
-from ..gallery.store import SearchHit
-from ..matching import Decision
-from ..types import Box, Face
+from facewise.decision.matching import Decision
+from facewise.errors import FacewiseError
+from facewise.gallery.store import SearchHit
+from facewise.types import Box, Face
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class TrackIdentity:
 
 # -- expression over time -------------------------------------------------------------------------
 class ExpressionPredictor(Protocol):
-    """What ``facewise.models.expression.ExpressionModel`` offers: probabilities [N, len(CLASSES)]."""
+    """What ``facewise.models.attributes.expression.ExpressionModel`` offers: probabilities [N, len(CLASSES)]."""
 
     CLASSES: tuple[str, ...]
 
@@ -151,10 +151,10 @@ class ExpressionPredictor(Protocol):
 
 def load_expression_model() -> ExpressionPredictor:
     """The shipped expression model, or a clear error when it (or its weights) is not installed."""
-    from ..errors import ModelNotFoundError
+    from facewise.errors import ModelNotFoundError
 
     try:
-        from ..models.expression import ExpressionModel
+        from facewise.models.attributes.expression import ExpressionModel
     except ImportError as exc:  # pragma: no cover - depends on the checkout
         raise ModelNotFoundError(f"expression recognition is not available in this install ({exc})") from None
     try:

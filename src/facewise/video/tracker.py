@@ -25,8 +25,8 @@ from enum import Enum
 
 import numpy as np
 
-from ..errors import FacewiseError
-from ..types import Box, Face
+from facewise.errors import FacewiseError
+from facewise.types import Box, Face
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,319 @@
+"""Batch enrolment and indexing of large photo trees, on local processes or a Ray cluster.
+
+``index_tree`` walks a tree of photos, detects and embeds faces on N workers (one model set per
+worker: a local process, or a Ray actor), and streams the vectors into any gallery store in
+batches (one transaction each). Two layouts, told apart per file:
+
+* ``<root>/<person>/*.jpg`` — each photo's largest face is enrolled as ``<person>``;
+* photos directly in ``<root>`` (or every photo, with ``layout="photos"``) — every face becomes an
+  *unknown* sample in the ``unknown_collection`` (person :data:`facewise.batch.cluster.UNCLUSTERED`),
+  for :mod:`facewise.batch.cluster` to group.
+
+Resumable and idempotent: an image whose sha256 is already in the target collection is skipped
+before it is decoded (the known hashes are read from the store once and shipped to the workers),
+and the store ignores duplicates of (image, face) anyway. Kill it at any point and run it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from facewise.core.imageio import is_image_path
+from facewise.errors import FacewiseError
+from facewise.gallery.names import UNCLUSTERED
+from facewise.gallery.store import NewSample
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["auto", "people", "photos"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One photo to index: its path and the person it shows (``None``: unknown faces)."""
+
+    path: str
+    person: str | None
+
+
+@dataclass
+class FaceOut:
+    index: int
+    embedding: np.ndarray
+    box: list[float]
+    landmarks: list[list[float]]
+    quality: float
+    yaw: float
+
+
+@dataclass
+class ImageOut:
+    """What a worker returns for one photo."""
+
+    path: str
+    person: str | None
+    sha256: str = ""
+    faces: list[FaceOut] = field(default_factory=list)
+    skipped: bool = False
+    error: str = ""
+
+
+@dataclass
+class IndexOptions:
+    """How to index: model profile, collections, batching, workers and where they run."""
+
+    profile: str = "default"
+    collection: str = "default"
+    unknown_collection: str = "unknown"
+    layout: Layout = "auto"
+    workers: int = 0  # 0: one per CPU
+    ray_address: str | None = None  # None: local processes; "local": start a Ray node on 127.0.0.1
+    batch_size: int = 256  # samples per store transaction
+    chunk: int = 8  # photos per worker task
+    min_quality: float | None = None
+
+
+@dataclass
+class IndexReport:
+    photos: int = 0
+    skipped: int = 0  # already in the gallery (sha256)
+    processed: int = 0
+    faces_added: int = 0
+    no_face: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    engine: str = "processes"
+    workers: int = 1
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"photos": self.photos, "skipped": self.skipped, "processed": self.processed,
+                "faces_added": self.faces_added, "no_face": self.no_face, "errors": self.errors,
+                "seconds": round(self.seconds, 2), "images_per_s": round(self.images_per_s, 2),
+                "engine": self.engine, "workers": self.workers}
+
+
+# -- the tree --------------------------------------------------------------------------------------
+def scan(root: str | os.PathLike[str], layout: Layout = "auto") -> list[Item]:
+    """Photos under ``root``, sorted: sub-folder photos as people (``auto``/``people``), the rest unknown."""
+    base = Path(root)
+    if not base.is_dir():
+        raise FacewiseError(f"{base}: not a folder")
+    items: list[Item] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        d = Path(dirpath)
+        rel = d.relative_to(base).parts
+        for name in sorted(filenames):
+            p = d / name
+            if not is_image_path(p):
+                continue
+            person = rel[0] if rel and layout in ("auto", "people") else None
+            if layout == "people" and person is None:
+                continue  # loose photos in a people tree are not anyone's
+            items.append(Item(str(p), person))
+    return items
+
+
+# -- the worker side -------------------------------------------------------------------------------
+class FaceWorker:
+    """One model set (single-threaded, so N workers use N cores); embeds the faces of photos."""
+
+    def __init__(self, profile: str, known: frozenset[str] | set[str] = frozenset()) -> None:
+        from facewise.core.pipeline import Pipeline
+
+        self.pipeline = Pipeline(profile, threads=1).load()
+        self.known = known
+
+    def run(self, items: list[Item]) -> list[ImageOut]:
+        return [self.one(it) for it in items]
+
+    def one(self, item: Item) -> ImageOut:
+        from facewise.core.imageio import decode_bytes
+
+        out = ImageOut(item.path, item.person)
+        try:
+            data = Path(item.path).read_bytes()
+            out.sha256 = hashlib.sha256(data).hexdigest()
+            if out.sha256 in self.known:
+                out.skipped = True
+                return out
+            img = decode_bytes(data, os.path.basename(item.path))
+            _, faces = self.pipeline.analyze(img, embed=False)
+            if item.person is not None and faces:
+                faces = [max(faces, key=lambda f: f.box.area)]  # a person's photo: its largest face
+            if faces:
+                vecs = self.pipeline.embed_landmarks(img.pixels, [f.landmarks for f in faces])
+                out.faces = [FaceOut(f.index, v, f.box.as_list(), np.round(f.landmarks, 2).tolist(),
+                                     float(f.quality.score), float(f.yaw)) for f, v in zip(faces, vecs, strict=True)]
+        except Exception as exc:  # one bad photo must not stop a million-photo run
+            out.error = f"{type(exc).__name__}: {exc}"
+        return out
+
+
+_WORKER: FaceWorker | None = None
+
+
+def _init_process(profile: str, known: frozenset[str]) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER = FaceWorker(profile, known)
+
+
+def _run_in_process(items: list[Item]) -> list[ImageOut]:
+    assert _WORKER is not None
+    return _WORKER.run(items)
+
+
+def _chunks(items: list[Item], n: int) -> Iterator[list[Item]]:
+    for a in range(0, len(items), n):
+        yield items[a:a + n]
+
+
+def _local_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
+                   workers: int) -> Iterator[list[ImageOut]]:
+    with ProcessPoolExecutor(workers, initializer=_init_process, initargs=(opts.profile, known)) as pool:
+        pending: set[Future[list[ImageOut]]] = set()
+        chunks = _chunks(items, opts.chunk)
+        for chunk in chunks:  # keep a bounded number of tasks in flight
+            pending.add(pool.submit(_run_in_process, chunk))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_run_in_process, nxt))
+
+
+def _ray_init(ray: Any, address: str | None, workers: int) -> None:
+    """Connect to a Ray cluster, or start a local one on 127.0.0.1 (one retry: on a busy machine the
+    local raylet can miss its start-up deadline)."""
+    for attempt in (1, 2):
+        try:
+            if address in (None, "", "local"):
+                ray.init(address="local", num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            return
+        except RuntimeError as exc:
+            ray.shutdown()
+            if attempt == 2:
+                raise FacewiseError(f"cannot start or reach Ray ({exc})") from exc
+            log.warning("Ray did not start (%s); trying once more", exc)
+
+
+def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
+                 workers: int) -> Iterator[list[ImageOut]]:
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError as exc:
+        raise FacewiseError("--ray needs `pip install 'facewise[ray]'`") from exc
+    started = False
+    if not ray.is_initialized():
+        _ray_init(ray, opts.ray_address, workers)
+        started = True
+    try:
+        actor_cls = ray.remote(num_cpus=1)(FaceWorker)
+        known_ref = ray.put(known)
+        actors = [actor_cls.remote(opts.profile, known_ref) for _ in range(workers)]
+        pool = ActorPool(actors)
+        yield from pool.map_unordered(lambda a, chunk: a.run.remote(chunk), list(_chunks(items, opts.chunk)))
+        for a in actors:
+            ray.kill(a)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- the driver ------------------------------------------------------------------------------------
+def known_hashes(store: Any, collections: Iterable[str]) -> frozenset[str]:
+    """sha256 of every image already stored in these collections (missing collections: none)."""
+    out: set[str] = set()
+    for c in collections:
+        try:
+            out.update(s.image_sha256 for s in store.list_samples(c))
+        except FacewiseError:
+            continue
+    return frozenset(out)
+
+
+def index_tree(store: Any, root: str | os.PathLike[str], opts: IndexOptions | None = None,
+               progress: Callable[[int, int], None] | None = None) -> IndexReport:
+    """Index every photo under ``root`` into ``store`` (see the module doc); ``progress(done, total)``."""
+    from facewise.models.profiles import load_profile
+
+    opts = opts or IndexOptions()
+    prof = load_profile(opts.profile)
+    items = scan(root, opts.layout)
+    workers = max(1, opts.workers or (os.cpu_count() or 1))
+    report = IndexReport(photos=len(items), engine="ray" if opts.ray_address else "processes", workers=workers)
+    targets = {opts.collection if it.person is not None else opts.unknown_collection for it in items}
+    for c in sorted(targets):
+        store.ensure_collection(c, prof.name, prof.signature, prof.dim)
+    known = known_hashes(store, targets)
+    todo = items
+    t0 = time.perf_counter()
+    buffers: dict[str, list[NewSample]] = {c: [] for c in targets}
+    done = 0
+    results = _ray_results if opts.ray_address else _local_results
+    for batch in results(todo, opts, known, workers):
+        for r in batch:
+            done += 1
+            _account(r, report, opts, prof.signature, buffers)
+        for c, buf in buffers.items():
+            if len(buf) >= opts.batch_size:
+                report.faces_added += sum(i is not None for i in store.add_samples(c, buf))
+                buffers[c] = []
+        if progress:
+            progress(done, len(todo))
+    for c, buf in buffers.items():
+        if buf:
+            report.faces_added += sum(i is not None for i in store.add_samples(c, buf))
+    report.seconds = time.perf_counter() - t0
+    log.info("indexed %d photos (%d skipped, %d faces added, %d without a face, %d errors) in %.1f s: "
+             "%.1f images/s on %d %s workers", report.photos, report.skipped, report.faces_added, report.no_face,
+             report.errors, report.seconds, report.images_per_s, workers, report.engine)
+    return report
+
+
+def _account(r: ImageOut, report: IndexReport, opts: IndexOptions, signature: str,
+             buffers: dict[str, list[NewSample]]) -> None:
+    if r.skipped:
+        report.skipped += 1
+        return
+    report.processed += 1
+    if r.error:
+        report.errors += 1
+        if len(report.error_samples) < 20:
+            report.error_samples.append(f"{r.path}: {r.error}")
+        log.warning("%s: %s", r.path, r.error)
+        return
+    faces = [f for f in r.faces if opts.min_quality is None or f.quality >= opts.min_quality]
+    if not faces:
+        report.no_face += 1
+        return
+    target = opts.collection if r.person is not None else opts.unknown_collection
+    for f in faces:
+        buffers[target].append(NewSample(
+            person=r.person if r.person is not None else UNCLUSTERED, image_sha256=r.sha256,
+            embedding=f.embedding, model=signature, face_index=f.index, source=os.path.basename(r.path),
+            box=f.box, landmarks=f.landmarks, quality=f.quality, yaw=f.yaw))

@@ -1,0 +1,5 @@
+"""``python -m facewise.cli``."""
+
+from facewise.cli import app
+
+app()

@@ -1,0 +1,346 @@
+"""``facewise eval ...`` and ``facewise calibrate``: the evaluation harness on the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
+from facewise.errors import FacewiseError
+from facewise.eval.pairs import limit_per_fold
+
+eval_app = typer.Typer(help="Measure accuracy: pairs (verification), identify (open-set), fidelity.",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache folder (reruns are fast).")]
+
+
+def _cache_default() -> Path:
+    from facewise.models.catalogue import cache_dir
+
+    return Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
+
+
+def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list:
+    from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
+
+    if fmt == "lfw":
+        return parse_lfw_pairs(pairs, root)
+    if fmt == "csv":
+        return parse_pairs_csv(pairs)
+    raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
+
+
+def fused_score_fn(pipe, emb):  # type: ignore[no-untyped-def]
+    """The profile's pose/quality-aware pair scorer over embedded rows, or None for plain dot products."""
+    from facewise.decision.fusion import FusionScorer
+
+    scorer = FusionScorer(pipe.profile)
+    if scorer.plain:
+        return None
+    v, y, q = emb.vectors, emb.yaw, emb.quality
+    return lambda a, b: scorer.scores(v[a], v[b], y[a], y[b], q[a], q[b])
+
+
+@eval_app.command("pairs")
+def eval_pairs(
+    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.txt (LFW format) or a path1,path2,same CSV")],
+    fmt: Annotated[str, typer.Option("--format", help="lfw | csv")] = "lfw",
+    root: Annotated[Path | None, typer.Option("--root", help="Image root for LFW format.")] = None,
+    profile: ProfileOpt = "default",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write scores.csv, plots and report here.")] = None,
+    no_face: Annotated[str, typer.Option(help="center | reject: images with no detected face")] = "center",
+    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    cache: CacheOpt = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for intervals.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verification accuracy on a pair list: 10-fold accuracy, AUC, EER, TAR at FAR (with 95 % intervals)."""
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.embed import embed_images
+    from facewise.eval.verification import PairScores, evaluate, write_outputs
+
+    with handled():
+        if no_face not in ("center", "reject"):
+            raise FacewiseError("--no-face must be center or reject")
+        plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
+        pipe = Pipeline(profile).load()
+        paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
+        with progress_bar() as bar:
+            task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
+            emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+                               progress=lambda k: bar.advance(task, k))
+        ps = PairScores.from_embedded(plist, emb, fused_score_fn(pipe, emb))
+        report = evaluate(ps, n_boot=n_boot)
+        report.no_face.update({"images": int(emb.no_face.sum()), "unreadable": int(emb.failed.sum()),
+                               "scored_as": "centre-prior alignment" if no_face == "center" else "score -1 (reject)"})
+        if out_dir:
+            write_outputs(ps, report, out_dir, f"{pipe.profile.name} on {pairs.name}")
+        d = report.to_dict()
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, **d}) + "\n")
+        else:
+            out.print(f"profile {pipe.profile.name}: {d['pairs']} pairs, accuracy {100 * d['accuracy']:.2f} % "
+                      f"± {100 * d['accuracy_std']:.2f}, AUC {d['auc']:.5f}, EER {100 * d['eer']:.2f} %")
+            for far, v in d["tar_at_far_ci"].items():
+                out.print(f"  TAR @ FAR {far}: {v['tar']:.4f} [{v['low']:.4f}, {v['high']:.4f}]")
+            out.print(f"  no face: {d['no_face']}")
+            if out_dir:
+                err.print(f"report written to {out_dir}")
+
+
+def _embed_with_bar(pipe, paths: list[str], cache: Path | None, no_face: str = "center"):  # type: ignore[no-untyped-def]
+    from facewise.eval.embed import embed_images
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
+        return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+                            progress=lambda k: bar.advance(task, k))
+
+
+@eval_app.command("identify")
+def eval_identify(
+    root: Annotated[Path, typer.Argument(help="Folder of identities: <root>/<person>/*.jpg (or Yale's flat names)")],
+    profile: ProfileOpt = "default",
+    gallery_per_person: Annotated[int, typer.Option(help="Images enrolled per enrolled person.")] = 1,
+    min_images: Annotated[int, typer.Option(help="Use identities with at least this many images.")] = 2,
+    seed: int = 0,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open-set identification: rank-1/rank-5, FPIR-FNIR, FNIR at FPIR = 1 %."""
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.identify import OpenSetProtocol, evaluate_open_set, identity_folder, split
+
+    with handled():
+        ids = identity_folder(root)
+        proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
+        gallery, mated, nonmated = split(ids, proto)
+        if not gallery or not mated or not nonmated:
+            raise FacewiseError(f"{root}: too few identities with >= {min_images} images for an open-set split")
+        pipe = Pipeline(profile).load()
+        emb = _embed_with_bar(pipe, [p for _, p in gallery + mated + nonmated], cache)
+        res = evaluate_open_set(emb, gallery, mated, nonmated)
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "dataset": str(root), **res}) + "\n")
+            return
+        out.print(f"profile {pipe.profile.name} on {root}: {res['gallery_persons']} enrolled, "
+                  f"{res['mated_probes']} mated / {res['nonmated_probes']} non-mated probes")
+        out.print(f"  rank-1 {res['rank1']:.4f}  rank-5 {res['rank5']:.4f}  "
+                  f"FNIR @ FPIR 1 % {res['fnir_at_fpir_0.01']:.4f}")
+
+
+@eval_app.command("degrade")
+def eval_degrade(
+    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.txt (LFW format) or CSV")],
+    fmt: Annotated[str, typer.Option("--format")] = "lfw",
+    root: Annotated[Path | None, typer.Option("--root")] = None,
+    profile: ProfileOpt = "default",
+    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verification under degradation of the probe: 32/24/16 px faces, blur, motion blur, JPEG 10, elastic."""
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.degrade import run_degradation
+
+    with handled():
+        plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
+        pipe = Pipeline(profile).load()
+        emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
+        probes = len({str(p.path2) for p in plist})
+        with progress_bar() as bar:
+            task = bar.add_task("degrading", total=probes)
+            res = run_degradation(pipe, plist, emb, progress=lambda k: bar.advance(task, k))
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "pairs": len(plist), **res}) + "\n")
+            return
+        from rich.table import Table
+
+        t = Table("condition", "accuracy", "AUC", "TAR@1e-2", "TAR@1e-3")
+        for name, r in res["results"].items():
+            t.add_row(name, f"{r['accuracy']:.4f}", f"{r['auc']:.4f}", str(r.get("tar_at_far_0.01", "–")),
+                      str(r.get("tar_at_far_0.001", "–")))
+        out.print(t)
+
+
+@eval_app.command("fidelity")
+def eval_fidelity(
+    orig_dir: Annotated[Path, typer.Argument(help="Original images.")],
+    recon_dir: Annotated[Path, typer.Argument(help="Reconstructed/generated images, same relative paths.")],
+    profile: ProfileOpt = "default",
+    far: Annotated[float, typer.Option(help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Identity similarity between originals and their reconstructions (mean, share above threshold, by size)."""
+    from facewise.core.pipeline import Pipeline
+    from facewise.decision.matching import decide
+    from facewise.eval.fidelity import fidelity, match_files
+
+    with handled():
+        pairs = match_files(orig_dir, recon_dir)
+        if not pairs:
+            raise FacewiseError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
+        pipe = Pipeline(profile).load()
+        threshold = decide(pipe.profile, {"target_far": far}).threshold
+        with progress_bar() as bar:
+            task = bar.add_task("fidelity", total=len(pairs))
+            res = fidelity(pipe, pairs, threshold, progress=lambda k: bar.advance(task, k))
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "far": far, **res}) + "\n")
+            return
+        out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
+                  f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
+                  f"({res['threshold']:.3f})")
+        for name, r in res["by_face_size"].items():
+            out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, above {100 * r['share_above_threshold']:.1f} %")
+
+
+@app.command()
+def calibrate(
+    folder: Annotated[Path | None, typer.Option(help="Labelled folder <person>/*.jpg")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Or a pair list; identities = image parent folders")] = None,
+    fmt: Annotated[str, typer.Option("--format")] = "lfw",
+    root: Annotated[Path | None, typer.Option("--root")] = None,
+    profile: ProfileOpt = "default",
+    db: Annotated[str | None, typer.Option(
+        "--db", help="Store the calibration in this gallery's collection (file, postgresql:// or milvus://).")] = None,
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the calibration JSON here.")] = None,
+    write_profile: Annotated[bool, typer.Option(help="Maintainers: store it in the shipped profile file.")] = False,
+    max_impostors: int = 2_000_000,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Thresholds at target FARs (with 95 % intervals) from labelled data, stored where you say."""
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.calibrate import fit_calibration
+    from facewise.eval.identify import identity_folder
+    from facewise.models.profiles import PROFILE_DIR
+
+    with handled():
+        if (folder is None) == (pairs is None):
+            raise FacewiseError("give --folder or --pairs")
+        if folder is not None:
+            ids = identity_folder(folder)
+            items = [(n, f) for n, files in ids.items() for f in files]
+        else:
+            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]
+            paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
+            items = [(Path(p).parent.name, p) for p in paths]
+        pipe = Pipeline(profile).load()
+        emb = _embed_with_bar(pipe, [f for _, f in items], cache)
+        where = {p: n for n, p in items}
+        from facewise.decision.fusion import FusionScorer
+
+        cal = fit_calibration(emb, [where[p] for p in emb.paths], max_impostors=max_impostors,
+                              scorer=FusionScorer(pipe.profile))
+        table = cal.thresholds_at([f for f in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6) if f * cal.n_impostor >= 1])
+        doc = cal.to_dict()
+        if out_file:
+            out_file.write_text(json.dumps(doc))
+        if db:
+            from facewise.api import FaceWise
+
+            fw = FaceWise(db=db, profile=pipe.profile, collection=collection)
+            _ = fw.info
+            fw.store.update_settings(collection, calibration=doc)
+        if write_profile:
+            path = PROFILE_DIR / f"{pipe.profile.name}.json"
+            prof = json.loads(path.read_text())
+            prof["calibration"] = doc
+            path.write_text(json.dumps(prof, indent=2) + "\n")
+        rows = [{"far": t.far, "threshold": round(t.threshold, 5), "low": round(t.low, 5), "high": round(t.high, 5),
+                 "tar": None if t.tar is None else round(t.tar, 5)} for t in table]
+        if as_json:
+            sys.stdout.write(json.dumps({"profile": pipe.profile.name, "impostors": cal.n_impostor,
+                                         "genuine": cal.n_genuine, "thresholds": rows}) + "\n")
+            return
+        out.print(f"profile {pipe.profile.name}: {cal.n_impostor} impostor and {cal.n_genuine} genuine scores")
+        for r in rows:
+            out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")
+
+
+@eval_app.command("liveness")
+def eval_liveness(
+    root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
+    size: Annotated[int, typer.Option(help="Every image is resized to size x size first (crops differ).")] = 224,
+    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the card's)")] = None,
+    video_stride: int = 10,
+    profile: ProfileOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Presentation-attack detection: APCER, BPCER, ACER at the threshold and the EER (ISO/IEC 30107-3)."""
+    from facewise.core.analysis import Analyzer, live_threshold
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.liveness import evaluate_liveness
+
+    with handled():
+        analyzer = Analyzer()
+        if analyzer.antispoof is None:
+            raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+        pipe = Pipeline(profile).load()
+
+        def detect(rgb):  # type: ignore[no-untyped-def]
+            import numpy as np
+
+            d = pipe.detector.detect(rgb)
+            return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
+
+        thr = threshold if threshold is not None else live_threshold()
+        res = evaluate_liveness(root, analyzer.antispoof, detect, size=size, threshold=thr, video_stride=video_stride)
+        res.pop("scores", None)
+        res.pop("names", None)
+        if as_json:
+            sys.stdout.write(json.dumps({"detector": pipe.profile.detector, **res}, default=float) + "\n")
+            return
+        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size} px, detector {pipe.profile.detector})")
+        out.print(f"  at {res['threshold']:.3f}: APCER {res['apcer']:.4f}  BPCER {res['bpcer']:.4f}  "
+                  f"ACER {res['acer']:.4f}")
+        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face: {res['no_face']}")
+
+
+@eval_app.command("expression")
+def eval_expression(
+    root: Annotated[Path, typer.Option("--root", help="Folder of <emotion>/*.jpg (FER2013 layout)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Expression accuracy, per-class recall and the confusion matrix of the shipped expression model."""
+    import cv2
+    import numpy as np
+
+    from facewise.core.imageio import load_image
+    from facewise.models.attributes.expression import ExpressionModel
+
+    with handled():
+        model = ExpressionModel.from_default()
+        classes = list(model.CLASSES)
+        files = [(c, f) for c in classes if (root / c).is_dir() for f in sorted((root / c).iterdir()) if f.is_file()]
+        if not files:
+            raise FacewiseError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
+        conf = np.zeros((len(classes), len(classes)), np.int64)
+        with progress_bar() as bar:
+            task = bar.add_task("expression", total=len(files))
+            for i in range(0, len(files), 256):
+                chunk = files[i : i + 256]
+                crops = [cv2.cvtColor(load_image(f).pixels, cv2.COLOR_RGB2GRAY) for _, f in chunk]
+                pred = model.predict(crops).argmax(1)
+                for (c, _), p in zip(chunk, pred, strict=True):
+                    conf[classes.index(c), p] += 1
+                bar.advance(task, len(chunk))
+        acc = float(np.trace(conf) / conf.sum())
+        recall = {c: round(float(conf[i, i] / max(conf[i].sum(), 1)), 4) for i, c in enumerate(classes)}
+        res = {"images": int(conf.sum()), "accuracy": round(acc, 4), "per_class_recall": recall,
+               "classes": classes, "confusion": conf.tolist()}
+        if as_json:
+            sys.stdout.write(json.dumps(res) + "\n")
+            return
+        out.print(f"{res['images']} images: accuracy {100 * acc:.2f} %")
+        out.print("  recall: " + ", ".join(f"{c} {v:.3f}" for c, v in recall.items()))
+        out.print("  confusion (rows = truth): " + json.dumps(conf.tolist()))

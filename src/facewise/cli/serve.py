@@ -1,0 +1,143 @@
+"""``facewise serve`` (the REST API and web page) and ``facewise keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from facewise.cli.common import DbOpt, JsonOpt, ProfileOpt, _emit_json, app, err, handled, out
+from facewise.errors import FacewiseError
+
+log = logging.getLogger(__name__)
+
+keys_app = typer.Typer(help="API keys of the service: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DEFAULT_DB = Path("facewise.db")
+
+
+def _need_service_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # type: ignore[import-not-found]  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise FacewiseError(f"the service needs the 'service' extra: pip install 'facewise[service]' ({exc})") from None
+
+
+@app.command()
+def serve(
+    db: DbOpt = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    profile: ProfileOpt = "default",
+    max_upload_mb: Annotated[float, typer.Option(help="Largest image upload, MiB.")] = 16.0,
+    max_pixels: Annotated[int, typer.Option(help="Largest image, pixels (width x height).")] = 40_000_000,
+    max_video_mb: Annotated[float, typer.Option(help="Largest video upload, MiB.")] = 200.0,
+    rate: Annotated[float, typer.Option(help="Requests per second per key (token bucket).")] = 10.0,
+    burst: Annotated[int, typer.Option(help="Burst size per key.")] = 40,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Allow browser calls from this origin (repeatable). Default: no CORS.")] = None,
+    workers: Annotated[int, typer.Option(help="CPU threads for image work (0 = one per core).")] = 0,
+    thumbnails: Annotated[bool, typer.Option(help="Keep a small JPEG of each enrolled face.")] = True,
+    key_file: Annotated[Path | None, typer.Option(
+        help="Where the first-start admin key goes without a terminal (default <db>.admin-key).")] = None,
+) -> None:
+    """Run the REST API and the web page (http://HOST:PORT/, API docs at /docs)."""
+    from facewise.service.config import MIB, Limits, RateLimit, ServiceConfig
+
+    with handled():
+        _need_service_extra()
+        import uvicorn
+
+        from facewise.service.app import create_app
+
+        config = ServiceConfig(
+            db=db.resolve(), profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,
+            thumbnails=thumbnails, key_file=key_file,
+            limits=Limits(max_image_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
+                          max_video_bytes=int(max_video_mb * MIB)),
+            rate=RateLimit(rate=rate, burst=burst))
+        logging.getLogger("facewise").setLevel(min(logging.getLogger("facewise").getEffectiveLevel(), logging.INFO))
+        if not _is_loopback(host):
+            log.warning("listening on %s: put a TLS-terminating proxy in front; API keys travel in headers", host)
+        application = create_app(config)
+        err.print(f"facewise service on http://{host}:{port}/  (API docs: /docs, gallery {config.db})")
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
+                    server_header=False, timeout_graceful_shutdown=10)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _keystore(db: Path) -> Any:
+    from facewise.gallery import SQLiteStore
+    from facewise.service.auth import KeyStore
+
+    SQLiteStore(db).close()  # create the gallery file (and its schema) if new
+    return KeyStore(db)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", "-n", help="What the key is for.")],
+    scope: Annotated[list[str], typer.Option("--scope", "-s", help="admin | enroll | recognize | read (repeat)")],
+    collection: Annotated[list[str] | None, typer.Option(
+        "--collection", "-c", help="Collection the key may use (repeat); default *")] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests/second for this key (default: server's).")] = None,
+    burst: Annotated[int | None, typer.Option(help="Burst for this key (default: server's).")] = None,
+    db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print its token (shown once; only its hash is stored)."""
+    from facewise.service.auth import KeySpec
+
+    with handled():
+        keys = _keystore(db)
+        info, token = keys.create(KeySpec(name, tuple(scope), tuple(collection or ["*"]), rate, burst),
+                                  created_by="cli")
+        keys.close()
+        if as_json:
+            _emit_json({"key": info.to_dict(), "token": token})
+            return
+        err.print(f"key {info.id} ({info.name}): scopes {', '.join(info.scopes)}; collections "
+                  f"{', '.join(info.collections)}. The token is shown once:")
+        out.print(token, soft_wrap=True, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
+    """Every key with its scopes, collections and last use (never the tokens)."""
+    with handled():
+        keys = _keystore(db)
+        items = keys.list_keys()
+        keys.close()
+        if as_json:
+            _emit_json([k.to_dict() for k in items])
+            return
+        t = Table("id", "name", "scopes", "collections", "created", "last used", "revoked")
+        for k in items:
+            t.add_row(k.id, k.name, ",".join(k.scopes), ",".join(k.collections), k.created_at,
+                      k.last_used_at or "", k.revoked_at or "")
+        out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `facewise keys list`).")],
+                db: DbOpt = DEFAULT_DB) -> None:
+    """Revoke a key at once (a running server refuses it on its next request)."""
+    with handled():
+        keys = _keystore(db)
+        keys.revoke(key_id, by="cli")
+        keys.close()
+        out.print(f"revoked {key_id}")

@@ -1,0 +1,163 @@
+"""Safe image decoding: one place turns bytes from anywhere into an RGB uint8 array.
+
+Guards: a pixel limit checked from the header before any pixel is decoded (decompression
+bombs), truncated files are errors (never silently padded), EXIF orientation is applied, and
+grey, palette, alpha, CMYK, 16-bit and float images are converted to 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from facewise.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Our own limit is enforced below; let Pillow's bomb guard be the backstop only.
+Image.MAX_IMAGE_PIXELS = None
+
+DEFAULT_MAX_PIXELS = 80_000_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+try:  # optional HEIC/HEIF support (phones)
+    import pillow_heif  # type: ignore[import-not-found]
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - optional extra
+    pass
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("FACEWISE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Decoded pixels (H, W, 3) uint8 RGB, the sha256 of the source bytes, and a display name."""
+
+    pixels: np.ndarray
+    sha256: str
+    name: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+
+ImageInput = str | os.PathLike[str] | bytes | np.ndarray | DecodedImage
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im).astype(np.float32)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if mode == "F":
+            lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
+            arr = (arr - lo) / max(hi - lo, 1e-6) * 255.0
+        else:
+            arr = arr / top * 255.0
+        grey = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -> DecodedImage:
+    """Decode encoded image bytes; raise :class:`ImageError` naming ``name`` and the reason."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    if len(data) > DEFAULT_MAX_BYTES:
+        raise ImageError(f"{name}: file of {len(data)} bytes exceeds the {DEFAULT_MAX_BYTES}-byte limit")
+    limit = limit or max_pixels()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > limit:
+                raise ImageError(
+                    f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
+                    "(decompression-bomb guard; raise FACEWISE_MAX_PIXELS to allow it)"
+                )
+            if w < 1 or h < 1:
+                raise ImageError(f"{name}: image has no pixels ({w}x{h})")
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            pixels = _to_rgb_array(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower() or isinstance(exc, EOFError):
+            reason = f"truncated or corrupt image data ({reason})"
+        raise ImageError(f"{name}: cannot decode image: {reason}") from None
+    except Exception as exc:  # a decoder plugin failing any other way (IndexError...) on malformed data
+        log.debug("decoder failure on %s", name, exc_info=True)
+        raise ImageError(f"{name}: cannot decode image: malformed data ({type(exc).__name__}: {exc})") from None
+    return DecodedImage(pixels=pixels, sha256=digest, name=name)
+
+
+def load_image(source: ImageInput, limit: int | None = None) -> DecodedImage:
+    """Load an image from a path, encoded bytes, an RGB uint8 array or a :class:`DecodedImage`."""
+    if isinstance(source, DecodedImage):
+        return source
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+            raise ImageError(f"<array>: expected an H x W x 3 RGB array, got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            raise ImageError(f"<array>: expected dtype uint8, got {arr.dtype}")
+        arr = np.ascontiguousarray(arr[:, :, :3])
+        return DecodedImage(arr, hashlib.sha256(arr.tobytes()).hexdigest(), "<array>")
+    if isinstance(source, bytes | bytearray | memoryview):
+        return decode_bytes(bytes(source), limit=limit)
+    path = Path(source)
+    name = os.fsdecode(path)
+    try:
+        if path.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image")
+        size = path.stat().st_size
+        if size > DEFAULT_MAX_BYTES:
+            raise ImageError(f"{name}: file of {size} bytes exceeds the {DEFAULT_MAX_BYTES}-byte limit")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory, not an image") from None
+    return decode_bytes(data, name=name, limit=limit)
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".heic"}
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def save_rgb(path: Path, pixels: np.ndarray, quality: int = 92) -> None:
+    Image.fromarray(pixels).save(path, quality=quality)

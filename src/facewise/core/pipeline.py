@@ -1,0 +1,130 @@
+"""decode -> detect -> 5 landmarks -> align -> quality -> embed -> Face records."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+
+import numpy as np
+
+from facewise.core.align import align_many
+from facewise.core.imageio import DecodedImage, ImageInput, load_image
+from facewise.core.quality import QualityPolicy, assess, yaw_from_landmarks
+from facewise.errors import FacewiseError
+from facewise.models._embed_util import l2_normalise
+from facewise.models.profiles import Profile, load_profile
+from facewise.models.protocols import Detector, Embedder, Landmarker
+from facewise.models.registry import load_detector, load_embedder, load_landmarker
+from facewise.types import Detection, Face
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Runs one profile's models. Models load on first use; nothing is downloaded."""
+
+    def __init__(self, profile: Profile | str = "default", threads: int = 0,
+                 quality: QualityPolicy | None = None) -> None:
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.threads = threads
+        self.quality_policy = quality or QualityPolicy()
+        self._load_lock = threading.Lock()
+
+    @cached_property
+    def detector(self) -> Detector:
+        with self._load_lock:
+            return load_detector(self.profile.detector, self.threads)
+
+    @cached_property
+    def landmarker(self) -> Landmarker | None:
+        if not self.profile.landmarks:
+            return None
+        with self._load_lock:
+            return load_landmarker(self.profile.landmarks, self.threads)
+
+    @cached_property
+    def embedders(self) -> list[tuple[Embedder, float, bool]]:
+        with self._load_lock:
+            return [(load_embedder(e.model, self.threads), e.weight, self.profile.flips(e))
+                    for e in self.profile.embedders]
+
+    @property
+    def dim(self) -> int:
+        return self.profile.dim
+
+    def load(self) -> Pipeline:
+        """Load every model now (fails early with a clear error if one is missing)."""
+        _ = self.detector, self.landmarker, self.embedders
+        return self
+
+    def detect(self, image: ImageInput) -> tuple[DecodedImage, list[Detection]]:
+        img = load_image(image)
+        return img, self.detect_pixels(img.pixels)
+
+    def detect_pixels(self, pixels: np.ndarray) -> list[Detection]:
+        """Detections on decoded pixels, landmarks refined when the profile names a refiner."""
+        dets = self.detector.detect(pixels)
+        return self.landmarker.refine(pixels, dets) if self.landmarker is not None and dets else dets
+
+    def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:
+        faces = []
+        for i, d in enumerate(dets):
+            yaw = yaw_from_landmarks(d.landmarks)
+            q = assess(pixels, d, yaw, self.quality_policy)
+            faces.append(Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw))
+        return faces
+
+    def embed_landmarks(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:
+        """Fused, L2-normalised profile vectors (N, dim) for faces given by their five landmarks."""
+        if not landmarks:
+            return np.zeros((0, self.dim), np.float32)
+        blocks = []
+        for emb, weight, flip in self.embedders:
+            crops = align_many(pixels, landmarks, emb.template, emb.size)
+            if flip:
+                both = emb.embed(np.concatenate([crops, crops[:, :, ::-1]]))
+                vec = l2_normalise(both[: len(crops)] + both[len(crops) :])
+            else:
+                vec = emb.embed(crops)
+            blocks.append(vec * np.sqrt(weight))
+        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+
+    def analyze(self, image: ImageInput, embed: bool = True) -> tuple[DecodedImage, list[Face]]:
+        """Every face of an image, largest first, with quality and (optionally) its vector."""
+        img, dets = self.detect(image)
+        faces = self.make_faces(img.pixels, dets)
+        if embed and faces:
+            vecs = self.embed_landmarks(img.pixels, [f.landmarks for f in faces])
+            for f, v in zip(faces, vecs, strict=True):
+                f.embedding = v
+        return img, faces
+
+    def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True,
+                     ) -> list[tuple[DecodedImage, list[Face]] | FacewiseError]:
+        """:meth:`analyze` over many images with a thread pool (inference releases the GIL; each backend
+        serialises its own calls, so decoding, detection and embedding of different images overlap).
+        Results keep the input order; an image that fails gives its exception in its place."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(img: ImageInput) -> tuple[DecodedImage, list[Face]] | FacewiseError:
+            try:
+                return self.analyze(img, embed=embed)
+            except FacewiseError as exc:  # bad image: reported in its place
+                return exc
+
+        if workers <= 1:
+            return [one(i) for i in images]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, images))
+
+    def block_slices(self) -> list[tuple[str, slice]]:
+        """Where each embedder's (weighted) block sits in the fused vector."""
+        out, start = [], 0
+        for e in self.profile.embedders:
+            from facewise.models.catalogue import card
+
+            dim = int(card(e.model).output_dim or 0)
+            out.append((e.model, slice(start, start + dim)))
+            start += dim
+        return out

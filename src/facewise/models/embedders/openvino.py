@@ -1,0 +1,36 @@
+"""Embedders in OpenVINO IR (face-reidentification-retail-0095, InsightFace MobileFaceNet y1)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from facewise.models._embed_util import l2_normalise
+from facewise.models.runtime import openvino_compiled
+
+
+class OpenVinoEmbedder:
+    """Input BGR 0..255 NCHW at the card's size; output L2-normalised."""
+
+    def __init__(self, xml: Path, model_id: str, size: int, template: np.ndarray, dim: int,
+                 threads: int = 0, batch: int = 32) -> None:
+        self.model_id = model_id
+        self.size = size
+        self.dim = dim
+        self.template = np.asarray(template, np.float32)
+        self.batch = batch
+        self._model = openvino_compiled(xml, threads)
+        self._out = self._model.output(0)
+        self._lock = threading.Lock()
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        if len(aligned) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        blob = aligned[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+        outs = []
+        with self._lock:
+            for i in range(0, len(blob), self.batch):
+                outs.append(np.asarray(self._model(np.ascontiguousarray(blob[i : i + self.batch]))[self._out]))
+        return l2_normalise(np.vstack(outs).reshape(len(blob), -1))

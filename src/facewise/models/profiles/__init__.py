@@ -1,0 +1,138 @@
+"""Profiles: a detector plus one or more embedders fused at score level, with their calibration.
+
+A profile's face vector is the concatenation of each embedder's unit vector scaled by the square
+root of its weight (weights sum to 1), so the fused score sum_i w_i cos_i is a single dot
+product and the gallery searches one matrix.
+
+Models score on different scales (dlib's cosines of strangers sit near 0.84 with a spread of 0.035;
+reid-0095's near 0 with 0.097), so an embedder entry may give ``shift`` and ``scale`` (the mean and
+spread of its impostor cosines): its ``weight`` then applies to the normalised score
+``(cos - shift) / scale`` and the effective cosine weight is ``weight / scale``, renormalised.
+
+``calibration`` holds the impostor-score summary measured by ``facewise calibrate`` (protocol in
+docs/ACCURACY.md) from which thresholds at a target FAR and the FAR of any score are derived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facewise.errors import FacewiseError
+from facewise.models.catalogue import card, is_available
+
+PROFILE_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """``weight``: effective weight on the raw cosine (the profile's weights sum to 1); ``shift``/``scale``:
+    the model's impostor-cosine mean and spread, used to fuse in normalised units when weights change."""
+
+    model: str
+    weight: float
+    shift: float = 0.0
+    scale: float = 1.0
+    flip: bool | None = None  # flip test-time augmentation for this model; None: the profile's setting
+
+    @property
+    def score_weight(self) -> float:
+        """The weight on the normalised score (not yet renormalised across the profile)."""
+        return self.weight * self.scale
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    detector: str
+    embedders: tuple[EmbedderSpec, ...]
+    landmarks: str | None = None  # optional landmark refiner run on every detection
+    flip: bool = False
+    default_far: float = 1e-3
+    fallback_threshold: float = 0.5
+    calibration: dict[str, Any] | None = None
+    fusion: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Profile:
+        embs = []
+        for e in d["embedders"]:
+            scale, shift = float(e.get("scale", 1.0)), float(e.get("shift", 0.0))
+            if not scale > 0:
+                raise FacewiseError(f"profile {d.get('name')!r}: embedder {e['model']!r} scale must be positive")
+            flip = e.get("flip")
+            embs.append(EmbedderSpec(e["model"], float(e.get("weight", 1.0)) / scale, shift, scale,
+                                     None if flip is None else bool(flip)))
+        total = sum(e.weight for e in embs)
+        if total <= 0:
+            raise FacewiseError(f"profile {d.get('name')!r}: embedder weights must sum to a positive number")
+        embs = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale, e.flip) for e in embs)
+        return cls(
+            name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
+            landmarks=d.get("landmarks"),
+            flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
+            fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
+            fusion=d.get("fusion", {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "detector": self.detector,
+            "landmarks": self.landmarks,
+            "embedders": [self._embedder_dict(e) for e in self.embedders],
+            "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
+            "calibration": self.calibration, "fusion": self.fusion,
+        }
+
+    def _embedder_dict(self, e: EmbedderSpec) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": e.model, "weight": e.weight}
+        if e.shift != 0.0 or e.scale != 1.0:
+            total = sum(x.score_weight for x in self.embedders)
+            out.update(weight=round(e.score_weight / total, 9), shift=e.shift, scale=e.scale)
+        if e.flip is not None:
+            out["flip"] = e.flip
+        return out
+
+    def flips(self, e: EmbedderSpec) -> bool:
+        """Whether embedder ``e`` averages in the mirrored crop."""
+        return self.flip if e.flip is None else e.flip
+
+    @property
+    def models(self) -> list[str]:
+        return [self.detector, *([self.landmarks] if self.landmarks else []), *(e.model for e in self.embedders)]
+
+    @property
+    def dim(self) -> int:
+        return sum(int(card(e.model).output_dim or 0) for e in self.embedders)
+
+    @property
+    def signature(self) -> str:
+        """Identifies what makes vectors comparable: embedders, weights, flip. Detectors may differ."""
+        key = json.dumps([[e.model, round(e.weight, 6)] + ([] if e.flip is None else [e.flip]) for e in self.embedders]
+                         + [self.flip] + ([self.landmarks] if self.landmarks else []))
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def available(self) -> bool:
+        return all(is_available(m) for m in self.models)
+
+    @property
+    def commercial_use(self) -> bool:
+        return all(card(m).commercial_use for m in self.models)
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name (``default``, ``fast``, ``accurate``) or a JSON file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = PROFILE_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        raise FacewiseError(f"unknown profile {name_or_path!r}; known: {', '.join(profile_names())}")
+    return Profile.from_dict(json.loads(path.read_text()))
