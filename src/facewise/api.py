@@ -20,6 +20,7 @@ from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, decide
 from facewise.errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
 from facewise.gallery import NewSample, SQLiteStore, Store
+from facewise.gallery.maintenance import Erasure, ErasureHooks
 from facewise.gallery.store import CollectionInfo, SearchHit
 from facewise.models.profiles import Profile, load_profile
 from facewise.types import Candidate, EnrollResult, Face, Identification, Person, Sample, Verification
@@ -49,14 +50,27 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
 class FaceWise:
     """Detect, enrol, identify and verify faces with one profile over one gallery collection.
 
-    ``db`` is a SQLite file path (created if missing), any :class:`~facewise.gallery.Store`, or
-    ``None`` for an in-memory gallery. Models load on first use and are never downloaded.
+    ``db`` is a SQLite file path (created if missing), a ``postgresql://…``/``milvus://…`` address, any
+    :class:`~facewise.gallery.Store`, or ``None`` for an in-memory gallery. Models load on first use and are
+    never downloaded.
+
+    A process serving many handles (the REST service) builds the heavy parts once and injects them:
+    ``pipeline`` (a :class:`Pipeline` of this profile, with its model sessions), ``analyzer`` and
+    ``erasure`` (the :class:`~facewise.gallery.maintenance.ErasureHooks` told of every person, sample or
+    collection this handle deletes, so derived data elsewhere is erased too). With ``create=False`` the
+    handle never creates its collection: once the collection is deleted, every call is a ``NotFoundError``
+    (a request or job in flight cannot bring a deleted collection back).
     """
 
     def __init__(self, db: str | os.PathLike[str] | Store | None = None, profile: str | Profile = "default",
-                 collection: str = "default", threads: int = 0, quality: QualityPolicy | None = None) -> None:
+                 collection: str = "default", threads: int = 0, quality: QualityPolicy | None = None, *,
+                 pipeline: Pipeline | None = None, analyzer: Analyzer | None = None,
+                 erasure: ErasureHooks | None = None, create: bool = True) -> None:
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
-        self.pipeline = Pipeline(self.profile, threads=threads, quality=quality)
+        if pipeline is not None and pipeline.profile.signature != self.profile.signature:
+            raise ProfileMismatchError(f"the pipeline given runs profile {pipeline.profile.name!r}, "
+                                       f"not {self.profile.name!r}")
+        self.pipeline = pipeline or Pipeline(self.profile, threads=threads, quality=quality)
         if db is None or isinstance(db, str | os.PathLike):
             from facewise.gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
 
@@ -64,7 +78,9 @@ class FaceWise:
         else:
             self.store = db
         self.collection = collection
-        self.analyzer = Analyzer(threads=max(1, threads))
+        self.analyzer = analyzer or Analyzer(threads=max(1, threads))
+        self.erasure = erasure or ErasureHooks()
+        self._create = create
         self.scorer = FusionScorer(self.profile)
         self._info: CollectionInfo | None = None
 
@@ -81,6 +97,13 @@ class FaceWise:
     @property
     def info(self) -> CollectionInfo:
         """The collection, created on first use and bound to this profile."""
+        if self._info is None and not self._create:
+            info = self.store.get_collection(self.collection)
+            if info.signature != self.profile.signature:
+                raise ProfileMismatchError(f"collection {self.collection!r} holds vectors of profile "
+                                           f"{info.profile!r}, not {self.profile.name!r}")
+            self._info = info
+            return info
         if self._info is None:
             self._info = self.store.ensure_collection(self.collection, self.profile.name, self.profile.signature,
                                                       self.profile.dim)
@@ -293,7 +316,13 @@ class FaceWise:
         return self.store.rename_person(self.collection, person, new_name)
 
     def delete_person(self, person: str | int) -> int:
-        return self.store.delete_person(self.collection, person)
+        """Delete a person, their samples and template; then every listener of ``erasure`` erases what it
+        derived from them."""
+        found = self.store.get_person(self.collection, person)
+        sample_ids = tuple(s.id for s in self.store.list_samples(self.collection, found.id))
+        n = self.store.delete_person(self.collection, found.id)
+        self.erasure.emit(Erasure(self.collection, found.id, found.name, sample_ids))
+        return n
 
     def samples(self, person: str | int | None = None) -> list[Sample]:
         _ = self.info
@@ -301,6 +330,13 @@ class FaceWise:
 
     def delete_sample(self, sample_id: int) -> None:
         self.store.delete_sample(self.collection, sample_id)
+        self.erasure.emit(Erasure(self.collection, sample_ids=(sample_id,)))
+
+    def delete_collection(self) -> None:
+        """Delete this collection with everything in it; listeners of ``erasure`` erase what they derived."""
+        self.store.delete_collection(self.collection)
+        self._info = None
+        self.erasure.emit(Erasure(self.collection, whole_collection=True))
 
     def export(self, path: str | os.PathLike[str]) -> int:
         """Write the collection (persons, samples, vectors, settings) to JSON (``.gz`` compresses)."""

@@ -1,10 +1,17 @@
 """Right to erasure and retention of unknown-face records.
 
-Erasure: deleting a person (or a sample) removes the samples, the template, the in-memory index
-entries, every service thumbnail of those samples and the payloads of the audit-log events about
-that person, in the same transaction. The gallery connection runs with ``secure_delete=ON`` (freed
-cells and pages are overwritten with zeros) and the write-ahead log is checkpointed and truncated after
-the delete, so the deleted vectors' bytes are gone from the file and from its ``-wal``.
+Erasure: deleting a person (or a sample, or a collection) removes the samples, the template and the
+in-memory index entries in one transaction (the store), then the collection's cached files next to the
+database (``<db>.ann/``: memory-mapped matrix, saved HNSW graph; rebuilt on next use). The gallery
+connection runs with ``secure_delete=ON`` (freed cells and pages are overwritten with zeros) and the
+write-ahead log is checkpointed and truncated after the delete, so the deleted vectors' bytes are gone
+from the file and from its ``-wal``.
+
+What other rooms derive from the gallery (the service's thumbnails, audit payloads and video jobs) is
+theirs to erase: the gallery knows none of it. :class:`ErasureHooks` is the seam: a door that deletes
+(``FaceWise`` with ``erasure=``) tells the hooks what was erased, and each room registers a listener
+for its own data (``facewise.service.erasure``). Tables that live in the gallery's own SQLite file can
+instead follow the delete inside its transaction through triggers the owning room installs.
 
 Retention: an unnamed face record is a person of :mod:`facewise.batch.cluster` that nobody named yet
 (``cluster-NNNNNN``, or the ``~unclustered`` faces waiting to be clustered), or a person whose metadata says
@@ -17,9 +24,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import sqlite3
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from facewise.errors import FacewiseError
@@ -31,30 +43,83 @@ RETENTION_SETTING = "retention_days"
 ERASED = json.dumps({"erased": True})
 
 
-def _has_table(cur: sqlite3.Cursor, name: str) -> bool:
-    return cur.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+@dataclass(frozen=True)
+class Erasure:
+    """What was erased from ``collection``: the whole collection, one person (with ``sample_ids``, their
+    samples at the time), or single samples (``person_id`` ``None``)."""
+
+    collection: str
+    person_id: int | None = None
+    person_name: str | None = None
+    sample_ids: tuple[int, ...] = ()
+    whole_collection: bool = False
 
 
-def erase_linked_rows(cur: sqlite3.Cursor, collection: str, person_id: int | None, sample_ids: list[int]) -> None:
-    """Inside the deleting transaction: drop the thumbnails of ``sample_ids`` and blank the audit payloads
-    about ``person_id`` (the service's tables, where they exist in the same file)."""
-    if sample_ids and _has_table(cur, "service_thumbnails"):
-        cur.executemany("DELETE FROM service_thumbnails WHERE sample_id=?", [(i,) for i in sample_ids])
-    if _has_table(cur, "service_audit"):
-        if person_id is not None:  # person.create / rename / delete and face.enroll name the person's id
-            cur.execute("UPDATE service_audit SET detail=? WHERE collection=? AND target=? AND "
-                        "(action LIKE 'person.%' OR action = 'face.enroll')", (ERASED, collection, str(person_id)))
-        cur.executemany("UPDATE service_audit SET detail=? WHERE collection=? AND target=? AND action = 'face.delete'",
-                        [(ERASED, collection, str(sid)) for sid in sample_ids])
+ErasureListener = Callable[[Erasure], None]
 
 
-def erase_collection_rows(cur: sqlite3.Cursor, collection: str) -> None:
-    """Inside the transaction deleting a collection: its thumbnails and its audit payloads about people and faces."""
-    if _has_table(cur, "service_thumbnails"):
-        cur.execute("DELETE FROM service_thumbnails WHERE collection=?", (collection,))
-    if _has_table(cur, "service_audit"):
-        cur.execute("UPDATE service_audit SET detail=? WHERE collection=? AND (action LIKE 'person.%' OR "
-                    "action LIKE 'face.%')", (ERASED, collection))
+class ErasureHooks:
+    """A small listener registry: ``subscribe(fn)``; a door calls ``emit(Erasure(...))`` after the store
+    committed the delete. Every listener runs even when one fails; the first failure is raised afterwards,
+    as a :class:`FacewiseError` naming it (what the gallery erased stays erased)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[ErasureListener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: ErasureListener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def emit(self, event: Erasure) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        failed: list[str] = []
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception as exc:  # one room's failure must not stop the others' erasure
+                log.exception("erasure listener %r failed for %s", listener, event)
+                failed.append(f"{getattr(listener, '__qualname__', listener)}: {exc}")
+        if failed:
+            raise FacewiseError(f"erased from the gallery, but derived data may remain: {'; '.join(failed)}")
+
+
+def cached_files(db_path: str, collection: str) -> list[Path]:
+    """The collection's files next to a SQLite gallery (``<db>.ann/<collection>.matrix``, ``…-<hnsw>.*``)."""
+    if db_path == ":memory:":
+        return []
+    folder = Path(db_path + ".ann")
+    if not folder.is_dir():
+        return []
+    safe = re.escape("".join(c if c.isalnum() or c in "-_" else "_" for c in collection))
+    mine = re.compile(rf"{safe}\.matrix(\.tmp)?|{safe}-\w+-m\d+-efc\d+(\.tmp)?\.(faiss|ids\.npy|rows\.npy|json)")
+    return [p for p in folder.iterdir() if mine.fullmatch(p.name)]
+
+
+def erase_cached_files(db_path: str, collection: str) -> int:
+    """Remove the collection's cached matrix and saved HNSW graph (they hold its vectors in plaintext);
+    the next search rebuilds them from the database. Returns the number of paths removed."""
+    n = 0
+    for path in cached_files(db_path, collection):
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            n += 1
+        except FileNotFoundError:
+            continue
+    if n:
+        log.info("erased %d cached index file(s) of collection %r", n, collection)
+    return n
 
 
 def flush_erased(db: sqlite3.Connection, wait_ms: int = 2000) -> bool:

@@ -32,7 +32,7 @@ from facewise.gallery.crypto import (
     template_aad,
 )
 from facewise.gallery.index import VectorIndex
-from facewise.gallery.maintenance import erase_collection_rows, erase_linked_rows, flush_erased
+from facewise.gallery.maintenance import erase_cached_files, flush_erased
 from facewise.gallery.names import check_name as _check_name
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
@@ -225,10 +225,11 @@ class SQLiteStore:
         with self._lock:
             with self._tx() as cur:
                 row = self._collection_row(name)
-                erase_collection_rows(cur, name)
                 cur.execute("DELETE FROM collections WHERE id=?", (row[0],))
             self._indexes.pop(name, None)
+            self._ann.pop(name, None)
             flush_erased(self._db)
+            erase_cached_files(self.path, name)
 
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cid: int, person: str | int) -> tuple[Any, ...]:
@@ -292,11 +293,10 @@ class SQLiteStore:
                 cid = self._collection_row(collection)[0]
                 pid = self._person_row(cid, person)[0]
                 n = cur.execute("SELECT COUNT(*) FROM samples WHERE person_id=?", (pid,)).fetchone()[0]
-                sids = [r[0] for r in cur.execute("SELECT id FROM samples WHERE person_id=?", (pid,))]
-                erase_linked_rows(cur, collection, pid, sids)
                 cur.execute("DELETE FROM persons WHERE id=?", (pid,))
             self._refresh_after_write(collection, lambda ix: ix.remove_person(pid))
             flush_erased(self._db)
+            erase_cached_files(self.path, collection)
             return int(n)
 
     # -- samples --------------------------------------------------------------------------------
@@ -389,11 +389,11 @@ class SQLiteStore:
                                   (sample_id, cid)).fetchone()
                 if row is None:
                     raise NotFoundError(f"sample {sample_id} does not exist in collection {collection!r}")
-                erase_linked_rows(cur, collection, None, [sample_id])
                 cur.execute("DELETE FROM samples WHERE id=?", (sample_id,))
                 self._update_template(cur, int(row[0]))
             self._refresh_after_write(collection, lambda ix: ix.remove_samples({sample_id}))
             flush_erased(self._db)
+            erase_cached_files(self.path, collection)
 
     def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         """Re-assign samples to a person (created if ``person`` is a new name); one transaction."""

@@ -20,6 +20,7 @@ from facewise.service.auth import KeyStore, RateLimiter, bootstrap_admin
 from facewise.service.config import MIB, ServiceConfig
 from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
+from facewise.service.erasure import prepare_file
 from facewise.service.errors import install_error_handlers
 from facewise.service.jobs import JobManager, VideoRunner, video_runner
 from facewise.service.metrics import Metrics, MetricsMiddleware
@@ -92,12 +93,16 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     if not config.db.exists():  # a new gallery holds biometric vectors and key hashes: owner-only
         config.db.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(config.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    engines = Engines(config.db, config.profile, config.cpu_workers)
+    engines = Engines(str(config.db), config.profile, config.cpu_workers)
     engines.ensure_default_collection()
     keys = KeyStore(config.db)
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
-    jobs = JobManager(runner or video_runner, engines.face_wise)
+    jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines)
     thumbs = Thumbnails(str(config.db), engines.store) if config.thumbnails else None
+    prepare_file(str(config.db))  # erasure triggers on the gallery's tables for the service tables beside them
+    engines.erasure.subscribe(jobs.erase)
+    if thumbs is not None:
+        engines.erasure.subscribe(thumbs.erase)
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,

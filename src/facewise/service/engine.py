@@ -15,7 +15,6 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,11 +22,13 @@ from PIL import Image
 
 from facewise.api import FaceWise
 from facewise.core.pipeline import Pipeline
-from facewise.errors import ConflictError, FacewiseError
-from facewise.gallery import SQLiteStore
+from facewise.errors import ConflictError, FacewiseError, NotFoundError
 from facewise.gallery.crypto import is_sealed, thumbnail_aad
+from facewise.gallery.maintenance import Erasure, ErasureHooks
+from facewise.gallery.open import open_store
 from facewise.gallery.store import CollectionInfo
 from facewise.models.profiles import Profile, load_profile, profile_names
+from facewise.service.erasure import install_triggers
 from facewise.types import Face
 
 log = logging.getLogger(__name__)
@@ -60,21 +61,27 @@ class Thumbnails:
 
     ``store`` is the gallery in the same file: when it is encrypted at rest, thumbnails are sealed with its
     key too (a face crop is as personal as its vector). Plaintext thumbnails from before encryption are
-    still served; ``facewise encrypt rotate`` seals them.
+    still served; ``facewise encrypt rotate`` seals them. In the gallery's file, triggers erase a deleted
+    sample's or collection's thumbnails whichever process deletes (:mod:`facewise.service.erasure`);
+    :meth:`erase` is the in-process listener for every gallery.
     """
 
-    def __init__(self, path: str, store: SQLiteStore | None = None) -> None:
+    def __init__(self, path: str, store: Any = None) -> None:
         self._store = store
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA secure_delete=ON")
         self._lock = threading.Lock()
         with self._lock:
             self._db.executescript(THUMB_SCHEMA)
+            self._triggers = install_triggers(self._db)
 
     def put(self, collection: str, sample_id: int, sha256: str, jpeg: bytes) -> None:
         if self._store is not None:
             jpeg = self._store.seal_blob(jpeg, thumbnail_aad(sample_id, sha256))
         with self._lock:
+            if not self._triggers:  # the gallery's tables were created after this file was opened
+                self._triggers = install_triggers(self._db)
             self._db.execute("INSERT OR REPLACE INTO service_thumbnails VALUES(?,?,?,?)",
                              (sample_id, sha256, collection, jpeg))
 
@@ -99,16 +106,28 @@ class Thumbnails:
         with self._lock:
             self._db.execute("DELETE FROM service_thumbnails WHERE collection=?", (collection,))
 
+    def erase(self, event: Erasure) -> None:
+        """Erasure listener: the thumbnails of the erased samples, or of the whole collection."""
+        if event.whole_collection:
+            self.drop_collection(event.collection)
+        elif event.sample_ids:
+            self.drop(list(event.sample_ids))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
 class Engines:
-    """Store, pipelines, optional analysers and the CPU pool of one service process."""
+    """Store, pipelines, optional analysers, erasure hooks and the CPU pool of one service process.
 
-    def __init__(self, db: Path, default_profile: str, workers: int) -> None:
-        self.store = SQLiteStore(db)
+    ``db`` is anything :func:`~facewise.gallery.open.open_store` opens: a SQLite path, ``postgresql://…``
+    or ``milvus://…``.
+    """
+
+    def __init__(self, db: str, default_profile: str, workers: int) -> None:
+        self.store: Any = open_store(db)
+        self.erasure = ErasureHooks()
         default = load_profile(default_profile)  # a shipped name or a profile .json
         self.default_profile = default.name
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facewise-cpu")
@@ -171,13 +190,30 @@ class Engines:
             return self.store.ensure_collection(name, prof.name, prof.signature, prof.dim)
 
     def face_wise(self, collection: str) -> FaceWise:
-        """A handle on an existing collection (404 if missing), sharing its profile's pipeline."""
+        """A handle on an existing collection (404 if missing), sharing its profile's pipeline, the analysis
+        models and the erasure hooks."""
         info = self.store.get_collection(collection)
-        fw = FaceWise(db=self.store, profile=self.profile(info.profile), collection=collection)
-        fw.pipeline = self.pipeline(info.profile)
-        if self.analysers.analyzer is not None:  # share the analysis models too
-            fw.analyzer = self.analysers.analyzer
-        return fw
+        return FaceWise(db=self.store, profile=self.profile(info.profile), collection=collection,
+                        pipeline=self.pipeline(info.profile), analyzer=self.analysers.analyzer,
+                        erasure=self.erasure)
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection; the erasure listeners drop what the service derived from it."""
+        self.face_wise(name).delete_collection()
+
+    # -- what video jobs check on every read (facewise.service.jobs.GalleryView) ---------------
+    def collection_stamp(self, collection: str) -> str | None:
+        try:
+            return str(self.store.get_collection(collection).created_at)
+        except NotFoundError:
+            return None
+
+    def person_exists(self, collection: str, person: str | int) -> bool:
+        try:
+            self.store.get_person(collection, person)
+        except NotFoundError:
+            return False
+        return True
 
     def ensure_default_collection(self) -> None:
         """A fresh gallery gets a ``default`` collection with the server's profile."""

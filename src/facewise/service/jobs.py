@@ -3,6 +3,12 @@
 The work itself is a pluggable *runner*: ``runner(task) -> dict`` (the job's result, JSON-able). The
 default, :func:`video_runner`, is :class:`facewise.video.VideoProcessor` (detect, track, name; one
 thumbnail per track). Pass another runner to :class:`JobManager` (or ``create_app``) to replace it.
+
+Erasure: a job's result and thumbnails are derived from the gallery. :meth:`JobManager.erase` (an erasure
+listener) de-identifies the tracks of an erased person (name, id, score, candidate, thumbnail) and drops
+every job of an erased collection with its files. Reads check again against the gallery (``gallery``), so a
+delete made by another process (the CLI on the same gallery) is honoured too, and a re-created collection
+of the same name never shows the old collection's jobs.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from facewise.api import FaceWise
 from facewise.errors import FacewiseError, NotFoundError
+from facewise.gallery.maintenance import Erasure
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ class Job:
     owner: str
     filename: str
     fps: float
+    stamp: str = ""  # the collection's created_at when the job was submitted: a re-created one differs
     state: str = "queued"
     progress: float = 0.0
     created_at: str = field(default_factory=_now)
@@ -78,17 +86,33 @@ class Job:
         return d
 
 
-class JobManager:
-    """Queue, worker thread and the last ``keep`` jobs (in memory)."""
+class GalleryView(Protocol):
+    """What the jobs ask the gallery on every read (see the module's note on erasure)."""
 
-    def __init__(self, runner: VideoRunner, face_wise: Callable[[str], FaceWise], keep: int = 50) -> None:
+    def collection_stamp(self, collection: str) -> str | None: ...  # None: no such collection
+
+    def person_exists(self, collection: str, person: str | int) -> bool: ...
+
+
+class JobManager:
+    """Queue, worker thread and the last ``keep`` jobs (in memory); uploads live in ``video_dir``."""
+
+    def __init__(self, runner: VideoRunner, face_wise: Callable[[str], FaceWise], keep: int = 50,
+                 video_dir: Path | None = None, gallery: GalleryView | None = None) -> None:
         self.runner, self.face_wise, self.keep = runner, face_wise, keep
+        self.video_dir, self.gallery = video_dir, gallery
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        if self.video_dir is not None and self.video_dir.is_dir():  # a killed process's uploads and outputs
+            with self._lock:
+                live = {j.id for j in self._jobs.values()}
+            for stale in self.video_dir.iterdir():
+                if stale.name.split(".", 1)[0] not in live:
+                    _remove(stale)
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="facewise-jobs", daemon=True)
             self._thread.start()
@@ -114,13 +138,76 @@ class JobManager:
     def get(self, job_id: str) -> Job:
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or not self._current(job, {}):
             raise NotFoundError(f"job {job_id!r} does not exist (finished jobs are kept for a while only)")
+        self._recheck_people(job)
         return job
 
     def jobs(self) -> list[Job]:
         with self._lock:
-            return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+            jobs = sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+        stamps: dict[str, str | None] = {}
+        return [j for j in jobs if self._current(j, stamps)]
+
+    # -- erasure ------------------------------------------------------------------------------------
+    def erase(self, event: Erasure) -> None:
+        """An erasure listener: forget an erased collection's jobs (with their files); de-identify an erased
+        person's tracks. Single samples change no job (a track names a person, not a sample)."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.collection == event.collection]
+            if event.whole_collection:
+                for job in jobs:
+                    del self._jobs[job.id]
+
+        def named(track: dict[str, Any]) -> bool:
+            return track.get("person_id") == event.person_id or (
+                event.person_name is not None and event.person_name in (track.get("person"), track.get("candidate")))
+
+        for job in jobs:
+            if event.whole_collection:
+                self._drop(job)
+            elif event.person_id is not None:
+                _scrub(job, named)
+        if event.whole_collection and jobs:
+            log.info("erased %d video job(s) of deleted collection %r", len(jobs), event.collection)
+
+    def _drop(self, job: Job) -> None:
+        job.cancel.set()
+        if job.state == "queued":
+            job.state, job.finished_at = "cancelled", _now()
+        job.result, job.thumbnails = None, []
+        if job.path is not None:
+            _remove(job.path)
+            _remove(job.path.with_name(job.path.name + ".out"))
+
+    def _current(self, job: Job, stamps: dict[str, str | None]) -> bool:
+        """Does the job's collection still exist as the one it ran on? If not, drop the job now."""
+        if self.gallery is None or not job.stamp:
+            return True
+        if job.collection not in stamps:
+            stamps[job.collection] = self.gallery.collection_stamp(job.collection)
+        if stamps[job.collection] == job.stamp:
+            return True
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        self._drop(job)
+        return False
+
+    def _recheck_people(self, job: Job) -> None:
+        """De-identify tracks naming a person the gallery no longer holds (erased by another process)."""
+        if self.gallery is None or not job.result:
+            return
+        gallery = self.gallery
+        known: dict[str | int, bool] = {}
+
+        def gone(key: str | int | None) -> bool:
+            if key is None or key == "unknown":
+                return False
+            if key not in known:
+                known[key] = gallery.person_exists(job.collection, key)
+            return not known[key]
+
+        _scrub(job, lambda t: gone(t.get("person_id")) or gone(t.get("candidate")))
 
     def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
@@ -181,11 +268,48 @@ class JobManager:
             job.finished_at = _now()
             if job.path is not None:
                 job.path.unlink(missing_ok=True)
+            with self._lock:
+                erased = job.id not in self._jobs  # its collection was deleted while it ran
+            if erased:
+                job.result, job.thumbnails = None, []
             log.info("video job %s %s in %.1f s", job.id, job.state, time.perf_counter() - t0)
 
 
-def new_job(collection: str, owner: str, filename: str, fps: float) -> Job:
-    return Job(id=uuid.uuid4().hex[:16], collection=collection, owner=owner, filename=filename, fps=fps)
+def new_job(collection: str, owner: str, filename: str, fps: float, stamp: str = "") -> Job:
+    return Job(id=uuid.uuid4().hex[:16], collection=collection, owner=owner, filename=filename, fps=fps,
+               stamp=stamp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+ERASED_TRACK = {"person": "unknown", "person_id": None, "score": None, "far": None, "candidate": None,
+                "thumbnail": None, "erased": True}
+
+
+def _scrub(job: Job, erased: Callable[[dict[str, Any]], bool]) -> int:
+    """De-identify the tracks for which ``erased(track)`` holds: no name, id, score or candidate, and their
+    thumbnail's bytes dropped; events of those tracks lose the name and score too. Returns tracks changed."""
+    result = job.result
+    if not result:
+        return 0
+    hit: set[Any] = set()
+    for track in result.get("tracks") or []:
+        if track.get("erased") or not erased(track):
+            continue
+        index = track.get("thumbnail")
+        if isinstance(index, int) and 0 <= index < len(job.thumbnails):
+            job.thumbnails[index] = b""
+        track.update(ERASED_TRACK)
+        hit.add(track.get("track"))
+    for event in result.get("events") or []:
+        if event.get("track") in hit:
+            event.update({"person": "unknown", "score": None})
+    return len(hit)
 
 
 # -- the default runner: facewise.video ----------------------------------------------------------------

@@ -117,9 +117,7 @@ def update_collection(collection: str, body: CollectionSettings, request: Reques
 @router.delete("/collections/{collection}", tags=["collections"], status_code=204,
                summary="Delete a collection with every person and face in it")
 def delete_collection(collection: str, request: Request, ctx: Ctx, principal: Admin) -> Response:
-    ctx.engines.store.delete_collection(collection)
-    if ctx.thumbnails is not None:
-        ctx.thumbnails.drop_collection(collection)
+    ctx.engines.delete_collection(collection)  # the erasure hooks drop its thumbnails, video jobs and their files
     ctx.audit(request, AuditEvent(principal.key_id, "collection.delete", collection))
     return Response(status_code=204)
 

@@ -69,12 +69,9 @@ def delete_person(collection: str, person_id: int, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
-    sample_ids = [s.id for s in fw.samples(person_id)]
-    n = fw.delete_person(person_id)
-    if ctx.thumbnails is not None:
-        ctx.thumbnails.drop(sample_ids)
-    ctx.audit(request, AuditEvent(principal.key_id, "person.delete", collection, str(person_id),
-                                  {"name": person.name, "faces": n}))
+    n = fw.delete_person(person_id)  # the erasure hooks drop thumbnails and de-identify video jobs
+    # the audit keeps that a person was erased, not who: their name is erased with them
+    ctx.audit(request, AuditEvent(principal.key_id, "person.delete", collection, str(person_id), {"faces": n}))
     return {"deleted": person.to_dict(), "faces_deleted": n}
 
 
@@ -142,8 +139,6 @@ def face_thumbnail_route(collection: str, person_id: int, sample_id: int, ctx: C
 
 @router.delete("/faces/{sample_id}", tags=["faces"], status_code=204, summary="Delete one enrolled face")
 def delete_face(collection: str, sample_id: int, request: Request, ctx: Ctx, principal: Enroller) -> Response:
-    ctx.engines.face_wise(collection).delete_sample(sample_id)
-    if ctx.thumbnails is not None:
-        ctx.thumbnails.drop([sample_id])
+    ctx.engines.face_wise(collection).delete_sample(sample_id)  # the erasure hooks drop its thumbnail
     ctx.audit(request, AuditEvent(principal.key_id, "face.delete", collection, str(sample_id)))
     return Response(status_code=204)

@@ -50,8 +50,8 @@ async def submit_video(collection: str, request: Request, ctx: Ctx, principal: R
                        video: Annotated[UploadFile, File(description="MP4/MOV, WebM/MKV, AVI or MPEG-TS")],
                        fps: Annotated[float, Form(gt=0, le=30, description="frames processed per second")] = 5.0,
                        ) -> dict[str, Any]:
-    ctx.engines.face_wise(collection)  # 404 before the upload is stored
-    job = new_job(collection, principal.key_id, safe_name(video.filename, "video"), fps)
+    stamp = ctx.engines.face_wise(collection).info.created_at  # 404 before the upload is stored
+    job = new_job(collection, principal.key_id, safe_name(video.filename, "video"), fps, stamp)
     ctx.config.video_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = ctx.config.video_dir / f"{job.id}.video"
     await _save_video(ctx, video, path)
@@ -73,7 +73,7 @@ def get_job(job_id: str, ctx: Ctx, principal: Recognizer) -> dict[str, Any]:
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> Response:
     job = _visible(ctx.jobs.get(job_id), principal)
-    if not 0 <= index < len(job.thumbnails):
+    if not 0 <= index < len(job.thumbnails) or not job.thumbnails[index]:  # b"": erased
         raise ApiError(404, "not_found", f"job {job_id} has no thumbnail {index}")
     return Response(job.thumbnails[index], media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
