@@ -302,6 +302,55 @@ def test_delete_sample_erases_its_vector(tmp_path: Path) -> None:
         assert 2 not in store.index("c").sample_ids
 
 
+def _in_matrix(path: Path, vecs: np.ndarray) -> int:
+    from facewise.gallery.index import VectorIndex
+
+    rows = VectorIndex.load(path, mmap=False).matrix
+    return sum(bool(np.isclose(rows, v).all(axis=1).any()) for v in vecs)
+
+
+def test_deletes_erase_the_cached_matrix_files(tmp_path: Path) -> None:
+    """The memory-mapped matrix beside the gallery holds plaintext vectors: a delete removes the collection's
+    file (rebuilt on the next search), not another collection's."""
+    db = tmp_path / "g.db"
+    with SQLiteStore(db, cipher=None) as store:
+        vecs = _fill(store, n=6)
+        other = _fill(store, n=3, seed=1, collection="c-2")
+        for coll in ("c", "c-2"):
+            store.update_settings(coll, mmap=True)
+            store.search(coll, vecs[:1])
+        ann_dir = db.with_name(db.name + ".ann")
+        assert sorted(p.name for p in ann_dir.iterdir()) == ["c-2.matrix", "c.matrix"]
+        assert _in_matrix(ann_dir / "c.matrix", vecs) == 6
+        store.delete_person("c", "person0")  # samples 0 and 3
+        assert sorted(p.name for p in ann_dir.iterdir()) == ["c-2.matrix"]
+        assert store.search("c", vecs[:1])[0][0].name != "person0"
+        assert _in_matrix(ann_dir / "c.matrix", vecs) == 4  # rebuilt without them
+        store.delete_collection("c")
+        assert sorted(p.name for p in ann_dir.iterdir()) == ["c-2.matrix"]
+        assert store.search("c-2", other[:1])[0][0].score > 0.99
+
+
+def test_every_erasure_listener_runs_and_a_failure_is_named() -> None:
+    from facewise.errors import FacewiseError
+    from facewise.gallery.maintenance import Erasure, ErasureHooks
+
+    hooks, seen = ErasureHooks(), []
+
+    def broken(event: Erasure) -> None:
+        raise OSError("disk gone")
+
+    hooks.subscribe(broken)
+    unsubscribe = hooks.subscribe(seen.append)
+    with pytest.raises(FacewiseError, match=r"derived data may remain.*disk gone"):
+        hooks.emit(Erasure("c", whole_collection=True))
+    assert seen == [Erasure("c", whole_collection=True)]
+    unsubscribe()
+    with pytest.raises(FacewiseError):
+        hooks.emit(Erasure("c", sample_ids=(1,)))
+    assert len(seen) == 1
+
+
 # -- retention ----------------------------------------------------------------------------------------------------
 def test_retention_expires_only_old_unknown_records(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
