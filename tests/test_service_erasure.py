@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,55 @@ def test_collection_deletion_leaves_no_job_and_a_new_one_starts_empty(server: Se
     time.sleep(2)  # the cancelled job's worker has long finished: nothing came back
     assert not list(jobs_dir.iterdir())
     assert not any(j["collection"] == COLL for j in admin.get("/v1/jobs").json())
+
+
+# -- the service over PostgreSQL + pgvector --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """``facewise serve --db postgresql://…?schema=… --state service.db``: the gallery in PostgreSQL, the
+    service's keys, audit log and thumbnails in its own file."""
+    from _servers import postgres_dsn
+
+    dsn = postgres_dsn()
+    schema = f"erase_srv_{uuid.uuid4().hex[:8]}"
+    tmp = tmp_path_factory.mktemp("erase-pg")
+    # start_server passes --db <tmp>/gallery.db first: the later --db wins; the key file follows --state
+    srv = start_server(tmp, "--db", f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}",
+                       "--state", str(tmp / "gallery.db"), "--rate", "1000", "--burst", "1000")
+    yield srv
+    srv.stop()
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_service_over_pgvector_erases_every_copy(pg_server: Server, examples: Path) -> None:
+    import sqlite3
+
+    with pg_server.client() as admin:
+        assert admin.post("/v1/collections", json={"name": COLL}).status_code == 201
+        lin = enrol(admin, "Lin-Manuel Miranda", examples / "lin-manuel-miranda.png")["person"]
+        face = admin.get(f"/v1/collections/{COLL}/persons/{lin['id']}/faces").json()[0]
+        thumb_url = f"/v1/collections/{COLL}/persons/{lin['id']}/faces/{face['id']}/thumbnail"
+        assert admin.get(thumb_url).status_code == 200
+        photo = (examples / "lin-manuel-miranda.png").read_bytes()
+        r = admin.post(f"/v1/collections/{COLL}/identify", files={"image": ("q.png", photo, "image/png")})
+        assert r.status_code == 200 and r.json()["faces"][0]["person"] == lin["name"], r.text
+        job_id = submit(admin, examples / "short_hamilton_clip.mp4")
+        lin_thumbs = thumbs_of(admin, finished(admin, job_id), lin["name"])
+        assert lin_thumbs
+
+        assert admin.delete(f"/v1/collections/{COLL}/persons/{lin['id']}").status_code == 200
+        assert_erased(admin, job_id, lin["name"], lin["id"], lin_thumbs)
+        assert admin.get(thumb_url).status_code == 404
+        with sqlite3.connect(pg_server.db) as conn:  # the service file beside PostgreSQL kept no crop of them
+            assert conn.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
+
+        enrol(admin, "Lin Again", examples / "lin-manuel-miranda.png")
+        assert admin.delete(f"/v1/collections/{COLL}").status_code == 204
+        assert admin.get(f"/v1/jobs/{job_id}").status_code == 404
+        assert admin.post("/v1/collections", json={"name": COLL}).status_code == 201
+        assert admin.get(f"/v1/collections/{COLL}/persons").json()["total"] == 0
+        with sqlite3.connect(pg_server.db) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0

@@ -10,7 +10,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from facewise.cli.common import DbOpt, JsonOpt, ProfileOpt, _emit_json, app, err, handled, out
+from facewise.cli.common import (
+    DEFAULT_GALLERY,
+    DbOpt,
+    GalleryOpt,
+    JsonOpt,
+    ProfileOpt,
+    _emit_json,
+    app,
+    err,
+    handled,
+    out,
+)
 from facewise.errors import FacewiseError
 
 log = logging.getLogger(__name__)
@@ -32,7 +43,7 @@ def _need_service_extra() -> None:
 
 @app.command()
 def serve(
-    db: DbOpt = DEFAULT_DB,
+    db: GalleryOpt = DEFAULT_GALLERY,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     profile: ProfileOpt = "default",
@@ -47,6 +58,10 @@ def serve(
     thumbnails: Annotated[bool, typer.Option(help="Keep a small JPEG of each enrolled face.")] = True,
     key_file: Annotated[Path | None, typer.Option(
         help="Where the first-start admin key goes without a terminal (default <db>.admin-key).")] = None,
+    state: Annotated[Path, typer.Option(
+        help="With a server gallery (postgresql://, milvus://): the service's own SQLite file (API keys, audit "
+             "log, thumbnails; video uploads go to <state>.jobs/). A SQLite gallery keeps them in itself.")]
+        = Path("facewise-service.db"),
 ) -> None:
     """Run the REST API and the web page (http://HOST:PORT/, API docs at /docs)."""
     from facewise.service.config import MIB, Limits, RateLimit, ServiceConfig
@@ -57,8 +72,11 @@ def serve(
 
         from facewise.service.app import create_app
 
+        server_gallery = db.startswith(("postgresql://", "postgres://", "milvus://", "milvus+http://",
+                                        "milvus+https://"))
         config = ServiceConfig(
-            db=db.resolve(), profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,
+            db=(state if server_gallery else Path(db)).resolve(), gallery=db if server_gallery else None,
+            profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,
             thumbnails=thumbnails, key_file=key_file,
             limits=Limits(max_image_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
                           max_video_bytes=int(max_video_mb * MIB)),
@@ -67,9 +85,20 @@ def serve(
         if not _is_loopback(host):
             log.warning("listening on %s: put a TLS-terminating proxy in front; API keys travel in headers", host)
         application = create_app(config)
-        err.print(f"facewise service on http://{host}:{port}/  (API docs: /docs, gallery {config.db})")
+        where = _redacted(db) if server_gallery else str(config.db)
+        err.print(f"facewise service on http://{host}:{port}/  (API docs: /docs, gallery {where})")
         uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
                     server_header=False, timeout_graceful_shutdown=10)
+
+
+def _redacted(address: str) -> str:
+    """A store address without its password or token, for the console."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(address)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username
+    return urlunsplit((parts.scheme, f"{user}@{netloc}" if user else netloc, parts.path, "", ""))
 
 
 def _is_loopback(host: str) -> bool:

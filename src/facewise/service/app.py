@@ -93,12 +93,13 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     if not config.db.exists():  # a new gallery holds biometric vectors and key hashes: owner-only
         config.db.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(config.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    engines = Engines(str(config.db), config.profile, config.cpu_workers)
+    engines = Engines(config.gallery_address, config.profile, config.cpu_workers)
     engines.ensure_default_collection()
     keys = KeyStore(config.db)
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
     jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines)
-    thumbs = Thumbnails(str(config.db), engines.store) if config.thumbnails else None
+    sealer = engines.store if hasattr(engines.store, "seal_blob") else None  # a gallery encrypted at rest
+    thumbs = Thumbnails(str(config.db), sealer) if config.thumbnails else None
     prepare_file(str(config.db))  # erasure triggers on the gallery's tables for the service tables beside them
     engines.erasure.subscribe(jobs.erase)
     if thumbs is not None:

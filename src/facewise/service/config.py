@@ -35,7 +35,7 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    db: Path
+    db: Path  # the service's own SQLite file (API keys, audit log, thumbnails); also the gallery unless `gallery`
     profile: str = "default"
     limits: Limits = field(default_factory=Limits)
     rate: RateLimit = field(default_factory=RateLimit)
@@ -44,6 +44,11 @@ class ServiceConfig:
     thumbnails: bool = True  # keep a small JPEG of each enrolled face (shown by the web page)
     key_file: Path | None = None  # where the bootstrap key goes without a TTY; default <db>.admin-key
     jobs_dir: Path | None = None  # uploaded videos while their job runs; default <db>.jobs/
+    gallery: str | None = None  # the gallery when it is not `db`: postgresql://… or milvus://… (gallery.open)
+
+    @property
+    def gallery_address(self) -> str:
+        return self.gallery or str(self.db)
 
     @property
     def bootstrap_key_file(self) -> Path:
