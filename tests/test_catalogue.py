@@ -76,3 +76,29 @@ def test_unknown_model_and_profile():
         catalogue.card("nope")
     with pytest.raises(FacewiseError, match="unknown profile"):
         load_profile("nope")
+
+
+def test_the_registry_tunes_detectors_for_video_tracking(models_dir):
+    """The video pipeline gets its low-threshold and small-crop detectors from the registry, no class of its own."""
+    import pytest
+
+    from facewise import FaceWise
+    from facewise.models.registry import detector_knobs, load_detector
+    from facewise.video.process import tracking_detector
+
+    assert detector_knobs("dlib-hog") == frozenset() and "min_side" not in detector_knobs("scrfd-500m")
+    with pytest.raises(ValueError, match="cannot be tuned by score_threshold"):
+        load_detector("dlib-hog", score_threshold=0.2)
+    with pytest.raises(ValueError, match="min_side"):
+        load_detector("scrfd-500m", min_side=0)
+    scrfd = load_detector("scrfd-500m", score_threshold=0.2)
+    assert scrfd.score_threshold == 0.2 and load_detector("scrfd-500m", score_threshold=0.2) is scrfd  # cached
+
+    fw = FaceWise(db=None, profile="fast")  # YuNet
+    det, refine = tracking_detector(fw, low_score=0.3)
+    assert det is not fw.pipeline.detector and det.score_threshold == 0.3
+    assert fw.pipeline.detector.score_threshold == 0.6
+    assert refine is not None and (refine.min_side, refine.max_side, refine.score_threshold) == (0, 640, 0.3)
+    assert tracking_detector(fw, low_score=0.9)[0].score_threshold == 0.6  # never above the profile's own
+    default = FaceWise(db=None, profile="default")  # dlib's HOG has no score to lower
+    assert tracking_detector(default, low_score=0.3) == (default.pipeline.detector, None)

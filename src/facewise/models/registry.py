@@ -25,14 +25,37 @@ def _card_and_files(model_id: str, task: str, role: str) -> tuple[ModelCard, lis
     return c, paths
 
 
+# what each detector backend lets a caller tune (besides threads): the score threshold, and the side range the
+# image is scaled into (YuNet: min_side=0 and a small max_side detect on small crops as they are)
+DETECTOR_KNOBS: dict[str, frozenset[str]] = {
+    "yunet": frozenset({"score_threshold", "min_side", "max_side"}),
+    "scrfd": frozenset({"score_threshold"}),
+    "dlib_hog": frozenset(),
+}
+
+
+def detector_knobs(model_id: str) -> frozenset[str]:
+    """The tuning :func:`load_detector` accepts for this detector (empty: none)."""
+    return DETECTOR_KNOBS.get(card(model_id).backend, frozenset())
+
+
 @lru_cache(maxsize=16)
-def load_detector(model_id: str, threads: int = 0) -> Detector:
-    """A detector backend, loaded once per process (backends are thread-safe)."""
+def load_detector(model_id: str, threads: int = 0, *, score_threshold: float | None = None,
+                  min_side: int | None = None, max_side: int | None = None) -> Detector:
+    """A detector backend, loaded once per process and tuning (backends are thread-safe).
+
+    ``score_threshold``, ``min_side`` and ``max_side`` replace the backend's defaults where it has them
+    (:func:`detector_knobs`); asking a backend for a knob it lacks is a ``ValueError``."""
     c, paths = _card_and_files(model_id, "detection", "a detector")
+    tuning = {k: v for k, v in (("score_threshold", score_threshold), ("min_side", min_side),
+                                ("max_side", max_side)) if v is not None}
+    unknown = set(tuning) - DETECTOR_KNOBS.get(c.backend, frozenset())
+    if unknown:
+        raise ValueError(f"detector {model_id!r} ({c.backend}) cannot be tuned by {', '.join(sorted(unknown))}")
     if c.backend == "yunet":
         from facewise.models.detectors.yunet import YuNetDetector
 
-        return YuNetDetector(paths[0], model_id=c.id)
+        return YuNetDetector(paths[0], model_id=c.id, **tuning)
     if c.backend == "dlib_hog":
         from facewise.models.detectors.dlib_hog import DlibHogDetector
 
@@ -40,7 +63,7 @@ def load_detector(model_id: str, threads: int = 0) -> Detector:
     if c.backend == "scrfd":
         from facewise.models.detectors.scrfd import ScrfdDetector
 
-        return ScrfdDetector(paths[0], model_id=c.id, threads=threads)
+        return ScrfdDetector(paths[0], model_id=c.id, threads=threads, **tuning)
     raise ValueError(f"model {model_id!r}: unknown detector backend {c.backend!r}")
 
 

@@ -201,25 +201,22 @@ class RunHooks:
 
 
 def tracking_detector(fw: FaceWise, low_score: float) -> tuple[Detector, Detector | None]:
-    """The profile's detector rebuilt with a low score threshold (ByteTrack's second stage needs the
-    low-confidence boxes), plus a YuNet instance for small-face landmark refinement (YuNet profiles only)."""
-    from facewise.models.catalogue import card, resolve
+    """The profile's detector with a low score threshold (ByteTrack's second stage needs the low-confidence
+    boxes), plus the same model tuned for small crops to refine small faces' landmarks where the detector
+    can be scaled so (YuNet). Both come from the model registry, cached per process."""
+    from facewise.models.registry import detector_knobs, load_detector
 
-    model_id = fw.profile.detector
-    c = card(model_id)
-    if c.backend == "yunet":
-        from facewise.models.detectors.yunet import YuNetDetector
-
-        path = resolve(model_id)[0]
-        det = YuNetDetector(path, model_id=c.id, score_threshold=min(low_score, 0.6))
-        refine = YuNetDetector(path, model_id=c.id, score_threshold=0.3, min_side=0, max_side=640)
-        return det, refine
-    if c.backend == "scrfd":
-        from facewise.models.detectors.scrfd import ScrfdDetector
-
-        return ScrfdDetector(resolve(model_id)[0], model_id=c.id, score_threshold=min(low_score, 0.5),
-                             threads=fw.pipeline.threads), None
-    return fw.pipeline.detector, None
+    model_id, threads = fw.profile.detector, fw.pipeline.threads
+    knobs = detector_knobs(model_id)
+    base = fw.pipeline.detector
+    if "score_threshold" not in knobs:
+        return base, None
+    default = float(getattr(base, "score_threshold", low_score))
+    det = load_detector(model_id, threads, score_threshold=min(low_score, default))
+    refine = None
+    if {"min_side", "max_side"} <= knobs:
+        refine = load_detector(model_id, threads, score_threshold=0.3, min_side=0, max_side=640)
+    return det, refine
 
 
 class VideoProcessor:

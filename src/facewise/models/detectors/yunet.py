@@ -26,6 +26,7 @@ class YuNetDetector:
     def __init__(self, model: Path, model_id: str = "yunet-2023mar", score_threshold: float = 0.6,
                  max_side: int = 1280, min_side: int = 320) -> None:
         self.model_id = model_id
+        self.score_threshold = score_threshold
         self.max_side = max_side
         self.min_side = min_side
         self._det = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score_threshold, 0.3, 5000)
