@@ -293,6 +293,24 @@ def test_delete_person_erases_every_byte(tmp_path: Path) -> None:
         assert diagnose(store) == [] and len(store.index("default")) == 2
 
 
+def test_a_thumbnail_never_outlives_its_sample(tmp_path: Path) -> None:
+    """Beside the gallery, a crop stored after its sample was deleted (an enrolment racing a delete) is not
+    kept, and a delete by a plain gallery connection (no service code) removes the crops."""
+    db = tmp_path / "g.db"
+    with SQLiteStore(db, cipher=None) as store:
+        _fill(store, n=3)
+        keys, thumbs = _service_tables(db)
+        keys.close()
+        thumbs.put("c", 1, "img0-0", b"\xff\xd8crop-one")
+        store.delete_sample("c", 2)
+        thumbs.put("c", 2, "img0-1", b"\xff\xd8crop-two")  # too late: sample 2 is gone
+        assert thumbs.get(1, "img0-0") == b"\xff\xd8crop-one" and thumbs.get(2, "img0-1") is None
+        store.delete_collection("c")
+        assert thumbs.get(1, "img0-0") is None
+        thumbs.close()
+    assert b"crop-one" not in raw_bytes(db) and b"crop-two" not in raw_bytes(db)
+
+
 def test_delete_sample_erases_its_vector(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     with SQLiteStore(db, cipher=None) as store:

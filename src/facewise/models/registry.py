@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def load_detector(model_id: str, threads: int = 0, *, score_threshold: float | N
     ``score_threshold``, ``min_side`` and ``max_side`` replace the backend's defaults where it has them
     (:func:`detector_knobs`); asking a backend for a knob it lacks is a ``ValueError``."""
     c, paths = _card_and_files(model_id, "detection", "a detector")
-    tuning = {k: v for k, v in (("score_threshold", score_threshold), ("min_side", min_side),
+    tuning: dict[str, Any] = {k: v for k, v in (("score_threshold", score_threshold), ("min_side", min_side),
                                 ("max_side", max_side)) if v is not None}
     unknown = set(tuning) - DETECTOR_KNOBS.get(c.backend, frozenset())
     if unknown:

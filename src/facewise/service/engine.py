@@ -82,8 +82,15 @@ class Thumbnails:
         with self._lock:
             if not self._triggers:  # the gallery's tables were created after this file was opened
                 self._triggers = install_triggers(self._db)
-            self._db.execute("INSERT OR REPLACE INTO service_thumbnails VALUES(?,?,?,?)",
-                             (sample_id, sha256, collection, jpeg))
+            if not self._triggers:
+                self._db.execute("INSERT OR REPLACE INTO service_thumbnails VALUES(?,?,?,?)",
+                                 (sample_id, sha256, collection, jpeg))
+                return
+            # beside the gallery: only for a sample that still exists (a delete that won the race has run
+            # its trigger already, and would leave this crop behind)
+            self._db.execute("INSERT OR REPLACE INTO service_thumbnails SELECT ?,?,?,? "
+                             "WHERE EXISTS (SELECT 1 FROM samples WHERE id=?)",
+                             (sample_id, sha256, collection, jpeg, sample_id))
 
     def get(self, sample_id: int, sha256: str) -> bytes | None:
         with self._lock:
