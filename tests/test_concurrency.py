@@ -51,9 +51,8 @@ def test_threads_enrol_and_identify_through_the_library(tmp_path: Path, people: 
     answers: list[int] = []
 
     def worker(t: int) -> None:
-        fw = shared if t % 2 == 0 else FaceWise(db=db, profile=shared.profile)
-        if fw is not shared:
-            fw.pipeline = shared.pipeline  # models are loaded once per process
+        # models are loaded once per process: the other handles share the first one's pipeline
+        fw = shared if t % 2 == 0 else FaceWise(db=db, profile=shared.profile, pipeline=shared.pipeline)
         try:
             for name, enrol, probe in people[t * PER_THREAD:(t + 1) * PER_THREAD]:
                 res = fw.enroll(name, [enrol])

@@ -311,6 +311,38 @@ def test_a_thumbnail_never_outlives_its_sample(tmp_path: Path) -> None:
     assert b"crop-one" not in raw_bytes(db) and b"crop-two" not in raw_bytes(db)
 
 
+def test_facewise_tells_its_erasure_hooks_and_a_service_handle_never_recreates(tmp_path: Path) -> None:
+    from facewise import FaceWise
+    from facewise.core.pipeline import Pipeline
+    from facewise.errors import NotFoundError, ProfileMismatchError
+    from facewise.gallery.maintenance import Erasure, ErasureHooks
+    from facewise.models.profiles import load_profile
+
+    prof = load_profile("default")
+    hooks, seen = ErasureHooks(), []
+    hooks.subscribe(seen.append)
+    store = SQLiteStore(tmp_path / "g.db", cipher=None)
+    store.ensure_collection("c", prof.name, prof.signature, prof.dim)
+    vecs = unit(np.random.default_rng(3), 4, prof.dim)
+    ids = store.add_samples("c", [new_sample(f"p{i % 2}", v, f"s{i}") for i, v in enumerate(vecs)])
+    pipe = Pipeline(prof)
+    fw = FaceWise(db=store, profile=prof, collection="c", pipeline=pipe, erasure=hooks, create=False)
+    assert fw.pipeline is pipe
+    pid = store.get_person("c", "p0").id
+    assert fw.delete_person("p0") == 2
+    fw.delete_sample(ids[1])
+    assert seen == [Erasure("c", pid, "p0", (ids[0], ids[2])), Erasure("c", sample_ids=(ids[1],))]
+    late = FaceWise(db=store, profile=prof, collection="c", pipeline=pipe, erasure=hooks, create=False)
+    fw.delete_collection()
+    assert seen[-1] == Erasure("c", whole_collection=True)
+    with pytest.raises(NotFoundError):  # a handle made before the delete does not bring the collection back
+        late.persons()
+    assert store.list_collections() == []
+    with pytest.raises(ProfileMismatchError):
+        FaceWise(db=store, profile="fast", pipeline=pipe)
+    store.close()
+
+
 def test_delete_sample_erases_its_vector(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     with SQLiteStore(db, cipher=None) as store:
