@@ -31,8 +31,7 @@ install: $(VENV)/.installed
 TRAIN ?= $(wildcard $(KNN)/train)
 TEST ?= $(wildcard $(KNN)/test)
 demo: $(VENV)/.core
-	$(VENV)/bin/facewise demo $(if $(TRAIN),--train "$(TRAIN)") $(if $(TEST),--test "$(TEST)") --out demo-out \
-		--profile $${PROFILE:-default}
+	$(VENV)/bin/facewise demo $(if $(TRAIN),--train "$(TRAIN)") $(if $(TEST),--test "$(TEST)") --out demo-out --profile $${PROFILE:-default}
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench training
