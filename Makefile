@@ -30,8 +30,9 @@ install: $(VENV)/.installed
 # (sha256-checked); offline it says what to download and where.
 TRAIN ?= $(wildcard $(KNN)/train)
 TEST ?= $(wildcard $(KNN)/test)
+PROFILE ?= default
 demo: $(VENV)/.core
-	$(VENV)/bin/facewise demo $(if $(TRAIN),--train "$(TRAIN)") $(if $(TEST),--test "$(TEST)") --out demo-out --profile $${PROFILE:-default}
+	$(VENV)/bin/facewise demo $(if $(TRAIN),--train "$(TRAIN)") $(if $(TEST),--test "$(TEST)") --out demo-out --profile $(PROFILE)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench training

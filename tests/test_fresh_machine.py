@@ -20,6 +20,11 @@ from conftest import REPO
 PORT_CLOSED = "http://127.0.0.1:9/knn_examples"  # discard port: nothing listens there
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # no access log in the test output
+        pass
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
     """A clone of the committed tree in a folder with no ``shared`` beside it."""
@@ -33,9 +38,7 @@ def clone(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def file_server(knn) -> Iterator[str]:
     """Serves the example photos over HTTP on 127.0.0.1, as the public URL would."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(knn))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]  # quiet test output
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(knn)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -89,9 +92,7 @@ def test_corrupted_download_is_refused_and_not_kept(tmp_path, file_server):
     for rel in examples.FILES:
         (bad / rel).parent.mkdir(parents=True, exist_ok=True)
         (bad / rel).write_bytes(b"not the published photo")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(bad))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]  # quiet test output
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(bad)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(ModelIntegrityError, match="does not match its sha256"):
