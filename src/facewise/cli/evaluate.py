@@ -6,13 +6,21 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
 from facewise.errors import FacewiseError
 from facewise.eval.pairs import limit_per_fold
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.embed import EmbeddedImages, NoFace
 
 eval_app = typer.Typer(help="Measure accuracy: pairs (verification), identify (open-set), fidelity.",
                        no_args_is_help=True)
@@ -37,7 +45,7 @@ def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list:
     raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
 
 
-def fused_score_fn(pipe, emb):  # type: ignore[no-untyped-def]
+def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
     """The profile's pose/quality-aware pair scorer over embedded rows, or None for plain dot products."""
     from facewise.decision.fusion import FusionScorer
 
@@ -95,12 +103,14 @@ def eval_pairs(
                 err.print(f"report written to {out_dir}")
 
 
-def _embed_with_bar(pipe, paths: list[str], cache: Path | None, no_face: str = "center"):  # type: ignore[no-untyped-def]
+def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
     from facewise.eval.embed import embed_images
 
+    if no_face not in ("center", "reject"):
+        raise FacewiseError(f"--no-face must be center or reject, got {no_face!r}")
     with progress_bar() as bar:
         task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
-        return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+        return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
                             progress=lambda k: bar.advance(task, k))
 
 
@@ -287,7 +297,7 @@ def eval_liveness(
             raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
         pipe = Pipeline(profile).load()
 
-        def detect(rgb):  # type: ignore[no-untyped-def]
+        def detect(rgb: np.ndarray) -> np.ndarray:
             import numpy as np
 
             d = pipe.detector.detect(rgb)

@@ -30,7 +30,7 @@ DEFAULT_MAX_PIXELS = 80_000_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 try:  # optional HEIC/HEIF support (phones)
-    import pillow_heif  # type: ignore[import-not-found]
+    import pillow_heif
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - optional extra
@@ -89,7 +89,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             w, h = im.size
             if w * h > limit:
                 raise ImageError(

@@ -388,7 +388,7 @@ def fpir_fnir(
     thresholds = np.r_[np.inf, np.unique(np.r_[mated, nonmated])[::-1]]
     fpir = (nonmated.size - np.searchsorted(nonmated, thresholds, side="left")) / nonmated.size
     fnir = 1.0 - (hits.size - np.searchsorted(hits, thresholds, side="left")) / mated.size
-    return OpenSetCurve(thresholds=thresholds, fpir=fpir, fnir=fnir)
+    return OpenSetCurve(thresholds=thresholds, fpir=np.asarray(fpir), fnir=np.asarray(fnir))
 
 
 def fnir_at_fpir(

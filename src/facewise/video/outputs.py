@@ -131,7 +131,7 @@ class AnnotatedWriter:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), max(1.0, fps), size)
+        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), max(1.0, fps), size)
         self.ok = bool(self._w.isOpened())
         self.frames = 0
         if not self.ok:

@@ -279,7 +279,7 @@ class Tracker:
                 vec = dets[j].embedding
                 if vec is None:
                     continue
-                sim = float(tracks[i].appearance @ vec)  # type: ignore[operator]
+                sim = float(tracks[i].appearance @ vec)
                 if sim < o.veto_similarity:
                     gate[i, j] = False
                 cost[i, j] = 1 - ((1 - o.appearance_weight) * iou[i, j] + o.appearance_weight * max(sim, 0.0))
@@ -317,7 +317,9 @@ class Tracker:
         tr.misses = 0
 
     def _age(self, t_ms: float, seen: set[int]) -> tuple[list[Track], list[Track]]:
-        ended, dropped, keep = [], [], []
+        ended: list[Track] = []
+        dropped: list[Track] = []
+        keep: list[Track] = []
         max_age_ms = self.options.max_age_s * 1000
         for tr in self.tracks:
             if id(tr) not in seen:
