@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from facewise.core.pipeline import Pipeline
     from facewise.eval.embed import EmbeddedImages, NoFace
+    from facewise.eval.pairs import Pair
 
 eval_app = typer.Typer(help="Measure accuracy: pairs (verification), identify (open-set), fidelity.",
                        no_args_is_help=True)
@@ -35,7 +36,7 @@ def _cache_default() -> Path:
     return Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
 
 
-def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list:
+def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:
     from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
 
     if fmt == "lfw":
@@ -82,7 +83,7 @@ def eval_pairs(
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
         with progress_bar() as bar:
             task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
-            emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+            emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
                                progress=lambda k: bar.advance(task, k))
         ps = PairScores.from_embedded(plist, emb, fused_score_fn(pipe, emb))
         report = evaluate(ps, n_boot=n_boot)
@@ -241,7 +242,7 @@ def calibrate(
             ids = identity_folder(folder)
             items = [(n, f) for n, files in ids.items() for f in files]
         else:
-            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]
+            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
             paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
         pipe = Pipeline(profile).load()

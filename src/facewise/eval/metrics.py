@@ -354,7 +354,7 @@ def cmc(
     if k_max < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
     ranks = np.arange(1, k_max + 1)
-    return (rank[None, :] <= ranks[:, None]).mean(axis=1)
+    return np.asarray((rank[None, :] <= ranks[:, None]).mean(axis=1), dtype=np.float64)
 
 
 @dataclass(frozen=True)

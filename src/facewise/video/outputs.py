@@ -93,7 +93,7 @@ def track_thumbnail(spec: str) -> Path:
         raise NotFoundError(f"{path}: no track {tid} (tracks: {', '.join(str(t.get('track')) for t in tracks)})")
     if not track.get("best_frame"):
         raise FacewiseError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
-    thumb = path.parent / track["best_frame"]
+    thumb = path.parent / str(track["best_frame"])
     if not thumb.is_file():
         raise FacewiseError(f"{thumb}: thumbnail of track {tid} is missing")
     return thumb

@@ -170,7 +170,7 @@ def iou_matrix(a: list[Box], b: list[Box]) -> np.ndarray:
     inter = iw * ih
     area_a = (A[..., 2] - A[..., 0]) * (A[..., 3] - A[..., 1])
     area_b = (B[..., 2] - B[..., 0]) * (B[..., 3] - B[..., 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return np.asarray(inter / np.maximum(area_a + area_b - inter, 1e-9))
 
 
 def assign(cost: np.ndarray, max_cost: float) -> list[tuple[int, int]]:
@@ -298,7 +298,7 @@ class Tracker:
         usable = [f for f in dets if f.embedding is not None]
         if not lost or not usable:
             return [], list(dets)
-        sims = np.array([[float(tr.appearance @ f.embedding) for f in usable] for tr in lost])  # type: ignore[operator]
+        sims = np.array([[float(tr.appearance @ f.embedding) for f in usable] for tr in lost])  # type: ignore[operator]  # both filtered to not None above
         pairs = assign(1 - sims, 1 - self.options.reid_similarity)
         for r, c in pairs:
             log.debug("track %d re-identified (similarity %.2f)", lost[r].id, sims[r, c])
