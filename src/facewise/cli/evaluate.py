@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from facewise import settings
 from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
 from facewise.errors import FacewiseError
 from facewise.eval.pairs import limit_per_fold
@@ -31,9 +31,7 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache 
 
 
 def _cache_default() -> Path:
-    from facewise.models.catalogue import cache_dir
-
-    return Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
+    return settings.eval_cache_dir()
 
 
 def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:

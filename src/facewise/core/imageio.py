@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from facewise import settings
 from facewise.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ except ImportError:  # pragma: no cover - optional extra
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("FACEWISE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    return settings.max_pixels(DEFAULT_MAX_PIXELS)
 
 
 @dataclass(frozen=True)
