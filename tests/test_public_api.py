@@ -12,8 +12,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 import facewise
+from conftest import KNN, need
 from facewise import FaceWise
+from facewise.errors import FacewiseError
 
 ALL = [
     "Box", "Detection", "EnrollResult", "Face", "FaceWise", "FacewiseError", "Identification", "ImageError",
@@ -155,3 +159,15 @@ def test_every_public_callable_is_annotated() -> None:
         if s.return_annotation is inspect.Signature.empty:
             missing.append(f"{name} -> ?")
     assert missing == []
+
+
+def test_face_vector_is_the_embedding_or_a_clear_error() -> None:
+    photo = need(KNN / "test" / "obama1.jpg")
+    with FaceWise() as fw:
+        detected = fw.detect(photo)[0]
+        assert detected.embedding is None
+        with pytest.raises(FacewiseError, match="has no embedding"):
+            _ = detected.vector
+        embedded = fw.faces(photo)[0]
+        assert embedded.vector is embedded.embedding
+        assert abs(float(embedded.vector @ embedded.vector) - 1.0) < 1e-4
