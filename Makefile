@@ -37,6 +37,7 @@ demo: $(VENV)/.core
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench training
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q
