@@ -26,14 +26,18 @@ install: $(VENV)/.installed
 
 # Enrol the knn_examples people and name every face in the test photos (registry-only default profile).
 # Any folder works: make demo TRAIN=/photos/people TEST=/photos/new
-TRAIN ?= $(KNN)/train
-TEST ?= $(KNN)/test
+# Without ../shared (a fresh machine) the demo fetches the example photos once into ~/.cache/facewise/examples
+# (sha256-checked); offline it says what to download and where.
+TRAIN ?= $(wildcard $(KNN)/train)
+TEST ?= $(wildcard $(KNN)/test)
+PROFILE ?= default
 demo: $(VENV)/.core
-	$(VENV)/bin/facewise demo --train "$(TRAIN)" --test "$(TEST)" --out demo-out --profile $${PROFILE:-default}
+	$(VENV)/bin/facewise demo $(if $(TRAIN),--train "$(TRAIN)") $(if $(TEST),--test "$(TEST)") --out demo-out --profile $(PROFILE)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench training
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q

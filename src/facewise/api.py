@@ -213,7 +213,7 @@ class FaceWise:
         ids = [h.sample_id for h in hits]
         vecs = self.store.sample_vectors(self.collection, ids)
         meta = self.store.sample_meta(self.collection, ids)
-        scores = self.scorer.scores(np.tile(face.embedding, (len(ids), 1)), vecs, face.yaw,
+        scores = self.scorer.scores(np.tile(face.vector, (len(ids), 1)), vecs, face.yaw,
                                     np.array([meta[i]["yaw"] for i in ids]), face.quality.score,
                                     np.array([meta[i]["quality"] for i in ids]))
         rescored = [SearchHit(h.person_id, h.name, float(s), h.sample_id) for h, s in zip(hits, scores, strict=True)]
@@ -271,7 +271,7 @@ class FaceWise:
         """
         fa, refusal = self._one_face(a, face, gate)
         fb, _ = self._one_face(b, face)
-        score = float(self.scorer.scores(fa.embedding, fb.embedding, fa.yaw, fb.yaw, fa.quality.score,
+        score = float(self.scorer.scores(fa.vector, fb.vector, fa.yaw, fb.yaw, fa.quality.score,
                                          fb.quality.score)[0])
         return self._verdict(score, decide(self.profile, self._settings_or_empty()), refusal)
 
@@ -283,7 +283,7 @@ class FaceWise:
             raise FacewiseError(f"person {person!r} has no samples to verify against")
         probe, refusal = self._one_face(image, face, gate)
         meta = self.store.list_samples(self.collection, person)
-        scores = self.scorer.scores(np.tile(probe.embedding, (len(vecs), 1)), vecs, probe.yaw,
+        scores = self.scorer.scores(np.tile(probe.vector, (len(vecs), 1)), vecs, probe.yaw,
                                     np.array([m.yaw for m in meta]), probe.quality.score,
                                     np.array([m.quality for m in meta]))
         score = float(scores.max())
@@ -341,7 +341,7 @@ class FaceWise:
     def export(self, path: str | os.PathLike[str]) -> int:
         """Write the collection (persons, samples, vectors, settings) to JSON (``.gz`` compresses)."""
         info = self.info
-        doc = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
+        doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
                "persons": list(self.store.export_rows(self.collection))}
         data = json.dumps(doc).encode()
         path = Path(path)

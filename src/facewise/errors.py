@@ -45,6 +45,12 @@ class ProfileMismatchError(FacewiseError):
     code = "profile_mismatch"
 
 
+class SettingsError(FacewiseError):
+    """An environment variable holds a value facewise cannot use (:mod:`facewise.settings`)."""
+
+    code = "bad_setting"
+
+
 class NotFoundError(FacewiseError):
     """A person, sample or collection does not exist."""
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from facewise.errors import FacewiseError
+
 
 @dataclass(frozen=True)
 class Box:
@@ -82,6 +84,13 @@ class Face:
     yaw: float = 0.0
     embedding: np.ndarray | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vector(self) -> np.ndarray:
+        """The embedding, or :class:`FacewiseError` when the pipeline did not compute one for this face."""
+        if self.embedding is None:
+            raise FacewiseError(f"face {self.index} has no embedding (the pipeline ran without an embedder)")
+        return self.embedding
 
     def to_dict(self) -> dict[str, Any]:
         return {

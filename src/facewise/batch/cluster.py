@@ -56,7 +56,8 @@ class ClusterReport:
 def _move(store: Any, collection: str, sample_ids: list[int], person: str | int) -> Person:
     if not hasattr(store, "move_samples"):
         raise FacewiseError(f"{type(store).__name__} cannot move samples between people (no move_samples)")
-    return store.move_samples(collection, sample_ids, person)
+    moved: Person = store.move_samples(collection, sample_ids, person)
+    return moved
 
 
 class Clusterer:

@@ -238,7 +238,7 @@ def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
         pool = ActorPool(actors)
         yield from pool.map_unordered(lambda a, chunk: a.run.remote(chunk), list(_chunks(items, opts.chunk)))
         for a in actors:
-            ray.kill(a)
+            ray.kill(a)  # type: ignore[arg-type]  # ray types ActorClass.remote() as handle | class; it is a handle
     finally:
         if started:
             ray.shutdown()

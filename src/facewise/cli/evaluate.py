@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from facewise import settings
 from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
 from facewise.errors import FacewiseError
 from facewise.eval.pairs import limit_per_fold
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.embed import EmbeddedImages, NoFace
+    from facewise.eval.pairs import Pair
 
 eval_app = typer.Typer(help="Measure accuracy: pairs (verification), identify (open-set), fidelity.",
                        no_args_is_help=True)
@@ -22,12 +31,10 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache 
 
 
 def _cache_default() -> Path:
-    from facewise.models.catalogue import cache_dir
-
-    return Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))
+    return settings.eval_cache_dir()
 
 
-def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list:
+def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:
     from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
 
     if fmt == "lfw":
@@ -37,7 +44,7 @@ def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list:
     raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
 
 
-def fused_score_fn(pipe, emb):  # type: ignore[no-untyped-def]
+def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
     """The profile's pose/quality-aware pair scorer over embedded rows, or None for plain dot products."""
     from facewise.decision.fusion import FusionScorer
 
@@ -74,7 +81,7 @@ def eval_pairs(
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
         with progress_bar() as bar:
             task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
-            emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+            emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
                                progress=lambda k: bar.advance(task, k))
         ps = PairScores.from_embedded(plist, emb, fused_score_fn(pipe, emb))
         report = evaluate(ps, n_boot=n_boot)
@@ -95,12 +102,14 @@ def eval_pairs(
                 err.print(f"report written to {out_dir}")
 
 
-def _embed_with_bar(pipe, paths: list[str], cache: Path | None, no_face: str = "center"):  # type: ignore[no-untyped-def]
+def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
     from facewise.eval.embed import embed_images
 
+    if no_face not in ("center", "reject"):
+        raise FacewiseError(f"--no-face must be center or reject, got {no_face!r}")
     with progress_bar() as bar:
         task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
-        return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=no_face,  # type: ignore[arg-type]
+        return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
                             progress=lambda k: bar.advance(task, k))
 
 
@@ -231,7 +240,7 @@ def calibrate(
             ids = identity_folder(folder)
             items = [(n, f) for n, files in ids.items() for f in files]
         else:
-            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]
+            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
             paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
         pipe = Pipeline(profile).load()
@@ -287,7 +296,7 @@ def eval_liveness(
             raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
         pipe = Pipeline(profile).load()
 
-        def detect(rgb):  # type: ignore[no-untyped-def]
+        def detect(rgb: np.ndarray) -> np.ndarray:
             import numpy as np
 
             d = pipe.detector.detect(rgb)

@@ -279,15 +279,26 @@ def import_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt
 # -- demo ---------------------------------------------------------------------------------------
 @app.command()
 def demo(
-    train: Annotated[Path, typer.Option(help="Folder of <person>/*.jpg to enrol.")],
-    test: Annotated[Path, typer.Option(help="Images (or a folder) to identify.")],
+    train: Annotated[Path | None, typer.Option(
+        help="Folder of <person>/*.jpg to enrol (default: the example photos, fetched once if missing).")] = None,
+    test: Annotated[Path | None, typer.Option(help="Images (or a folder) to identify.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where annotated images and demo.db go.")] = Path("demo-out"),
     profile: ProfileOpt = "default",
 ) -> None:
     """Enrol a folder of people, identify every face in the test images, write annotated copies."""
     from facewise.api import FaceWise
+    from facewise.errors import NotFoundError
+    from facewise.models.examples import examples
 
     with handled():
+        if train is None or test is None:
+            found = examples()
+            train, test = train or found.train, test or found.test
+        for what, folder in (("--train", train), ("--test", test)):
+            if not folder.exists():
+                raise NotFoundError(f"{what} {folder}: no such file or folder")
+        if not train.is_dir():
+            raise NotFoundError(f"--train {train}: not a folder of <person>/*.jpg")
         out_dir.mkdir(parents=True, exist_ok=True)
         db = out_dir / "demo.db"
         for suffix in ("", "-wal", "-shm"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -22,6 +22,9 @@ from facewise.cli.common import (
     progress_bar,
 )
 from facewise.errors import FacewiseError
+
+if TYPE_CHECKING:
+    from facewise.batch.indexing import Layout
 
 StoreOpt = Annotated[str, typer.Option(
     "--db", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
@@ -60,7 +63,7 @@ def index_cmd(
         if layout not in ("auto", "people", "photos"):
             raise FacewiseError("--layout must be auto, people or photos")
         opts = IndexOptions(profile=profile, collection=collection, unknown_collection=unknown,
-                            layout=layout, workers=workers, ray_address=ray, batch_size=batch_size,  # type: ignore[arg-type]
+                            layout=cast("Layout", layout), workers=workers, ray_address=ray, batch_size=batch_size,
                             min_quality=min_quality)
         store = _open(db)
         try:

@@ -35,7 +35,7 @@ DEFAULT_DB = Path("facewise.db")
 def _need_service_extra() -> None:
     try:
         import fastapi  # noqa: F401
-        import multipart  # type: ignore[import-not-found]  # noqa: F401
+        import multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise FacewiseError(f"the service needs the 'service' extra: pip install 'facewise[service]' ({exc})") from None

@@ -58,7 +58,8 @@ class Analyzer:
             return None
         from facewise.models.attributes.headpose import FSANet
 
-        return FSANet(*resolve("fsanet"), threads=self.threads)
+        one_by_one, var = resolve("fsanet")
+        return FSANet(one_by_one, var, threads=self.threads)
 
     @cached_property
     def expression(self) -> Any | None:
@@ -75,7 +76,7 @@ class Analyzer:
         if model is None or not faces:
             return None
         boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces])
-        return model.live_scores(pixels, boxes)
+        return np.asarray(model.live_scores(pixels, boxes))
 
     def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...] = ("live", "pose", "expression"),
                 ) -> list[Face]:

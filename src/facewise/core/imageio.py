@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from facewise import settings
 from facewise.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ DEFAULT_MAX_PIXELS = 80_000_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 try:  # optional HEIC/HEIF support (phones)
-    import pillow_heif  # type: ignore[import-not-found]
+    import pillow_heif
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - optional extra
@@ -38,7 +39,7 @@ except ImportError:  # pragma: no cover - optional extra
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("FACEWISE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    return settings.max_pixels(DEFAULT_MAX_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             w, h = im.size
             if w * h > limit:
                 raise ImageError(

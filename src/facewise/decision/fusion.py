@@ -87,9 +87,9 @@ class FusionScorer:
         """Fused scores of row-aligned vector pairs."""
         a, b = np.atleast_2d(a), np.atleast_2d(b)
         if self.plain:
-            return np.einsum("ij,ij->i", a, b).astype(np.float64)
+            return np.asarray(np.einsum("ij,ij->i", a, b), dtype=np.float64)
         n = len(a)
         yaw = np.maximum(np.abs(np.broadcast_to(yaw_a, n)), np.abs(np.broadcast_to(yaw_b, n)))
         qual = np.minimum(np.broadcast_to(q_a, n), np.broadcast_to(q_b, n))
         w = self.pair_weights(yaw, qual)
-        return ((self.block_cosines(a, b) - self.shifts) * w).sum(1) + float(self.weights @ self.shifts)
+        return np.asarray(((self.block_cosines(a, b) - self.shifts) * w).sum(1) + float(self.weights @ self.shifts))

@@ -29,7 +29,7 @@ def labelled_scores(emb: EmbeddedImages, labels: list[str], max_impostors: int =
 
     def score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if scorer is None or scorer.plain:
-            return np.einsum("ij,ij->i", vec[a], vec[b])
+            return np.asarray(np.einsum("ij,ij->i", vec[a], vec[b]))
         return scorer.scores(vec[a], vec[b], yaw[a], yaw[b], qual[a], qual[b])
 
     genuine = []

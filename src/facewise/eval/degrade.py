@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facewise.errors import ImageError
+
 Degrade = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
 
@@ -35,10 +37,10 @@ def gaussian_blur(sigma_of_face: float) -> Degrade:
 def motion_blur(length_of_face: float) -> Degrade:
     def f(img: np.ndarray, face_w: float, rng: np.random.Generator) -> np.ndarray:
         n = max(3, int(length_of_face * face_w) | 1)
-        k = np.zeros((n, n), np.float32)
-        k[n // 2, :] = 1.0 / n
+        line = np.zeros((n, n), np.float32)
+        line[n // 2, :] = 1.0 / n
         rot = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-        k = cv2.warpAffine(k, rot, (n, n))
+        k = cv2.warpAffine(line, rot, (n, n))
         return cv2.filter2D(img, -1, k / max(k.sum(), 1e-6))
 
     return f
@@ -47,7 +49,10 @@ def motion_blur(length_of_face: float) -> Degrade:
 def jpeg(quality: int) -> Degrade:
     def f(img: np.ndarray, face_w: float, rng: np.random.Generator) -> np.ndarray:
         _, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if decoded is None:  # cannot happen for a buffer imencode just wrote; says so if it ever does
+            raise ImageError(f"JPEG quality {quality}: re-encoded image did not decode")
+        return np.asarray(decoded[:, :, ::-1]).copy()
 
     return f
 

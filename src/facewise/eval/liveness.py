@@ -125,7 +125,7 @@ def _largest_box(boxes: np.ndarray | Sequence[Sequence[float]] | None) -> np.nda
     area = np.clip(arr[:, 2] - arr[:, 0], 0, None) * np.clip(arr[:, 3] - arr[:, 1], 0, None)
     if not np.any(area > 0):
         return None
-    return arr[int(np.argmax(area))]
+    return np.asarray(arr[int(np.argmax(area))])
 
 
 def _score_folder(

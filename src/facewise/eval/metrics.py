@@ -354,7 +354,7 @@ def cmc(
     if k_max < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
     ranks = np.arange(1, k_max + 1)
-    return (rank[None, :] <= ranks[:, None]).mean(axis=1)
+    return np.asarray((rank[None, :] <= ranks[:, None]).mean(axis=1), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,7 @@ def fpir_fnir(
     thresholds = np.r_[np.inf, np.unique(np.r_[mated, nonmated])[::-1]]
     fpir = (nonmated.size - np.searchsorted(nonmated, thresholds, side="left")) / nonmated.size
     fnir = 1.0 - (hits.size - np.searchsorted(hits, thresholds, side="left")) / mated.size
-    return OpenSetCurve(thresholds=thresholds, fpir=fpir, fnir=fnir)
+    return OpenSetCurve(thresholds=thresholds, fpir=np.asarray(fpir), fnir=np.asarray(fnir))
 
 
 def fnir_at_fpir(

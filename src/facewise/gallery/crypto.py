@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facewise import settings
 from facewise.errors import FacewiseError
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
 
 def key_from_env(env: dict[str, str] | None = None) -> bytes | None:
     """The key named by ``FACEWISE_KEY`` or ``FACEWISE_KEY_FILE``; ``None`` if neither is set."""
-    env = dict(os.environ) if env is None else env
+    env = settings.key_env() if env is None else env
     if env.get(ENV_KEY):
         if env.get(ENV_KEY_FILE):
             raise EncryptionKeyError(f"set {ENV_KEY} or {ENV_KEY_FILE}, not both")

@@ -27,8 +27,8 @@ def open_store(spec: str | os.PathLike[str]) -> Any:
         from facewise.gallery.milvus import MilvusStore
 
         parts = urlsplit(text)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        first = {k: v[0] for k, v in parse_qs(parts.query).items()}
         scheme = "https" if parts.scheme.endswith("https") else "http"
-        return MilvusStore(f"{scheme}://{parts.netloc}", meta=query.get("meta", "facewise-milvus.db"),
-                           token=query.get("token", ""), prefix=query.get("prefix", "facewise"))
+        return MilvusStore(f"{scheme}://{parts.netloc}", meta=first.get("meta", "facewise-milvus.db"),
+                           token=first.get("token", ""), prefix=first.get("prefix", "facewise"))
     return SQLiteStore(text)

@@ -126,7 +126,8 @@ class PgVectorStore:
 
     def schema_version(self) -> int:
         with self._lock:
-            return int(self._db.execute(self._q("SELECT MAX(version) FROM {s}.schema_version")).fetchone()[0])
+            row = self._db.execute(self._q("SELECT MAX(version) FROM {s}.schema_version")).fetchone()
+            return int(row[0]) if row is not None else 0  # an aggregate always returns a row
 
     def close(self) -> None:
         with self._lock:

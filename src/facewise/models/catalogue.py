@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import tempfile
 import urllib.error
@@ -27,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from facewise import settings
 from facewise.errors import FacewiseError, ModelIntegrityError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -106,16 +106,12 @@ def card(model_id: str) -> ModelCard:
 
 
 def cache_dir() -> Path:
-    if os.environ.get("FACEWISE_CACHE"):
-        return Path(os.environ["FACEWISE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "facewise" / "models"
+    return settings.model_cache_dir()
 
 
 def search_path() -> list[Path]:
     """The folders searched for model files, in order."""
-    roots = [Path(p) for p in os.environ.get("FACEWISE_MODEL_PATH", "").split(os.pathsep) if p]
-    return [*roots, cache_dir(), WEIGHTS_DIR]
+    return [*settings.model_path(), cache_dir(), WEIGHTS_DIR]
 
 
 def _package_dir(spec: str) -> Path | None:

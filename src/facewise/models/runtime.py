@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from facewise import settings
+
 log = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
-    env = os.environ.get("FACEWISE_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, min(4, os.cpu_count() or 1))
+    return settings.threads() or max(1, min(4, os.cpu_count() or 1))
 
 
 def onnx_session(path: Path, threads: int = 0) -> Any:

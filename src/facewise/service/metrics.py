@@ -50,8 +50,8 @@ class Metrics:
         for (method, route), h in hists:
             labels = f'method="{method}",route="{_esc(route)}"'
             cumulative = 0.0
-            for le, n in zip(BUCKETS, h, strict=False):
-                cumulative += n
+            for le, count in zip(BUCKETS, h, strict=False):
+                cumulative += count
                 lines.append(f'facewise_http_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative:g}')
             lines.append(f'facewise_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {h[-1]:g}')
             lines.append(f"facewise_http_request_duration_seconds_sum{{{labels}}} {h[-2]:.6f}")

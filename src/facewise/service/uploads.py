@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # Pillow plugins allowed to open an upload (no EPS/PSD/... parsers reachable from the network).
 IMAGE_FORMATS = ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM"]
 try:  # pragma: no cover - optional extra
-    import pillow_heif  # type: ignore[import-not-found]  # noqa: F401
+    import pillow_heif  # noqa: F401
 
     IMAGE_FORMATS.append("HEIF")
 except ImportError:

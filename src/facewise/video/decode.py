@@ -280,6 +280,7 @@ class VideoReader:
         return False
 
     def _produce(self) -> None:
+        error: FacewiseError | None
         try:
             error = self._decode_loop()
         except Exception as exc:  # handed to the consumer thread, raised there

@@ -93,7 +93,7 @@ def track_thumbnail(spec: str) -> Path:
         raise NotFoundError(f"{path}: no track {tid} (tracks: {', '.join(str(t.get('track')) for t in tracks)})")
     if not track.get("best_frame"):
         raise FacewiseError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
-    thumb = path.parent / track["best_frame"]
+    thumb = path.parent / str(track["best_frame"])
     if not thumb.is_file():
         raise FacewiseError(f"{thumb}: thumbnail of track {tid} is missing")
     return thumb
@@ -131,7 +131,7 @@ class AnnotatedWriter:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), max(1.0, fps), size)
+        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), max(1.0, fps), size)
         self.ok = bool(self._w.isOpened())
         self.frames = 0
         if not self.ok:

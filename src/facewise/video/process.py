@@ -375,12 +375,12 @@ class _Run:
         self.result.stats.refined += 1
 
     def decide(self, tracks: list[Track], t: float) -> None:
-        if not tracks:
+        named = [(tr, tmpl) for tr in tracks if (tmpl := self.identity(tr).template) is not None]
+        if not named:  # a track whose vectors sum to zero has no template to search with
             return
-        templates = [self.identity(tr).template for tr in tracks]
         k = self.opts.identity.top_k
-        hits = self.fw.store.search(self.collection, np.stack(templates), k=k)
-        for tr, tmpl, h in zip(tracks, templates, hits, strict=True):
+        hits = self.fw.store.search(self.collection, np.stack([tmpl for _, tmpl in named]), k=k)
+        for (tr, tmpl), h in zip(named, hits, strict=True):
             tr.appearance = tmpl
             idn = self.identity(tr)
             if idn.decide(h, self.decision) and tr.confirmed:

@@ -170,7 +170,7 @@ def iou_matrix(a: list[Box], b: list[Box]) -> np.ndarray:
     inter = iw * ih
     area_a = (A[..., 2] - A[..., 0]) * (A[..., 3] - A[..., 1])
     area_b = (B[..., 2] - B[..., 0]) * (B[..., 3] - B[..., 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return np.asarray(inter / np.maximum(area_a + area_b - inter, 1e-9))
 
 
 def assign(cost: np.ndarray, max_cost: float) -> list[tuple[int, int]]:
@@ -279,7 +279,7 @@ class Tracker:
                 vec = dets[j].embedding
                 if vec is None:
                     continue
-                sim = float(tracks[i].appearance @ vec)  # type: ignore[operator]
+                sim = float(tracks[i].appearance @ vec)
                 if sim < o.veto_similarity:
                     gate[i, j] = False
                 cost[i, j] = 1 - ((1 - o.appearance_weight) * iou[i, j] + o.appearance_weight * max(sim, 0.0))
@@ -298,7 +298,7 @@ class Tracker:
         usable = [f for f in dets if f.embedding is not None]
         if not lost or not usable:
             return [], list(dets)
-        sims = np.array([[float(tr.appearance @ f.embedding) for f in usable] for tr in lost])  # type: ignore[operator]
+        sims = np.array([[float(tr.appearance @ f.embedding) for f in usable] for tr in lost])  # type: ignore[operator]  # both filtered to not None above
         pairs = assign(1 - sims, 1 - self.options.reid_similarity)
         for r, c in pairs:
             log.debug("track %d re-identified (similarity %.2f)", lost[r].id, sims[r, c])
@@ -317,7 +317,9 @@ class Tracker:
         tr.misses = 0
 
     def _age(self, t_ms: float, seen: set[int]) -> tuple[list[Track], list[Track]]:
-        ended, dropped, keep = [], [], []
+        ended: list[Track] = []
+        dropped: list[Track] = []
+        keep: list[Track] = []
         max_age_ms = self.options.max_age_s * 1000
         for tr in self.tracks:
             if id(tr) not in seen:

@@ -67,7 +67,7 @@ def preprocess(faces: Sequence[np.ndarray]) -> np.ndarray:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 class ExpressionModel:

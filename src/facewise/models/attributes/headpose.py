@@ -96,7 +96,7 @@ class FSANet:
         blob = ((roi.transpose(2, 0, 1)[None].astype(np.float32) - 127.5) / 128.0).astype(np.float32)
         # The exported graphs have a fixed batch of 1.
         preds = [sess.run(None, {name: blob})[0].reshape(3) for sess, name in self._models]
-        return np.mean(preds, axis=0, dtype=np.float64)
+        return np.asarray(np.mean(preds, axis=0, dtype=np.float64))
 
     def estimate(self, image_rgb: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """``[N, 3]`` float32 array of (yaw, pitch, roll) degrees, one row per box ``(x1, y1, x2, y2)``."""

@@ -59,7 +59,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
-        embs = []
+        embs: list[EmbedderSpec] = []
         for e in d["embedders"]:
             scale, shift = float(e.get("scale", 1.0)), float(e.get("shift", 0.0))
             if not scale > 0:
@@ -70,9 +70,9 @@ class Profile:
         total = sum(e.weight for e in embs)
         if total <= 0:
             raise FacewiseError(f"profile {d.get('name')!r}: embedder weights must sum to a positive number")
-        embs = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale, e.flip) for e in embs)
+        normalised = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale, e.flip) for e in embs)
         return cls(
-            name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
+            name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=normalised,
             landmarks=d.get("landmarks"),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),

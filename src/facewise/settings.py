@@ -1,0 +1,86 @@
+"""Every environment variable facewise reads, in one place, with typed accessors.
+
+The accessors read the environment on each call (no import-time snapshot), so a test or a long-running
+process that changes a variable sees the new value. A value that cannot be used is a :class:`SettingsError`
+naming the variable and the value; an empty variable counts as unset.
+
+Two variables are read by the CLI framework rather than here: ``FACEWISE_DB`` and ``FACEWISE_PROFILE`` are the
+``envvar=`` of the ``--db`` and ``--profile`` options (Typer reads them). The only other ``os.environ`` use in
+the package is ``batch.indexing`` *setting* ``OMP_NUM_THREADS`` for its worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from facewise.errors import SettingsError
+
+VARIABLES: dict[str, str] = {
+    "FACEWISE_MODEL_PATH": "folders searched first for model files (os.pathsep-separated)",
+    "FACEWISE_CACHE": "per-user model cache folder (default $XDG_CACHE_HOME/facewise/models)",
+    "XDG_CACHE_HOME": "base of the default cache folders (default ~/.cache)",
+    "FACEWISE_THREADS": "inference threads per model session (a positive integer; default min(4, CPUs))",
+    "FACEWISE_MAX_PIXELS": "largest image accepted, in pixels (decompression-bomb guard; default 80,000,000)",
+    "FACEWISE_EVAL_CACHE": "embedding cache of `facewise eval` (default: an `eval` folder next to the model cache)",
+    "FACEWISE_KEY": "gallery encryption key, base64 of 32 bytes (or use FACEWISE_KEY_FILE, not both)",
+    "FACEWISE_KEY_FILE": "file holding the gallery encryption key",
+    "FACEWISE_DB": "default of the CLI's --db option (read by Typer)",
+    "FACEWISE_PROFILE": "default of the CLI's --profile option (read by Typer)",
+}
+
+KEY_VARIABLES = ("FACEWISE_KEY", "FACEWISE_KEY_FILE")
+
+
+def _get(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def _positive_int(name: str) -> int | None:
+    raw = _get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a positive integer") from None
+    if value < 1:
+        raise SettingsError(f"{name}={raw!r}: expected a positive integer")
+    return value
+
+
+def model_path() -> list[Path]:
+    """``FACEWISE_MODEL_PATH`` split on ``os.pathsep`` (empty entries skipped); ``[]`` when unset."""
+    return [Path(p) for p in (_get("FACEWISE_MODEL_PATH") or "").split(os.pathsep) if p]
+
+
+def model_cache_dir() -> Path:
+    """``FACEWISE_CACHE``, else ``$XDG_CACHE_HOME/facewise/models``, else ``~/.cache/facewise/models``."""
+    explicit = _get("FACEWISE_CACHE")
+    if explicit is not None:
+        return Path(explicit)
+    base = _get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "facewise" / "models"
+
+
+def eval_cache_dir() -> Path:
+    """``FACEWISE_EVAL_CACHE``, else an ``eval`` folder beside :func:`model_cache_dir`."""
+    explicit = _get("FACEWISE_EVAL_CACHE")
+    return Path(explicit) if explicit is not None else model_cache_dir().parent / "eval"
+
+
+def threads() -> int | None:
+    """``FACEWISE_THREADS`` as a positive integer; ``None`` when unset (the caller picks its default)."""
+    return _positive_int("FACEWISE_THREADS")
+
+
+def max_pixels(default: int) -> int:
+    """``FACEWISE_MAX_PIXELS`` as a positive integer, else ``default``."""
+    value = _positive_int("FACEWISE_MAX_PIXELS")
+    return default if value is None else value
+
+
+def key_env() -> dict[str, str]:
+    """The set, non-empty encryption-key variables (``FACEWISE_KEY``, ``FACEWISE_KEY_FILE``) by name."""
+    return {name: value for name in KEY_VARIABLES if (value := _get(name)) is not None}
