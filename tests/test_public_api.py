@@ -31,11 +31,13 @@ FACEWISE_METHODS = {
     "__init__": (
         "(self, db: str | os.PathLike[str] | Store | None = None, "
         "profile: str | Profile = 'default', collection: str = 'default', threads: int = 0, "
-        "quality: QualityPolicy | None = None) -> None"
+        "quality: QualityPolicy | None = None, *, pipeline: Pipeline | None = None, "
+        "analyzer: Analyzer | None = None, erasure: ErasureHooks | None = None, create: bool = True) -> None"
     ),
     "add_person": "(self, name: str, metadata: dict[str, Any] | None = None) -> Person",
     "analyze": "(self, image: ImageInput, what: tuple[str, ...] = ('live', 'pose', 'expression')) -> list[Face]",
     "close": "(self) -> None",
+    "delete_collection": "(self) -> None",
     "delete_person": "(self, person: str | int) -> int",
     "delete_sample": "(self, sample_id: int) -> None",
     "detect": "(self, image: ImageInput) -> list[Face]",
