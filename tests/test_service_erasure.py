@@ -168,6 +168,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
     dsn = postgres_dsn()
     schema = f"erase_srv_{uuid.uuid4().hex[:8]}"
     tmp = tmp_path_factory.mktemp("erase-pg")
+    r = run_cli("keys", "list", "--db", str(tmp / "gallery.db"))  # an operator's look first creates the state file
+    assert r.returncode == 0, text(r.stderr)
     # start_server passes --db <tmp>/gallery.db first: the later --db wins; the key file follows --state
     srv = start_server(tmp, "--db", f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}",
                        "--state", str(tmp / "gallery.db"), "--rate", "1000", "--burst", "1000")

@@ -66,21 +66,24 @@ class Thumbnails:
     :meth:`erase` is the in-process listener for every gallery.
     """
 
-    def __init__(self, path: str, store: Any = None) -> None:
+    def __init__(self, path: str, store: Any = None, beside_gallery: bool = True) -> None:
+        """``beside_gallery=False``: ``path`` is the service's own file and the gallery is elsewhere (a server
+        store); its samples are then not looked up here, and only :meth:`erase` removes crops."""
         self._store = store
+        self._beside = beside_gallery
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA secure_delete=ON")
         self._lock = threading.Lock()
         with self._lock:
             self._db.executescript(THUMB_SCHEMA)
-            self._triggers = install_triggers(self._db)
+            self._triggers = beside_gallery and install_triggers(self._db)
 
     def put(self, collection: str, sample_id: int, sha256: str, jpeg: bytes) -> None:
         if self._store is not None:
             jpeg = self._store.seal_blob(jpeg, thumbnail_aad(sample_id, sha256))
         with self._lock:
-            if not self._triggers:  # the gallery's tables were created after this file was opened
+            if self._beside and not self._triggers:  # the gallery's tables were created after this file was opened
                 self._triggers = install_triggers(self._db)
             if not self._triggers:
                 self._db.execute("INSERT OR REPLACE INTO service_thumbnails VALUES(?,?,?,?)",
