@@ -210,3 +210,22 @@ def test_service_over_pgvector_erases_every_copy(pg_server: Server, examples: Pa
         assert admin.get(f"/v1/collections/{COLL}/persons").json()["total"] == 0
         with sqlite3.connect(pg_server.db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
+
+
+def test_a_restarted_service_removes_a_killed_ones_uploads(tmp_path: Path) -> None:
+    """Uploads and outputs left in <db>.jobs/ by a killed process belong to no job: the next start removes them
+    (and nothing else in that folder)."""
+    from facewise.service.jobs import JobManager
+
+    left = tmp_path / "0123456789abcdef.video"
+    left.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    out = tmp_path / "0123456789abcdef.video.out"
+    out.mkdir()
+    (out / "track-1.jpg").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "README").write_text("not ours")
+    jobs = JobManager(lambda task: {}, lambda name: None, video_dir=tmp_path)  # type: ignore[arg-type,return-value]
+    jobs.start()
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["README"]
+    finally:
+        jobs.stop()

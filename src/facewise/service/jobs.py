@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
@@ -32,6 +33,7 @@ from facewise.gallery.maintenance import Erasure
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+JOB_FILE = re.compile(r"([0-9a-f]{16})\.video(\.out)?")  # an upload and its output folder (routes_jobs)
 
 
 class JobCancelledError(Exception):
@@ -111,7 +113,8 @@ class JobManager:
             with self._lock:
                 live = {j.id for j in self._jobs.values()}
             for stale in self.video_dir.iterdir():
-                if stale.name.split(".", 1)[0] not in live:
+                owner = JOB_FILE.fullmatch(stale.name)
+                if owner is not None and owner.group(1) not in live:
                     _remove(stale)
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="facewise-jobs", daemon=True)
