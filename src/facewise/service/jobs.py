@@ -301,17 +301,19 @@ def _scrub(job: Job, erased: Callable[[dict[str, Any]], bool]) -> int:
     if not result:
         return 0
     hit: set[Any] = set()
-    for track in result.get("tracks") or []:
+    tracks = result.get("tracks") or []
+    for i, track in enumerate(tracks):  # new dicts in place: a reader serialising the result never sees one grow
         if track.get("erased") or not erased(track):
             continue
         index = track.get("thumbnail")
         if isinstance(index, int) and 0 <= index < len(job.thumbnails):
             job.thumbnails[index] = b""
-        track.update(ERASED_TRACK)
+        tracks[i] = {**track, **ERASED_TRACK}
         hit.add(track.get("track"))
-    for event in result.get("events") or []:
+    events = result.get("events") or []
+    for i, event in enumerate(events):
         if event.get("track") in hit:
-            event.update({"person": "unknown", "score": None})
+            events[i] = {**event, "person": "unknown", "score": None}
     return len(hit)
 
 
