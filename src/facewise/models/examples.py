@@ -9,11 +9,11 @@ download and where.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
+from facewise import settings
 from facewise.errors import FacewiseError, ModelIntegrityError
 from facewise.models.catalogue import _download, cache_dir, sha256_file
 
@@ -68,8 +68,9 @@ def _complete(root: Path) -> bool:
 def local_examples() -> Examples | None:
     """The photos already on this machine: the shared data folder (``FACEWISE_DATA``), then the cache."""
     candidates = []
-    if os.environ.get("FACEWISE_DATA"):
-        candidates.append(Path(os.environ["FACEWISE_DATA"]) / SHARED_SUBDIR)
+    data = settings.data_dir()
+    if data is not None:
+        candidates.append(data / SHARED_SUBDIR)
     candidates.append(cache_dir().parent / "examples" / "knn_examples")
     for root in candidates:
         if _complete(root):
@@ -80,7 +81,7 @@ def local_examples() -> Examples | None:
 def fetch_examples(dest: Path | None = None, base_url: str | None = None, timeout: float = 30.0) -> Examples:
     """Download the missing photos into ``dest`` (the user cache) and check each sha256."""
     dest = dest or cache_dir().parent / "examples" / "knn_examples"
-    base_url = (base_url or os.environ.get("FACEWISE_EXAMPLES_URL") or BASE_URL).rstrip("/")
+    base_url = (base_url or settings.examples_url() or BASE_URL).rstrip("/")
     for rel, sha in FILES.items():
         target = dest / rel
         if target.is_file() and sha256_file(target) == sha:
