@@ -18,7 +18,14 @@ from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, decide
-from facewise.errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
+from facewise.errors import (
+    FacewiseError,
+    ImageError,
+    MultipleFacesError,
+    NoFaceError,
+    ProfileMismatchError,
+    ValidationError,
+)
 from facewise.gallery import NewSample, SQLiteStore, Store
 from facewise.gallery.store import CollectionInfo, SearchHit
 from facewise.models.profiles import Profile, load_profile
@@ -36,7 +43,7 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
         raise NoFaceError(f"{source}: no face found")
     if isinstance(choice, int) and not isinstance(choice, bool):
         if not 0 <= choice < len(faces):
-            raise FacewiseError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
+            raise ValidationError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
         return faces[choice]
     if choice == "largest" or len(faces) == 1:
         return max(faces, key=lambda f: f.box.area)
@@ -93,7 +100,7 @@ class FaceWise:
     def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
         """Decide at a raw score, or at a target false-accept rate (clears the other)."""
         if (threshold is None) == (target_far is None):
-            raise FacewiseError("give exactly one of threshold or target_far")
+            raise ValidationError("give exactly one of threshold or target_far")
         if target_far is not None and not 0 < target_far < 1:
             raise FacewiseError(f"target_far must be in (0, 1), got {target_far}")
         _ = self.info

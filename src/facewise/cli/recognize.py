@@ -28,7 +28,7 @@ from facewise.cli.common import (
     out,
     progress_bar,
 )
-from facewise.errors import FacewiseError, ImageError
+from facewise.errors import ImageError, ValidationError
 
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
@@ -51,14 +51,14 @@ def enroll(
 
     with handled():
         if not sources and not from_track:
-            raise FacewiseError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
+            raise ValidationError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
         fw = _fw(db, profile, collection)
         items: list[tuple[str, Any]] = []
         if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
             from facewise.video.outputs import track_thumbnail
 
             if not name:
-                raise FacewiseError("--from-track needs --name (who the track is)")
+                raise ValidationError("--from-track needs --name (who the track is)")
             items += [(name, track_thumbnail(spec)) for spec in from_track]
             face = "largest" if face == "only" else face
         for src in sources or []:
@@ -67,7 +67,7 @@ def enroll(
             elif src.is_dir():
                 items += folder_items(src)
             else:
-                raise FacewiseError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
+                raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
             results = fw.enroll_items(items, face=_face_choice(face),
@@ -163,7 +163,7 @@ def verify(
 
     with handled():
         if (other is None) == (person is None):
-            raise FacewiseError("give a second image or --person NAME")
+            raise ValidationError("give a second image or --person NAME")
         fw = _fw(db if person else None, profile, collection)
         gate = Gate(require_live=True) if require_live else None
         v = fw.verify_person(image, person, gate=gate) if person else fw.verify(image, other, gate=gate)

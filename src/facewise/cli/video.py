@@ -24,7 +24,7 @@ from facewise.cli.common import (
     out,
     progress_bar,
 )
-from facewise.errors import FacewiseError
+from facewise.errors import ValidationError
 
 if TYPE_CHECKING:
     from facewise.video import VideoEvent, VideoResult
@@ -103,7 +103,7 @@ def video_cmd(
 
     with handled():
         if stride is not None and fps is not None:
-            raise FacewiseError("give --stride or --fps, not both")
+            raise ValidationError("give --stride or --fps, not both")
         options = VideoOptions(
             decode=DecodeOptions(stride=stride or 1, fps=fps, start_s=start, duration_s=duration),
             tracker=TrackerOptions(max_age_s=max_age), expression=expression)
