@@ -20,6 +20,7 @@ EXPECTED = {
     "NotFoundError": ("not_found", 5, 404),
     "ConflictError": ("conflict", 2, 409),
     "ProfileMismatchError": ("profile_mismatch", 2, 409),
+    "InvalidSettingError": ("invalid_setting", 2, 409),
     "CapabilityError": ("capability_missing", 2, 422),
     "VideoError": ("bad_video", 3, 422),
     "EncryptionKeyError": ("encryption_key", 1, 400),

@@ -17,10 +17,11 @@ from facewise.core.imageio import ImageInput, is_image_path, load_image
 from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
-from facewise.decision.matching import Decision, decide
+from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
     FacewiseError,
     ImageError,
+    InvalidSettingError,
     MultipleFacesError,
     NoFaceError,
     ProfileMismatchError,
@@ -95,15 +96,27 @@ class FaceWise:
 
     @property
     def decision(self) -> Decision:
-        return decide(self.profile, self.info.settings)
+        """How the collection decides; :class:`InvalidSettingError` (naming the fix) if what it stores is invalid."""
+        return self._decide(self.info.settings)
+
+    def _decide(self, settings: dict[str, Any]) -> Decision:
+        try:
+            return decide(self.profile, settings)
+        except ValidationError as exc:
+            raise InvalidSettingError(
+                f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid one with "
+                f"`facewise threshold --far F` or `--score S` (REST: PATCH /v1/collections/{self.collection})"
+            ) from None
 
     def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
-        """Decide at a raw score, or at a target false-accept rate (clears the other)."""
+        """Decide at a raw score, or at a target false-accept rate (clears the other).
+
+        Refused with :class:`ValidationError` (nothing stored) unless the value is finite and inside the range the
+        collection can decide at (``facewise.decision.matching.check_decision``).
+        """
         if (threshold is None) == (target_far is None):
             raise ValidationError("give exactly one of threshold or target_far")
-        if target_far is not None and not 0 < target_far < 1:
-            raise FacewiseError(f"target_far must be in (0, 1), got {target_far}")
-        _ = self.info
+        check_decision(self.profile, self.info.settings, threshold=threshold, target_far=target_far)
         self.store.update_settings(self.collection, threshold=threshold, target_far=target_far)
         if threshold is None:  # update_settings drops None keys only when merging; clear explicitly
             settings = {k: v for k, v in self.info.settings.items() if k != "threshold"}
@@ -257,7 +270,7 @@ class FaceWise:
         fb, _ = self._one_face(b, face)
         score = float(self.scorer.scores(fa.embedding, fb.embedding, fa.yaw, fb.yaw, fa.quality.score,
                                          fb.quality.score)[0])
-        return self._verdict(score, decide(self.profile, self._settings_or_empty()), refusal)
+        return self._verdict(score, self._decide(self._settings_or_empty()), refusal)
 
     def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
                       gate: Gate | None = None) -> Verification:

@@ -13,7 +13,8 @@ CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invali
 from __future__ import annotations
 
 __all__ = [
-    "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "ModelIntegrityError", "ModelNotFoundError",
+    "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidSettingError",
+    "ModelIntegrityError", "ModelNotFoundError",
     "MultipleFacesError", "NoFaceError", "NotFoundError", "ProfileMismatchError", "QualityError",
     "ValidationError", "error_table",
 ]
@@ -109,6 +110,13 @@ class ProfileMismatchError(ConflictError):
     """A collection is bound to another profile than the one in use."""
 
     code = "profile_mismatch"
+
+
+class InvalidSettingError(ConflictError):
+    """What a collection has stored is not valid (a threshold or target FAR out of range, written by hand or by an
+    older version); the collection still opens, and the message says what is wrong and how to set a valid one."""
+
+    code = "invalid_setting"
 
 
 class CapabilityError(FacewiseError):
