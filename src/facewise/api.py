@@ -24,6 +24,7 @@ from facewise.errors import (
     InvalidSettingError,
     MultipleFacesError,
     NoFaceError,
+    NotFoundError,
     ProfileMismatchError,
     ValidationError,
 )
@@ -57,24 +58,43 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
 class FaceWise:
     """Detect, enrol, identify and verify faces with one profile over one gallery collection.
 
-    ``db`` is a SQLite file path (created if missing), any :class:`~facewise.gallery.Store`, or
-    ``None`` for an in-memory gallery. Models load on first use and are never downloaded.
+    ``db`` is a SQLite file path, a ``postgresql://`` / ``milvus://`` URL, any :class:`~facewise.gallery.Store`,
+    or ``None`` for an in-memory gallery. ``profile=None`` uses the collection's own profile (``default`` for a
+    new collection); a profile other than the collection's is refused (:class:`ProfileMismatchError`).
+
+    ``create=True`` (the default) creates a missing gallery file and collection when first needed; a new gallery
+    file is only created once the profile's models have loaded, and enrolment creates the collection only when
+    it stores a face, so a start that fails (a model missing) leaves nothing behind. ``create=False`` opens only
+    what exists: a missing file or collection is a :class:`NotFoundError`, and nothing is ever created.
+    Otherwise models load on first use; they are never downloaded.
     """
 
-    def __init__(self, db: str | os.PathLike[str] | Store | None = None, profile: str | Profile = "default",
-                 collection: str = "default", threads: int = 0, quality: QualityPolicy | None = None) -> None:
-        self.profile = load_profile(profile) if isinstance(profile, str) else profile
-        self.pipeline = Pipeline(self.profile, threads=threads, quality=quality)
-        if db is None or isinstance(db, str | os.PathLike):
-            from facewise.gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
-
-            self.store: Any = SQLiteStore(":memory:") if db is None else open_store(db)
+    def __init__(self, db: str | os.PathLike[str] | Store | None = None, profile: str | Profile | None = "default",
+                 collection: str = "default", threads: int = 0, quality: QualityPolicy | None = None, *,
+                 create: bool = True) -> None:
+        self.collection, self.create = collection, create
+        path = _local_path(db)
+        if not create and path is not None and not path.is_file():
+            raise NotFoundError(f"{path}: no such gallery file (nothing was created; give --db an existing gallery)")
+        if create and path is not None and not path.exists():  # models first: a failed start creates no file
+            self.profile = _as_profile(profile or "default")
+            self.pipeline = Pipeline(self.profile, threads=threads, quality=quality).load()
+            self.store: Any = _open(db)
         else:
-            self.store = db
-        self.collection = collection
+            self.store = _open(db)
+            try:
+                stored = self._lookup(None) if profile is None else None
+                self.profile = _as_profile(profile or (stored.profile if stored else "default"),
+                                           stored.name if stored else None)
+                if not create:
+                    self._existing_info()  # missing: NotFoundError; another profile: ProfileMismatchError
+            except BaseException:
+                if self.store is not db:  # opened here: closed here
+                    self.store.close()
+                raise
+            self.pipeline = Pipeline(self.profile, threads=threads, quality=quality)
         self.analyzer = Analyzer(threads=max(1, threads))
         self.scorer = FusionScorer(self.profile)
-        self._info: CollectionInfo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -86,13 +106,35 @@ class FaceWise:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _existing_info(self) -> CollectionInfo | None:
+        return self._lookup(self.profile)
+
+    def _lookup(self, profile: Profile | None) -> CollectionInfo | None:
+        """The collection if it exists (checked against ``profile`` when given), else ``None``; with
+        ``create=False`` a missing collection is a :class:`NotFoundError` naming the ones there are."""
+        try:
+            info: CollectionInfo = self.store.get_collection(self.collection)
+        except NotFoundError:
+            if self.create:
+                return None
+            names = ", ".join(repr(c.name) for c in self.store.list_collections()) or "none"
+            raise NotFoundError(f"collection {self.collection!r} does not exist (nothing was created; "
+                                f"collections here: {names})") from None
+        if profile is not None and (info.signature != profile.signature or info.dim != profile.dim):
+            raise ProfileMismatchError(
+                f"collection {info.name!r} holds vectors of profile {info.profile!r} ({info.dim}-d); it cannot be "
+                f"used with profile {profile.name!r} ({profile.dim}-d): open it with --profile {info.profile} (or "
+                "leave --profile out) or use another collection")
+        return info
+
     @property
     def info(self) -> CollectionInfo:
-        """The collection, created on first use and bound to this profile."""
-        if self._info is None:
-            self._info = self.store.ensure_collection(self.collection, self.profile.name, self.profile.signature,
-                                                      self.profile.dim)
-        return self.store.get_collection(self.collection)
+        """The collection, bound to this profile (created on first use unless ``create=False``)."""
+        info = self._existing_info()
+        if info is None:
+            return self.store.ensure_collection(self.collection, self.profile.name, self.profile.signature,
+                                                self.profile.dim)
+        return info
 
     @property
     def decision(self) -> Decision:
@@ -161,7 +203,7 @@ class FaceWise:
                      progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
         """Enrol (person, image) pairs; all accepted samples are stored in one transaction."""
         gate = gate or Gate()
-        _ = self.info
+        exists = self._existing_info() is not None  # another profile: refused before any work
         results: list[EnrollResult] = []
         pending: list[tuple[int, NewSample]] = []
         seen: set[tuple[str, int]] = set()
@@ -173,7 +215,7 @@ class FaceWise:
                 _, faces = self.pipeline.analyze(img, embed=False)
                 chosen = pick_face(faces, face, name)
                 key = (img.sha256, chosen.index)
-                if key in seen or self.store.has_image(self.collection, img.sha256, chosen.index):
+                if key in seen or (exists and self.store.has_image(self.collection, img.sha256, chosen.index)):
                     res = EnrollResult(name, person, "duplicate", reason="image already enrolled", face=chosen)
                 elif (refusal := self._gate_refusal(img.pixels, chosen, gate)) is not None:
                     res = EnrollResult(name, person, "rejected", face=chosen, reason=refusal)
@@ -193,7 +235,8 @@ class FaceWise:
             results.append(res)
             if progress:
                 progress(res)
-        if pending:
+        if pending:  # the collection is created only now, with something to store
+            _ = self.info
             ids = self.store.add_samples(self.collection, [s for _, s in pending])
             for (i, _), sid in zip(pending, ids, strict=True):
                 if sid is None:
@@ -369,3 +412,33 @@ def folder_items(root: Path) -> list[tuple[str, Path]]:
     if not items:
         raise FacewiseError(f"{root}: no images found in <person>/ sub-folders")
     return items
+
+
+def _local_path(db: object) -> Path | None:
+    """The file of a SQLite gallery given by path; ``None`` for a URL, ``:memory:``, a store object or nothing."""
+    if not isinstance(db, str | os.PathLike):
+        return None
+    text = os.fspath(db)
+    return None if "://" in str(text) or text in (":memory:", "") else Path(text)
+
+
+def _open(db: str | os.PathLike[str] | Store | None) -> Any:
+    if db is None:
+        return SQLiteStore(":memory:")
+    if isinstance(db, str | os.PathLike):
+        from facewise.gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
+
+        return open_store(db)
+    return db
+
+
+def _as_profile(profile: str | Profile, collection: str | None = None) -> Profile:
+    if not isinstance(profile, str):
+        return profile
+    try:
+        return load_profile(profile)
+    except FacewiseError as exc:
+        if collection is None:
+            raise
+        raise FacewiseError(f"collection {collection!r} uses profile {profile!r}, which is not a shipped one: give "
+                            f"its JSON file with --profile ({exc})") from None

@@ -46,6 +46,10 @@ GalleryOpt = Annotated[str, typer.Option(
     envvar="FACEWISE_DB")]
 ProfileOpt = Annotated[str, typer.Option(
     "--profile", "-p", help="default | fast | balanced | accurate | a profile .json", envvar="FACEWISE_PROFILE")]
+# Commands on a collection: without --profile they use the collection's own (default for a new one).
+CollProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", "-p", help="default | fast | balanced | accurate | a profile .json; default: the collection's own "
+    "profile (default for a new collection)", envvar="FACEWISE_PROFILE", show_default=False)]
 CollOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection inside the gallery.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_DB = Path("facewise.db")
@@ -76,10 +80,12 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
-def _fw(db: str | Path | None, profile: str, collection: str) -> Any:
+def _fw(db: str | Path | None, profile: str | None, collection: str, *, create: bool = False) -> Any:
+    """The facade on a collection. ``create=False`` (commands that read or manage) opens only what exists: a
+    missing gallery file or collection is exit 5 and nothing is created."""
     from facewise.api import FaceWise
 
-    return FaceWise(db=db, profile=profile, collection=collection)
+    return FaceWise(db=db, profile=profile, collection=collection, create=create)
 
 
 def _emit_json(obj: Any) -> None:
