@@ -99,6 +99,20 @@ def test_the_range_is_the_collections_own_calibration(gallery: Path, knn: Path) 
         assert best.person == "obama" and best.threshold == 0.93
 
 
+def test_a_calibration_that_cannot_serve_the_stored_target_far_is_refused(gallery: Path) -> None:
+    small = Calibration.fit(np.linspace(-0.3, 0.7, 2500)).to_dict()  # its table stops at 5.01e-04
+    with FaceWise(db=gallery) as fw:
+        fw.set_threshold(target_far=1e-5)
+        before = settings_of(gallery)
+        with pytest.raises(ValidationError, match=r"cannot serve collection 'default': target FAR 1.0e-05 is below"):
+            fw.set_calibration(small)
+        assert settings_of(gallery) == before
+        fw.set_threshold(target_far=1e-3)
+        assert fw.set_calibration(small).source == "far=1e-03 (collection)"
+        with pytest.raises(ValidationError, match="calibration is not usable"):
+            fw.set_calibration({"format": "facewise.calibration", "version": 1})
+
+
 @pytest.mark.parametrize("raw", INVALID_STORED.values(), ids=INVALID_STORED.keys())
 def test_an_invalid_stored_setting_is_named_and_can_be_fixed(gallery: Path, knn: Path, raw: str) -> None:
     store_raw_settings(gallery, raw)

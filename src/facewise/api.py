@@ -166,6 +166,20 @@ class FaceWise:
             self.store.update_settings(self.collection, **settings)
         return self.decision
 
+    def set_calibration(self, calibration: dict[str, Any]) -> Decision:
+        """Store the collection's own calibration (``Calibration.to_dict()``, ``facewise calibrate --db``).
+
+        Refused with :class:`ValidationError` (nothing stored) when it is not usable or when the collection's
+        stored decision (its target FAR) would fall outside it.
+        """
+        try:
+            decide(self.profile, {**self.info.settings, "calibration": calibration})
+        except ValidationError as exc:
+            raise ValidationError(f"this calibration cannot serve collection {self.collection!r}: {exc} (set "
+                                  "another decision first: facewise threshold)") from None
+        self.store.update_settings(self.collection, calibration=calibration)
+        return self.decision
+
     # -- faces ----------------------------------------------------------------------------------
     def detect(self, image: ImageInput) -> list[Face]:
         """Faces with boxes, landmarks, yaw and quality (no identity vectors)."""
