@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facewise import settings
-from facewise.errors import FacewiseError, ModelIntegrityError
+from facewise.errors import EXIT_MODEL, FacewiseError, ModelIntegrityError
 from facewise.models.catalogue import _download, cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class ExamplesUnavailableError(FacewiseError):
     """The example photos are neither on this machine nor downloadable from here."""
 
     code = "examples_unavailable"
+    exit_code = EXIT_MODEL  # like a missing model: something to download first
+    http_status = 503
 
 
 @dataclass(frozen=True)
