@@ -248,9 +248,11 @@ def _assert_clean(r: subprocess.CompletedProcess, rc: int) -> None:
     assert "Traceback" not in text(r.stderr) and "Traceback" not in text(r.stdout), text(r.stderr)[-3000:]
 
 
-def test_cli_identify_and_enroll_bad_files(corpus: list[Item], tmp_path: Path) -> None:
+def test_cli_identify_and_enroll_bad_files(corpus: list[Item], faces: tuple[Path, Path, Path],
+                                           tmp_path: Path) -> None:
     bad = [i for i in corpus if i.kind == "bad"]
     db = tmp_path / "g.db"
+    _assert_clean(run_cli("enroll", "--name", "first", str(faces[2]), "--db", str(db)), 0)  # identify needs a gallery
     r = run_cli("identify", *[os.fsencode(i.path) for i in bad], "--db", str(db))
     _assert_clean(r, 3)
     lines = _error_lines(r.stderr)

@@ -64,7 +64,7 @@ def test_people_commands(db):
 
 def test_profile_mismatch_is_refused(db, knn):
     r = run("identify", str(knn / "test" / "obama1.jpg"), "--db", str(db), "--profile", "fast")
-    assert r.returncode == 1 and "profile 'default'" in r.stderr
+    assert r.returncode == 2 and "profile 'default'" in r.stderr
 
 
 def test_models_list_json():

@@ -30,9 +30,9 @@ FACEWISE_METHODS = {
     "__exit__": "(self, *exc: object) -> None",
     "__init__": (
         "(self, db: str | os.PathLike[str] | Store | None = None, "
-        "profile: str | Profile = 'default', collection: str = 'default', threads: int = 0, "
-        "quality: QualityPolicy | None = None, *, pipeline: Pipeline | None = None, "
-        "analyzer: Analyzer | None = None, erasure: ErasureHooks | None = None, create: bool = True) -> None"
+        "profile: str | Profile | None = 'default', collection: str = 'default', threads: int = 0, "
+        "quality: QualityPolicy | None = None, *, create: bool = True, pipeline: Pipeline | None = None, "
+        "analyzer: Analyzer | None = None, erasure: ErasureHooks | None = None) -> None"
     ),
     "add_person": "(self, name: str, metadata: dict[str, Any] | None = None) -> Person",
     "analyze": "(self, image: ImageInput, what: tuple[str, ...] = ('live', 'pose', 'expression')) -> list[Face]",
@@ -63,6 +63,7 @@ FACEWISE_METHODS = {
     "persons": "(self, offset: int = 0, limit: int | None = None) -> list[Person]",
     "rename_person": "(self, person: str | int, new_name: str) -> Person",
     "samples": "(self, person: str | int | None = None) -> list[Sample]",
+    "set_calibration": "(self, calibration: dict[str, Any]) -> Decision",
     "set_threshold": "(self, threshold: float | None = None, target_far: float | None = None) -> Decision",
     "verify": (
         "(self, a: ImageInput, b: ImageInput, face: FaceChoice = 'largest', "

@@ -112,6 +112,6 @@ def test_cli_names_a_bad_variable_without_a_traceback() -> None:
     need(MODELS)
     photo = str(need(KNN / "test" / "obama1.jpg"))
     r = run_cli("verify", photo, photo, "-p", "fast", env={"FACEWISE_THREADS": "many"})
-    assert r.returncode == 1, text(r.stderr)
+    assert r.returncode == 2, text(r.stderr)
     assert "FACEWISE_THREADS='many': expected a positive integer" in text(r.stderr)
     assert "Traceback" not in text(r.stderr)

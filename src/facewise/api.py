@@ -17,8 +17,17 @@ from facewise.core.imageio import ImageInput, is_image_path, load_image
 from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
-from facewise.decision.matching import Decision, decide
-from facewise.errors import FacewiseError, ImageError, MultipleFacesError, NoFaceError, ProfileMismatchError
+from facewise.decision.matching import Decision, check_decision, decide
+from facewise.errors import (
+    FacewiseError,
+    ImageError,
+    InvalidSettingError,
+    MultipleFacesError,
+    NoFaceError,
+    NotFoundError,
+    ProfileMismatchError,
+    ValidationError,
+)
 from facewise.gallery import NewSample, SQLiteStore, Store
 from facewise.gallery.maintenance import Erasure, ErasureHooks
 from facewise.gallery.store import CollectionInfo, SearchHit
@@ -37,7 +46,7 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
         raise NoFaceError(f"{source}: no face found")
     if isinstance(choice, int) and not isinstance(choice, bool):
         if not 0 <= choice < len(faces):
-            raise FacewiseError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
+            raise ValidationError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
         return faces[choice]
     if choice == "largest" or len(faces) == 1:
         return max(faces, key=lambda f: f.box.area)
@@ -50,39 +59,51 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
 class FaceWise:
     """Detect, enrol, identify and verify faces with one profile over one gallery collection.
 
-    ``db`` is a SQLite file path (created if missing), a ``postgresql://…``/``milvus://…`` address, any
-    :class:`~facewise.gallery.Store`, or ``None`` for an in-memory gallery. Models load on first use and are
-    never downloaded.
+    ``db`` is a SQLite file path, a ``postgresql://`` / ``milvus://`` URL, any :class:`~facewise.gallery.Store`,
+    or ``None`` for an in-memory gallery. ``profile=None`` uses the collection's own profile (``default`` for a
+    new collection); a profile other than the collection's is refused (:class:`ProfileMismatchError`).
+
+    ``create=True`` (the default) creates a missing gallery file and collection when first needed; a new gallery
+    file is only created once the profile's models have loaded, and enrolment creates the collection only when
+    it stores a face, so a start that fails (a model missing) leaves nothing behind. ``create=False`` opens only
+    what exists: a missing file or collection is a :class:`NotFoundError`, and nothing is ever created.
+    Otherwise models load on first use; they are never downloaded.
 
     A process serving many handles (the REST service) builds the heavy parts once and injects them:
     ``pipeline`` (a :class:`Pipeline` of this profile, with its model sessions), ``analyzer`` and
     ``erasure`` (the :class:`~facewise.gallery.maintenance.ErasureHooks` told of every person, sample or
-    collection this handle deletes, so derived data elsewhere is erased too). With ``create=False`` the
-    handle never creates its collection: once the collection is deleted, every call is a ``NotFoundError``
-    (a request or job in flight cannot bring a deleted collection back).
+    collection this handle deletes, so derived data elsewhere is erased too). Its handles use
+    ``create=False``: a request or job in flight cannot bring a deleted collection back.
     """
 
-    def __init__(self, db: str | os.PathLike[str] | Store | None = None, profile: str | Profile = "default",
+    def __init__(self, db: str | os.PathLike[str] | Store | None = None, profile: str | Profile | None = "default",
                  collection: str = "default", threads: int = 0, quality: QualityPolicy | None = None, *,
-                 pipeline: Pipeline | None = None, analyzer: Analyzer | None = None,
-                 erasure: ErasureHooks | None = None, create: bool = True) -> None:
-        self.profile = load_profile(profile) if isinstance(profile, str) else profile
-        if pipeline is not None and pipeline.profile.signature != self.profile.signature:
-            raise ProfileMismatchError(f"the pipeline given runs profile {pipeline.profile.name!r}, "
-                                       f"not {self.profile.name!r}")
-        self.pipeline = pipeline or Pipeline(self.profile, threads=threads, quality=quality)
-        if db is None or isinstance(db, str | os.PathLike):
-            from facewise.gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
-
-            self.store: Any = SQLiteStore(":memory:") if db is None else open_store(db)
+                 create: bool = True, pipeline: Pipeline | None = None, analyzer: Analyzer | None = None,
+                 erasure: ErasureHooks | None = None) -> None:
+        self.collection, self.create = collection, create
+        path = _local_path(db)
+        if not create and path is not None and not path.is_file():
+            raise NotFoundError(f"{path}: no such gallery file (nothing was created; give --db an existing gallery)")
+        if create and path is not None and not path.exists():  # models first: a failed start creates no file
+            self.profile = _as_profile(profile or "default")
+            self.pipeline = self._pipeline(pipeline, threads, quality).load()
+            self.store: Any = _open(db)
         else:
-            self.store = db
-        self.collection = collection
+            self.store = _open(db)
+            try:
+                stored = self._lookup(None) if profile is None else None
+                self.profile = _as_profile(profile or (stored.profile if stored else "default"),
+                                           stored.name if stored else None)
+                if not create:
+                    self._existing_info()  # missing: NotFoundError; another profile: ProfileMismatchError
+                self.pipeline = self._pipeline(pipeline, threads, quality)
+            except BaseException:
+                if self.store is not db:  # opened here: closed here
+                    self.store.close()
+                raise
         self.analyzer = analyzer or Analyzer(threads=max(1, threads))
         self.erasure = erasure or ErasureHooks()
-        self._create = create
         self.scorer = FusionScorer(self.profile)
-        self._info: CollectionInfo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -94,37 +115,86 @@ class FaceWise:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _pipeline(self, given: Pipeline | None, threads: int, quality: QualityPolicy | None) -> Pipeline:
+        if given is None:
+            return Pipeline(self.profile, threads=threads, quality=quality)
+        if given.profile.signature != self.profile.signature:
+            raise ProfileMismatchError(f"the pipeline given runs profile {given.profile.name!r}, "
+                                       f"not {self.profile.name!r}")
+        return given
+
+    def _existing_info(self) -> CollectionInfo | None:
+        return self._lookup(self.profile)
+
+    def _lookup(self, profile: Profile | None) -> CollectionInfo | None:
+        """The collection if it exists (checked against ``profile`` when given), else ``None``; with
+        ``create=False`` a missing collection is a :class:`NotFoundError` naming the ones there are."""
+        try:
+            info: CollectionInfo = self.store.get_collection(self.collection)
+        except NotFoundError:
+            if self.create:
+                return None
+            names = ", ".join(repr(c.name) for c in self.store.list_collections()) or "none"
+            raise NotFoundError(f"collection {self.collection!r} does not exist (nothing was created; "
+                                f"collections here: {names})") from None
+        if profile is not None and (info.signature != profile.signature or info.dim != profile.dim):
+            raise ProfileMismatchError(
+                f"collection {info.name!r} holds vectors of profile {info.profile!r} ({info.dim}-d); it cannot be "
+                f"used with profile {profile.name!r} ({profile.dim}-d): open it with --profile {info.profile} (or "
+                "leave --profile out) or use another collection")
+        return info
+
     @property
     def info(self) -> CollectionInfo:
-        """The collection, created on first use and bound to this profile."""
-        if self._info is None and not self._create:
-            info = self.store.get_collection(self.collection)
-            if info.signature != self.profile.signature:
-                raise ProfileMismatchError(f"collection {self.collection!r} holds vectors of profile "
-                                           f"{info.profile!r}, not {self.profile.name!r}")
-            self._info = info
-            return info
-        if self._info is None:
-            self._info = self.store.ensure_collection(self.collection, self.profile.name, self.profile.signature,
-                                                      self.profile.dim)
-        return self.store.get_collection(self.collection)
+        """The collection, bound to this profile (created on first use unless ``create=False``)."""
+        info = self._existing_info()
+        if info is None:
+            return self.store.ensure_collection(self.collection, self.profile.name, self.profile.signature,
+                                                self.profile.dim)
+        return info
 
     @property
     def decision(self) -> Decision:
-        return decide(self.profile, self.info.settings)
+        """How the collection decides; :class:`InvalidSettingError` (naming the fix) if what it stores is invalid."""
+        return self._decide(self.info.settings)
+
+    def _decide(self, settings: dict[str, Any]) -> Decision:
+        try:
+            return decide(self.profile, settings)
+        except ValidationError as exc:
+            raise InvalidSettingError(
+                f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid one with "
+                f"`facewise threshold --far F` or `--score S` (REST: PATCH /v1/collections/{self.collection})"
+            ) from None
 
     def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
-        """Decide at a raw score, or at a target false-accept rate (clears the other)."""
+        """Decide at a raw score, or at a target false-accept rate (clears the other).
+
+        Refused with :class:`ValidationError` (nothing stored) unless the value is finite and inside the range the
+        collection can decide at (``facewise.decision.matching.check_decision``).
+        """
         if (threshold is None) == (target_far is None):
-            raise FacewiseError("give exactly one of threshold or target_far")
-        if target_far is not None and not 0 < target_far < 1:
-            raise FacewiseError(f"target_far must be in (0, 1), got {target_far}")
-        _ = self.info
+            raise ValidationError("give exactly one of threshold or target_far")
+        check_decision(self.profile, self.info.settings, threshold=threshold, target_far=target_far)
         self.store.update_settings(self.collection, threshold=threshold, target_far=target_far)
         if threshold is None:  # update_settings drops None keys only when merging; clear explicitly
             settings = {k: v for k, v in self.info.settings.items() if k != "threshold"}
             settings["target_far"] = target_far
             self.store.update_settings(self.collection, **settings)
+        return self.decision
+
+    def set_calibration(self, calibration: dict[str, Any]) -> Decision:
+        """Store the collection's own calibration (``Calibration.to_dict()``, ``facewise calibrate --db``).
+
+        Refused with :class:`ValidationError` (nothing stored) when it is not usable or when the collection's
+        stored decision (its target FAR) would fall outside it.
+        """
+        try:
+            decide(self.profile, {**self.info.settings, "calibration": calibration})
+        except ValidationError as exc:
+            raise ValidationError(f"this calibration cannot serve collection {self.collection!r}: {exc} (set "
+                                  "another decision first: facewise threshold)") from None
+        self.store.update_settings(self.collection, calibration=calibration)
         return self.decision
 
     # -- faces ----------------------------------------------------------------------------------
@@ -164,7 +234,7 @@ class FaceWise:
                      progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
         """Enrol (person, image) pairs; all accepted samples are stored in one transaction."""
         gate = gate or Gate()
-        _ = self.info
+        exists = self._existing_info() is not None  # another profile: refused before any work
         results: list[EnrollResult] = []
         pending: list[tuple[int, NewSample]] = []
         seen: set[tuple[str, int]] = set()
@@ -176,7 +246,7 @@ class FaceWise:
                 _, faces = self.pipeline.analyze(img, embed=False)
                 chosen = pick_face(faces, face, name)
                 key = (img.sha256, chosen.index)
-                if key in seen or self.store.has_image(self.collection, img.sha256, chosen.index):
+                if key in seen or (exists and self.store.has_image(self.collection, img.sha256, chosen.index)):
                     res = EnrollResult(name, person, "duplicate", reason="image already enrolled", face=chosen)
                 elif (refusal := self._gate_refusal(img.pixels, chosen, gate)) is not None:
                     res = EnrollResult(name, person, "rejected", face=chosen, reason=refusal)
@@ -196,7 +266,8 @@ class FaceWise:
             results.append(res)
             if progress:
                 progress(res)
-        if pending:
+        if pending:  # the collection is created only now, with something to store
+            _ = self.info
             ids = self.store.add_samples(self.collection, [s for _, s in pending])
             for (i, _), sid in zip(pending, ids, strict=True):
                 if sid is None:
@@ -273,7 +344,7 @@ class FaceWise:
         fb, _ = self._one_face(b, face)
         score = float(self.scorer.scores(fa.vector, fb.vector, fa.yaw, fb.yaw, fa.quality.score,
                                          fb.quality.score)[0])
-        return self._verdict(score, decide(self.profile, self._settings_or_empty()), refusal)
+        return self._verdict(score, self._decide(self._settings_or_empty()), refusal)
 
     def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
                       gate: Gate | None = None) -> Verification:
@@ -335,7 +406,6 @@ class FaceWise:
     def delete_collection(self) -> None:
         """Delete this collection with everything in it; listeners of ``erasure`` erase what they derived."""
         self.store.delete_collection(self.collection)
-        self._info = None
         self.erasure.emit(Erasure(self.collection, whole_collection=True))
 
     def export(self, path: str | os.PathLike[str]) -> int:
@@ -385,3 +455,33 @@ def folder_items(root: Path) -> list[tuple[str, Path]]:
     if not items:
         raise FacewiseError(f"{root}: no images found in <person>/ sub-folders")
     return items
+
+
+def _local_path(db: object) -> Path | None:
+    """The file of a SQLite gallery given by path; ``None`` for a URL, ``:memory:``, a store object or nothing."""
+    if not isinstance(db, str | os.PathLike):
+        return None
+    text = os.fspath(db)
+    return None if "://" in str(text) or text in (":memory:", "") else Path(text)
+
+
+def _open(db: str | os.PathLike[str] | Store | None) -> Any:
+    if db is None:
+        return SQLiteStore(":memory:")
+    if isinstance(db, str | os.PathLike):
+        from facewise.gallery.open import open_store  # a path, or postgresql://… / milvus://… (docs/SCALE.md)
+
+        return open_store(db)
+    return db
+
+
+def _as_profile(profile: str | Profile, collection: str | None = None) -> Profile:
+    if not isinstance(profile, str):
+        return profile
+    try:
+        return load_profile(profile)
+    except FacewiseError as exc:
+        if collection is None:
+            raise
+        raise FacewiseError(f"collection {collection!r} uses profile {profile!r}, which is not a shipped one: give "
+                            f"its JSON file with --profile ({exc})") from None

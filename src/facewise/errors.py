@@ -1,73 +1,145 @@
-"""Exceptions raised by facewise. Every message names the file or object and the reason."""
+"""Exceptions raised by facewise, and the one table every door reads them from.
+
+Each class carries its stable ``code`` (the REST answer's ``error.code``), the CLI's ``exit_code`` and the
+service's ``http_status``; ``facewise.cli.common.handled`` and ``facewise.service.errors`` take both from here
+and nowhere else. A subclass defined elsewhere (``VideoError``, the key errors of ``gallery/crypto.py``)
+inherits its parent's row unless it sets its own. Every message names the file or object and the reason.
+
+CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invalid value, 3 bad input
+(image, video, face), 4 a model missing or damaged, 5 not found, 10 ``verify`` says different
+(6 ``doctor`` unhealthy).
+"""
 
 from __future__ import annotations
+
+__all__ = [
+    "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidSettingError",
+    "ModelIntegrityError", "ModelNotFoundError",
+    "MultipleFacesError", "NoFaceError", "NotFoundError", "ProfileMismatchError", "QualityError",
+    "ValidationError", "error_table",
+]
+
+EXIT_UNCLASSIFIED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 
 
 class FacewiseError(Exception):
     """Base class of every error facewise raises on purpose."""
 
     code = "facewise_error"
+    exit_code = EXIT_UNCLASSIFIED
+    http_status = 400
+
+
+class ValidationError(FacewiseError):
+    """An argument's value is not acceptable (out of range, not finite, two options that exclude each other)."""
+
+    code = "invalid_value"
+    exit_code = EXIT_USAGE
+    http_status = 422
 
 
 class ImageError(FacewiseError):
     """An image could not be read or is not acceptable (unreadable, truncated, too large...)."""
 
     code = "bad_image"
+    exit_code = EXIT_INPUT
+    http_status = 422
 
 
 class NoFaceError(FacewiseError):
     """No face was found where one was required."""
 
     code = "no_face"
+    exit_code = EXIT_INPUT
+    http_status = 422
 
 
 class MultipleFacesError(FacewiseError):
     """Several faces were found where exactly one was required."""
 
     code = "multiple_faces"
-
-
-class ModelNotFoundError(FacewiseError):
-    """A model's files are not on the model search path."""
-
-    code = "model_not_found"
-
-
-class ModelIntegrityError(FacewiseError):
-    """A model file does not match the sha256 of its card."""
-
-    code = "model_integrity"
-
-
-class ProfileMismatchError(FacewiseError):
-    """A collection is bound to another profile than the one in use."""
-
-    code = "profile_mismatch"
-
-
-class SettingsError(FacewiseError):
-    """An environment variable holds a value facewise cannot use (:mod:`facewise.settings`)."""
-
-    code = "bad_setting"
-
-
-class NotFoundError(FacewiseError):
-    """A person, sample or collection does not exist."""
-
-    code = "not_found"
-
-
-class ConflictError(FacewiseError):
-    """The request conflicts with what is stored (duplicate name...)."""
-
-    code = "conflict"
+    exit_code = EXIT_INPUT
+    http_status = 422
 
 
 class QualityError(FacewiseError):
     """A face was refused by the quality gate; ``reasons`` lists why."""
 
     code = "low_quality"
+    exit_code = EXIT_INPUT
+    http_status = 422
 
     def __init__(self, message: str, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons or []
+
+
+class ModelNotFoundError(FacewiseError):
+    """A model's files are not on the model search path."""
+
+    code = "model_not_found"
+    exit_code = EXIT_MODEL
+    http_status = 503
+
+
+class ModelIntegrityError(FacewiseError):
+    """A model file does not match the sha256 of its card."""
+
+    code = "model_integrity"
+    exit_code = EXIT_MODEL
+    http_status = 503
+
+class SettingsError(FacewiseError):
+    """An environment variable holds a value facewise cannot use (:mod:`facewise.settings`)."""
+
+    code = "bad_setting"
+    exit_code = EXIT_USAGE
+    http_status = 503  # the server is misconfigured: not the client's fault
+
+
+class NotFoundError(FacewiseError):
+    """A person, sample, collection or gallery does not exist."""
+
+    code = "not_found"
+    exit_code = EXIT_NOT_FOUND
+    http_status = 404
+
+
+class ConflictError(FacewiseError):
+    """The request conflicts with what is stored (duplicate name...)."""
+
+    code = "conflict"
+    exit_code = EXIT_USAGE
+    http_status = 409
+
+
+class ProfileMismatchError(ConflictError):
+    """A collection is bound to another profile than the one in use."""
+
+    code = "profile_mismatch"
+
+
+class InvalidSettingError(ConflictError):
+    """What a collection has stored is not valid (a threshold or target FAR out of range, written by hand or by an
+    older version); the collection still opens, and the message says what is wrong and how to set a valid one."""
+
+    code = "invalid_setting"
+
+
+class CapabilityError(FacewiseError):
+    """The store (or another backend) lacks a capability the request needs (encryption, moving samples...)."""
+
+    code = "capability_missing"
+    exit_code = EXIT_USAGE
+    http_status = 422
+
+
+def error_table() -> list[tuple[type[FacewiseError], str, int, int]]:
+    """(class, code, exit code, HTTP status) of :class:`FacewiseError` and every subclass imported so far."""
+    rows: list[tuple[type[FacewiseError], str, int, int]] = []
+    todo: list[type[FacewiseError]] = [FacewiseError]
+    while todo:
+        cls = todo.pop(0)
+        rows.append((cls, cls.code, cls.exit_code, cls.http_status))
+        todo += sorted(cls.__subclasses__(), key=lambda c: c.__name__)
+    return rows

@@ -25,6 +25,8 @@ VARIABLES: dict[str, str] = {
     "FACEWISE_EVAL_CACHE": "embedding cache of `facewise eval` (default: an `eval` folder next to the model cache)",
     "FACEWISE_KEY": "gallery encryption key, base64 of 32 bytes (or use FACEWISE_KEY_FILE, not both)",
     "FACEWISE_KEY_FILE": "file holding the gallery encryption key",
+    "FACEWISE_DATA": "folder of the shared example data; `facewise demo` looks for its photos there first",
+    "FACEWISE_EXAMPLES_URL": "where `facewise demo` downloads its example photos from (default: the public URL)",
     "FACEWISE_DB": "default of the CLI's --db option (read by Typer)",
     "FACEWISE_PROFILE": "default of the CLI's --profile option (read by Typer)",
 }
@@ -53,6 +55,17 @@ def _positive_int(name: str) -> int | None:
 def model_path() -> list[Path]:
     """``FACEWISE_MODEL_PATH`` split on ``os.pathsep`` (empty entries skipped); ``[]`` when unset."""
     return [Path(p) for p in (_get("FACEWISE_MODEL_PATH") or "").split(os.pathsep) if p]
+
+
+def data_dir() -> Path | None:
+    """``FACEWISE_DATA``: a folder of shared example data, or ``None``."""
+    raw = _get("FACEWISE_DATA")
+    return Path(raw) if raw else None
+
+
+def examples_url() -> str | None:
+    """``FACEWISE_EXAMPLES_URL``: base URL of the demo's example photos, or ``None`` for the public one."""
+    return _get("FACEWISE_EXAMPLES_URL")
 
 
 def model_cache_dir() -> Path:

@@ -20,10 +20,8 @@ from facewise.errors import (
     FacewiseError,
     ImageError,
     ModelNotFoundError,
-    MultipleFacesError,
-    NoFaceError,
     NotFoundError,
-    ProfileMismatchError,
+    ValidationError,
 )
 
 app = typer.Typer(help="facewise: face detection, recognition and verification with calibrated thresholds.",
@@ -37,8 +35,9 @@ out = Console()
 err = Console(stderr=True)
 log = logging.getLogger("facewise")
 
-# exit codes
-EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_NOT_FOUND, EXIT_DIFFERENT = 1, 3, 4, 5, 10
+# Exit codes, read from the error table (facewise/errors.py); 10 is an answer, not an error.
+EXIT_ERROR, EXIT_USAGE, EXIT_INPUT = FacewiseError.exit_code, ValidationError.exit_code, ImageError.exit_code
+EXIT_MODEL, EXIT_NOT_FOUND, EXIT_DIFFERENT = ModelNotFoundError.exit_code, NotFoundError.exit_code, 10
 
 DbOpt = Annotated[Path, typer.Option("--db", help="Gallery file (SQLite).", envvar="FACEWISE_DB")]
 # Commands that open the gallery through open_store take any store: a str, so URLs are not mangled into paths.
@@ -47,6 +46,10 @@ GalleryOpt = Annotated[str, typer.Option(
     envvar="FACEWISE_DB")]
 ProfileOpt = Annotated[str, typer.Option(
     "--profile", "-p", help="default | fast | balanced | accurate | a profile .json", envvar="FACEWISE_PROFILE")]
+# Commands on a collection: without --profile they use the collection's own (default for a new one).
+CollProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", "-p", help="default | fast | balanced | accurate | a profile .json; default: the collection's own "
+    "profile (default for a new collection)", envvar="FACEWISE_PROFILE", show_default=False)]
 CollOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection inside the gallery.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_DB = Path("facewise.db")
@@ -64,21 +67,12 @@ def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, hel
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Turn facewise errors into one clear line on stderr and a meaningful exit code."""
+    """Turn facewise errors into one clear line on stderr and the exit code their class carries."""
     try:
         yield
-    except (ImageError, NoFaceError, MultipleFacesError) as exc:
+    except FacewiseError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_INPUT) from None
-    except ModelNotFoundError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_MODEL) from None
-    except NotFoundError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_NOT_FOUND) from None
-    except (FacewiseError, ProfileMismatchError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_ERROR) from None
+        raise typer.Exit(exc.exit_code) from None
 
 
 def progress_bar() -> Progress:
@@ -86,10 +80,12 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
-def _fw(db: str | Path | None, profile: str, collection: str) -> Any:
+def _fw(db: str | Path | None, profile: str | None, collection: str, *, create: bool = False) -> Any:
+    """The facade on a collection. ``create=False`` (commands that read or manage) opens only what exists: a
+    missing gallery file or collection is exit 5 and nothing is created."""
     from facewise.api import FaceWise
 
-    return FaceWise(db=db, profile=profile, collection=collection)
+    return FaceWise(db=db, profile=profile, collection=collection, create=create)
 
 
 def _emit_json(obj: Any) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from facewise.cli.common import DEFAULT_DB, DbOpt, JsonOpt, _emit_json, app, err, handled, out
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def encrypt_rotate(
 
     with handled():
         if (new_key_file is None) == (not decrypt):
-            raise FacewiseError("give --new-key-file FILE, or --decrypt")
+            raise ValidationError("give --new-key-file FILE, or --decrypt")
         old = BlobCipher(read_key_file(old_key_file)) if old_key_file else cipher_from_env()
         new = BlobCipher(read_key_file(new_key_file)) if new_key_file else None
         report = rotate_gallery(_existing(db), old, new)
@@ -143,7 +143,7 @@ def retention(
 
     with handled():
         if clear and days is not None:
-            raise FacewiseError("give --days N or --clear, not both")
+            raise ValidationError("give --days N or --clear, not both")
         with SQLiteStore(_existing(db)) as store:
             names = collection or [c.name for c in store.list_collections()]
             reports = []

@@ -257,9 +257,8 @@ def calibrate(
         if db:
             from facewise.api import FaceWise
 
-            fw = FaceWise(db=db, profile=pipe.profile, collection=collection)
-            _ = fw.info
-            fw.store.update_settings(collection, calibration=doc)
+            with FaceWise(db=db, profile=pipe.profile, collection=collection) as fw:
+                fw.set_calibration(doc)  # refused if the collection's target FAR falls outside it
         if write_profile:
             path = PROFILE_DIR / f"{pipe.profile.name}.json"
             prof = json.loads(path.read_text())

@@ -8,9 +8,9 @@ from rich.table import Table
 from facewise.cli.common import (
     DEFAULT_GALLERY,
     CollOpt,
+    CollProfileOpt,
     GalleryOpt,
     JsonOpt,
-    ProfileOpt,
     _emit_json,
     _fw,
     handled,
@@ -21,7 +21,7 @@ from facewise.cli.common import (
 
 # -- people -------------------------------------------------------------------------------------
 @people_app.command("list")
-def people_list(db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
+def people_list(db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
                 offset: int = 0, limit: int | None = None, as_json: JsonOpt = False) -> None:
     """Enrolled people with their sample counts."""
     with handled():
@@ -37,7 +37,7 @@ def people_list(db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default
 
 
 @people_app.command("show")
-def people_show(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
+def people_show(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                 collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
     """One person and their samples."""
     with handled():
@@ -55,7 +55,7 @@ def people_show(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileO
 
 
 @people_app.command("rename")
-def people_rename(person: str, new_name: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
+def people_rename(person: str, new_name: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                   collection: CollOpt = "default") -> None:
     with handled():
         p = _fw(db, profile, collection).rename_person(person, new_name)
@@ -63,7 +63,7 @@ def people_rename(person: str, new_name: str, db: GalleryOpt = DEFAULT_GALLERY, 
 
 
 @people_app.command("delete")
-def people_delete(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
+def people_delete(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                   collection: CollOpt = "default") -> None:
     """Delete a person with all samples and templates."""
     with handled():
@@ -72,7 +72,7 @@ def people_delete(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: Profil
 
 
 @people_app.command("delete-sample")
-def people_delete_sample(sample_id: int, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
+def people_delete_sample(sample_id: int, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                          collection: CollOpt = "default") -> None:
     with handled():
         _fw(db, profile, collection).delete_sample(sample_id)

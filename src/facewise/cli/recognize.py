@@ -15,6 +15,7 @@ from facewise.cli.common import (
     EXIT_DIFFERENT,
     EXIT_INPUT,
     CollOpt,
+    CollProfileOpt,
     GalleryOpt,
     JsonOpt,
     ProfileOpt,
@@ -28,7 +29,7 @@ from facewise.cli.common import (
     out,
     progress_bar,
 )
-from facewise.errors import FacewiseError, ImageError
+from facewise.errors import ImageError, ValidationError
 
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
@@ -42,7 +43,7 @@ def enroll(
     face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
     min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
-    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol people: `--name NAME photo.jpg ...`, or folders laid out as <folder>/<person>/*.jpg."""
@@ -51,14 +52,14 @@ def enroll(
 
     with handled():
         if not sources and not from_track:
-            raise FacewiseError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
-        fw = _fw(db, profile, collection)
+            raise ValidationError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
+        fw = _fw(db, profile, collection, create=True)
         items: list[tuple[str, Any]] = []
         if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
             from facewise.video.outputs import track_thumbnail
 
             if not name:
-                raise FacewiseError("--from-track needs --name (who the track is)")
+                raise ValidationError("--from-track needs --name (who the track is)")
             items += [(name, track_thumbnail(spec)) for spec in from_track]
             face = "largest" if face == "only" else face
         for src in sources or []:
@@ -67,7 +68,7 @@ def enroll(
             elif src.is_dir():
                 items += folder_items(src)
             else:
-                raise FacewiseError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
+                raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
             results = fw.enroll_items(items, face=_face_choice(face),
@@ -97,7 +98,7 @@ def identify(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face.")] = 1,
     annotate_dir: Annotated[Path | None, typer.Option("--annotate", help="Write annotated copies here.")] = None,
-    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Name every face in the images, or say "unknown" below the collection's threshold."""
@@ -155,7 +156,7 @@ def verify(
     other: Annotated[Path | None, typer.Argument(help="Second image (or use --person).")] = None,
     person: Annotated[str | None, typer.Option("--person", help="Compare with an enrolled person.")] = None,
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
-    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Same person? Exit code 0 if yes, 10 if not (errors: 3 input, 4 model, 5 not found)."""
@@ -163,8 +164,8 @@ def verify(
 
     with handled():
         if (other is None) == (person is None):
-            raise FacewiseError("give a second image or --person NAME")
-        fw = _fw(db if person else None, profile, collection)
+            raise ValidationError("give a second image or --person NAME")
+        fw = _fw(db if person else None, profile, collection, create=not person)  # two images: in memory
         gate = Gate(require_live=True) if require_live else None
         v = fw.verify_person(image, person, gate=gate) if person else fw.verify(image, other, gate=gate)
         if as_json:
@@ -242,7 +243,7 @@ def analyze(
 def threshold(
     value: Annotated[float | None, typer.Option("--score", help="Decide at this raw score.")] = None,
     far: Annotated[float | None, typer.Option("--far", help="Decide at this false-accept rate, e.g. 1e-4.")] = None,
-    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Show, or set, how a collection decides (a raw score or a target FAR)."""
@@ -256,7 +257,7 @@ def threshold(
 
 
 @app.command("export")
-def export_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
+def export_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                collection: CollOpt = "default") -> None:
     """Write a collection to a JSON file (.json or .json.gz)."""
     with handled():
@@ -266,11 +267,11 @@ def export_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt
 
 
 @app.command("import")
-def import_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default",
+def import_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                collection: CollOpt = "default") -> None:
     """Merge an exported collection into this one (same profile)."""
     with handled():
-        fw = _fw(db, profile, collection)
+        fw = _fw(db, profile, collection, create=True)
         n = fw.import_(path)
         out.print(f"imported {n} new samples from {path}")
 

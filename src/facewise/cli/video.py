@@ -14,9 +14,9 @@ from facewise.cli.common import (
     DEFAULT_GALLERY,
     EXIT_INPUT,
     CollOpt,
+    CollProfileOpt,
     GalleryOpt,
     JsonOpt,
-    ProfileOpt,
     _fw,
     app,
     err,
@@ -24,7 +24,7 @@ from facewise.cli.common import (
     out,
     progress_bar,
 )
-from facewise.errors import FacewiseError
+from facewise.errors import ValidationError
 
 if TYPE_CHECKING:
     from facewise.video import VideoEvent, VideoResult
@@ -73,7 +73,7 @@ def _print_result(result: VideoResult, as_json: bool) -> None:
 @app.command("video")
 def video_cmd(
     source: Annotated[str, typer.Argument(help="Video file, webcam index (0) or stream URL (rtsp://, http://...).")],
-    db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
+    db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for timeline.json/csv, thumbs/, annotated.mp4.")]
     = Path("video-out"),
     stride: Annotated[int | None, typer.Option(help="Process every N-th frame.")] = None,
@@ -103,12 +103,12 @@ def video_cmd(
 
     with handled():
         if stride is not None and fps is not None:
-            raise FacewiseError("give --stride or --fps, not both")
+            raise ValidationError("give --stride or --fps, not both")
         options = VideoOptions(
             decode=DecodeOptions(stride=stride or 1, fps=fps, start_s=start, duration_s=duration),
             tracker=TrackerOptions(max_age_s=max_age), expression=expression)
         outputs = OutputOptions(out_dir, annotated_video=not no_video)
-        fw = _fw(db, profile, collection)
+        fw = _fw(db, profile, collection, create=True)
         proc = VideoProcessor(fw, options)
         on_event = (lambda ev: _print_event(ev, as_json)) if live else None
         with progress_bar() as bar:

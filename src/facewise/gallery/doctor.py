@@ -10,7 +10,9 @@ Checks, each reported as one line naming what is wrong:
 * templates: one per person with samples, none for a person without, the sample count it was built from, and
   its vector equal to the quality-weighted mean of the person's samples;
 * the search matrix: the one this process holds for the current generation equals the database (ids, persons,
-  vectors), i.e. it is not stale.
+  vectors), i.e. it is not stale;
+* settings: the decision a collection stores (threshold, target FAR, its own calibration) passes the rule new
+  settings pass (``facewise.decision.matching.check_decision``).
 
 An empty list means healthy.
 """
@@ -94,7 +96,26 @@ def _collection(store: SQLiteStore, name: str) -> list[str]:
     out += bad
     out += _templates(store, cid, dim, vectors)
     out += _index(store, name, vectors)
+    out += _settings(store, name)
     return out
+
+
+def _settings(store: SQLiteStore, name: str) -> list[str]:
+    """The stored decision settings, checked by the rule that refuses invalid new ones."""
+    from facewise.decision.matching import decide
+    from facewise.models.profiles import load_profile
+
+    info = store.get_collection(name)
+    try:
+        profile = load_profile(info.profile)
+    except FacewiseError:  # a profile from a JSON file elsewhere: its calibration is not known here
+        log.info("collection %r: profile %r is not a shipped one; decision settings not checked", name, info.profile)
+        return []
+    try:
+        decide(profile, info.settings)
+    except FacewiseError as exc:
+        return [f"invalid decision setting: {exc} (set a valid one: facewise threshold --db … -c {name} --far F)"]
+    return []
 
 
 def _vectors(store: SQLiteStore, cid: int, dim: int) -> tuple[dict[int, tuple[int, float, np.ndarray]], list[str]]:

@@ -9,12 +9,12 @@ download and where.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from facewise.errors import FacewiseError, ModelIntegrityError
+from facewise import settings
+from facewise.errors import EXIT_MODEL, FacewiseError, ModelIntegrityError
 from facewise.models.catalogue import _download, cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class ExamplesUnavailableError(FacewiseError):
     """The example photos are neither on this machine nor downloadable from here."""
 
     code = "examples_unavailable"
+    exit_code = EXIT_MODEL  # like a missing model: something to download first
+    http_status = 503
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ def _complete(root: Path) -> bool:
 def local_examples() -> Examples | None:
     """The photos already on this machine: the shared data folder (``FACEWISE_DATA``), then the cache."""
     candidates = []
-    if os.environ.get("FACEWISE_DATA"):
-        candidates.append(Path(os.environ["FACEWISE_DATA"]) / SHARED_SUBDIR)
+    data = settings.data_dir()
+    if data is not None:
+        candidates.append(data / SHARED_SUBDIR)
     candidates.append(cache_dir().parent / "examples" / "knn_examples")
     for root in candidates:
         if _complete(root):
@@ -80,7 +83,7 @@ def local_examples() -> Examples | None:
 def fetch_examples(dest: Path | None = None, base_url: str | None = None, timeout: float = 30.0) -> Examples:
     """Download the missing photos into ``dest`` (the user cache) and check each sha256."""
     dest = dest or cache_dir().parent / "examples" / "knn_examples"
-    base_url = (base_url or os.environ.get("FACEWISE_EXAMPLES_URL") or BASE_URL).rstrip("/")
+    base_url = (base_url or settings.examples_url() or BASE_URL).rstrip("/")
     for rel, sha in FILES.items():
         target = dest / rel
         if target.is_file() and sha256_file(target) == sha:

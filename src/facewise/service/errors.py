@@ -10,33 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facewise.errors import (
-    ConflictError,
-    FacewiseError,
-    ImageError,
-    ModelIntegrityError,
-    ModelNotFoundError,
-    MultipleFacesError,
-    NoFaceError,
-    NotFoundError,
-    ProfileMismatchError,
-    QualityError,
-)
+from facewise.errors import FacewiseError, QualityError
 
 log = logging.getLogger(__name__)
-
-# Library errors -> HTTP status; the error's own ``code`` is the stable part of the answer.
-STATUS_OF: list[tuple[type[FacewiseError], int]] = [
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (ProfileMismatchError, 409),
-    (ImageError, 422),
-    (NoFaceError, 422),
-    (MultipleFacesError, 422),
-    (QualityError, 422),
-    (ModelNotFoundError, 503),
-    (ModelIntegrityError, 503),
-]
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
@@ -57,10 +33,8 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def status_of(exc: FacewiseError) -> int:
-    for cls, status in STATUS_OF:
-        if isinstance(exc, cls):
-            return status
-    return 400
+    """The HTTP status of a library error: the one its class carries (facewise/errors.py)."""
+    return exc.http_status
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from facewise import __version__
+from facewise.errors import InvalidSettingError
 from facewise.service.auth import ALL, AuditEvent, KeySpec
 from facewise.service.deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
 from facewise.service.errors import ApiError
@@ -30,8 +31,9 @@ class CollectionCreate(BaseModel):
 
 
 class CollectionSettings(BaseModel):
-    threshold: float | None = Field(None, description="decide at this raw score")
-    target_far: float | None = Field(None, gt=0, lt=1, description="decide at this false-accept rate")
+    threshold: float | None = Field(None, description="decide at this raw score, in [-1, 1]")
+    target_far: float | None = Field(None, description="decide at this false-accept rate, inside the collection's "
+                                                       "calibration (the 422 names the valid range)")
 
 
 @router.get("/me", tags=["service"], summary="The calling key and what the server can do")
@@ -78,7 +80,11 @@ def _collection(ctx: Ctx, name: str) -> dict[str, Any]:
     fw = ctx.engines.face_wise(name)
     d = fw.info.to_dict()
     d.pop("settings", None)
-    decision = fw.decision
+    try:
+        decision = fw.decision
+    except InvalidSettingError as exc:  # the collection still opens and says what is wrong (PATCH sets a valid one)
+        d["decision"] = {"threshold": None, "source": None, "error": {"code": exc.code, "message": str(exc)}}
+        return d
     d["decision"] = {"threshold": round(decision.threshold, 4), "source": decision.source}
     return d
 

@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facewise.errors import FacewiseError
+from facewise.errors import EXIT_INPUT, FacewiseError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class VideoError(FacewiseError):
     """
 
     code = "bad_video"
+    exit_code = EXIT_INPUT
+    http_status = 422
 
     def __init__(self, message: str, partial: Any = None) -> None:
         super().__init__(message)
