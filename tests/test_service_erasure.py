@@ -158,33 +158,45 @@ def test_collection_deletion_leaves_no_job_and_a_new_one_starts_empty(server: Se
     assert not any(j["collection"] == COLL for j in admin.get("/v1/jobs").json())
 
 
-# -- the service over PostgreSQL + pgvector --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    """``facewise serve --db postgresql://…?schema=… --state service.db``: the gallery in PostgreSQL, the
-    service's keys, audit log and thumbnails in its own file."""
-    from _servers import postgres_dsn
+# -- the service over a server store: PostgreSQL + pgvector, Milvus ------------------------------------------
+@pytest.fixture(scope="module", params=["pgvector", "milvus"])
+def store_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """``facewise serve --db postgresql://…?schema=…|milvus://… --state gallery.db``: the gallery in a database
+    server, the service's keys, audit log and thumbnails in its own file."""
+    from _servers import MilvusLiteServer, postgres_dsn
 
-    dsn = postgres_dsn()
-    schema = f"erase_srv_{uuid.uuid4().hex[:8]}"
-    tmp = tmp_path_factory.mktemp("erase-pg")
+    tmp = tmp_path_factory.mktemp(f"erase-{request.param}")
     r = run_cli("keys", "list", "--db", str(tmp / "gallery.db"))  # an operator's look first creates the state file
     assert r.returncode == 0, text(r.stderr)
+    cleanup: list[Any] = []
+    if request.param == "pgvector":
+        dsn = postgres_dsn()
+        schema = f"erase_srv_{uuid.uuid4().hex[:8]}"
+        address = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+
+        def drop_schema() -> None:
+            import psycopg
+
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+        cleanup.append(drop_schema)
+    else:
+        milvus = MilvusLiteServer(tmp / "milvus-data")
+        cleanup.append(milvus.stop)
+        address = f"milvus://127.0.0.1:{milvus.port}?meta={tmp / 'milvus-meta.db'}&prefix=erase"
     # start_server passes --db <tmp>/gallery.db first: the later --db wins; the key file follows --state
-    srv = start_server(tmp, "--db", f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}",
-                       "--state", str(tmp / "gallery.db"), "--rate", "1000", "--burst", "1000")
+    srv = start_server(tmp, "--db", address, "--state", str(tmp / "gallery.db"), "--rate", "1000", "--burst", "1000")
     yield srv
     srv.stop()
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    for step in cleanup:
+        step()
 
 
-def test_service_over_pgvector_erases_every_copy(pg_server: Server, examples: Path) -> None:
+def test_service_over_a_server_store_erases_every_copy(store_server: Server, examples: Path) -> None:
     import sqlite3
 
-    with pg_server.client() as admin:
+    with store_server.client() as admin:
         assert admin.post("/v1/collections", json={"name": COLL}).status_code == 201
         lin = enrol(admin, "Lin-Manuel Miranda", examples / "lin-manuel-miranda.png")["person"]
         face = admin.get(f"/v1/collections/{COLL}/persons/{lin['id']}/faces").json()[0]
@@ -200,7 +212,7 @@ def test_service_over_pgvector_erases_every_copy(pg_server: Server, examples: Pa
         assert admin.delete(f"/v1/collections/{COLL}/persons/{lin['id']}").status_code == 200
         assert_erased(admin, job_id, lin["name"], lin["id"], lin_thumbs)
         assert admin.get(thumb_url).status_code == 404
-        with sqlite3.connect(pg_server.db) as conn:  # the service file beside PostgreSQL kept no crop of them
+        with sqlite3.connect(store_server.db) as conn:  # the service's own file kept no crop of them
             assert conn.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
 
         enrol(admin, "Lin Again", examples / "lin-manuel-miranda.png")
@@ -208,7 +220,7 @@ def test_service_over_pgvector_erases_every_copy(pg_server: Server, examples: Pa
         assert admin.get(f"/v1/jobs/{job_id}").status_code == 404
         assert admin.post("/v1/collections", json={"name": COLL}).status_code == 201
         assert admin.get(f"/v1/collections/{COLL}/persons").json()["total"] == 0
-        with sqlite3.connect(pg_server.db) as conn:
+        with sqlite3.connect(store_server.db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
 
 
