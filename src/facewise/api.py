@@ -19,6 +19,7 @@ from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
+    EXIT_INPUT,
     FacewiseError,
     ImageError,
     InvalidSettingError,
@@ -327,7 +328,7 @@ class FaceWise:
         fb, _ = self._one_face(b, face)
         score = float(self.scorer.scores(fa.vector, fb.vector, fa.yaw, fb.yaw, fa.quality.score,
                                          fb.quality.score)[0])
-        return self._verdict(score, self._decide(self._settings_or_empty()), refusal)
+        return self._verdict(score, self._decide(self._settings_or_empty()), refusal, [fa, fb])
 
     def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
                       gate: Gate | None = None) -> Verification:
@@ -341,7 +342,7 @@ class FaceWise:
                                     np.array([m.yaw for m in meta]), probe.quality.score,
                                     np.array([m.quality for m in meta]))
         score = float(scores.max())
-        return self._verdict(score, self.decision, refusal)
+        return self._verdict(score, self.decision, refusal, [probe])
 
     def _settings_or_empty(self) -> dict[str, Any]:
         try:
@@ -349,10 +350,11 @@ class FaceWise:
         except FacewiseError:
             return {}
 
-    def _verdict(self, score: float, decision: Decision, refusal: str | None = None) -> Verification:
+    def _verdict(self, score: float, decision: Decision, refusal: str | None = None,
+                 faces: list[Face] | None = None) -> Verification:
         return Verification(score=score, same=score >= decision.threshold and refusal is None,
                             threshold=decision.threshold, far=decision.far_of(score), profile=self.profile.name,
-                            reason=refusal)
+                            reason=refusal, faces=[{"index": f.index, "box": f.box.as_list()} for f in faces or []])
 
     # -- gallery management ---------------------------------------------------------------------
     def persons(self, offset: int = 0, limit: int | None = None) -> list[Person]:
@@ -393,13 +395,7 @@ class FaceWise:
 
     def import_(self, path: str | os.PathLike[str]) -> int:
         """Merge an exported collection into this one (same profile required); returns samples added."""
-        raw = Path(path).read_bytes()
-        try:
-            doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-        except (ValueError, OSError) as exc:
-            raise FacewiseError(f"{path}: not a facewise export ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-            raise FacewiseError(f"{path}: not a facewise export (missing format marker)")
+        doc = read_export(path)
         src = doc["collection"]
         if src.get("signature") != self.profile.signature:
             raise ProfileMismatchError(
@@ -415,6 +411,34 @@ class FaceWise:
         _ = self.info
         ids = self.store.add_samples(self.collection, samples)
         return sum(i is not None for i in ids)
+
+
+def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The document of a ``FaceWise.export`` file (.json or .json.gz); a missing file is a
+    :class:`NotFoundError`, anything else than an export an :class:`ImageError`-like bad input (exit 3)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadExportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadExportError(f"{path}: not a facewise export ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise BadExportError(f"{path}: not a facewise export (missing format marker)")
+    if not isinstance(doc.get("collection"), dict) or not isinstance(doc.get("persons"), list):
+        raise BadExportError(f"{path}: not a facewise export (no collection or persons)")
+    return doc
+
+
+class BadExportError(FacewiseError):
+    """A file given to ``import`` is not a readable facewise export: bad input (exit 3, HTTP 422)."""
+
+    code = "bad_export"
+    exit_code = EXIT_INPUT
+    http_status = 422
 
 
 def folder_items(root: Path) -> list[tuple[str, Path]]:

@@ -35,7 +35,7 @@ def doctor(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """
     from facewise.gallery.doctor import diagnose_path
 
-    with handled():
+    with handled(as_json):
         problems = diagnose_path(_existing(db))
     if as_json:
         _emit_json({"db": str(db), "healthy": not problems, "problems": problems})
@@ -70,7 +70,7 @@ def encrypt_status(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
 
     from facewise.gallery.crypto import cipher_from_env, gallery_marker
 
-    with handled():
+    with handled(as_json):
         conn = sqlite3.connect(f"file:{_existing(db)}?mode=ro", uri=True)
         try:
             marker = gallery_marker(conn)
@@ -109,7 +109,7 @@ def encrypt_rotate(
     """
     from facewise.gallery.crypto import BlobCipher, cipher_from_env, read_key_file, rotate_gallery
 
-    with handled():
+    with handled(as_json):
         if (new_key_file is None) == (not decrypt):
             raise ValidationError("give --new-key-file FILE, or --decrypt")
         old = BlobCipher(read_key_file(old_key_file)) if old_key_file else cipher_from_env()
@@ -141,7 +141,7 @@ def retention(
     from facewise.gallery import SQLiteStore
     from facewise.gallery.maintenance import apply_retention, set_retention
 
-    with handled():
+    with handled(as_json):
         if clear and days is not None:
             raise ValidationError("give --days N or --clear, not both")
         with SQLiteStore(_existing(db)) as store:

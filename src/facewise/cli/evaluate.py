@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from facewise import settings
-from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
-from facewise.errors import FacewiseError
+from facewise.cli.common import JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
+from facewise.errors import FacewiseError, ModelNotFoundError, NotFoundError, ValidationError
 from facewise.eval.pairs import limit_per_fold
 
 if TYPE_CHECKING:
@@ -30,6 +30,12 @@ app.add_typer(eval_app, name="eval")
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache folder (reruns are fast).")]
 
 
+def _folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise NotFoundError(f"{path}: no such folder")
+    return path
+
+
 def _cache_default() -> Path:
     return settings.eval_cache_dir()
 
@@ -37,11 +43,10 @@ def _cache_default() -> Path:
 def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:
     from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
 
+    choice(fmt, "--format", ("lfw", "csv"))  # checked before the file is read: a usage error is exit 2
     if fmt == "lfw":
         return parse_lfw_pairs(pairs, root)
-    if fmt == "csv":
-        return parse_pairs_csv(pairs)
-    raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
+    return parse_pairs_csv(pairs)
 
 
 def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
@@ -73,9 +78,8 @@ def eval_pairs(
     from facewise.eval.embed import embed_images
     from facewise.eval.verification import PairScores, evaluate, write_outputs
 
-    with handled():
-        if no_face not in ("center", "reject"):
-            raise FacewiseError("--no-face must be center or reject")
+    with handled(as_json):
+        choice(no_face, "--no-face", ("center", "reject"))
         plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
@@ -105,8 +109,7 @@ def eval_pairs(
 def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
     from facewise.eval.embed import embed_images
 
-    if no_face not in ("center", "reject"):
-        raise FacewiseError(f"--no-face must be center or reject, got {no_face!r}")
+    choice(no_face, "--no-face", ("center", "reject"))
     with progress_bar() as bar:
         task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
         return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
@@ -127,7 +130,8 @@ def eval_identify(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.identify import OpenSetProtocol, evaluate_open_set, identity_folder, split
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         ids = identity_folder(root)
         proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
         gallery, mated, nonmated = split(ids, proto)
@@ -159,7 +163,7 @@ def eval_degrade(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.degrade import run_degradation
 
-    with handled():
+    with handled(as_json):
         plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
@@ -192,7 +196,10 @@ def eval_fidelity(
     from facewise.decision.matching import decide
     from facewise.eval.fidelity import fidelity, match_files
 
-    with handled():
+    with handled(as_json):
+        for d in (orig_dir, recon_dir):
+            if not d.is_dir():
+                raise NotFoundError(f"{d}: no such folder")
         pairs = match_files(orig_dir, recon_dir)
         if not pairs:
             raise FacewiseError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
@@ -233,9 +240,9 @@ def calibrate(
     from facewise.eval.identify import identity_folder
     from facewise.models.profiles import PROFILE_DIR
 
-    with handled():
+    with handled(as_json):
         if (folder is None) == (pairs is None):
-            raise FacewiseError("give --folder or --pairs")
+            raise ValidationError("give --folder or --pairs (one of them)")
         if folder is not None:
             ids = identity_folder(folder)
             items = [(n, f) for n, files in ids.items() for f in files]
@@ -289,10 +296,12 @@ def eval_liveness(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.liveness import evaluate_liveness
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         analyzer = Analyzer()
         if analyzer.antispoof is None:
-            raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+            raise ModelNotFoundError("the anti-spoofing model minifasnet-v2-v1se is not on the model path "
+                                     "(`facewise models info minifasnet-v2-v1se` says which files to put where)")
         pipe = Pipeline(profile).load()
 
         def detect(rgb: np.ndarray) -> np.ndarray:
@@ -326,7 +335,8 @@ def eval_expression(
     from facewise.core.imageio import load_image
     from facewise.models.attributes.expression import ExpressionModel
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         model = ExpressionModel.from_default()
         classes = list(model.CLASSES)
         files = [(c, f) for c in classes if (root / c).is_dir() for f in sorted((root / c).iterdir()) if f.is_file()]

@@ -16,6 +16,7 @@ from facewise.cli.common import (
     EXIT_INPUT,
     CollOpt,
     CollProfileOpt,
+    FaceOpt,
     GalleryOpt,
     JsonOpt,
     ProfileOpt,
@@ -25,9 +26,11 @@ from facewise.cli.common import (
     _images_in,
     app,
     err,
+    find_person,
     handled,
     out,
     progress_bar,
+    report_error,
 )
 from facewise.errors import ImageError, ValidationError
 
@@ -40,7 +43,7 @@ def enroll(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Person to enrol the images as.")] = None,
     from_track: Annotated[list[str] | None, typer.Option(
         "--from-track", help="TIMELINE_JSON:TRACK_ID from `facewise video`: enrol that track's best frame.")] = None,
-    face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
+    face: FaceOpt = "only",
     min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
@@ -50,7 +53,8 @@ def enroll(
     from facewise.api import folder_items
     from facewise.core.analysis import Gate
 
-    with handled():
+    with handled(as_json):
+        face_choice = _face_choice(face)
         if not sources and not from_track:
             raise ValidationError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
         fw = _fw(db, profile, collection, create=True)
@@ -61,7 +65,7 @@ def enroll(
             if not name:
                 raise ValidationError("--from-track needs --name (who the track is)")
             items += [(name, track_thumbnail(spec)) for spec in from_track]
-            face = "largest" if face == "only" else face
+            face_choice = "largest" if face_choice == "only" else face_choice
         for src in sources or []:
             if name:
                 items += [(name, f) for f in _images_in([src])]
@@ -71,7 +75,7 @@ def enroll(
                 raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
-            results = fw.enroll_items(items, face=_face_choice(face),
+            results = fw.enroll_items(items, face=face_choice,
                                       gate=Gate(min_quality=min_quality, require_live=require_live),
                                       progress=lambda r: bar.advance(task))
         if as_json:
@@ -101,8 +105,10 @@ def identify(
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Name every face in the images, or say "unknown" below the collection's threshold."""
-    with handled():
+    """Name every face in the images, or say "unknown" below the collection's threshold.
+
+    Exit code 3 if any image could not be read (the others are still identified)."""
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         failures = _identify_files(fw, _images_in(sources), top_k, annotate_dir, as_json)
         fw.close()
@@ -117,6 +123,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     table = Table("file", "face box", "person", "score", "est. FAR")
     decision = fw.decision
     failures = 0
+    written: set[str] = set()
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar() as bar:
@@ -127,9 +134,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 results = fw.identify(img, top_k=top_k)
             except ImageError as exc:
                 failures += 1
-                err.print(f"[red]error:[/red] {escape(str(exc))}")
-                if as_json:
-                    _emit_json({"file": str(f), "error": str(exc)})
+                report_error(exc, as_json, file=str(f))
                 bar.advance(task)
                 continue
             if not results:
@@ -141,7 +146,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 table.add_row(f.name, str([round(v) for v in r.face.box.as_list()]), r.person or "unknown",
                               f"{r.score:.3f}", far)
             if annotate_dir:
-                save_rgb(annotate_dir / (f.stem + ".jpg"), annotate(img.pixels, results))
+                save_rgb(annotate_dir / _unique_name(f, written), annotate(img.pixels, results))
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
@@ -150,24 +155,42 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     return failures
 
 
+def _unique_name(f: Path, written: set[str]) -> str:
+    """``<stem>.jpg``, or ``<stem>-2.jpg``, ``-3`` … when another input (same name in another folder, or
+    a.png next to a.jpg) already took it in this run: annotated copies never overwrite each other."""
+    name, k = f"{f.stem}.jpg", 1
+    while name in written:
+        k += 1
+        name = f"{f.stem}-{k}.jpg"
+    written.add(name)
+    return name
+
+
 @app.command()
 def verify(
     image: Annotated[Path, typer.Argument(help="Probe image.")],
     other: Annotated[Path | None, typer.Argument(help="Second image (or use --person).")] = None,
-    person: Annotated[str | None, typer.Option("--person", help="Compare with an enrolled person.")] = None,
+    person: Annotated[str | None, typer.Option(
+        "--person", help="Compare with an enrolled person: a name, or an id as 6, #6 or id:6.")] = None,
+    face: FaceOpt = "only",
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Same person? Exit code 0 if yes, 10 if not (errors: 3 input, 4 model, 5 not found)."""
+    """Same person? Exit code 0 if yes, 10 if not (errors: 3 input or several faces without --face, 4 model,
+    5 not found)."""
     from facewise.core.analysis import Gate
 
-    with handled():
+    with handled(as_json):
+        choice = _face_choice(face)
         if (other is None) == (person is None):
             raise ValidationError("give a second image or --person NAME")
         fw = _fw(db if person else None, profile, collection, create=not person)  # two images: in memory
         gate = Gate(require_live=True) if require_live else None
-        v = fw.verify_person(image, person, gate=gate) if person else fw.verify(image, other, gate=gate)
+        if person:
+            v = fw.verify_person(image, find_person(fw, person).id, face=choice, gate=gate)
+        else:
+            v = fw.verify(image, other, face=choice, gate=gate)
         if as_json:
             _emit_json(v.to_dict())
         else:
@@ -185,17 +208,19 @@ def detect(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     profile: ProfileOpt = "default", as_json: JsonOpt = False,
 ) -> None:
-    """Faces with boxes, landmarks, yaw and quality reasons."""
+    """Faces with boxes, landmarks, yaw and quality reasons (exit code 3 if any image could not be read)."""
     from facewise.core.pipeline import Pipeline
 
-    with handled():
+    failures = 0
+    with handled(as_json):
         pipe = Pipeline(profile)
         t = Table("file", "face", "box", "det", "yaw", "quality", "reasons")
         for f in _images_in(sources):
             try:
                 img, dets = pipe.detect(f)
             except ImageError as exc:
-                err.print(f"[red]error:[/red] {escape(str(exc))}")
+                failures += 1
+                report_error(exc, as_json, file=str(f))
                 continue
             for face in pipe.make_faces(img.pixels, dets):
                 if as_json:
@@ -205,6 +230,8 @@ def detect(
                           "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t, markup=False)  # names and reasons are data, not markup
+    if failures:
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()
@@ -212,17 +239,21 @@ def analyze(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     profile: ProfileOpt = "default", as_json: JsonOpt = False,
 ) -> None:
-    """Per face: quality with reasons, liveness, head pose and expression (where the models are available)."""
+    """Per face: quality with reasons, liveness, head pose and expression (where the models are available).
+
+    Exit code 3 if any image could not be read (the others are still analysed)."""
     from facewise.api import FaceWise
 
-    with handled():
+    failures = 0
+    with handled(as_json):
         fw = FaceWise(profile=profile)
         t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
         for f in _images_in(sources):
             try:
                 faces = fw.analyze(f)
             except ImageError as exc:
-                err.print(f"[red]error:[/red] {escape(str(exc))}")
+                failures += 1
+                report_error(exc, as_json, file=str(f))
                 continue
             for face in faces:
                 d = face.to_dict()
@@ -236,6 +267,8 @@ def analyze(
                           f"{expr['label']} {expr['score']:.2f}" if expr else "n/a", "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t, markup=False)  # names and reasons are data, not markup
+    if failures:
+        raise typer.Exit(EXIT_INPUT)
 
 
 # -- threshold, export, import --------------------------------------------------------------------
@@ -247,7 +280,7 @@ def threshold(
     as_json: JsonOpt = False,
 ) -> None:
     """Show, or set, how a collection decides (a raw score or a target FAR)."""
-    with handled():
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         d = fw.set_threshold(value, far) if (value is not None or far is not None) else fw.decision
         if as_json:
@@ -257,23 +290,37 @@ def threshold(
 
 
 @app.command("export")
-def export_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-               collection: CollOpt = "default") -> None:
+def export_cmd(path: Annotated[Path, typer.Argument(help="The file to write (.json or .json.gz).")],
+               db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
+               collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
     """Write a collection to a JSON file (.json or .json.gz)."""
-    with handled():
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         n = fw.export(path)
-        out.print(f"exported {n} samples to {path}")
+        fw.close()
+        if as_json:
+            _emit_json({"file": str(path), "exported": n, "collection": collection, "profile": fw.profile.name})
+        else:
+            out.print(f"exported {n} samples to {path}", markup=False)
 
 
 @app.command("import")
-def import_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-               collection: CollOpt = "default") -> None:
-    """Merge an exported collection into this one (same profile)."""
-    with handled():
-        fw = _fw(db, profile, collection, create=True)
+def import_cmd(path: Annotated[Path, typer.Argument(help="A file written by `facewise export`.")],
+               db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
+               as_json: JsonOpt = False) -> None:
+    """Merge an exported collection into this one (same profile). A new collection gets the export's profile."""
+    from facewise.api import read_export
+
+    with handled(as_json):
+        doc = read_export(path)  # a bad file is refused before anything is opened or created
+        fw = _fw(db, profile or doc["collection"].get("profile") or "default", collection, create=True)
         n = fw.import_(path)
-        out.print(f"imported {n} new samples from {path}")
+        if as_json:
+            _emit_json({"file": str(path), "imported": n, "collection": collection, "profile": fw.profile.name})
+        else:
+            out.print(f"imported {n} new samples from {path} into collection {collection!r} "
+                      f"(profile {fw.profile.name})", markup=False)
+        fw.close()
 
 
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from facewise.cli.common import DbOpt, JsonOpt, ProfileOpt, _emit_json, app, err, handled, out
-from facewise.errors import FacewiseError
+from facewise.cli.common import DbOpt, JsonOpt, ProfileOpt, _emit_json, app, choice, err, handled, out
+from facewise.errors import FacewiseError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _keystore(db: Path) -> Any:
+def _keystore(db: Path, create: bool = False) -> Any:
+    """The key table of ``db``; only ``keys create`` may create a missing gallery file (exit 5 otherwise)."""
     from facewise.gallery import SQLiteStore
     from facewise.service.auth import KeyStore
 
-    SQLiteStore(db).close()  # create the gallery file (and its schema) if new
+    if not create and not db.is_file():
+        raise NotFoundError(f"{db}: no such gallery file (nothing was created; give --db an existing gallery)")
+    SQLiteStore(db).close()  # create the schema if new
     return KeyStore(db)
 
 
@@ -100,10 +103,12 @@ def keys_create(
     db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print its token (shown once; only its hash is stored)."""
-    from facewise.service.auth import KeySpec
+    from facewise.service.auth import SCOPES, KeySpec
 
-    with handled():
-        keys = _keystore(db)
+    with handled(as_json):
+        for s in scope:
+            choice(s, "--scope", tuple(SCOPES))
+        keys = _keystore(db, create=True)
         info, token = keys.create(KeySpec(name, tuple(scope), tuple(collection or ["*"]), rate, burst),
                                   created_by="cli")
         keys.close()
@@ -118,12 +123,13 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Every key with its scopes, collections and last use (never the tokens)."""
-    with handled():
+    with handled(as_json):
         keys = _keystore(db)
         items = keys.list_keys()
         keys.close()
-        if as_json:
-            _emit_json([k.to_dict() for k in items])
+        if as_json:  # one key per line
+            for k in items:
+                _emit_json(k.to_dict())
             return
         t = Table("id", "name", "scopes", "collections", "created", "last used", "revoked")
         for k in items:
@@ -133,11 +139,15 @@ def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `facewise keys list`).")],
-                db: DbOpt = DEFAULT_DB) -> None:
+def keys_revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID",
+                                                      help="The key's id (see `facewise keys list`).")],
+                db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Revoke a key at once (a running server refuses it on its next request)."""
-    with handled():
+    with handled(as_json):
         keys = _keystore(db)
         keys.revoke(key_id, by="cli")
         keys.close()
-        out.print(f"revoked {key_id}")
+        if as_json:
+            _emit_json({"revoked": key_id})
+        else:
+            out.print(f"revoked {key_id}", markup=False)
