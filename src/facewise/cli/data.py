@@ -36,7 +36,11 @@ def doctor(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     from facewise.gallery.doctor import diagnose_path
 
     with handled(as_json):
-        problems = diagnose_path(_existing(db))
+        path = _existing(db)
+        try:
+            problems = diagnose_path(path)
+        except FacewiseError as exc:  # not a database at all: the worst problem a gallery can have
+            problems = [str(exc)]
     if as_json:
         _emit_json({"db": str(db), "healthy": not problems, "problems": problems})
     elif problems:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from facewise import settings
-from facewise.cli.common import JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
+from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
 from facewise.errors import FacewiseError, ModelNotFoundError, NotFoundError, ValidationError
 from facewise.eval.pairs import limit_per_fold
 
@@ -210,12 +210,16 @@ def eval_fidelity(
             res = fidelity(pipe, pairs, threshold, progress=lambda k: bar.advance(task, k))
         if as_json:
             sys.stdout.write(json.dumps({"profile": pipe.profile.name, "far": far, **res}) + "\n")
-            return
-        out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
-                  f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
-                  f"({res['threshold']:.3f})")
-        for name, r in res["by_face_size"].items():
-            out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, above {100 * r['share_above_threshold']:.1f} %")
+        else:
+            out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
+                      f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
+                      f"({res['threshold']:.3f})")
+            for name, r in res["by_face_size"].items():
+                out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, "
+                          f"above {100 * r['share_above_threshold']:.1f} %")
+    if res["unreadable"]:  # reported with the others measured; the exit code says some input was bad
+        err.print(f"[red]error:[/red] {res['unreadable']} unreadable image(s), skipped (see the warnings)")
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()
@@ -250,6 +254,10 @@ def calibrate(
             plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
             paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
+        if db:  # the gallery and collection must exist before the (long) embedding: nothing is created
+            from facewise.api import FaceWise
+
+            FaceWise(db=db, profile=profile, collection=collection, create=False).close()
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [f for _, f in items], cache)
         where = {p: n for n, p in items}
@@ -264,7 +272,7 @@ def calibrate(
         if db:
             from facewise.api import FaceWise
 
-            with FaceWise(db=db, profile=pipe.profile, collection=collection) as fw:
+            with FaceWise(db=db, profile=pipe.profile, collection=collection, create=False) as fw:
                 fw.set_calibration(doc)  # refused if the collection's target FAR falls outside it
         if write_profile:
             path = PROFILE_DIR / f"{pipe.profile.name}.json"

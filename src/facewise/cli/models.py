@@ -41,7 +41,9 @@ def models_list(as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("info")
-def models_info(model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")]) -> None:
+def models_info(model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")],
+                as_json: Annotated[bool, typer.Option("--json", help="Accepted for symmetry: the card is always "
+                                                                     "one JSON object.")] = True) -> None:
     """A model's card, as one JSON object."""
     from facewise.models.catalogue import card, locate_file
 

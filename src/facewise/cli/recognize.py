@@ -362,6 +362,8 @@ def demo(
         for r in results:
             if r.status != "added":
                 out.print(f"  skipped {r.source}: {r.reason}", markup=False)
-        _identify_files(fw, _images_in([test]), 1, out_dir / "annotated", False)
+        failures = _identify_files(fw, _images_in([test]), 1, out_dir / "annotated", False)
         out.print(f"annotated images in {out_dir / 'annotated'}; gallery {db}")
         fw.close()
+        if failures:  # the readable test images were still identified
+            raise typer.Exit(EXIT_INPUT)
