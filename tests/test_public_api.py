@@ -92,7 +92,7 @@ RECORD_FIELDS = {
     ),
     "Quality": ("score", "reasons", "metrics"),
     "Sample": ("id", "person_id", "image_sha256", "source", "box", "quality", "yaw", "created_at"),
-    "Verification": ("score", "same", "threshold", "far", "profile", "reason"),
+    "Verification": ("score", "same", "threshold", "far", "profile", "reason", "faces"),
 }
 
 
