@@ -163,6 +163,14 @@ def test_enroll_contract(tmp_path: Path) -> None:
     r = cli("enroll", "--name", "pair", KNN.parent / "two_people.jpg", "--db", new, "--face", "0", "--json")
     assert r.exit_code == 0 and rows(r)[0]["status"] == "added"
     failed(cli("enroll", "--db", new, "--json"), 2, "invalid_value")
+    timeline = tmp_path / "timeline.json"
+    timeline.write_text('{"tracks": 3}')
+    failed(cli("enroll", "--from-track", f"{timeline}:1", "--name", "x", "--db", new, "--json"), 3, "bad_input",
+           "timeline.json")
+    failed(cli("enroll", "--from-track", f"{tmp_path / 'none.json'}:1", "--name", "x", "--db", new, "--json"), 5,
+           "not_found", "none.json")
+    failed(cli("enroll", "--from-track", f"{timeline}:one", "--name", "x", "--db", new, "--json"), 2,
+           "invalid_value", "TIMELINE_JSON:TRACK_ID")
     failed(cli("enroll", "--name", "x", KNN / "test" / "obama1.jpg", "--face", "two", "--db", new, "--json"), 2,
            "invalid_value", "--face")
 

@@ -27,6 +27,7 @@ EXPECTED = {
     "EncryptionKeyError": ("encryption_key", 1, 400),
     "DecryptionError": ("decryption_failed", 1, 400),
     "ExamplesUnavailableError": ("examples_unavailable", 4, 503),
+    "BadInputError": ("bad_input", 3, 422),
     "BadExportError": ("bad_export", 3, 422),
     "PairListError": ("bad_pair_list", 3, 422),
 }

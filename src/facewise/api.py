@@ -19,7 +19,7 @@ from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
-    EXIT_INPUT,
+    BadInputError,
     FacewiseError,
     ImageError,
     InvalidSettingError,
@@ -415,7 +415,7 @@ class FaceWise:
 
 def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The document of a ``FaceWise.export`` file (.json or .json.gz); a missing file is a
-    :class:`NotFoundError`, anything else than an export an :class:`ImageError`-like bad input (exit 3)."""
+    :class:`NotFoundError`, anything else than an export a :class:`BadExportError` (exit 3)."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -433,12 +433,10 @@ def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
-class BadExportError(FacewiseError):
+class BadExportError(BadInputError):
     """A file given to ``import`` is not a readable facewise export: bad input (exit 3, HTTP 422)."""
 
     code = "bad_export"
-    exit_code = EXIT_INPUT
-    http_status = 422
 
 
 def folder_items(root: Path) -> list[tuple[str, Path]]:

@@ -2,7 +2,7 @@
 
 Both parsers return a list of :class:`Pair` (two image paths, whether they show the same person, and a
 cross-validation fold id) and raise :class:`PairListError` (a :class:`ValueError` and a
-:class:`~facewise.errors.FacewiseError`: CLI exit code 3) naming the file and the line number for
+:class:`~facewise.errors.BadInputError`: CLI exit code 3) naming the file and the line number for
 malformed input; a missing file is a :class:`~facewise.errors.NotFoundError`.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facewise.errors import EXIT_INPUT, FacewiseError, NotFoundError
+from facewise.errors import BadInputError, NotFoundError
 
 __all__ = ["Pair", "PairListError", "lfw_image_path", "parse_lfw_pairs", "parse_pairs_csv"]
 
@@ -31,12 +31,10 @@ _FALSE = frozenset({"0", "false", "no", "n", "f"})
 _HEADER_SAME = frozenset({"same", "is_same", "issame", "label", "match", "genuine"})
 
 
-class PairListError(FacewiseError, ValueError):
+class PairListError(BadInputError, ValueError):
     """A pair list that cannot be parsed; the message names the file and the line. Bad input: exit code 3."""
 
     code = "bad_pair_list"
-    exit_code = EXIT_INPUT
-    http_status = 422
 
 
 def _read_lines(path: Path) -> list[str]:
