@@ -188,6 +188,7 @@ def test_identify_contract(gallery: Path, tmp_path: Path) -> None:
     failed(cli("identify", KNN / "test" / "obama1.jpg", "--db", gallery, "-c", "typo", "--json"), 5, "not_found",
            "typo")
     usage("identify", KNN / "test" / "obama1.jpg", "--db", gallery, "--top-k", "x")
+    usage("identify", KNN / "test" / "obama1.jpg", "--db", gallery, "--top-k", "0")
 
 
 def test_identify_annotated_copies_never_overwrite(gallery: Path, tmp_path: Path) -> None:
@@ -506,6 +507,7 @@ def _free_port() -> int:
 def test_serve_starts_and_stops(tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
     usage("serve", "--port", "eighty")
+    usage("serve", "--port", "70000")
     port, db = _free_port(), tmp_path / "s.db"
     proc = subprocess.Popen([sys.executable, "-m", "facewise.cli", "serve", "--db", str(db), "--port", str(port),
                              "--key-file", str(tmp_path / "admin.key")],

@@ -134,8 +134,8 @@ def retention(
     db: DbOpt = DEFAULT_DB,
     collection: Annotated[list[str] | None, typer.Option("--collection", "-c",
                                                          help="Collection(s); default: all.")] = None,
-    days: Annotated[float | None, typer.Option(help="Set the retention of unknown-face records (days), then apply "
-                                                    "it.")] = None,
+    days: Annotated[float | None, typer.Option(
+        min=0.0, help="Set the retention of unknown-face records (days), then apply it.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the retention setting.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be erased; erase nothing.")] = False,
     as_json: JsonOpt = False,

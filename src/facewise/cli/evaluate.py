@@ -68,9 +68,9 @@ def eval_pairs(
     profile: ProfileOpt = "default",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write scores.csv, plots and report here.")] = None,
     no_face: Annotated[str, typer.Option(help="center | reject: images with no detected face")] = "center",
-    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for intervals.")] = 1000,
+    n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for intervals.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
     """Verification accuracy on a pair list: 10-fold accuracy, AUC, EER, TAR at FAR (with 95 % intervals)."""
@@ -120,8 +120,8 @@ def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_fac
 def eval_identify(
     root: Annotated[Path, typer.Argument(help="Folder of identities: <root>/<person>/*.jpg (or Yale's flat names)")],
     profile: ProfileOpt = "default",
-    gallery_per_person: Annotated[int, typer.Option(help="Images enrolled per enrolled person.")] = 1,
-    min_images: Annotated[int, typer.Option(help="Use identities with at least this many images.")] = 2,
+    gallery_per_person: Annotated[int, typer.Option(min=1, help="Images enrolled per enrolled person.")] = 1,
+    min_images: Annotated[int, typer.Option(min=2, help="Use identities with at least this many images.")] = 2,
     seed: int = 0,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
@@ -155,7 +155,7 @@ def eval_degrade(
     fmt: Annotated[str, typer.Option("--format")] = "lfw",
     root: Annotated[Path | None, typer.Option("--root")] = None,
     profile: ProfileOpt = "default",
-    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -188,7 +188,8 @@ def eval_fidelity(
     orig_dir: Annotated[Path, typer.Argument(help="Original images.")],
     recon_dir: Annotated[Path, typer.Argument(help="Reconstructed/generated images, same relative paths.")],
     profile: ProfileOpt = "default",
-    far: Annotated[float, typer.Option(help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
+    far: Annotated[float, typer.Option(
+        min=1e-9, max=1.0, help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
     as_json: JsonOpt = False,
 ) -> None:
     """Identity similarity between originals and their reconstructions (mean, share above threshold, by size)."""
@@ -234,7 +235,7 @@ def calibrate(
     collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the calibration JSON here.")] = None,
     write_profile: Annotated[bool, typer.Option(help="Maintainers: store it in the shipped profile file.")] = False,
-    max_impostors: int = 2_000_000,
+    max_impostors: Annotated[int, typer.Option(min=1, help="Most impostor scores sampled.")] = 2_000_000,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -293,9 +294,11 @@ def calibrate(
 @eval_app.command("liveness")
 def eval_liveness(
     root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
-    size: Annotated[int, typer.Option(help="Every image is resized to size x size first (crops differ).")] = 224,
-    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the card's)")] = None,
-    video_stride: int = 10,
+    size: Annotated[int, typer.Option(
+        min=16, help="Every image is resized to size x size first (crops differ).")] = 224,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="P(live) threshold (default: the card's)")] = None,
+    video_stride: Annotated[int, typer.Option(min=1, help="Every N-th frame of videos.")] = 10,
     profile: ProfileOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:

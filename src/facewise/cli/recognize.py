@@ -44,7 +44,8 @@ def enroll(
     from_track: Annotated[list[str] | None, typer.Option(
         "--from-track", help="TIMELINE_JSON:TRACK_ID from `facewise video`: enrol that track's best frame.")] = None,
     face: FaceOpt = "only",
-    min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
+    min_quality: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
@@ -100,7 +101,7 @@ def enroll(
 @app.command()
 def identify(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face.")] = 1,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 1,
     annotate_dir: Annotated[Path | None, typer.Option("--annotate", help="Write annotated copies here.")] = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,

@@ -35,7 +35,8 @@ StoreOpt = Annotated[str, typer.Option(
 UnknownOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection of the unknown faces to cluster.")]
 PersonArg = "Person or cluster: a name, or an id as 6, #6 or id:6."
 ThresholdOpt = Annotated[float | None, typer.Option(
-    "--threshold", help="Average-linkage cosine to join a cluster (default 0.40, chosen for the fast profile).")]
+    "--threshold", min=-1.0, max=1.0,
+    help="Average-linkage cosine to join a cluster (default 0.40, chosen for the fast profile).")]
 
 
 def _open(db: str) -> Any:
@@ -55,9 +56,9 @@ def index_cmd(
     unknown: Annotated[str, typer.Option(help="Collection for faces of loose photos (to cluster).")] = "unknown",
     layout: Annotated[str, typer.Option(help="auto | people | photos (every face unknown)")] = "auto",
     ray: Annotated[str | None, typer.Option("--ray", help="Ray cluster address, or 'local'.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes / Ray actors (0: one per CPU).")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Samples per store transaction.")] = 256,
-    min_quality: Annotated[float | None, typer.Option(help="Skip faces below this quality.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes / Ray actors (0: one per CPU).")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per store transaction.")] = 256,
+    min_quality: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Skip faces below this quality.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol/index a large photo tree on local processes or Ray; re-runs skip photos already stored."""

@@ -34,16 +34,16 @@ def _need_service_extra() -> None:
 def serve(
     db: DbOpt = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     profile: ProfileOpt = "default",
-    max_upload_mb: Annotated[float, typer.Option(help="Largest image upload, MiB.")] = 16.0,
-    max_pixels: Annotated[int, typer.Option(help="Largest image, pixels (width x height).")] = 40_000_000,
-    max_video_mb: Annotated[float, typer.Option(help="Largest video upload, MiB.")] = 200.0,
-    rate: Annotated[float, typer.Option(help="Requests per second per key (token bucket).")] = 10.0,
-    burst: Annotated[int, typer.Option(help="Burst size per key.")] = 40,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest image upload, MiB.")] = 16.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest image, pixels (width x height).")] = 40_000_000,
+    max_video_mb: Annotated[float, typer.Option(min=0.001, help="Largest video upload, MiB.")] = 200.0,
+    rate: Annotated[float, typer.Option(min=0.001, help="Requests per second per key (token bucket).")] = 10.0,
+    burst: Annotated[int, typer.Option(min=1, help="Burst size per key.")] = 40,
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="Allow browser calls from this origin (repeatable). Default: no CORS.")] = None,
-    workers: Annotated[int, typer.Option(help="CPU threads for image work (0 = one per core).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="CPU threads for image work (0 = one per core).")] = 0,
     thumbnails: Annotated[bool, typer.Option(help="Keep a small JPEG of each enrolled face.")] = True,
     key_file: Annotated[Path | None, typer.Option(
         help="Where the first-start admin key goes without a terminal (default <db>.admin-key).")] = None,
@@ -98,8 +98,9 @@ def keys_create(
     scope: Annotated[list[str], typer.Option("--scope", "-s", help="admin | enroll | recognize | read (repeat)")],
     collection: Annotated[list[str] | None, typer.Option(
         "--collection", "-c", help="Collection the key may use (repeat); default *")] = None,
-    rate: Annotated[float | None, typer.Option(help="Requests/second for this key (default: server's).")] = None,
-    burst: Annotated[int | None, typer.Option(help="Burst for this key (default: server's).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        min=0.001, help="Requests/second for this key (default: server's).")] = None,
+    burst: Annotated[int | None, typer.Option(min=1, help="Burst for this key (default: server's).")] = None,
     db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print its token (shown once; only its hash is stored)."""
