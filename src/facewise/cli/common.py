@@ -243,4 +243,5 @@ def plain_help(*apps: typer.Typer) -> None:
         for cmd in a.registered_commands:
             cmd.cls = PlainCommand
         for group in a.registered_groups:
-            group.typer_instance.info.cls = PlainGroup
+            if group.typer_instance is not None:
+                group.typer_instance.info.cls = PlainGroup
