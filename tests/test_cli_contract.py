@@ -163,6 +163,8 @@ def test_enroll_contract(tmp_path: Path) -> None:
     r = cli("enroll", "--name", "pair", KNN.parent / "two_people.jpg", "--db", new, "--face", "0", "--json")
     assert r.exit_code == 0 and rows(r)[0]["status"] == "added"
     failed(cli("enroll", "--db", new, "--json"), 2, "invalid_value")
+    failed(cli("enroll", tmp_path / "nope", "--db", tmp_path / "other.db", "--json"), 5, "not_found", "nope")
+    assert not (tmp_path / "other.db").exists()
     timeline = tmp_path / "timeline.json"
     timeline.write_text('{"tracks": 3}')
     failed(cli("enroll", "--from-track", f"{timeline}:1", "--name", "x", "--db", new, "--json"), 3, "bad_input",
@@ -224,6 +226,15 @@ def test_verify_contract(gallery: Path, tmp_path: Path) -> None:
     failed(cli("verify", obama, "--person", "obama", "--db", tmp_path / "no.db", "--json"), 5, "not_found")
     assert not (tmp_path / "no.db").exists()
     failed(cli("verify", obama, "--json"), 2, "invalid_value")
+
+
+def test_require_live_without_the_model_is_exit_4(tmp_path: Path) -> None:
+    env = {**os.environ, "FACEWISE_MODEL_PATH": str(tmp_path), "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "facewise.cli", "verify", str(KNN / "test" / "obama1.jpg"),
+                        str(KNN / "train" / "obama" / "obama.jpg"), "--require-live", "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 4, r.stderr
+    assert json.loads(r.stdout)["error"]["code"] == "model_not_found" and "minifasnet" in r.stderr
 
 
 def test_detect_and_analyze_contract(tmp_path: Path) -> None:

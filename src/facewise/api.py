@@ -23,6 +23,7 @@ from facewise.errors import (
     FacewiseError,
     ImageError,
     InvalidSettingError,
+    ModelNotFoundError,
     MultipleFacesError,
     NoFaceError,
     NotFoundError,
@@ -280,7 +281,9 @@ class FaceWise:
             self.analyzer.analyze(pixels, [face], what=("live",))
             live = face.attributes.get("live")
             if live is None:
-                raise FacewiseError("liveness was required but the anti-spoofing model is not on the model path")
+                raise ModelNotFoundError("liveness was required but the anti-spoofing model minifasnet-v2-v1se is not "
+                                         "on the model path (`facewise models info minifasnet-v2-v1se` names its "
+                                         "files)")
             if not live["is_live"]:
                 return f"not live: P(live) {live['score']:.2f} < {live['threshold']:.2f}"
         if gate.min_quality is not None and face.quality.score < gate.min_quality:
@@ -335,7 +338,7 @@ class FaceWise:
         """Is the face in ``image`` the enrolled ``person``? (best score over the person's samples)."""
         vecs = self.store.person_vectors(self.collection, person)
         if len(vecs) == 0:
-            raise FacewiseError(f"person {person!r} has no samples to verify against")
+            raise NotFoundError(f"person {person!r} has no samples to verify against")
         probe, refusal = self._one_face(image, face, gate)
         meta = self.store.list_samples(self.collection, person)
         scores = self.scorer.scores(np.tile(probe.vector, (len(vecs), 1)), vecs, probe.yaw,
@@ -442,11 +445,11 @@ class BadExportError(BadInputError):
 def folder_items(root: Path) -> list[tuple[str, Path]]:
     """``root/<person>/<image>`` pairs, sorted; raises if the layout holds no images."""
     if not root.is_dir():
-        raise FacewiseError(f"{root}: not a folder (expected <folder>/<person>/*.jpg)")
+        raise NotFoundError(f"{root}: not a folder (expected <folder>/<person>/*.jpg)")
     items = [(d.name, f) for d in sorted(root.iterdir()) if d.is_dir()
              for f in sorted(d.iterdir()) if f.is_file() and is_image_path(f)]
     if not items:
-        raise FacewiseError(f"{root}: no images found in <person>/ sub-folders")
+        raise BadInputError(f"{root}: no images found in <person>/ sub-folders")
     return items
 
 

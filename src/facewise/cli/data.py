@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from facewise.cli.common import DEFAULT_DB, DbOpt, JsonOpt, _emit_json, app, err, handled, out
-from facewise.errors import FacewiseError, NotFoundError, ValidationError
+from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def encrypt_status(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
         try:
             marker = gallery_marker(conn)
         except sqlite3.DatabaseError as exc:
-            raise FacewiseError(f"{db}: not a usable facewise gallery ({exc})") from None
+            raise BadInputError(f"{db}: not a usable facewise gallery ({exc})") from None
         finally:
             conn.close()
         cipher = cipher_from_env()

@@ -11,7 +11,7 @@ import typer
 
 from facewise import settings
 from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
-from facewise.errors import FacewiseError, ModelNotFoundError, NotFoundError, ValidationError
+from facewise.errors import BadInputError, ModelNotFoundError, NotFoundError, ValidationError
 from facewise.eval.pairs import limit_per_fold
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def eval_identify(
         proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
         gallery, mated, nonmated = split(ids, proto)
         if not gallery or not mated or not nonmated:
-            raise FacewiseError(f"{root}: too few identities with >= {min_images} images for an open-set split")
+            raise BadInputError(f"{root}: too few identities with >= {min_images} images for an open-set split")
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [p for _, p in gallery + mated + nonmated], cache)
         res = evaluate_open_set(emb, gallery, mated, nonmated)
@@ -203,7 +203,7 @@ def eval_fidelity(
                 raise NotFoundError(f"{d}: no such folder")
         pairs = match_files(orig_dir, recon_dir)
         if not pairs:
-            raise FacewiseError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
+            raise BadInputError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
         pipe = Pipeline(profile).load()
         threshold = decide(pipe.profile, {"target_far": far}).threshold
         with progress_bar() as bar:
@@ -352,7 +352,7 @@ def eval_expression(
         classes = list(model.CLASSES)
         files = [(c, f) for c in classes if (root / c).is_dir() for f in sorted((root / c).iterdir()) if f.is_file()]
         if not files:
-            raise FacewiseError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
+            raise BadInputError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
         conf = np.zeros((len(classes), len(classes)), np.int64)
         with progress_bar() as bar:
             task = bar.add_task("expression", total=len(files))

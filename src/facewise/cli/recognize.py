@@ -32,7 +32,7 @@ from facewise.cli.common import (
     progress_bar,
     report_error,
 )
-from facewise.errors import ImageError, ValidationError
+from facewise.errors import ImageError, NotFoundError, ValidationError
 
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
@@ -58,7 +58,6 @@ def enroll(
         face_choice = _face_choice(face)
         if not sources and not from_track:
             raise ValidationError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
-        fw = _fw(db, profile, collection, create=True)
         items: list[tuple[str, Any]] = []
         if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
             from facewise.video.outputs import track_thumbnail
@@ -68,12 +67,15 @@ def enroll(
             items += [(name, track_thumbnail(spec)) for spec in from_track]
             face_choice = "largest" if face_choice == "only" else face_choice
         for src in sources or []:
+            if not src.exists():
+                raise NotFoundError(f"{src}: no such file or folder (nothing was enrolled)")
             if name:
                 items += [(name, f) for f in _images_in([src])]
             elif src.is_dir():
                 items += folder_items(src)
             else:
                 raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
+        fw = _fw(db, profile, collection, create=True)  # after the inputs are checked: a typo creates nothing
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
             results = fw.enroll_items(items, face=face_choice,
@@ -336,7 +338,6 @@ def demo(
 ) -> None:
     """Enrol a folder of people, identify every face in the test images, write annotated copies."""
     from facewise.api import FaceWise
-    from facewise.errors import NotFoundError
     from facewise.models.examples import examples
 
     with handled():
