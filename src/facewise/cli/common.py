@@ -43,18 +43,20 @@ log = logging.getLogger("facewise")
 EXIT_ERROR, EXIT_USAGE, EXIT_INPUT = FacewiseError.exit_code, ValidationError.exit_code, ImageError.exit_code
 EXIT_MODEL, EXIT_NOT_FOUND, EXIT_DIFFERENT = ModelNotFoundError.exit_code, NotFoundError.exit_code, 10
 
-DbOpt = Annotated[Path, typer.Option("--db", help="Gallery file (SQLite).", envvar="FACEWISE_DB")]
+DbOpt = Annotated[Path, typer.Option("--db", metavar="PATH", help="Gallery file (SQLite).", envvar="FACEWISE_DB")]
 # Commands that open the gallery through open_store take any store: a str, so URLs are not mangled into paths.
 GalleryOpt = Annotated[str, typer.Option(
-    "--db", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
+    "--db", metavar="PATH|URL", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
     envvar="FACEWISE_DB")]
 ProfileOpt = Annotated[str, typer.Option(
-    "--profile", "-p", help="default | fast | balanced | accurate | a profile .json", envvar="FACEWISE_PROFILE")]
+    "--profile", "-p", metavar="NAME|FILE", help="default | fast | balanced | accurate | a profile .json",
+    envvar="FACEWISE_PROFILE")]
 # Commands on a collection: without --profile they use the collection's own (default for a new one).
 CollProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", "-p", help="default | fast | balanced | accurate | a profile .json; default: the collection's own "
+    "--profile", "-p", metavar="NAME|FILE",
+    help="default | fast | balanced | accurate | a profile .json; default: the collection's own "
     "profile (default for a new collection)", envvar="FACEWISE_PROFILE", show_default=False)]
-CollOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection inside the gallery.")]
+CollOpt = Annotated[str, typer.Option("--collection", "-c", metavar="NAME", help="Collection inside the gallery.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON Lines on stdout: one object per line; on failure "
                                                       "{\"error\": {\"code\", \"message\"}}.")]
 FaceOpt = Annotated[str, typer.Option("--face", metavar="only|largest|N",

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from facewise.batch.indexing import Layout
 
 StoreOpt = Annotated[str, typer.Option(
-    "--db", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
+    "--db", metavar="PATH|URL",
+    help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
     envvar="FACEWISE_DB")]
-UnknownOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection of the unknown faces to cluster.")]
+UnknownOpt = Annotated[str, typer.Option("--collection", "-c", metavar="NAME",
+                                         help="Collection of the unknown faces to cluster.")]
 PersonArg = "Person or cluster: a name, or an id as 6, #6 or id:6."
 ThresholdOpt = Annotated[float | None, typer.Option(
     "--threshold", min=-1.0, max=1.0,
