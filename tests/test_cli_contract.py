@@ -266,6 +266,13 @@ def test_threshold_export_import(gallery: Path, tmp_path: Path, bad_jpg: Path) -
     assert r.exit_code == 0 and rows(r)[0] == {"file": str(exp), "imported": 9, "collection": "copied",
                                                "profile": "default"}
     assert len(rows(cli("people", "list", "--db", new, "-c", "copied", "--json"))) == 5
+    fast_db, fast_exp = tmp_path / "fast.db", tmp_path / "fast.json"  # a new collection takes the export's profile
+    assert cli("enroll", "--name", "obama", KNN / "train" / "obama" / "obama.jpg", "--db", fast_db, "-p", "fast",
+               "--json").exit_code == 0
+    assert cli("export", fast_exp, "--db", fast_db).exit_code == 0
+    r = cli("import", fast_exp, "--db", new, "-c", "f", "--json")
+    assert r.exit_code == 0 and rows(r)[0]["profile"] == "fast" and rows(r)[0]["imported"] == 1
+    failed(cli("import", fast_exp, "--db", new, "-c", "copied", "--json"), 2, "profile_mismatch")  # `default` there
     failed(cli("import", bad_jpg, "--db", new, "--json"), 3, "bad_export", "corrupt.jpg")
     failed(cli("import", tmp_path / "none.json", "--db", tmp_path / "n2.db", "--json"), 5, "not_found")
     assert not (tmp_path / "n2.db").exists()
