@@ -218,6 +218,10 @@ def test_verify_contract(gallery: Path, tmp_path: Path) -> None:
     largest = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
     assert rows(r)[0]["faces"][0]["box"] == largest["box"]  # the face the answer is about, by its box
     failed(cli("verify", two, obama, "--face", "9", "--json"), 2, "invalid_value", "out of range")
+    failed(cli("verify", obama, two, "--json"), 3, "multiple_faces", "two_people.jpg", "--other-face")
+    r = cli("verify", obama, two, "--other-face", "1", "--json")  # one face, then the second of two
+    assert r.exit_code in (0, 10) and rows(r)[0]["faces"][1] == {"index": 1, "box": faces[1]["box"]}
+    failed(cli("verify", obama, two, "--other-face", "x", "--json"), 2, "invalid_value", "--other-face")
     ids = _ids(gallery)
     for ref in ("obama", str(ids["obama"]), f"#{ids['obama']}", f"id:{ids['obama']}"):
         r = cli("verify", obama, "--person", ref, "--db", gallery, "--json")

@@ -61,10 +61,11 @@ FACEWISE_METHODS = {
     "persons": "(self, offset: int = 0, limit: int | None = None) -> list[Person]",
     "rename_person": "(self, person: str | int, new_name: str) -> Person",
     "samples": "(self, person: str | int | None = None) -> list[Sample]",
+    "set_calibration": "(self, calibration: dict[str, Any]) -> Decision",
     "set_threshold": "(self, threshold: float | None = None, target_far: float | None = None) -> Decision",
     "verify": (
         "(self, a: ImageInput, b: ImageInput, face: FaceChoice = 'largest', "
-        "gate: Gate | None = None) -> Verification"
+        "gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification"
     ),
     "verify_person": (
         "(self, image: ImageInput, person: str | int, face: FaceChoice = 'largest', "

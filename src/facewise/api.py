@@ -53,7 +53,7 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
         return max(faces, key=lambda f: f.box.area)
     raise MultipleFacesError(
         f"{source}: {len(faces)} faces found; say which one to use (face='largest' or an index 0..{len(faces) - 1}; "
-        "CLI: --face largest or --face N)"
+        "CLI: --face largest or --face N; for verify's second image --other-face)"
     )
 
 
@@ -321,14 +321,15 @@ class FaceWise:
         return chosen, refusal
 
     def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest",
-               gate: Gate | None = None) -> Verification:
-        """Are the faces of two images the same person? (largest face of each by default).
+               gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification:
+        """Are the faces of two images the same person? (largest face of each by default; ``face`` picks the
+        face of ``a``, ``other_face`` that of ``b``, default: the same choice as ``face``).
 
         With a ``gate``, a probe ``a`` that is not live (or below quality) is answered "not same"
         with the reason, not an exception.
         """
         fa, refusal = self._one_face(a, face, gate)
-        fb, _ = self._one_face(b, face)
+        fb, _ = self._one_face(b, face if other_face is None else other_face)
         score = float(self.scorer.scores(fa.vector, fb.vector, fa.yaw, fb.yaw, fa.quality.score,
                                          fb.quality.score)[0])
         return self._verdict(score, self._decide(self._settings_or_empty()), refusal, [fa, fb])

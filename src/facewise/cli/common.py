@@ -141,13 +141,13 @@ def _images_in(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _face_choice(face: str) -> Any:
+def _face_choice(face: str, option: str = "--face") -> Any:
     """``--face``: only | largest | N (a face index, 0 or more); anything else is a usage error (exit 2)."""
     if face in ("only", "largest"):
         return face
     if face.isdigit():
         return int(face)
-    raise ValidationError(f"--face must be only, largest or a face index 0, 1, ... (got {face!r})")
+    raise ValidationError(f"{option} must be only, largest or a face index 0, 1, ... (got {face!r})")
 
 
 def person_ref(text: str) -> str | int:

@@ -176,6 +176,8 @@ def verify(
     person: Annotated[str | None, typer.Option(
         "--person", help="Compare with an enrolled person: a name, or an id as 6, #6 or id:6.")] = None,
     face: FaceOpt = "only",
+    other_face: Annotated[str, typer.Option(
+        "--other-face", metavar="only|largest|N", help="The same choice for the second image.")] = "only",
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
@@ -185,7 +187,7 @@ def verify(
     from facewise.core.analysis import Gate
 
     with handled(as_json):
-        choice = _face_choice(face)
+        choice, other_choice = _face_choice(face), _face_choice(other_face, "--other-face")
         if (other is None) == (person is None):
             raise ValidationError("give a second image or --person NAME")
         fw = _fw(db if person else None, profile, collection, create=not person)  # two images: in memory
@@ -193,7 +195,7 @@ def verify(
         if person:
             v = fw.verify_person(image, find_person(fw, person).id, face=choice, gate=gate)
         else:
-            v = fw.verify(image, other, face=choice, gate=gate)
+            v = fw.verify(image, other, face=choice, gate=gate, other_face=other_choice)
         if as_json:
             _emit_json(v.to_dict())
         else:
