@@ -30,8 +30,8 @@ FACEWISE_METHODS = {
     "__exit__": "(self, *exc: object) -> None",
     "__init__": (
         "(self, db: str | os.PathLike[str] | Store | None = None, "
-        "profile: str | Profile = 'default', collection: str = 'default', threads: int = 0, "
-        "quality: QualityPolicy | None = None) -> None"
+        "profile: str | Profile | None = 'default', collection: str = 'default', threads: int = 0, "
+        "quality: QualityPolicy | None = None, *, create: bool = True) -> None"
     ),
     "add_person": "(self, name: str, metadata: dict[str, Any] | None = None) -> Person",
     "analyze": "(self, image: ImageInput, what: tuple[str, ...] = ('live', 'pose', 'expression')) -> list[Face]",
