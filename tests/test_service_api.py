@@ -171,7 +171,7 @@ def test_keys_cli(tmp_path: Path) -> None:
     created = json.loads(r.stdout.strip().splitlines()[-1])
     assert created["token"].startswith("fw_") and created["key"]["collections"] == ["lobby"]
     r = runner.invoke(app, ["keys", "list", "--db", db, "--json"])
-    listed = json.loads(r.stdout.strip().splitlines()[-1])
+    listed = [json.loads(line) for line in r.stdout.strip().splitlines()]  # JSON Lines: one key per line
     assert [k["name"] for k in listed] == ["kiosk"] and created["token"] not in r.stdout
     assert runner.invoke(app, ["keys", "revoke", created["key"]["id"], "--db", db]).exit_code == 0
     assert runner.invoke(app, ["keys", "create", "--db", db, "--name", "x", "--scope", "root"]).exit_code != 0

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from facewise import settings
-from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
-from facewise.errors import FacewiseError
+from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
+from facewise.errors import BadInputError, ModelNotFoundError, NotFoundError, ValidationError
 from facewise.eval.pairs import limit_per_fold
 
 if TYPE_CHECKING:
@@ -30,6 +30,12 @@ app.add_typer(eval_app, name="eval")
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache folder (reruns are fast).")]
 
 
+def _folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise NotFoundError(f"{path}: no such folder")
+    return path
+
+
 def _cache_default() -> Path:
     return settings.eval_cache_dir()
 
@@ -37,11 +43,10 @@ def _cache_default() -> Path:
 def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:
     from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
 
+    choice(fmt, "--format", ("lfw", "csv"))  # checked before the file is read: a usage error is exit 2
     if fmt == "lfw":
         return parse_lfw_pairs(pairs, root)
-    if fmt == "csv":
-        return parse_pairs_csv(pairs)
-    raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
+    return parse_pairs_csv(pairs)
 
 
 def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
@@ -63,9 +68,9 @@ def eval_pairs(
     profile: ProfileOpt = "default",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write scores.csv, plots and report here.")] = None,
     no_face: Annotated[str, typer.Option(help="center | reject: images with no detected face")] = "center",
-    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for intervals.")] = 1000,
+    n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for intervals.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
     """Verification accuracy on a pair list: 10-fold accuracy, AUC, EER, TAR at FAR (with 95 % intervals)."""
@@ -73,9 +78,8 @@ def eval_pairs(
     from facewise.eval.embed import embed_images
     from facewise.eval.verification import PairScores, evaluate, write_outputs
 
-    with handled():
-        if no_face not in ("center", "reject"):
-            raise FacewiseError("--no-face must be center or reject")
+    with handled(as_json):
+        choice(no_face, "--no-face", ("center", "reject"))
         plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
@@ -105,8 +109,7 @@ def eval_pairs(
 def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
     from facewise.eval.embed import embed_images
 
-    if no_face not in ("center", "reject"):
-        raise FacewiseError(f"--no-face must be center or reject, got {no_face!r}")
+    choice(no_face, "--no-face", ("center", "reject"))
     with progress_bar() as bar:
         task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
         return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
@@ -117,8 +120,8 @@ def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_fac
 def eval_identify(
     root: Annotated[Path, typer.Argument(help="Folder of identities: <root>/<person>/*.jpg (or Yale's flat names)")],
     profile: ProfileOpt = "default",
-    gallery_per_person: Annotated[int, typer.Option(help="Images enrolled per enrolled person.")] = 1,
-    min_images: Annotated[int, typer.Option(help="Use identities with at least this many images.")] = 2,
+    gallery_per_person: Annotated[int, typer.Option(min=1, help="Images enrolled per enrolled person.")] = 1,
+    min_images: Annotated[int, typer.Option(min=2, help="Use identities with at least this many images.")] = 2,
     seed: int = 0,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
@@ -127,12 +130,13 @@ def eval_identify(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.identify import OpenSetProtocol, evaluate_open_set, identity_folder, split
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         ids = identity_folder(root)
         proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
         gallery, mated, nonmated = split(ids, proto)
         if not gallery or not mated or not nonmated:
-            raise FacewiseError(f"{root}: too few identities with >= {min_images} images for an open-set split")
+            raise BadInputError(f"{root}: too few identities with >= {min_images} images for an open-set split")
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [p for _, p in gallery + mated + nonmated], cache)
         res = evaluate_open_set(emb, gallery, mated, nonmated)
@@ -151,7 +155,7 @@ def eval_degrade(
     fmt: Annotated[str, typer.Option("--format")] = "lfw",
     root: Annotated[Path | None, typer.Option("--root")] = None,
     profile: ProfileOpt = "default",
-    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -159,7 +163,7 @@ def eval_degrade(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.degrade import run_degradation
 
-    with handled():
+    with handled(as_json):
         plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
@@ -184,7 +188,8 @@ def eval_fidelity(
     orig_dir: Annotated[Path, typer.Argument(help="Original images.")],
     recon_dir: Annotated[Path, typer.Argument(help="Reconstructed/generated images, same relative paths.")],
     profile: ProfileOpt = "default",
-    far: Annotated[float, typer.Option(help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
+    far: Annotated[float, typer.Option(
+        min=1e-9, max=1.0, help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
     as_json: JsonOpt = False,
 ) -> None:
     """Identity similarity between originals and their reconstructions (mean, share above threshold, by size)."""
@@ -192,10 +197,13 @@ def eval_fidelity(
     from facewise.decision.matching import decide
     from facewise.eval.fidelity import fidelity, match_files
 
-    with handled():
+    with handled(as_json):
+        for d in (orig_dir, recon_dir):
+            if not d.is_dir():
+                raise NotFoundError(f"{d}: no such folder")
         pairs = match_files(orig_dir, recon_dir)
         if not pairs:
-            raise FacewiseError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
+            raise BadInputError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
         pipe = Pipeline(profile).load()
         threshold = decide(pipe.profile, {"target_far": far}).threshold
         with progress_bar() as bar:
@@ -203,12 +211,16 @@ def eval_fidelity(
             res = fidelity(pipe, pairs, threshold, progress=lambda k: bar.advance(task, k))
         if as_json:
             sys.stdout.write(json.dumps({"profile": pipe.profile.name, "far": far, **res}) + "\n")
-            return
-        out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
-                  f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
-                  f"({res['threshold']:.3f})")
-        for name, r in res["by_face_size"].items():
-            out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, above {100 * r['share_above_threshold']:.1f} %")
+        else:
+            out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
+                      f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
+                      f"({res['threshold']:.3f})")
+            for name, r in res["by_face_size"].items():
+                out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, "
+                          f"above {100 * r['share_above_threshold']:.1f} %")
+    if res["unreadable"]:  # reported with the others measured; the exit code says some input was bad
+        err.print(f"[red]error:[/red] {res['unreadable']} unreadable image(s), skipped (see the warnings)")
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()
@@ -223,7 +235,7 @@ def calibrate(
     collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the calibration JSON here.")] = None,
     write_profile: Annotated[bool, typer.Option(help="Maintainers: store it in the shipped profile file.")] = False,
-    max_impostors: int = 2_000_000,
+    max_impostors: Annotated[int, typer.Option(min=1, help="Most impostor scores sampled.")] = 2_000_000,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -233,9 +245,9 @@ def calibrate(
     from facewise.eval.identify import identity_folder
     from facewise.models.profiles import PROFILE_DIR
 
-    with handled():
+    with handled(as_json):
         if (folder is None) == (pairs is None):
-            raise FacewiseError("give --folder or --pairs")
+            raise ValidationError("give --folder or --pairs (one of them)")
         if folder is not None:
             ids = identity_folder(folder)
             items = [(n, f) for n, files in ids.items() for f in files]
@@ -243,6 +255,10 @@ def calibrate(
             plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
             paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
+        if db:  # the gallery and collection must exist before the (long) embedding: nothing is created
+            from facewise.api import FaceWise
+
+            FaceWise(db=db, profile=profile, collection=collection, create=False).close()
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [f for _, f in items], cache)
         where = {p: n for n, p in items}
@@ -257,7 +273,7 @@ def calibrate(
         if db:
             from facewise.api import FaceWise
 
-            with FaceWise(db=db, profile=pipe.profile, collection=collection) as fw:
+            with FaceWise(db=db, profile=pipe.profile, collection=collection, create=False) as fw:
                 fw.set_calibration(doc)  # refused if the collection's target FAR falls outside it
         if write_profile:
             path = PROFILE_DIR / f"{pipe.profile.name}.json"
@@ -278,9 +294,11 @@ def calibrate(
 @eval_app.command("liveness")
 def eval_liveness(
     root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
-    size: Annotated[int, typer.Option(help="Every image is resized to size x size first (crops differ).")] = 224,
-    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the card's)")] = None,
-    video_stride: int = 10,
+    size: Annotated[int, typer.Option(
+        min=16, help="Every image is resized to size x size first (crops differ).")] = 224,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="P(live) threshold (default: the card's)")] = None,
+    video_stride: Annotated[int, typer.Option(min=1, help="Every N-th frame of videos.")] = 10,
     profile: ProfileOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -289,10 +307,12 @@ def eval_liveness(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.liveness import evaluate_liveness
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         analyzer = Analyzer()
         if analyzer.antispoof is None:
-            raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+            raise ModelNotFoundError("the anti-spoofing model minifasnet-v2-v1se is not on the model path "
+                                     "(`facewise models info minifasnet-v2-v1se` says which files to put where)")
         pipe = Pipeline(profile).load()
 
         def detect(rgb: np.ndarray) -> np.ndarray:
@@ -326,12 +346,13 @@ def eval_expression(
     from facewise.core.imageio import load_image
     from facewise.models.attributes.expression import ExpressionModel
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         model = ExpressionModel.from_default()
         classes = list(model.CLASSES)
         files = [(c, f) for c in classes if (root / c).is_dir() for f in sorted((root / c).iterdir()) if f.is_file()]
         if not files:
-            raise FacewiseError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
+            raise BadInputError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
         conf = np.zeros((len(classes), len(classes)), np.int64)
         with progress_bar() as bar:
             task = bar.add_task("expression", total=len(files))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from facewise.video.process import VideoResult
@@ -77,25 +77,27 @@ def track_thumbnail(spec: str) -> Path:
     """``TIMELINE_JSON:TRACK_ID`` -> the track's best-frame thumbnail (for ``facewise enroll --from-track``)."""
     path_s, sep, tid = spec.rpartition(":")
     if not sep or not tid.strip().isdigit():
-        raise FacewiseError(f"--from-track {spec!r}: expected TIMELINE_JSON:TRACK_ID, e.g. out/timeline.json:3")
+        raise ValidationError(f"--from-track {spec!r}: expected TIMELINE_JSON:TRACK_ID, e.g. out/timeline.json:3")
     path = Path(path_s)
     if path.is_dir():
         path = path / TIMELINE_JSON
     try:
         doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such timeline (written by `facewise video --out DIR`)") from None
     except (OSError, ValueError) as exc:
-        raise FacewiseError(f"{path}: not a readable facewise timeline ({exc})") from None
+        raise BadInputError(f"{path}: not a readable facewise timeline ({exc})") from None
     tracks = doc.get("tracks") if isinstance(doc, dict) else None
-    if not isinstance(tracks, list):
-        raise FacewiseError(f"{path}: not a facewise timeline (no tracks)")
+    if not isinstance(tracks, list) or not all(isinstance(t, dict) for t in tracks):
+        raise BadInputError(f"{path}: not a facewise timeline (no tracks)")
     track = next((t for t in tracks if t.get("track") == int(tid)), None)
     if track is None:
         raise NotFoundError(f"{path}: no track {tid} (tracks: {', '.join(str(t.get('track')) for t in tracks)})")
     if not track.get("best_frame"):
-        raise FacewiseError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
+        raise NotFoundError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
     thumb = path.parent / str(track["best_frame"])
     if not thumb.is_file():
-        raise FacewiseError(f"{thumb}: thumbnail of track {tid} is missing")
+        raise NotFoundError(f"{thumb}: thumbnail of track {tid} is missing")
     return thumb
 
 
