@@ -267,43 +267,123 @@ def calibrate(
             out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")
 
 
+def _live_setup(profile: str, model: str | None):  # type: ignore[no-untyped-def]
+    """The product's detector and liveness scorer (``model`` picks fused / minifasnet for comparison)."""
+    import numpy as np
+
+    from facewise.core.analysis import Analyzer
+    from facewise.core.pipeline import Pipeline
+
+    analyzer = Analyzer()
+    if analyzer.live_model is None:
+        raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+    if model not in (None, "fused", "minifasnet"):
+        raise FacewiseError(f"--model must be fused or minifasnet, got {model!r}")
+    if model == "minifasnet" and analyzer.live_model_name == "fused":
+        analyzer.live_model = analyzer.antispoof
+    elif model == "fused" and analyzer.live_model_name != "fused":
+        raise FacewiseError("the fused liveness weights (models/weights/liveness-fused.weights) are missing")
+    pipe = Pipeline(profile).load()
+
+    def detect(rgb):  # type: ignore[no-untyped-def]
+        d = pipe.detector.detect(rgb)
+        return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
+
+    return analyzer, pipe, detect
+
+
+SizeOpt = Annotated[int, typer.Option(help="Resize every image to size x size first (crops differ); 0 = native.")]
+LiveModelOpt = Annotated[str | None, typer.Option("--model", help="fused | minifasnet (default: the product's)")]
+
+
 @eval_app.command("liveness")
 def eval_liveness(
     root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
-    size: Annotated[int, typer.Option(help="Every image is resized to size x size first (crops differ).")] = 224,
-    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the card's)")] = None,
+    size: SizeOpt = 224,
+    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the product's)")] = None,
+    threshold_file: Annotated[Path | None, typer.Option(help="Decide at a calibrate-liveness threshold file.")] = None,
+    fit_threshold: Annotated[Path | None, typer.Option(
+        help="Fit a threshold on root/real (target BPCER), write it here and report at it (in-sample).")] = None,
+    target_bpcer: Annotated[float, typer.Option(help="BPCER the fitted threshold aims at.")] = 0.05,
+    model: LiveModelOpt = None,
     video_stride: int = 10,
     profile: ProfileOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Presentation-attack detection: APCER, BPCER, ACER at the threshold and the EER (ISO/IEC 30107-3)."""
-    from facewise.core.analysis import Analyzer, live_threshold
-    from facewise.core.pipeline import Pipeline
-    from facewise.eval.liveness import evaluate_liveness
+    """Presentation-attack detection as the product decides: APCER, BPCER, ACER and EER (ISO/IEC 30107-3).
+
+    The largest detected face of each sample is scored; a sample with no detected face is refused (an
+    attack without a face counts as stopped, a bona fide one as refused) and counted under no_face.
+    """
+    import numpy as np
+
+    from facewise.core.analysis import LiveThreshold
+    from facewise.eval.liveness import evaluate_liveness, product_rates
+    from facewise.eval.liveness import fit_threshold as fit_thr
 
     with handled():
-        analyzer = Analyzer()
-        if analyzer.antispoof is None:
-            raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
-        pipe = Pipeline(profile).load()
-
-        def detect(rgb):  # type: ignore[no-untyped-def]
-            import numpy as np
-
-            d = pipe.detector.detect(rgb)
-            return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
-
-        thr = threshold if threshold is not None else live_threshold()
-        res = evaluate_liveness(root, analyzer.antispoof, detect, size=size, threshold=thr, video_stride=video_stride)
+        if sum(x is not None for x in (threshold, threshold_file, fit_threshold)) > 1:
+            raise FacewiseError("give at most one of --threshold, --threshold-file, --fit-threshold")
+        analyzer, pipe, detect = _live_setup(profile, model)
+        if threshold_file is not None:
+            analyzer.set_live_threshold(LiveThreshold.load(threshold_file))
+        thr = threshold if threshold is not None else analyzer.live_threshold()[0]
+        res = evaluate_liveness(root, analyzer.live_model, detect, size=size or None, threshold=thr,
+                                video_stride=video_stride)
+        if fit_threshold is not None:
+            t = LiveThreshold(analyzer.live_model_name, fit_thr(res["scores"]["real"], target_bpcer), target_bpcer,
+                              int((~np.isnan(res["scores"]["real"])).sum()), str(root / "real"))
+            t.save(fit_threshold)
+            res.update(threshold=t.threshold, **product_rates(res["scores"]["real"], res["scores"]["fake"],
+                                                                t.threshold))
         res.pop("scores", None)
         res.pop("names", None)
+        res["model"] = analyzer.live_model_name
         if as_json:
             sys.stdout.write(json.dumps({"detector": pipe.profile.detector, **res}, default=float) + "\n")
             return
-        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size} px, detector {pipe.profile.detector})")
+        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size or 'native'} px, detector "
+                  f"{pipe.profile.detector}, scorer {res['model']})")
         out.print(f"  at {res['threshold']:.3f}: APCER {res['apcer']:.4f}  BPCER {res['bpcer']:.4f}  "
                   f"ACER {res['acer']:.4f}")
-        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face: {res['no_face']}")
+        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face (refused): {res['no_face']}")
+        if fit_threshold is not None:
+            err.print(f"threshold written to {fit_threshold}")
+
+
+@app.command("calibrate-liveness")
+def calibrate_liveness(
+    bona_fide: Annotated[Path, typer.Argument(help="Folder of your own bona fide (live) images or videos.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Write the threshold file here.")],
+    target_bpcer: Annotated[float, typer.Option(help="Share of your live faces the threshold may refuse.")] = 0.05,
+    size: SizeOpt = 0,
+    video_stride: int = 10,
+    profile: ProfileOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a liveness threshold on your own bona fide samples (for --live-threshold / FACEWISE_LIVENESS_THRESHOLD)."""
+    import numpy as np
+
+    from facewise.core.analysis import LiveThreshold
+    from facewise.eval.liveness import collect
+    from facewise.eval.liveness import fit_threshold as fit_thr
+
+    with handled():
+        if not bona_fide.is_dir():
+            raise FacewiseError(f"{bona_fide} is not a folder")
+        analyzer, _, detect = _live_setup(profile, None)
+        names, mat = collect(bona_fide, analyzer.live_model.live_scores, detect,
+                             (size, size) if size else None, video_stride)
+        scores = mat[:, 0]
+        t = LiveThreshold(analyzer.live_model_name, fit_thr(scores, target_bpcer), target_bpcer,
+                          int((~np.isnan(scores)).sum()), str(bona_fide))
+        t.save(out_file)
+        doc = {**t.__dict__, "samples": len(names), "no_face": int(np.isnan(scores).sum()), "out": str(out_file)}
+        if as_json:
+            sys.stdout.write(json.dumps(doc) + "\n")
+            return
+        out.print(f"{doc['samples']} samples, {t.n_bona_fide} with a face: threshold {t.threshold:.4f} "
+                  f"({t.model}, target BPCER {target_bpcer:g}) written to {out_file}")
 
 
 @eval_app.command("expression")

@@ -31,6 +31,18 @@ from facewise.cli.common import (
 from facewise.errors import FacewiseError, ImageError
 
 
+LiveThrOpt = Annotated[Path | None, typer.Option(
+    "--live-threshold", help="A `calibrate-liveness` threshold file (default: $FACEWISE_LIVENESS_THRESHOLD, "
+                             "else the model's own).")]
+
+
+def _use_live_threshold(fw: Any, path: Path | None) -> None:
+    from facewise.core.analysis import LiveThreshold
+
+    if path is not None:
+        fw.analyzer.set_live_threshold(LiveThreshold.load(path))
+
+
 # -- enrol / identify / verify / detect ---------------------------------------------------------
 @app.command()
 def enroll(
@@ -42,6 +54,7 @@ def enroll(
     face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
     min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
+    live_threshold: LiveThrOpt = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -53,6 +66,7 @@ def enroll(
         if not sources and not from_track:
             raise FacewiseError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
         fw = _fw(db, profile, collection)
+        _use_live_threshold(fw, live_threshold)
         items: list[tuple[str, Any]] = []
         if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
             from facewise.video.outputs import track_thumbnail
@@ -155,6 +169,7 @@ def verify(
     other: Annotated[Path | None, typer.Argument(help="Second image (or use --person).")] = None,
     person: Annotated[str | None, typer.Option("--person", help="Compare with an enrolled person.")] = None,
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
+    live_threshold: LiveThrOpt = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: ProfileOpt = "default", collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -165,6 +180,7 @@ def verify(
         if (other is None) == (person is None):
             raise FacewiseError("give a second image or --person NAME")
         fw = _fw(db if person else None, profile, collection)
+        _use_live_threshold(fw, live_threshold)
         gate = Gate(require_live=True) if require_live else None
         v = fw.verify_person(image, person, gate=gate) if person else fw.verify(image, other, gate=gate)
         if as_json:
@@ -210,19 +226,30 @@ def detect(
 def analyze(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     profile: ProfileOpt = "default", as_json: JsonOpt = False,
+    annotate_dir: Annotated[Path | None, typer.Option(
+        "--annotate", help="Write copies with the liveness verdict, fired cues and occlusion map drawn.")] = None,
+    live_threshold: LiveThrOpt = None,
 ) -> None:
-    """Per face: quality with reasons, liveness, head pose and expression (where the models are available)."""
+    """Per face: quality with reasons, liveness (with its cues and map), head pose and expression."""
     from facewise.api import FaceWise
+    from facewise.core.draw import annotate_analysis
+    from facewise.core.imageio import load_image, save_rgb
 
     with handled():
         fw = FaceWise(profile=profile)
+        _use_live_threshold(fw, live_threshold)
+        if annotate_dir:
+            annotate_dir.mkdir(parents=True, exist_ok=True)
         t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
         for f in _images_in(sources):
             try:
-                faces = fw.analyze(f)
+                img = load_image(f)
+                faces = fw.analyze(img, what=("live", "live_map", "pose", "expression"))
             except ImageError as exc:
                 err.print(f"[red]error:[/red] {escape(str(exc))}")
                 continue
+            if annotate_dir:
+                save_rgb(annotate_dir / (f.stem + ".jpg"), annotate_analysis(img.pixels, faces))
             for face in faces:
                 d = face.to_dict()
                 if as_json:
