@@ -30,7 +30,6 @@ from facewise.cli.common import (
 )
 from facewise.errors import FacewiseError, ImageError
 
-
 LiveThrOpt = Annotated[Path | None, typer.Option(
     "--live-threshold", help="A `calibrate-liveness` threshold file (default: $FACEWISE_LIVENESS_THRESHOLD, "
                              "else the model's own).")]

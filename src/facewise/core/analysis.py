@@ -175,7 +175,7 @@ class Analyzer:
         return out
 
     def analyze(self, pixels: np.ndarray, faces: list[Face],
-                what: tuple[str, ...] = ("live", "live_map", "pose", "expression")) -> list[Face]:
+                what: tuple[str, ...] = ("live", "pose", "expression")) -> list[Face]:
         """Fill ``face.attributes`` with ``live``, ``pose`` and ``expression`` where models allow.
 
         ``live`` carries the score, decision, threshold (and its source), the cues with their pull on the

@@ -133,13 +133,18 @@ class LiveFusion:
         blurred = cv2.GaussianBlur(image_rgb[y1:y2, x1:x2], (0, 0), max(2.0, (x2 - x1) / GRID / 3))
         xs = np.linspace(x1, x2, GRID + 1).round().astype(int)
         ys = np.linspace(y1, y2, GRID + 1).round().astype(int)
-        delta = np.zeros((GRID, GRID))
+        images = []
         for i in range(GRID):
             for j in range(GRID):
                 img = image_rgb.copy()
                 img[ys[i] : ys[i + 1], xs[j] : xs[j + 1]] = blurred[ys[i] - y1 : ys[i + 1] - y1,
                                                                     xs[j] - x1 : xs[j + 1] - x1]
-                delta[i, j] = float(self.live_scores(img, [box])[0]) - base
+                images.append(img)
+        probs = self.fas.live_per_model_images(images, box)  # one batch per model
+        cues = [face_cues(img, box) for img in images]
+        x = np.column_stack([_logit(probs[:, 0]), _logit(probs[:, 1]),
+                             np.array([[c[n] for n in CUE_NAMES] for c in cues])])
+        delta = (self.weights.probability(x) - base).reshape(GRID, GRID)
         return {"box": [int(v) for v in region], "grid": GRID, "delta": delta.round(4).tolist()}
 
 
