@@ -38,8 +38,8 @@ def load(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return d["features"], d["label"]
 
 
-def fit(x: np.ndarray, y: np.ndarray, train: list[str]) -> FusionWeights:
-    """Sign-bounded, class-balanced, L2 (C = 1) logistic regression on the rows with a face."""
+def fit(x: np.ndarray, y: np.ndarray, train: list[str], c: float = C) -> FusionWeights:
+    """Sign-bounded, class-balanced, L2 (strength 1 / c) logistic regression on the rows with a face."""
     ok = ~np.isnan(x[:, 0])
     feats = list(SIGNS)
     z = x[ok][:, [FEATURES.index(f) for f in feats]]
@@ -52,7 +52,7 @@ def fit(x: np.ndarray, y: np.ndarray, train: list[str]) -> FusionWeights:
         s = p[0] + z @ p[1:]
         nll = np.where(y == 1, np.logaddexp(0, -s), np.logaddexp(0, s))
         g = w * (1 / (1 + np.exp(-s)) - y)
-        return float((w * nll).sum() + 0.5 / C * (p[1:] ** 2).sum()), np.r_[g.sum(), z.T @ g + p[1:] / C]
+        return float((w * nll).sum() + 0.5 / c * (p[1:] ** 2).sum()), np.r_[g.sum(), z.T @ g + p[1:] / c]
 
     bounds = [(None, None)] + [(0, None) if SIGNS[f] > 0 else (None, 0) for f in feats]
     res = minimize(loss, np.zeros(len(feats) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
@@ -69,7 +69,7 @@ def rates_row(real: np.ndarray, fake: np.ndarray, thr: float) -> str:
     return f"{r['apcer']:.3f} | {r['bpcer']:.3f} | {r['acer']:.3f}"
 
 
-def report(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]:
+def report(data: dict[str, tuple[np.ndarray, np.ndarray]], c: float = C) -> list[str]:
     """Markdown rows: every train -> test direction, three thresholds, MiniFASNet alone as reference."""
     lines = ["| model | fitted on | tested on | threshold (from) | APCER | BPCER | ACER | EER |",
              "|---|---|---|---|---|---|---|---|"]
@@ -85,7 +85,7 @@ def report(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]:
         else:
             x = np.vstack([data[t][0] for t in train])
             y = np.concatenate([data[t][1] for t in train])
-            wts = fit(x, y, train)
+            wts = fit(x, y, train, c)
             score, name, fitted, thr0 = wts.probability, "fused", "+".join(train), 0.5
             train_scores = score(x)[y == 1]
         for test in SETS:
@@ -131,15 +131,16 @@ def main() -> None:
     ap.add_argument("--train", nargs="+", default=["nuaa", "apfol"], choices=SETS)
     ap.add_argument("--out", type=Path, help="write the fitted weights (JSON) here")
     ap.add_argument("--report", action="store_true", help="print the cross-domain table (markdown)")
+    ap.add_argument("--C", type=float, default=C, dest="c", help="inverse L2 strength (sensitivity check)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data = {s: load(args.features, s) for s in SETS}
     if args.report:
-        print("\n".join(report(data)))
+        print("\n".join(report(data, args.c)))
     if args.out:
         x = np.vstack([data[t][0] for t in args.train])
         y = np.concatenate([data[t][1] for t in args.train])
-        wts = fit(x, y, args.train)
+        wts = fit(x, y, args.train, args.c)
         args.out.write_text(json.dumps(wts.to_dict(), indent=1) + "\n")
         write_card(args.out, wts)
         logging.info("wrote %s: %s", args.out, dict(zip(wts.features, wts.coef.round(3), strict=True)))
