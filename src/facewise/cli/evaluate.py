@@ -386,6 +386,78 @@ def calibrate_liveness(
                   f"({t.model}, target BPCER {target_bpcer:g}) written to {out_file}")
 
 
+def _frames(source: str, stride: int):  # type: ignore[no-untyped-def]
+    """``(t, RGB frame)`` from a video file (t from its frame rate) or a camera index (wall-clock t)."""
+    import time
+
+    import cv2
+
+    camera = source.isdigit()
+    if not camera and not Path(source).is_file():
+        raise FacewiseError(f"{source}: no such video file (or give a camera index such as 0)")
+    cap = cv2.VideoCapture(int(source) if camera else source)
+    if not cap.isOpened():
+        raise FacewiseError(f"cannot open {'camera' if camera else 'video'} {source}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    start, index = time.monotonic(), 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            if index % stride == 0:
+                yield (time.monotonic() - start) if camera else index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        cap.release()
+
+
+@app.command("challenge")
+def challenge(
+    source: Annotated[str, typer.Argument(help="A video file, or a camera index (0) for a live check.")],
+    steps: Annotated[str | None, typer.Option(help="Comma-separated: left,right,up,closer (default: random).")] = None,
+    n_steps: Annotated[int, typer.Option("--random", help="How many random steps when --steps is not given.")] = 2,
+    time_limit: Annotated[float, typer.Option(help="Seconds to complete every step.")] = 10.0,
+    stride: Annotated[int, typer.Option(help="Check every Nth frame.")] = 1,
+    profile: ProfileOpt = "fast",
+    as_json: JsonOpt = False,
+) -> None:
+    """Active liveness: ask for head motions, check them on the tracked face in time, with the passive score.
+
+    Exit code 0 when the challenge passes, 10 when it does not.
+    """
+    from facewise.cli.common import EXIT_DIFFERENT
+    from facewise.core.analysis import Analyzer
+    from facewise.core.challenge import ChallengePolicy, parse_steps, random_steps, run_challenge
+    from facewise.core.pipeline import Pipeline
+
+    with handled():
+        if stride < 1:
+            raise FacewiseError("--stride must be >= 1")
+        wanted = parse_steps(steps) if steps else random_steps(n_steps)
+        pipe = Pipeline(profile).load()
+        analyzer = Analyzer()
+        prompts = {"left": "turn your head so the camera sees it turn to the image's left",
+                   "right": "turn your head so the camera sees it turn to the image's right",
+                   "up": "look up", "closer": "come closer to the camera"}
+
+        def prompt(step: str | None) -> None:
+            if step is not None and not as_json:
+                err.print(f"now: {prompts[step]}")
+
+        res = run_challenge(_frames(source, stride), wanted, pipe, analyzer,
+                            ChallengePolicy(time_limit_s=time_limit), on_step=prompt)
+        if as_json:
+            sys.stdout.write(json.dumps({"source": source, **res}) + "\n")
+        else:
+            verdict = "PASSED" if res["passed"] else "FAILED"
+            out.print(f"{verdict}: steps {','.join(res['steps'])}; done {[d['step'] for d in res['done']]}"
+                      + (f" ({res['reason']})" if res["reason"] else "")
+                      + (f"; passive P(live) {res['passive_live']:.2f}" if res["passive_live"] is not None else ""))
+        if not res["passed"]:
+            raise typer.Exit(EXIT_DIFFERENT)
+
+
 @eval_app.command("expression")
 def eval_expression(
     root: Annotated[Path, typer.Option("--root", help="Folder of <emotion>/*.jpg (FER2013 layout)")],
