@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -267,7 +268,7 @@ def calibrate(
             out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")
 
 
-def _live_setup(profile: str, model: str | None):  # type: ignore[no-untyped-def]
+def _live_setup(profile: str, model: str | None) -> tuple[Any, Any, Any]:
     """The product's detector and liveness scorer (``model`` picks fused / minifasnet for comparison)."""
     import numpy as np
 
@@ -285,7 +286,7 @@ def _live_setup(profile: str, model: str | None):  # type: ignore[no-untyped-def
         raise FacewiseError("the fused liveness weights (models/weights/liveness-fused.weights) are missing")
     pipe = Pipeline(profile).load()
 
-    def detect(rgb):  # type: ignore[no-untyped-def]
+    def detect(rgb: np.ndarray) -> np.ndarray:
         d = pipe.detector.detect(rgb)
         return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
 
@@ -386,7 +387,7 @@ def calibrate_liveness(
                   f"({t.model}, target BPCER {target_bpcer:g}) written to {out_file}")
 
 
-def _frames(source: str, stride: int):  # type: ignore[no-untyped-def]
+def _frames(source: str, stride: int) -> Iterator[tuple[float, Any]]:
     """``(t, RGB frame)`` from a video file (t from its frame rate) or a camera index (wall-clock t)."""
     import time
 

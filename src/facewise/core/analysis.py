@@ -136,7 +136,8 @@ class Analyzer:
             return None
         from facewise.models.attributes.headpose import FSANet
 
-        return FSANet(*resolve("fsanet"), threads=self.threads)
+        one_by_one, var = resolve("fsanet")
+        return FSANet(one_by_one, var, threads=self.threads)
 
     @cached_property
     def expression(self) -> Any | None:

@@ -214,7 +214,8 @@ def run_challenge(frames: Iterable[tuple[float, np.ndarray]], steps: Sequence[st
             live = None
             if live_model is not None and checker.frames % live_every == 0:
                 live = float(live_model.live_scores(rgb, boxes[k : k + 1])[0])
-            checker.update(Observation(t, tuple(float(v) for v in boxes[k]), float(yaw), float(pitch),
+            x1, y1, x2, y2 = (float(v) for v in boxes[k])
+            checker.update(Observation(t, (x1, y1, x2, y2), float(yaw), float(pitch),
                                        nose_shift(dets[k].landmarks), live), t)
         if on_step is not None and checker.current != asked:
             asked = checker.current

@@ -44,7 +44,7 @@ def _box_crop(image: np.ndarray, box: Sequence[float], scale: float, size: int) 
     pad = [max(0, -top), max(0, top + s - h), max(0, -left), max(0, left + s - w)]
     patch = image[max(0, top) : min(h, top + s), max(0, left) : min(w, left + s)]
     if any(pad):
-        patch = cv2.copyMakeBorder(patch, *pad, cv2.BORDER_REPLICATE)
+        patch = cv2.copyMakeBorder(patch, pad[0], pad[1], pad[2], pad[3], cv2.BORDER_REPLICATE)
     interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
     out = cv2.resize(patch, (size, size), interpolation=interp)
     k = size / s
