@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facewise.core.analysis import Analyzer
@@ -35,12 +36,23 @@ def _split_flat(root: Path, tmp: Path) -> Path:
     return tmp
 
 
+def _rescale(rgb: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--size", type=int, default=224, help="resize to size x size first; 0 = native size")
     ap.add_argument("--profile", default="fast")
+    ap.add_argument("--rescale", type=float, default=1.0,
+                    help="then scale each image by this factor (training-time augmentation: other camera "
+                         "distances and resolutions); the file is named <name>@<factor>.npz")
     ap.add_argument("--out", type=Path, default=Path("/tmp/facewise-live-features"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -58,17 +70,25 @@ def main() -> None:
         root = args.root if (args.root / "real").is_dir() else _split_flat(args.root, Path(tmp))
         size = (args.size, args.size) if args.size else None
         rows, labels, names = [], [], []
+
+        def detect_scaled(rgb: np.ndarray) -> np.ndarray:
+            return detect(_rescale(rgb, args.rescale))
+
+        def features(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+            return feature_matrix(fas, _rescale(rgb, args.rescale), box)
+
         for label in ("real", "fake"):
-            n, mat = collect(root / label, lambda img, b: feature_matrix(fas, img, b), detect, size)
+            n, mat = collect(root / label, features, detect_scaled, size)
             rows.append(mat)
             labels += [int(label == "real")] * len(n)
             names += [f"{label}/{x}" for x in n]
     feats = np.vstack(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / f"{args.name}.npz", features=feats, label=np.array(labels), names=np.array(names),
+    name = args.name if args.rescale == 1.0 else f"{args.name}@{args.rescale:g}"
+    np.savez(args.out / f"{name}.npz", features=feats, label=np.array(labels), names=np.array(names),
              feature_names=np.array(FEATURES))
-    logging.info("%s: %d samples (%d without a face) -> %s", args.name, len(labels),
-                 int(np.isnan(feats[:, 0]).sum()), args.out / f"{args.name}.npz")
+    logging.info("%s: %d samples (%d without a face) -> %s", name, len(labels),
+                 int(np.isnan(feats[:, 0]).sum()), args.out / f"{name}.npz")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,12 @@ def load(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return d["features"], d["label"]
 
 
+def training_data(data: dict[str, tuple[np.ndarray, np.ndarray]], train: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The training sets' rows, with their rescaled copies (``<set>@<factor>``) when loaded."""
+    keys = [k for k in data if k.split("@")[0] in train]
+    return np.vstack([data[k][0] for k in keys]), np.concatenate([data[k][1] for k in keys])
+
+
 def fit(x: np.ndarray, y: np.ndarray, train: list[str], c: float = C) -> FusionWeights:
     """Sign-bounded, class-balanced, L2 (strength 1 / c) logistic regression on the rows with a face."""
     ok = ~np.isnan(x[:, 0])
@@ -83,11 +89,11 @@ def report(data: dict[str, tuple[np.ndarray, np.ndarray]], c: float = C) -> list
             score, name, fitted, thr0 = fas_mean, "MiniFASNet", "–", 0.5
             train_scores = None
         else:
-            x = np.vstack([data[t][0] for t in train])
-            y = np.concatenate([data[t][1] for t in train])
+            x, y = training_data(data, train)
             wts = fit(x, y, train, c)
             score, name, fitted, thr0 = wts.probability, "fused", "+".join(train), 0.5
-            train_scores = score(x)[y == 1]
+            train_scores = score(np.vstack([data[t][0] for t in train]))[
+                np.concatenate([data[t][1] for t in train]) == 1]
         for test in SETS:
             if train is not None and test in train and len(train) == 1:
                 continue  # in-domain rows only for the combined model
@@ -109,6 +115,8 @@ def report(data: dict[str, tuple[np.ndarray, np.ndarray]], c: float = C) -> list
 def write_card(weights: Path, wts: FusionWeights) -> None:
     """The model card next to the weights (``<stem>.json``): sha256, size, what and how."""
     data = weights.read_bytes()
+    factors = wts.meta.get("augment_rescale") or []
+    augment = (" --augment " + " ".join(f"{a:g}" for a in factors)) if factors else ""
     card = {"id": weights.stem, "task": "antispoof-fusion", "backend": "numpy",
             "files": [weights.name], "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
             "licence": "Apache-2.0 (project); fitted on NUAA (academic research) and the apfol crops (no licence "
@@ -121,7 +129,7 @@ def write_card(weights: Path, wts: FusionWeights) -> None:
             "training": {"trained_on": wts.meta.get("trained_on"), "n": wts.meta.get("n_train"),
                          "command": "python training/liveness_features.py ... (one per set); python "
                                     "training/train_liveness.py --train " + " ".join(wts.meta.get("trained_on", []))
-                                    + " --out " + weights.name}}
+                                    + augment + " --out " + weights.name}}
     weights.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
 
 
@@ -131,16 +139,21 @@ def main() -> None:
     ap.add_argument("--train", nargs="+", default=["nuaa", "apfol"], choices=SETS)
     ap.add_argument("--out", type=Path, help="write the fitted weights (JSON) here")
     ap.add_argument("--report", action="store_true", help="print the cross-domain table (markdown)")
+    ap.add_argument("--augment", nargs="*", type=float, default=[],
+                    help="also train on the rescaled copies <set>@<factor>.npz for these factors")
     ap.add_argument("--C", type=float, default=C, dest="c", help="inverse L2 strength (sensitivity check)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data = {s: load(args.features, s) for s in SETS}
+    data.update({f"{s}@{f:g}": load(args.features, f"{s}@{f:g}") for s in SETS for f in args.augment
+                 if (args.features / f"{s}@{f:g}.npz").is_file()})
     if args.report:
         print("\n".join(report(data, args.c)))
     if args.out:
-        x = np.vstack([data[t][0] for t in args.train])
-        y = np.concatenate([data[t][1] for t in args.train])
+        x, y = training_data(data, args.train)
         wts = fit(x, y, args.train, args.c)
+        if args.augment:
+            wts.meta["augment_rescale"] = args.augment
         args.out.write_text(json.dumps(wts.to_dict(), indent=1) + "\n")
         write_card(args.out, wts)
         logging.info("wrote %s: %s", args.out, dict(zip(wts.features, wts.coef.round(3), strict=True)))
