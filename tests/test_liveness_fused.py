@@ -187,3 +187,24 @@ def test_calibrate_liveness_then_analyze_uses_it(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text("not json")
     r = _cli("analyze", str(probe), "-p", "fast", "--live-threshold", str(tmp_path / "junk.json"))
     assert r.returncode == 1 and "liveness threshold file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_verify_require_live_refuses_a_printed_photo_of_the_same_person(tmp_path: Path) -> None:
+    """NUAA subject 1: the live frame verifies; the printed photo of the same person is refused as not live."""
+    from facewise.api import FaceWise
+    from facewise.core.analysis import Gate
+
+    live = NUAA / "real" / "0001_0001_00_00_01_156.jpg"
+    other = NUAA / "real" / "0001_0001_00_00_01_213.jpg"
+    photo = NUAA / "fake" / "0001_0001_00_00_01_206.jpg"
+    fw = FaceWise(profile="fast")
+    ok = fw.verify(live, other, gate=Gate(require_live=True))
+    assert ok.same and not ok.reason
+    spoof = fw.verify(photo, other, gate=Gate(require_live=True))
+    assert not spoof.same and spoof.reason.startswith("not live")
+    # the gate decides at a deployment's own threshold: at 0 (accept everything) the photo gets through
+    LiveThreshold("fused", 0.0, 0.05, 100, "lenient").save(tmp_path / "lenient.json")
+    fw.analyzer.set_live_threshold(LiveThreshold.load(tmp_path / "lenient.json"))
+    lenient = fw.verify(photo, other, gate=Gate(require_live=True))
+    assert lenient.same and not lenient.reason
+    fw.close()
