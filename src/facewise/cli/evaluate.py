@@ -400,17 +400,22 @@ def _frames(source: str, stride: int) -> Iterator[tuple[float, Any]]:
     if not cap.isOpened():
         raise FacewiseError(f"cannot open {'camera' if camera else 'video'} {source}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    start, index = time.monotonic(), 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            if index % stride == 0:
-                yield (time.monotonic() - start) if camera else index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            index += 1
-    finally:
-        cap.release()
+
+    def frames() -> Iterator[tuple[float, Any]]:
+        start, index = time.monotonic(), 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                if index % stride == 0:
+                    t = (time.monotonic() - start) if camera else index / fps
+                    yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            cap.release()
+
+    return frames()
 
 
 @app.command("challenge")
