@@ -1,7 +1,7 @@
 """What a face shows beyond identity: liveness, head pose, expression — each optional, each measured.
 
 Models come from the catalogue: ``minifasnet-v2-v1se`` (anti-spoofing; fused with cheap cues by the
-project-trained ``weights/liveness-fused.json`` when present), ``fsanet`` (head pose; five-landmark
+project-trained ``weights/liveness-fused.weights`` when present), ``fsanet`` (head pose; five-landmark
 geometry when absent) and ``expression-fer7`` (trained by this project, shipped in the package).
 Results land in ``Face.attributes`` and, for liveness, in the quality reasons.
 
