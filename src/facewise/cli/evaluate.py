@@ -335,8 +335,9 @@ def eval_liveness(
             t = LiveThreshold(analyzer.live_model_name, fit_thr(res["scores"]["real"], target_bpcer), target_bpcer,
                               int((~np.isnan(res["scores"]["real"])).sum()), str(root / "real"))
             t.save(fit_threshold)
-            res.update(threshold=t.threshold, **product_rates(res["scores"]["real"], res["scores"]["fake"],
-                                                                t.threshold))
+            real, fake = res["scores"]["real"], res["scores"]["fake"]
+            res.update(threshold=t.threshold, **product_rates(real, fake, t.threshold),
+                       faces_only=product_rates(real[~np.isnan(real)], fake[~np.isnan(fake)], t.threshold))
         res.pop("scores", None)
         res.pop("names", None)
         res["model"] = analyzer.live_model_name
@@ -348,6 +349,9 @@ def eval_liveness(
         out.print(f"  at {res['threshold']:.3f}: APCER {res['apcer']:.4f}  BPCER {res['bpcer']:.4f}  "
                   f"ACER {res['acer']:.4f}")
         out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face (refused): {res['no_face']}")
+        fo = res["faces_only"]
+        out.print(f"  over the samples with a face only: APCER {fo['apcer']:.4f}  BPCER {fo['bpcer']:.4f}  "
+                  f"ACER {fo['acer']:.4f}")
         if fit_threshold is not None:
             err.print(f"threshold written to {fit_threshold}")
 
