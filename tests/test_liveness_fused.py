@@ -75,6 +75,16 @@ def test_fit_threshold_refuses_the_target_share_of_bona_fide() -> None:
         fit_threshold(s, 0.7)
 
 
+def test_one_sided_cues_count_only_on_the_attack_side() -> None:
+    from facewise.models.attributes.livefusion import one_sided
+
+    z = np.array([[2.0, 2.0, -2.0], [-2.0, -2.0, 2.0]])
+    out = one_sided(z, [None, 0.5, 0.5], [1, 1, -1])
+    assert out[:, 0].tolist() == [2.0, -2.0]  # MiniFASNet: two-sided
+    assert out[:, 1].tolist() == [0.0, -2.5]  # "higher = live" cue: only below its hinge
+    assert out[:, 2].tolist() == [0.0, 1.5]  # "higher = attack" cue: only above its hinge
+
+
 def test_eval_counts_faceless_samples_as_refused(analyzer, detect, tmp_path: Path) -> None:
     """Apfol crops plus a faceless patch of a real NUAA frame in each class: both are refused."""
     rng = np.random.default_rng(1)

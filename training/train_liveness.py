@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from facewise.eval.liveness import fit_threshold, product_eer, product_rates
-from facewise.models.attributes.livefusion import FEATURES, FusionWeights
+from facewise.models.attributes.livefusion import FEATURES, FusionWeights, one_sided
 
 SIGNS = {"fas_v2": 1, "fas_v1se": 1, "hf_energy": 1, "moire": -1, "specular": -1, "saturation": 1, "edge": -1}
 C = 1.0
@@ -44,14 +44,23 @@ def training_data(data: dict[str, tuple[np.ndarray, np.ndarray]], train: list[st
     return np.vstack([data[k][0] for k in keys]), np.concatenate([data[k][1] for k in keys])
 
 
-def fit(x: np.ndarray, y: np.ndarray, train: list[str], c: float = C) -> FusionWeights:
-    """Sign-bounded, class-balanced, L2 (strength 1 / c) logistic regression on the rows with a face."""
+def fit(x: np.ndarray, y: np.ndarray, train: list[str], c: float = C, one_sided_cues: bool = False) -> FusionWeights:
+    """Sign-bounded, class-balanced, L2 (strength 1 / c) logistic regression on the rows with a face.
+
+    ``one_sided_cues``: a cue only counts on the attack side of its bona fide median (absence of an
+    attack artefact is no evidence of life); MiniFASNet's logits stay two-sided.
+    """
     ok = ~np.isnan(x[:, 0])
     feats = list(SIGNS)
     z = x[ok][:, [FEATURES.index(f) for f in feats]]
     y = y[ok].astype(float)
     mean, scale = z.mean(0), z.std(0) + 1e-9
     z = (z - mean) / scale
+    signs = [SIGNS[f] for f in feats]
+    hinge: list[float | None] | None = None
+    if one_sided_cues:
+        hinge = [None if f.startswith("fas_") else float(np.median(z[y == 1, j])) for j, f in enumerate(feats)]
+        z = one_sided(z, hinge, signs)
     w = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
 
     def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
@@ -67,7 +76,8 @@ def fit(x: np.ndarray, y: np.ndarray, train: list[str], c: float = C) -> FusionW
     return FusionWeights(tuple(feats), mean, scale, res.x[1:], float(res.x[0]), 0.5,
                          {"trained_on": train, "n_train": int(ok.sum()), "recipe": "training/train_liveness.py",
                           "threshold_note": "0.5 = the logistic boundary fitted on the training sets; "
-                                            "fit your own with `facewise calibrate-liveness`"})
+                                            "fit your own with `facewise calibrate-liveness`",
+                          **({"hinge": hinge, "signs": signs} if hinge else {})})
 
 
 def rates_row(real: np.ndarray, fake: np.ndarray, thr: float) -> str:
@@ -75,7 +85,7 @@ def rates_row(real: np.ndarray, fake: np.ndarray, thr: float) -> str:
     return f"{r['apcer']:.3f} | {r['bpcer']:.3f} | {r['acer']:.3f}"
 
 
-def report(data: dict[str, tuple[np.ndarray, np.ndarray]], c: float = C) -> list[str]:
+def report(data: dict[str, tuple[np.ndarray, np.ndarray]], c: float = C, one_sided_cues: bool = False) -> list[str]:
     """Markdown rows: every train -> test direction, three thresholds, MiniFASNet alone as reference."""
     lines = ["| model | fitted on | tested on | threshold (from) | APCER | BPCER | ACER | EER |",
              "|---|---|---|---|---|---|---|---|"]
@@ -90,7 +100,7 @@ def report(data: dict[str, tuple[np.ndarray, np.ndarray]], c: float = C) -> list
             train_scores = None
         else:
             x, y = training_data(data, train)
-            wts = fit(x, y, train, c)
+            wts = fit(x, y, train, c, one_sided_cues)
             score, name, fitted, thr0 = wts.probability, "fused", "+".join(train), 0.5
             train_scores = score(np.vstack([data[t][0] for t in train]))[
                 np.concatenate([data[t][1] for t in train]) == 1]
@@ -141,6 +151,8 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="print the cross-domain table (markdown)")
     ap.add_argument("--augment", nargs="*", type=float, default=[],
                     help="also train on the rescaled copies <set>@<factor>.npz for these factors")
+    ap.add_argument("--one-sided", action="store_true",
+                    help="cues count only on the attack side of their bona fide median")
     ap.add_argument("--C", type=float, default=C, dest="c", help="inverse L2 strength (sensitivity check)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -148,10 +160,10 @@ def main() -> None:
     data.update({f"{s}@{f:g}": load(args.features, f"{s}@{f:g}") for s in SETS for f in args.augment
                  if (args.features / f"{s}@{f:g}.npz").is_file()})
     if args.report:
-        print("\n".join(report(data, args.c)))
+        print("\n".join(report(data, args.c, args.one_sided)))
     if args.out:
         x, y = training_data(data, args.train)
-        wts = fit(x, y, args.train, args.c)
+        wts = fit(x, y, args.train, args.c, args.one_sided)
         if args.augment:
             wts.meta["augment_rescale"] = args.augment
         args.out.write_text(json.dumps(wts.to_dict(), indent=1) + "\n")

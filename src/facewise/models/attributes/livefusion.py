@@ -27,7 +27,7 @@ from facewise.errors import FacewiseError
 from facewise.models.attributes.antispoof import MiniFASNet
 from facewise.models.attributes.livecues import CUE_NAMES, face_cues
 
-__all__ = ["DEFAULT_WEIGHTS", "FEATURES", "FIRE", "GRID", "FusionWeights", "LiveFusion", "feature_matrix"]
+__all__ = ["DEFAULT_WEIGHTS", "FEATURES", "FIRE", "GRID", "FusionWeights", "LiveFusion", "feature_matrix", "one_sided"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,16 @@ def feature_matrix(fas: MiniFASNet, image_rgb: np.ndarray, boxes: np.ndarray | S
     cues = [face_cues(image_rgb, b) for b in box_arr]
     return np.column_stack([_logit(probs[:, 0]), _logit(probs[:, 1]),
                             np.array([[c[n] for n in CUE_NAMES] for c in cues])])
+
+
+def one_sided(z: np.ndarray, hinge: Sequence[float | None], signs: Sequence[int]) -> np.ndarray:
+    """Cues that only count as evidence of an attack: a cue on the live side of its hinge (the bona fide
+    median) contributes nothing; ``None`` hinges (MiniFASNet's logits) stay two-sided."""
+    out = np.array(z, dtype=np.float64, copy=True)
+    for j, (h, sgn) in enumerate(zip(hinge, signs, strict=True)):
+        if h is not None:
+            out[:, j] = sgn * np.minimum(sgn * (out[:, j] - h), 0.0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,11 @@ class FusionWeights:
     def terms(self, x: np.ndarray) -> np.ndarray:
         """Each feature's term of the log-odds, ``[N, F]``; ``x`` is the full ``[N, len(FEATURES)]`` matrix."""
         cols = [FEATURES.index(f) for f in self.features]
-        return self.coef * (np.atleast_2d(x)[:, cols] - self.mean) / self.scale
+        z = (np.atleast_2d(x)[:, cols] - self.mean) / self.scale
+        hinge = self.meta.get("hinge")
+        if hinge:
+            z = one_sided(z, hinge, self.meta["signs"])
+        return self.coef * z
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         z = self.intercept + self.terms(x).sum(axis=1)
