@@ -22,7 +22,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from conftest import DATA, KNN, need
+from conftest import DATA, KNN, MODELS, need
 from facewise.cli import app
 
 RUNNER = CliRunner()
@@ -76,7 +76,7 @@ COVERED = {
     "people delete", "people delete-sample", "people merge", "people split", "models list", "models info",
     "models verify", "models fetch", "encrypt keygen", "encrypt status", "encrypt rotate", "eval pairs",
     "eval identify", "eval degrade", "eval fidelity", "eval liveness", "eval expression", "keys create",
-    "keys list", "keys revoke",
+    "keys list", "keys revoke", "calibrate-liveness", "challenge",
 }
 
 
@@ -569,3 +569,26 @@ def test_api_takes_pil_images_with_exif_orientation(tmp_path: Path) -> None:
         assert fw.verify(Image.open(tmp_path / "side.jpg"), src).same
         faces = fw.detect(Image.open(tmp_path / "side.jpg").convert("RGBA"))
         assert len(faces) == 1
+
+
+def test_calibrate_liveness_and_challenge(tmp_path: Path, bad_jpg: Path) -> None:
+    need(MODELS)
+    real = sorted(need(DATA / "liveness" / "apfol" / "dataset" / "real").iterdir())
+    folder = tmp_path / "live"
+    folder.mkdir()
+    for src in real[:3]:  # too few bona fide faces: bad input, named
+        shutil.copyfile(src, folder / src.name)
+    shutil.copyfile(bad_jpg, folder / "b.jpg")
+    out = tmp_path / "thr.json"
+    failed(cli("calibrate-liveness", folder, "--out", out, "--json"), 3, "bad_input", "at least 10")
+    assert not out.exists()
+    for src in real[3:14]:
+        shutil.copyfile(src, folder / src.name)
+    r = cli("calibrate-liveness", folder, "--out", out, "--json")
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert out.is_file() and 0.0 <= json.loads(out.read_text())["threshold"] <= 1.0
+    failed(cli("calibrate-liveness", tmp_path / "nowhere", "--out", out, "--json"), 5, "not_found", "nowhere")
+    assert cli("calibrate-liveness", folder, "--out", out, "--target-bpcer", "2").exit_code == 2
+    failed(cli("challenge", str(tmp_path / "no.mp4"), "--json"), 5, "not_found", "no.mp4")
+    failed(cli("challenge", str(bad_jpg), "--steps", "sideways", "--json"), 2, "invalid_value", "sideways")
+    assert cli("challenge", str(bad_jpg), "--random", "0").exit_code == 2

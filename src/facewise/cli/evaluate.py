@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -291,47 +292,208 @@ def calibrate(
             out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")
 
 
+def _live_setup(profile: str, model: str | None) -> tuple[Any, Any, Any]:
+    """The product's detector and liveness scorer (``model`` picks fused / minifasnet for comparison)."""
+    import numpy as np
+
+    from facewise.core.analysis import Analyzer
+    from facewise.core.pipeline import Pipeline
+
+    analyzer = Analyzer()
+    if analyzer.live_model is None:
+        raise ModelNotFoundError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+    if model not in (None, "fused", "minifasnet"):
+        raise ValidationError(f"--model must be fused or minifasnet, got {model!r}")
+    if model == "minifasnet" and analyzer.live_model_name == "fused":
+        analyzer.live_model = analyzer.antispoof
+    elif model == "fused" and analyzer.live_model_name != "fused":
+        raise ModelNotFoundError("the fused liveness weights (models/weights/liveness-fused.weights) are missing")
+    pipe = Pipeline(profile).load()
+
+    def detect(rgb: np.ndarray) -> np.ndarray:
+        d = pipe.detector.detect(rgb)
+        return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
+
+    return analyzer, pipe, detect
+
+
+SizeOpt = Annotated[int, typer.Option(help="Resize every image to size x size first (crops differ); 0 = native.")]
+LiveModelOpt = Annotated[str | None, typer.Option("--model", help="fused | minifasnet (default: the product's)")]
+
+
 @eval_app.command("liveness")
 def eval_liveness(
     root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
-    size: Annotated[int, typer.Option(
-        min=16, help="Every image is resized to size x size first (crops differ).")] = 224,
+    size: SizeOpt = 224,
     threshold: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="P(live) threshold (default: the card's)")] = None,
+        min=0.0, max=1.0, help="P(live) threshold (default: the product's)")] = None,
+    threshold_file: Annotated[Path | None, typer.Option(help="Decide at a calibrate-liveness threshold file.")] = None,
+    fit_threshold: Annotated[Path | None, typer.Option(
+        help="Fit a threshold on root/real (target BPCER), write it here and report at it (in-sample).")] = None,
+    target_bpcer: Annotated[float, typer.Option(min=0.0, max=1.0, help="BPCER the fitted threshold aims at.")] = 0.05,
+    model: LiveModelOpt = None,
     video_stride: Annotated[int, typer.Option(min=1, help="Every N-th frame of videos.")] = 10,
     profile: ProfileOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Presentation-attack detection: APCER, BPCER, ACER at the threshold and the EER (ISO/IEC 30107-3)."""
-    from facewise.core.analysis import Analyzer, live_threshold
-    from facewise.core.pipeline import Pipeline
-    from facewise.eval.liveness import evaluate_liveness
+    """Presentation-attack detection as the product decides: APCER, BPCER, ACER and EER (ISO/IEC 30107-3).
+
+    The largest detected face of each sample is scored; a sample with no detected face is refused (an
+    attack without a face counts as stopped, a bona fide one as refused) and counted under no_face.
+    """
+    import numpy as np
+
+    from facewise.core.analysis import LiveThreshold
+    from facewise.eval.liveness import evaluate_liveness, product_rates
+    from facewise.eval.liveness import fit_threshold as fit_thr
 
     with handled(as_json):
         _folder(root)
-        analyzer = Analyzer()
-        if analyzer.antispoof is None:
-            raise ModelNotFoundError("the anti-spoofing model minifasnet-v2-v1se is not on the model path "
-                                     "(`facewise models info minifasnet-v2-v1se` says which files to put where)")
-        pipe = Pipeline(profile).load()
-
-        def detect(rgb: np.ndarray) -> np.ndarray:
-            import numpy as np
-
-            d = pipe.detector.detect(rgb)
-            return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
-
-        thr = threshold if threshold is not None else live_threshold()
-        res = evaluate_liveness(root, analyzer.antispoof, detect, size=size, threshold=thr, video_stride=video_stride)
+        if sum(x is not None for x in (threshold, threshold_file, fit_threshold)) > 1:
+            raise ValidationError("give at most one of --threshold, --threshold-file, --fit-threshold")
+        analyzer, pipe, detect = _live_setup(profile, model)
+        if threshold_file is not None:
+            analyzer.set_live_threshold(LiveThreshold.load(threshold_file))
+        thr = threshold if threshold is not None else analyzer.live_threshold()[0]
+        res = evaluate_liveness(root, analyzer.live_model, detect, size=size or None, threshold=thr,
+                                video_stride=video_stride)
+        if fit_threshold is not None:
+            t = LiveThreshold(analyzer.live_model_name, fit_thr(res["scores"]["real"], target_bpcer), target_bpcer,
+                              int((~np.isnan(res["scores"]["real"])).sum()), str(root / "real"))
+            t.save(fit_threshold)
+            real, fake = res["scores"]["real"], res["scores"]["fake"]
+            res.update(threshold=t.threshold, **product_rates(real, fake, t.threshold),
+                       faces_only=product_rates(real[~np.isnan(real)], fake[~np.isnan(fake)], t.threshold))
         res.pop("scores", None)
         res.pop("names", None)
+        res["model"] = analyzer.live_model_name
         if as_json:
             sys.stdout.write(json.dumps({"detector": pipe.profile.detector, **res}, default=float) + "\n")
             return
-        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size} px, detector {pipe.profile.detector})")
+        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size or 'native'} px, detector "
+                  f"{pipe.profile.detector}, scorer {res['model']})")
         out.print(f"  at {res['threshold']:.3f}: APCER {res['apcer']:.4f}  BPCER {res['bpcer']:.4f}  "
                   f"ACER {res['acer']:.4f}")
-        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face: {res['no_face']}")
+        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face (refused): {res['no_face']}")
+        fo = res["faces_only"]
+        out.print(f"  over the samples with a face only: APCER {fo['apcer']:.4f}  BPCER {fo['bpcer']:.4f}  "
+                  f"ACER {fo['acer']:.4f}")
+        if fit_threshold is not None:
+            err.print(f"threshold written to {fit_threshold}")
+
+
+@app.command("calibrate-liveness")
+def calibrate_liveness(
+    bona_fide: Annotated[Path, typer.Argument(help="Folder of your own bona fide (live) images or videos.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Write the threshold file here.")],
+    target_bpcer: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of your live faces the threshold may refuse.")] = 0.05,
+    size: SizeOpt = 0,
+    video_stride: Annotated[int, typer.Option(min=1, help="Every N-th frame of videos.")] = 10,
+    profile: ProfileOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a liveness threshold on your own bona fide samples (for --live-threshold / FACEWISE_LIVENESS_THRESHOLD)."""
+    import numpy as np
+
+    from facewise.core.analysis import LiveThreshold
+    from facewise.eval.liveness import collect
+    from facewise.eval.liveness import fit_threshold as fit_thr
+
+    with handled(as_json):
+        if not bona_fide.is_dir():
+            raise NotFoundError(f"{bona_fide} is not a folder")
+        analyzer, _, detect = _live_setup(profile, None)
+        names, mat = collect(bona_fide, analyzer.live_model.live_scores, detect,
+                             (size, size) if size else None, video_stride)
+        scores = mat[:, 0]
+        t = LiveThreshold(analyzer.live_model_name, fit_thr(scores, target_bpcer), target_bpcer,
+                          int((~np.isnan(scores)).sum()), str(bona_fide))
+        t.save(out_file)
+        doc = {**t.__dict__, "samples": len(names), "no_face": int(np.isnan(scores).sum()), "out": str(out_file)}
+        if as_json:
+            sys.stdout.write(json.dumps(doc) + "\n")
+            return
+        out.print(f"{doc['samples']} samples, {t.n_bona_fide} with a face: threshold {t.threshold:.4f} "
+                  f"({t.model}, target BPCER {target_bpcer:g}) written to {out_file}")
+
+
+def _frames(source: str, stride: int) -> Iterator[tuple[float, Any]]:
+    """``(t, RGB frame)`` from a video file (t from its frame rate) or a camera index (wall-clock t)."""
+    import time
+
+    import cv2
+
+    camera = source.isdigit()
+    if not camera and not Path(source).is_file():
+        raise NotFoundError(f"{source}: no such video file (or give a camera index such as 0)")
+    cap = cv2.VideoCapture(int(source) if camera else source)
+    if not cap.isOpened():
+        raise BadInputError(f"cannot open {'camera' if camera else 'video'} {source}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def frames() -> Iterator[tuple[float, Any]]:
+        start, index = time.monotonic(), 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                if index % stride == 0:
+                    t = (time.monotonic() - start) if camera else index / fps
+                    yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            cap.release()
+
+    return frames()
+
+
+@app.command("challenge")
+def challenge(
+    source: Annotated[str, typer.Argument(help="A video file, or a camera index (0) for a live check.")],
+    steps: Annotated[str | None, typer.Option(help="Comma-separated: left,right,up,closer (default: random).")] = None,
+    n_steps: Annotated[int, typer.Option(
+        "--random", min=1, max=4, help="How many random steps when --steps is not given.")] = 2,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Seconds to complete every step.")] = 10.0,
+    stride: Annotated[int, typer.Option(min=1, help="Check every Nth frame.")] = 1,
+    profile: ProfileOpt = "fast",
+    as_json: JsonOpt = False,
+) -> None:
+    """Active liveness: ask for head motions, check them on the tracked face in time, with the passive score.
+
+    Exit code 0 when the challenge passes, 10 when it does not.
+    """
+    from facewise.cli.common import EXIT_DIFFERENT
+    from facewise.core.analysis import Analyzer
+    from facewise.core.challenge import ChallengePolicy, parse_steps, random_steps, run_challenge
+    from facewise.core.pipeline import Pipeline
+
+    with handled(as_json):
+        if stride < 1:
+            raise ValidationError("--stride must be >= 1")
+        wanted = parse_steps(steps) if steps else random_steps(n_steps)
+        pipe = Pipeline(profile).load()
+        analyzer = Analyzer()
+        prompts = {"left": "turn your head so the camera sees it turn to the image's left",
+                   "right": "turn your head so the camera sees it turn to the image's right",
+                   "up": "look up", "closer": "come closer to the camera"}
+
+        def prompt(step: str | None) -> None:
+            if step is not None and not as_json:
+                err.print(f"now: {prompts[step]}")
+
+        res = run_challenge(_frames(source, stride), wanted, pipe, analyzer,
+                            ChallengePolicy(time_limit_s=time_limit), on_step=prompt)
+        if as_json:
+            sys.stdout.write(json.dumps({"source": source, **res}) + "\n")
+        else:
+            verdict = "PASSED" if res["passed"] else "FAILED"
+            out.print(f"{verdict}: steps {','.join(res['steps'])}; done {[d['step'] for d in res['done']]}"
+                      + (f" ({res['reason']})" if res["reason"] else "")
+                      + (f"; passive P(live) {res['passive_live']:.2f}" if res["passive_live"] is not None else ""))
+        if not res["passed"]:
+            raise typer.Exit(EXIT_DIFFERENT)
 
 
 @eval_app.command("expression")

@@ -34,6 +34,17 @@ from facewise.cli.common import (
 )
 from facewise.errors import ImageError, NotFoundError, ValidationError
 
+LiveThrOpt = Annotated[Path | None, typer.Option(
+    "--live-threshold", help="A `calibrate-liveness` threshold file (default: $FACEWISE_LIVENESS_THRESHOLD, "
+                             "else the model's own).")]
+
+
+def _use_live_threshold(fw: Any, path: Path | None) -> None:
+    from facewise.core.analysis import LiveThreshold
+
+    if path is not None:
+        fw.analyzer.set_live_threshold(LiveThreshold.load(path))
+
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
 @app.command()
@@ -47,6 +58,7 @@ def enroll(
     min_quality: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
+    live_threshold: LiveThrOpt = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -76,6 +88,7 @@ def enroll(
             else:
                 raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         fw = _fw(db, profile, collection, create=True)  # after the inputs are checked: a typo creates nothing
+        _use_live_threshold(fw, live_threshold)
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
             results = fw.enroll_items(items, face=face_choice,
@@ -179,6 +192,7 @@ def verify(
     other_face: Annotated[str, typer.Option(
         "--other-face", metavar="only|largest|N", help="The same choice for the second image.")] = "only",
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
+    live_threshold: LiveThrOpt = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -191,6 +205,7 @@ def verify(
         if (other is None) == (person is None):
             raise ValidationError("give a second image or --person NAME")
         fw = _fw(db if person else None, profile, collection, create=not person)  # two images: in memory
+        _use_live_threshold(fw, live_threshold)
         gate = Gate(require_live=True) if require_live else None
         if person:
             v = fw.verify_person(image, find_person(fw, person).id, face=choice, gate=gate)
@@ -243,23 +258,34 @@ def detect(
 def analyze(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     profile: ProfileOpt = "default", as_json: JsonOpt = False,
+    annotate_dir: Annotated[Path | None, typer.Option(
+        "--annotate", help="Write copies with the liveness verdict, fired cues and occlusion map drawn.")] = None,
+    live_threshold: LiveThrOpt = None,
 ) -> None:
-    """Per face: quality with reasons, liveness, head pose and expression (where the models are available).
+    """Per face: quality with reasons, liveness (with its cues and map), head pose and expression.
 
     Exit code 3 if any image could not be read (the others are still analysed)."""
     from facewise.api import FaceWise
+    from facewise.core.draw import annotate_analysis
+    from facewise.core.imageio import load_image, save_rgb
 
     failures = 0
     with handled(as_json):
         fw = FaceWise(profile=profile)
+        _use_live_threshold(fw, live_threshold)
+        if annotate_dir:
+            annotate_dir.mkdir(parents=True, exist_ok=True)
         t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
         for f in _images_in(sources):
             try:
-                faces = fw.analyze(f)
+                img = load_image(f)
+                faces = fw.analyze(img, what=("live", "live_map", "pose", "expression"))
             except ImageError as exc:
                 failures += 1
                 report_error(exc, as_json, file=str(f))
                 continue
+            if annotate_dir:
+                save_rgb(annotate_dir / (f.stem + ".jpg"), annotate_analysis(img.pixels, faces))
             for face in faces:
                 d = face.to_dict()
                 if as_json:
