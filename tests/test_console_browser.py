@@ -288,6 +288,16 @@ def test_video_job_timeline_download_and_enrol_a_track(console: Console) -> None
         page.get_by_role("link", name="Download the timeline (CSV)").click()
     rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
     assert [int(r["track"]) for r in rows] == [t["track"] for t in doc["tracks"]]
+    # The annotated video is H.264 and this Chromium plays it: metadata loads, it has a duration and it seeks.
+    player = page.locator("#annotated")
+    expect(player).to_be_visible()
+    ready = "() => { const v = document.querySelector('#annotated'); return !v.seeking && v.readyState >= 2; }"
+    page.wait_for_function(ready)
+    assert player.evaluate("v => v.duration") > 1.0
+    assert player.evaluate("v => v.videoWidth") == 640
+    player.evaluate("v => { v.currentTime = 7.0; }")  # inside the track: a boxed face
+    page.wait_for_function(ready)
+    assert player.evaluate("v => v.error") is None
     shot(page.locator("#panel-video"), "video")
     first_unknown = next(i for i in range(tracks.count()) if tracks.nth(i).get_by_role("button", name="Enrol").count())
     unknown = tracks.nth(first_unknown)

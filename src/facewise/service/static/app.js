@@ -599,6 +599,7 @@ async function renderTimeline(job) {
   if (!items.length) $("#timeline").append(el("li", { class: "muted", text: "No face was tracked in this video." }));
   timelineLinks(job);
   addEnrolToTracks(job);
+  annotatedVideo(job).catch(failed);
   $("#timeline-card").hidden = false;
   say(`Video processed: ${r.tracks.length} track${r.tracks.length === 1 ? "" : "s"}.`, "ok");
 }

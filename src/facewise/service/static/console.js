@@ -225,6 +225,23 @@ function timelineLinks(job) {
   }
 }
 
+async function annotatedVideo(job) {
+  // The job's annotated H.264 video in the page's player (fetched with the key, played from a blob URL).
+  const video = $("#annotated");
+  const link = $("#annotated-link");
+  video.hidden = true;
+  link.hidden = true;
+  video.removeAttribute("src");
+  if (!job.annotated_video) return;
+  const url = await blobUrl(`/v1/jobs/${job.id}/video`);
+  video.src = url;
+  video.setAttribute("aria-label", `${job.filename} with the tracked faces boxed and named`);
+  link.href = url;
+  link.download = `${(job.filename || "video").replace(/\.[^.]*$/, "")}-annotated.mp4`;
+  video.hidden = false;
+  link.hidden = false;
+}
+
 // -- verify with boxes ------------------------------------------------------------------------------
 async function verifyBoxes(v) {
   // The compared face of each photo is the largest; draw it with the verdict, the others grey.
