@@ -304,7 +304,7 @@ def test_video_job_timeline_download_and_enrol_a_track(console: Console) -> None
     unknown.get_by_role("button", name="Enrol").click()
     unknown.get_by_label("New person's name").fill("hamilton-track")
     unknown.get_by_role("button", name="Add").click()
-    expect(unknown).to_contain_text("hamilton-track")
+    expect(unknown).to_contain_text("added: hamilton-track")
     # The only HTTP error of the whole session: notes.jpg refused as not an image.
     assert [p.split(console.server.url)[-1] for p in console.problems] == ["/v1/detect?profile=default"], \
         console.problems

@@ -3,6 +3,7 @@
 "use strict";
 
 const isAdmin = () => state.me && state.me.key.scopes.includes("admin");
+const canEnrol = () => state.me && ["enroll", "admin"].some((s) => state.me.key.scopes.includes(s));
 const isGlobalAdmin = () => isAdmin() && state.me.key.collections.includes("*");
 
 // Called by app.js --------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ function addEnrolToIdentify(file, r) {
   const rows = document.querySelectorAll("#identify-table tbody tr");
   r.faces.forEach((f, i) => {
     const cell = el("td");
-    if (f.person === "unknown") cell.append(enrolButton(() => enrolForm(file, file.name, f.index)));
+    if (f.person === "unknown" && canEnrol()) cell.append(enrolButton(() => enrolForm(file, file.name, f.index)));
     rows[i].append(cell);
   });
 }
@@ -196,7 +197,7 @@ function addEnrolToIdentify(file, r) {
 function addEnrolToTracks(job) {
   const items = document.querySelectorAll("#timeline > li");
   job.result.tracks.forEach((t, i) => {
-    if (t.person !== "unknown" || t.thumbnail === null || t.thumbnail === undefined || !items[i]) return;
+    if (!canEnrol() || t.person !== "unknown" || t.thumbnail === null || t.thumbnail === undefined || !items[i]) return;
     const fetchThumb = async () => (await api(`/v1/jobs/${job.id}/thumbnails/${t.thumbnail}`, { raw: true })).blob();
     items[i].lastChild.append(enrolButton(() => {
       const holder = el("span", { class: "enrol" }, "loading…");
@@ -283,6 +284,10 @@ const live = { stream: null, timer: null, busy: false, frames: 0 };
 async function liveStart() {
   clearMessages();
   const every = Math.max(200, Number($("#live-every").value) || 1000);
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    say("This browser gives no camera to this page: open it over https, or on localhost.", "error");
+    return;
+  }
   try {
     live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   } catch (err) {
