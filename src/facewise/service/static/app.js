@@ -332,7 +332,10 @@ function faceAt(e, canvas, geo, faces) {
   return i < 0 ? undefined : i;
 }
 
-async function confirmWeak(text) {
+async function confirmWeak(text, file, det, face) {
+  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  drawBoxes($("#confirm-canvas"), bitmap, det.image, [{ box: face.box, known: false,
+    label: `quality ${fmt(face.quality, 2)}` }], "#8a4b00");
   $("#confirm-text").textContent = text;
   $("#confirm").hidden = false;
   $("#confirm-store").focus();
@@ -363,7 +366,7 @@ async function enrolOne(person, file, setRow) {
     const why = `quality ${fmt(face.quality, 2)}: ${face.quality_reasons.join("; ")}`;
     setRow("pending", `weak face (${why}): store it?`);
     if (!await confirmWeak(`${file.name}: weak face, ${why}. A weak face makes later matches less reliable. ` +
-      "Store it anyway?")) {
+      "Store it anyway?", file, det, face)) {
       setRow("skipped", `not stored — ${why}`);
       return "skipped";
     }
