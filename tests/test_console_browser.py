@@ -263,6 +263,20 @@ def test_admin_sets_the_threshold_and_manages_keys(console: Console) -> None:
         assert c.get("/v1/collections").status_code == 200
     row = page.locator("#keys-table tbody tr", has_text="console-kiosk")
     expect(row).to_contain_text("active")
+    # A key without admin or enroll scope sees no admin tab, no create form and no enrol buttons.
+    kiosk_page = page.context.browser.new_page()
+    kiosk_page.goto(console.server.url + "/")
+    kiosk_page.get_by_label("API key").fill(kiosk)
+    kiosk_page.get_by_role("button", name="Sign in").click()
+    expect(kiosk_page.locator("#whoami")).to_contain_text("console-kiosk")
+    expect(kiosk_page.get_by_role("tab", name="Admin")).to_be_hidden()
+    kiosk_page.get_by_role("tab", name="Collections").click()
+    expect(kiosk_page.locator("#new-collection-form")).to_be_hidden()
+    kiosk_page.get_by_role("tab", name="Identify").click()
+    kiosk_page.locator("#identify-file").set_input_files(str(console.examples / "two_people.jpg"))
+    expect(kiosk_page.locator("#identify-table tbody tr")).to_have_count(2)
+    expect(kiosk_page.get_by_role("button", name="Enrol")).to_have_count(0)
+    kiosk_page.close()
     expect(page.locator("#keys-table tbody tr", has_text="bootstrap-admin")).to_contain_text("this key")
     shot(page.locator("#panel-admin"), "admin", mask=[token])  # no token in the docs, even a throw-away one
     row.get_by_role("button", name="Revoke console-kiosk").click()

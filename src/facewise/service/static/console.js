@@ -239,6 +239,11 @@ async function annotatedVideo(job) {
   video.setAttribute("aria-label", `${job.filename} with the tracked faces boxed and named`);
   link.href = url;
   link.download = `${(job.filename || "video").replace(/\.[^.]*$/, "")}-annotated.mp4`;
+  video.onerror = () => {
+    video.hidden = true;
+    say("This browser cannot play the annotated video (the server wrote it without H.264: install PyAV, " +
+      "pip install facewise[video]); it can still be downloaded.", "error");
+  };
   video.hidden = false;
   link.hidden = false;
 }
