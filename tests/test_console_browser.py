@@ -130,7 +130,7 @@ def test_two_person_photo_lets_the_user_pick_the_face(console: Console) -> None:
     expect(picker).to_be_visible()
     expect(page.locator("#picker-prompt")).to_contain_text("2 faces")
     expect(page.locator("#picker-buttons button")).to_have_count(3)  # face 1, face 2, skip
-    shot(picker, "pick-face")
+    shot(picker, "pick-face", width=600)
     # Biden is the right-hand face of two_people.jpg (box 792..942 x 95..245 of a 1024-px-wide photo):
     # click the middle of his box on the canvas.
     canvas = page.locator("#picker-canvas")
@@ -181,7 +181,7 @@ def test_identify_draws_boxes_and_enrols_an_unknown_face_in_two_clicks(console: 
     assert sorted(names) == ["biden", "obama", "unknown"], names
     label = page.locator("#identify-canvas").get_attribute("aria-label") or ""
     assert "obama" in label and "biden" in label
-    shot(page.locator("#panel-identify"), "identify")
+    shot(page.locator("#panel-identify"), "identify", width=640)
     unknown = rows.filter(has_text="unknown")
     unknown.get_by_role("button", name="Enrol").click()
     unknown.get_by_label("New person's name").fill("stranger")
