@@ -4,7 +4,8 @@
 // -- enrol: one request per photo, so each file gets its own row and one bad file refuses only itself --
 function resultRow(file) {
   const what = el("span", { class: "what", text: "checking…" });
-  const li = el("li", { class: "pending", "data-status": "pending", "data-file": file.name }, el("strong", { text: file.name + ": " }), what);
+  const li = el("li", { class: "pending", "data-status": "pending", "data-file": file.name },
+    el("strong", { text: file.name + ": " }), what);
   $("#person-results").append(li);
   return (status, text) => { li.className = status; li.dataset.status = status; what.textContent = text; };
 }
@@ -25,7 +26,7 @@ async function pickFace(file, det) {
   // Several faces: the photo with numbered boxes; the user clicks one (or its button), or skips the photo.
   const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   const canvas = $("#picker-canvas");
-  const labels = det.faces.map((f, i) => ({ ...f, person: `face ${i + 1}`, known: true }));
+  const labels = det.faces.map((f, i) => ({ box: f.box, label: `face ${i + 1}` }));
   const geo = drawBoxes(canvas, bitmap, det.image, labels, "#0b57d0");
   canvas.setAttribute("aria-label", `${file.name}: ${det.faces.length} faces; pick the one to enrol`);
   $("#picker-prompt").textContent = `${file.name} shows ${det.faces.length} faces. Click the face of ` +
@@ -69,7 +70,8 @@ async function confirmWeak(text, file, det, face) {
 async function enrolOne(person, file, setRow) {
   const probe = new FormData();
   probe.append("image", file, file.name);
-  const det = await api(`/v1/detect?profile=${encodeURIComponent(state.profile || "")}`, { method: "POST", form: probe });
+  const det = await api(`/v1/detect?profile=${encodeURIComponent(state.profile || "")}`,
+    { method: "POST", form: probe });
   if (!det.faces.length) {
     setRow("rejected", "refused — no face found");
     return "rejected";
@@ -98,7 +100,8 @@ async function enrolOne(person, file, setRow) {
   form.append("face", String(index));
   const r = await api(`${coll()}/persons/${person.id}/faces`, { method: "POST", form });
   const x = r.results[0];
-  setRow(x.status, x.status === "added" ? `added (face ${index + 1} of ${det.faces.length}, quality ${fmt(face.quality, 2)})`
+  const added = `added (face ${index + 1} of ${det.faces.length}, quality ${fmt(face.quality, 2)})`;
+  setRow(x.status, x.status === "added" ? added
     : `${x.status === "rejected" ? "refused" : x.status} — ${x.reason || "no reason given"}`);
   return x.status;
 }
