@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,26 +129,78 @@ def draw_tracks(bgr: np.ndarray, items: list[DrawItem]) -> np.ndarray:
 
 
 class AnnotatedWriter:
-    """An mp4 ('mp4v') of the processed frames with the tracks drawn on them."""
+    """An MP4 of the processed frames with the tracks drawn on them.
+
+    H.264 (yuv420p, ``+faststart``: browsers play it, also while it downloads) through PyAV, whose wheels bundle
+    libx264 (``pip install facewise[video]``). Without PyAV, OpenCV's 'mp4v' (MPEG-4 part 2), which desktop
+    players read but browsers do not; :attr:`codec` says which one was written.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), max(1.0, fps), size)
-        self.ok = bool(self._w.isOpened())
         self.frames = 0
-        if not self.ok:
-            log.warning("%s: cannot open a video writer (mp4v); no annotated video", path)
+        self.codec: str | None = None
+        self._av: Any = None
+        self._cv: Any = None
+        # yuv420p needs even sides: an odd last row/column is dropped.
+        self._size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
+        rate = Fraction(max(1.0, fps)).limit_denominator(1001)
+        try:
+            self._open_h264(rate)
+        except ImportError:
+            log.info("PyAV is not installed (pip install facewise[video]): the annotated video is mp4v, "
+                     "which browsers do not play")
+        except Exception as exc:  # an FFmpeg build without libx264, a path it cannot write...
+            log.warning("%s: no H.264 encoder (%s); writing mp4v, which browsers do not play", path, exc)
+            self._av = None
+        if self._av is None:
+            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(rate), size)
+            if self._cv.isOpened():
+                self.codec = "mp4v"
+            else:
+                log.warning("%s: cannot open a video writer; no annotated video", path)
+        self.ok = self.codec is not None
+
+    def _open_h264(self, rate: Fraction) -> None:
+        import av
+
+        container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height = self._size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "23", "preset": "veryfast"}
+            stream.codec_context.time_base = 1 / rate
+        except Exception:
+            container.close()
+            raise
+        self._av, self._stream, self.codec = container, stream, "h264"
 
     def write(self, rgb: np.ndarray, items: list[DrawItem]) -> None:
         if not self.ok:
             return
         bgr = draw_tracks(np.ascontiguousarray(rgb[:, :, ::-1]), items)
-        self._w.write(bgr)
+        if self._av is not None:
+            import av
+
+            w, h = self._size
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:h, :w]), format="bgr24")
+            frame.pts = self.frames
+            for packet in self._stream.encode(frame):
+                self._av.mux(packet)
+        else:
+            self._cv.write(bgr)
         self.frames += 1
 
     def close(self) -> None:
-        self._w.release()
+        if self._av is not None:
+            for packet in self._stream.encode(None):
+                self._av.mux(packet)
+            self._av.close()
+            self._av = None
+        elif self._cv is not None:
+            self._cv.release()
 
 
 def result_paths(out_dir: Path, opts: OutputOptions) -> dict[str, Any]:
