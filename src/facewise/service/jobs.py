@@ -180,7 +180,7 @@ class JobManager:
         job.cancel.set()
         if job.state == "queued":
             job.state, job.finished_at = "cancelled", _now()
-        job.result, job.thumbnails = None, []
+        job.result, job.thumbnails, job.video = None, [], None
         if job.path is not None:
             _remove(job.path)
             _remove(job.path.with_name(job.path.name + ".out"))
@@ -316,6 +316,8 @@ def _scrub(job: Job, erased: Callable[[dict[str, Any]], bool]) -> int:
     for i, event in enumerate(events):
         if event.get("track") in hit:
             events[i] = {**event, "person": "unknown", "score": None}
+    if hit:  # the annotated video shows the erased person's face and name on its frames: it goes too
+        job.video = None
     return len(hit)
 
 
