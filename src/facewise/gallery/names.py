@@ -77,5 +77,7 @@ def person_ref(person: object) -> int | str:
 
 def person_target(person: object) -> int | str:
     """Where samples go: an existing person's id, or a (valid) name, created when missing."""
-    ref = person_ref(person)
-    return ref if isinstance(ref, int) else check_name(ref)
+    if isinstance(person, str):
+        text = person.strip()
+        return check_id(int(text)) if text.isascii() and text.isdigit() else check_name(person)
+    return check_id(person)
