@@ -87,6 +87,10 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, person: Person, images: list[Deco
         for img, res in zip(images, results, strict=True):
             if res.status == "added" and res.sample_id is not None and res.face is not None:
                 ctx.thumbnails.put(fw.collection, res.sample_id, img.sha256, face_thumbnail(img.pixels, res.face))
+        added = [r.sample_id for r in results if r.status == "added" and r.sample_id is not None]
+        gone = set(added) - set(fw.store.sample_meta(fw.collection, added))  # deleted before their thumbnails
+        if gone:  # came: a later delete erases the thumbnails itself
+            ctx.thumbnails.drop(sorted(gone))
     return results
 
 
