@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class Store(Protocol):
     :class:`~facewise.errors.CapabilityError`.
     """
 
-    capabilities: frozenset[str]
+    capabilities: ClassVar[frozenset[str]]
 
     def require(self, capability: str, action: str) -> None: ...
 
