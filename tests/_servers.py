@@ -1,7 +1,9 @@
-"""Real database servers for the store tests: PostgreSQL + pgvector and a Milvus Lite gRPC server.
+"""Real database servers for the store tests: PostgreSQL + pgvector, a Milvus Lite gRPC server and the Milvus
+standalone server (``milvus-server`` of the ``milvus`` package, in the scale-test extra).
 
-Both listen on 127.0.0.1 only. PostgreSQL comes from ``.ci/start-postgres.sh`` (which CI runs first and
-which the fixture runs itself when no server answers); Milvus Lite is started per test session.
+PostgreSQL and Milvus Lite listen on 127.0.0.1 only. PostgreSQL comes from ``.ci/start-postgres.sh`` (which CI
+runs first and which the fixture runs itself when no server answers); the Milvus servers are started by the test
+modules that use them.
 Outside CI a missing server skips its tests with the reason; under CI (``CI`` set) it fails them.
 """
 

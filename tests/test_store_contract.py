@@ -45,8 +45,8 @@ def milvus_lite(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def milvus_standalone(tmp_path_factory):
-    if milvus_server_exe() is None:
-        pytest.skip("milvus-server (the standalone Milvus of `pip install milvus`) is not installed")
+    if milvus_server_exe() is None:  # (under CI, where make install brings it, a failure)
+        unavailable("milvus-server (the standalone Milvus of `pip install milvus`) is not installed")
     server = MilvusStandaloneServer(tmp_path_factory.mktemp("milvus-standalone"))
     yield server
     server.stop()
