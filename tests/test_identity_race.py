@@ -109,3 +109,14 @@ def test_a_deleted_person_stays_deleted_when_an_upload_races_the_delete(server, 
         assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
+
+
+def test_ids_outside_the_database_range_are_404_not_500(server):
+    with server.client() as admin:
+        for pid in (0, -1, 2**63, 10**30):
+            for method, path in (("GET", f"/persons/{pid}"), ("DELETE", f"/persons/{pid}"),
+                                 ("GET", f"/persons/{pid}/faces"), ("PATCH", f"/persons/{pid}"),
+                                 ("DELETE", f"/faces/{pid}")):
+                r = admin.request(method, f"/v1/collections/default{path}",
+                                  json={"name": "eve"} if method == "PATCH" else None)
+                assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (method, path, r.text)
