@@ -94,6 +94,14 @@ class MilvusStore(StoreBase):
                                        strict=True)]
             self.client.insert(name, rows)
 
+    def _forget(self, collection: str, **which: Any) -> None:
+        """Delete Milvus rows after the side file's delete committed. If Milvus fails, the delete still stands:
+        search ignores rows of persons the side file no longer has, and :meth:`sync` removes them."""
+        try:
+            self.client.delete(self.milvus_name(collection), **which)
+        except Exception as exc:
+            log.error("milvus delete in %r failed (%s); `sync` removes the stray rows", collection, exc)
+
     def close(self) -> None:
         self.meta.close()
         try:
@@ -177,7 +185,7 @@ class MilvusStore(StoreBase):
     def _delete_person(self, collection: str, person: str | int) -> int:
         pid = self.meta.get_person(collection, person).id
         n = self.meta.delete_person(collection, pid)
-        self.client.delete(self.milvus_name(collection), filter=f"person_id == {int(pid)}")
+        self._forget(collection, filter=f"person_id == {int(pid)}")
         return n
 
     # -- samples --------------------------------------------------------------------------------
@@ -206,7 +214,7 @@ class MilvusStore(StoreBase):
 
     def _delete_sample(self, collection: str, sample_id: int) -> None:
         self.meta.delete_sample(collection, sample_id)
-        self.client.delete(self.milvus_name(collection), ids=[int(sample_id)])
+        self._forget(collection, ids=[int(sample_id)])
 
     def _move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         p = self.meta.move_samples(collection, sample_ids, person)
@@ -255,5 +263,7 @@ class MilvusStore(StoreBase):
                     again.append(i)
             todo, m = again, min(_MAX_LIMIT, m * 4)
         names = self.meta.person_names(collection, sorted({p for hits in out for p, _, _ in hits}))
-        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
+        # the side file is the truth: a row Milvus still holds for a deleted person (its delete failed after the side
+        # file's commit; `sync` removes it) names nobody
+        return [[SearchHit(pid, names[pid], score, sid) for pid, score, sid in hits if pid in names] for hits in out]
 
