@@ -9,7 +9,7 @@ hands the checked values to a protected hook (``_add_samples``, ``_get_person``.
 * names: :func:`~facewise.gallery.names.check_name` for every name that is stored;
 * vectors: float32, finite, the collection's dimension (:func:`check_vector`);
 * templates: the quality-weighted mean of a person's sample vectors, unit length (:func:`template_of`);
-* search: the best ``k`` distinct persons from a widening window of nearest samples (:func:`distinct_persons`);
+* search: the best ``k`` distinct persons from a widening window of nearest samples (:func:`first_k_persons`);
 * capabilities: what a store does beyond the core is declared in ``capabilities``; asking a store for one it
   lacks raises :class:`~facewise.errors.CapabilityError` naming the store and the capability.
 """
@@ -65,7 +65,7 @@ def first_window(k: int) -> int:
     return k * 8 + 16
 
 
-def distinct_persons(rows: Iterable[tuple[int, int, float]], k: int) -> list[tuple[int, float, int]]:
+def first_k_persons(rows: Iterable[tuple[int, int, float]], k: int) -> list[tuple[int, float, int]]:
     """``(sample_id, person_id, score)`` rows, best first → the first ``k`` distinct ``(person_id, score,
     sample_id)``."""
     hits: list[tuple[int, float, int]] = []

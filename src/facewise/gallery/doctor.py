@@ -27,12 +27,12 @@ import numpy as np
 
 from facewise.errors import FacewiseError, NotFoundError
 from facewise.gallery import SQLiteStore
+from facewise.gallery.base import template_of
 from facewise.gallery.crypto import is_sealed
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_ATOL = 1e-4
-MIN_WEIGHT = 0.05  # as in SQLiteStore._update_template: quality weights are floored
 
 
 def diagnose_path(path: str | Path) -> list[str]:
@@ -183,9 +183,7 @@ def _templates(store: SQLiteStore, cid: int, dim: int, vectors: dict[int, tuple[
             if t.shape != (dim,):
                 out.append(f"person {name!r}: template has {t.size} values, expected {dim}")
             continue
-        w = np.array([max(q, MIN_WEIGHT) for q, _ in items], np.float32)
-        mean = (np.stack([v for _, v in items]) * w[:, None]).sum(0)
-        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        mean = template_of(np.stack([v for _, v in items]), [q for q, _ in items])  # the stores' own rule
         if not np.allclose(t, mean, atol=TEMPLATE_ATOL):
             out.append(f"person {name!r}: template differs from the mean of the samples "
                        f"(max |d| {float(np.abs(t - mean).max()):.2e})")

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from facewise.errors import FacewiseError
-from facewise.gallery.base import StoreBase, distinct_persons, first_window
+from facewise.gallery.base import StoreBase, first_k_persons, first_window
 from facewise.gallery.sqlite import Added, SQLiteStore
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
@@ -256,7 +256,7 @@ class MilvusStore(StoreBase):
                                      search_params={"metric_type": "COSINE", "params": {"ef": max(self.ef, m)}})
             again = []
             for i, rows in zip(todo, res, strict=True):
-                hits = distinct_persons(((int(r["id"] if "id" in r else r["sample_id"]), int(r["entity"]["person_id"]),
+                hits = first_k_persons(((int(r["id"] if "id" in r else r["sample_id"]), int(r["entity"]["person_id"]),
                                           float(r["distance"])) for r in rows), k)
                 out[i] = hits
                 if len(hits) < k and len(rows) == m and m < _MAX_LIMIT:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
-from facewise.gallery.base import StoreBase, check_vector, distinct_persons, first_window, template_of
+from facewise.gallery.base import StoreBase, check_vector, first_k_persons, first_window, template_of
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
@@ -472,7 +472,7 @@ class PgVectorStore(StoreBase):
         m = first_window(k)
         while True:
             rows = cur.execute(sql, (vec, vec, m)).fetchall()
-            hits = distinct_persons(((sid, pid, 1.0 - dist) for sid, pid, dist in rows), k)
+            hits = first_k_persons(((sid, pid, 1.0 - dist) for sid, pid, dist in rows), k)
             if len(hits) == k or len(rows) < m:
                 return hits
             m *= 4
