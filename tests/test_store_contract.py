@@ -8,6 +8,8 @@ that store declares it lacks the capability the test needs.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 
 import numpy as np
@@ -219,6 +221,58 @@ def test_samples_by_person_id_go_to_that_person_only_while_it_exists(store):
     with pytest.raises(NotFoundError):  # deleted: stays deleted, nothing stored, no new person
         store.add_samples("c", [sample("ada", unit(rng)[0], "h9", person_id=ada.id)])
     assert counts(store) == (0, 0)
+
+
+def other_handle(store: Store) -> Store:
+    """A second, independent connection to the same gallery (as another process would have)."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path, cipher=None)
+    if type(store).__name__ == "PgVectorStore":
+        from facewise.gallery.pgvector import PgVectorStore
+
+        return PgVectorStore(postgres_dsn(), schema=store.schema)  # type: ignore[attr-defined]
+    from facewise.gallery.milvus import MilvusStore
+
+    return MilvusStore(store.uri, meta=store.meta.path, prefix=store.prefix)  # type: ignore[attr-defined]
+
+
+def test_a_concurrent_delete_wins_cleanly(store):
+    """One connection keeps storing faces by person id while another deletes the person: every store either
+    stores a batch (the delete then removes it) or refuses it with NotFoundError; nothing outlives the delete."""
+    rng = np.random.default_rng(10)
+    other = other_handle(store)
+    try:
+        for rnd, delay in enumerate((0.0, 0.01, 0.03, 0.08)):
+            pid = store.add_person("c", f"racer {rnd}").id
+            outcomes: list[str] = []
+
+            def upload(pid: int = pid, rnd: int = rnd, outcomes: list[str] = outcomes) -> None:
+                deadline = time.monotonic() + 60
+                b = 0
+                while time.monotonic() < deadline:  # until the delete wins
+                    b += 1
+                    batch = [sample("", v, f"r{rnd}-{b}-{i}", person_id=pid) for i, v in enumerate(unit(rng, 3))]
+                    try:
+                        store.add_samples("c", batch)
+                        outcomes.append("stored")
+                    except NotFoundError:
+                        outcomes.append("refused")
+                        return
+                    time.sleep(0.002)  # (lets the other connection take the write lock)
+
+            worker = threading.Thread(target=upload)
+            worker.start()
+            time.sleep(delay)
+            other.delete_person("c", pid)
+            worker.join(90)
+            assert outcomes[-1:] == ["refused"], outcomes[-3:]  # the delete landed mid-stream and won
+            assert counts(store) == (0, 0) and counts(other) == (0, 0)
+            with pytest.raises(NotFoundError):
+                store.get_person("c", pid)
+            if hasattr(store, "count"):  # Milvus: no vector row left behind either
+                assert store.count("c") == 0
+    finally:
+        other.close()
 
 
 # -- delete cascades ------------------------------------------------------------------------------------
