@@ -21,6 +21,7 @@ from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
     FacewiseError,
     ImageError,
+    InvalidNameError,
     InvalidSettingError,
     MultipleFacesError,
     NoFaceError,
@@ -30,6 +31,7 @@ from facewise.errors import (
 )
 from facewise.gallery import NewSample, SQLiteStore, Store
 from facewise.gallery.maintenance import Erasure, ErasureHooks
+from facewise.gallery.names import check_name
 from facewise.gallery.store import CollectionInfo, SearchHit
 from facewise.models.profiles import Profile, load_profile
 from facewise.types import Candidate, EnrollResult, Face, Identification, Person, Sample, Verification
@@ -224,6 +226,8 @@ class FaceWise:
         checked inside the storing transaction: if the person was deleted meanwhile, :class:`NotFoundError` and
         nothing is stored (a name would create the person again).
         """
+        if person_id is None:
+            person = check_name(person)  # a bad name is refused before any work
         items: list[tuple[str, ImageInput]] = [(person, img) for img in images]
         return self.enroll_items(items, face=face, metadata=metadata, gate=gate, progress=progress,
                                  person_id=person_id)
@@ -248,6 +252,8 @@ class FaceWise:
         for person, src in items:
             name = src if isinstance(src, str) else os.fspath(src) if isinstance(src, os.PathLike) else "<image>"
             try:
+                if person_id is None:
+                    check_name(person)  # (one bad folder name does not refuse the others)
                 img = load_image(src)
                 name = img.name if img.name not in ("<bytes>", "<array>") else name
                 _, faces = self.pipeline.analyze(img, embed=False)
@@ -268,7 +274,7 @@ class FaceWise:
                         source=os.fsencode(os.path.basename(name)).decode("utf-8", "backslashreplace"),
                         landmarks=np.round(chosen.landmarks, 2).tolist(), quality=chosen.quality.score,
                         yaw=chosen.yaw, metadata=metadata, person_id=person_id)))
-            except (ImageError, NoFaceError, MultipleFacesError) as exc:
+            except (ImageError, NoFaceError, MultipleFacesError, InvalidNameError) as exc:
                 res = EnrollResult(name, person, "rejected", reason=str(exc))
             results.append(res)
             if progress:
