@@ -128,6 +128,7 @@ def test_bool_out_of_range_and_non_int_ids_are_refused_alike(store):
         "list_samples": lambda bad: store.list_samples("c", bad),
         "person_vectors": lambda bad: store.person_vectors("c", bad),
         "delete_sample": lambda bad: store.delete_sample("c", bad),
+        "sample_vectors": lambda bad: store.sample_vectors("c", [bad]),
         "add_samples by id": lambda bad: store.add_samples("c", [sample("x", unit(rng)[0], "h9", person_id=bad)]),
     }
     for bad in BAD_IDS:

@@ -137,6 +137,10 @@ class StoreBase:
         target = person_target(person)
         return self._move_samples(collection, [check_id(i, "sample") for i in sample_ids], target)
 
+    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+        """The vectors of these samples, in order; :class:`NotFoundError` for one that does not exist."""
+        return self._sample_vectors(collection, [check_id(i, "sample") for i in sample_ids])
+
     def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         return self._person_vectors(collection, person_ref(person))
 
@@ -186,6 +190,9 @@ class StoreBase:
         raise NotImplementedError
 
     def _person_vectors(self, collection: str, person: int | str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         raise NotImplementedError
 
     def _person_template(self, collection: str, person: int | str) -> np.ndarray:

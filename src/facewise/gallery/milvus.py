@@ -225,7 +225,7 @@ class MilvusStore(StoreBase):
             self.client.upsert(self.milvus_name(collection), rows)
         return p
 
-    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         return self.meta.sample_vectors(collection, sample_ids)
 
     def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]:

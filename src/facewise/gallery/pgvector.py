@@ -417,7 +417,7 @@ class PgVectorStore(StoreBase):
                            args).fetchall()
         return [(int(r[0]), _np(r[1])) for r in rows]
 
-    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             got = dict(self._vectors_where(cur, row[0], "sample_id = ANY(%s)", (list(sample_ids),)))

@@ -458,7 +458,7 @@ class SQLiteStore(StoreBase):
             self._refresh_after_write(collection, lambda ix: ix.reassign(sample_ids, pid))
             return self._get_person(collection, pid)
 
-    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         with self._lock:
             cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
             out = np.zeros((len(sample_ids), dim), np.float32)
