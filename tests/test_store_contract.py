@@ -322,7 +322,7 @@ def test_a_missing_capability_is_a_named_error(store, capability):
         return
     with pytest.raises(CapabilityError) as err:
         CALLS[capability](store)
-    assert err.value.code == "capability_missing"
+    assert err.value.code == "capability_missing" and err.value.capability == capability
     assert type(store).__name__ in str(err.value) and repr(capability) in str(err.value)
 
 

@@ -140,8 +140,8 @@ class CapabilityError(FacewiseError):
     exit_code = EXIT_USAGE
     http_status = 422
 
-    def __init__(self, store: str, capability: str, action: str) -> None:
-        super().__init__(f"{store} cannot {action}: it lacks the {capability!r} capability")
+    def __init__(self, message: str, *, store: str = "", capability: str = "") -> None:
+        super().__init__(message)
         self.store, self.capability = store, capability
 
 

@@ -101,7 +101,8 @@ class StoreBase:
         if capability not in CAPABILITIES:
             raise ValueError(f"unknown capability {capability!r}")
         if capability not in self.capabilities:
-            raise CapabilityError(self.store_name, capability, action)
+            raise CapabilityError(f"{self.store_name} cannot {action}: it lacks the {capability!r} capability",
+                                  store=self.store_name, capability=capability)
 
     # -- persons --------------------------------------------------------------------------------
     def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
