@@ -44,3 +44,4 @@ def test_cli_refuses_a_reserved_name_with_one_clear_line(tmp_path, knn):
                         str(knn / "train" / "biden" / "biden.jpg"), "--db", str(db)],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert r.returncode == 2 and "reserved" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not db.exists()  # refused before anything was opened
