@@ -18,7 +18,8 @@ import pytest
 from _servers import MilvusLiteServer, MilvusStandaloneServer, milvus_server_exe, postgres_dsn, unavailable
 from facewise.errors import CapabilityError, ConflictError, InvalidNameError, NotFoundError, ProfileMismatchError
 from facewise.gallery import NewSample, SQLiteStore, Store
-from facewise.gallery.base import CAPABILITIES
+from facewise.gallery.base import CAPABILITIES, template_of
+from facewise.gallery.doctor import diagnose
 from facewise.gallery.names import MAX_ID
 
 DIM = 16
@@ -352,26 +353,32 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
     db.executescript("INSERT INTO meta VALUES('schema_version', '1'); INSERT INTO meta VALUES('generation', '7');"
                      "INSERT INTO collections VALUES(1, 'c', 'p', 'sig', 16, '{}', '2024-01-01');"
                      "INSERT INTO persons VALUES(1, 1, 'ada', '{}', '2024-01-01');"
-                     "INSERT INTO persons VALUES(5, 1, 'bob', '{\"k\": 1}', '2024-01-01');")
+                     "INSERT INTO persons VALUES(5, 1, 'bob', '{\"k\": 1}', '2024-01-01');"
+                     "INSERT INTO persons VALUES(3, 1, 'unknown', '{}', '2024-01-01');")  # a name refused today
     for i, v in enumerate(vecs):
         db.execute("INSERT INTO samples(id, person_id, collection_id, image_sha256, model, embedding, created_at) "
                    "VALUES(?,?,1,?,'m',?,'2024-01-01')", (10 + i, 1 if i < 2 else 5, f"h{i}", v.tobytes()))
-    db.execute("INSERT INTO templates VALUES(5, ?, 2, '2024-01-01')", (vecs[2].tobytes(),))
+    for pid, rows in ((1, vecs[:2]), (5, vecs[2:])):
+        db.execute("INSERT INTO templates VALUES(?, ?, 2, '2024-01-01')", (pid, template_of(rows, [1, 1]).tobytes()))
     db.commit()
     db.close()
     with SQLiteStore(path, cipher=None) as store:
         assert store._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
         assert SCHEMA_VERSION == 2
         assert [(p.id, p.name, p.n_samples, p.metadata) for p in store.list_persons("c")] == \
-            [(1, "ada", 2, {}), (5, "bob", 2, {"k": 1})]
+            [(1, "ada", 2, {}), (5, "bob", 2, {"k": 1}), (3, "unknown", 0, {})]
         assert np.allclose(store.sample_vectors("c", [10, 11, 12, 13]), vecs)
-        assert np.allclose(store.person_template("c", "bob"), vecs[2])
+        assert np.allclose(store.person_template("c", "bob"), template_of(vecs[2:], [1, 1]))
         assert store.search("c", vecs[3:4], 1)[0][0].name == "bob"
         assert store.integrity_check() == []
+        assert diagnose(store) == ["collection 'c': person 3: person name 'unknown': 'unknown' is reserved (the "
+                                   "answer when nobody matches); rename it: facewise people rename 3 NEW_NAME"]
+        store.rename_person("c", 3, "Unknown Soldier")  # reachable by id; renamed, the gallery is healthy
+        assert diagnose(store) == []
         store.delete_person("c", 5)  # the newest: schema 1 would hand out 5 again
         assert store.add_person("c", "eve").id == 6
         store.delete_sample("c", 11)
         (sid,) = store.add_samples("c", [sample("ada", vecs[1], "again")])
         assert sid == 14
     with SQLiteStore(path, cipher=None) as again:  # opened twice: migrated once
-        assert [p.name for p in again.list_persons("c")] == ["ada", "eve"]
+        assert [p.name for p in again.list_persons("c")] == ["Unknown Soldier", "ada", "eve"]

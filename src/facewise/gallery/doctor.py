@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, InvalidNameError, NotFoundError
 from facewise.gallery import SQLiteStore
 from facewise.gallery.base import template_of
 from facewise.gallery.crypto import is_sealed
+from facewise.gallery.names import check_name
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,18 @@ def _collection(store: SQLiteStore, name: str) -> list[str]:
     out += _templates(store, cid, dim, vectors)
     out += _index(store, name, vectors)
     out += _settings(store, name)
+    out += _names(store, cid)
+    return out
+
+
+def _names(store: SQLiteStore, cid: int) -> list[str]:
+    """Names stored before today's name rules (gallery/names.py): still reachable by id, to be renamed."""
+    out = []
+    for pid, name in store._db.execute("SELECT id, name FROM persons WHERE collection_id=? ORDER BY id", (cid,)):
+        try:
+            check_name(name)
+        except InvalidNameError as exc:
+            out.append(f"person {pid}: {exc}; rename it: facewise people rename {pid} NEW_NAME")
     return out
 
 
