@@ -358,6 +358,9 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
     for i, v in enumerate(vecs):
         db.execute("INSERT INTO samples(id, person_id, collection_id, image_sha256, model, embedding, created_at) "
                    "VALUES(?,?,1,?,'m',?,'2024-01-01')", (10 + i, 1 if i < 2 else 5, f"h{i}", v.tobytes()))
+    db.executescript("CREATE TABLE side(sample_id INTEGER); INSERT INTO side VALUES (10), (11), (12), (13);"
+                     "CREATE TRIGGER side_erase AFTER DELETE ON samples BEGIN "  # as the service's erasure triggers
+                     "DELETE FROM side WHERE sample_id = OLD.id; END;")
     for pid, rows in ((1, vecs[:2]), (5, vecs[2:])):
         db.execute("INSERT INTO templates VALUES(?, ?, 2, '2024-01-01')", (pid, template_of(rows, [1, 1]).tobytes()))
     db.commit()
@@ -371,13 +374,16 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
         assert np.allclose(store.person_template("c", "bob"), template_of(vecs[2:], [1, 1]))
         assert store.search("c", vecs[3:4], 1)[0][0].name == "bob"
         assert store.integrity_check() == []
+        assert [r[0] for r in store._db.execute("SELECT sample_id FROM side ORDER BY 1")] == [10, 11, 12, 13]
         assert diagnose(store) == ["collection 'c': person 3: person name 'unknown': 'unknown' is reserved (the "
                                    "answer when nobody matches); rename it: facewise people rename 3 NEW_NAME"]
         store.rename_person("c", 3, "Unknown Soldier")  # reachable by id; renamed, the gallery is healthy
         assert diagnose(store) == []
         store.delete_person("c", 5)  # the newest: schema 1 would hand out 5 again
         assert store.add_person("c", "eve").id == 6
+        assert [r[0] for r in store._db.execute("SELECT sample_id FROM side ORDER BY 1")] == [10, 11]  # 12, 13: bob's
         store.delete_sample("c", 11)
+        assert [r[0] for r in store._db.execute("SELECT sample_id FROM side")] == [10]  # the trigger survived
         (sid,) = store.add_samples("c", [sample("ada", vecs[1], "again")])
         assert sid == 14
     with SQLiteStore(path, cipher=None) as again:  # opened twice: migrated once

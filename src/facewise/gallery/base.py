@@ -32,7 +32,6 @@ CAPABILITIES: dict[str, str] = {
     "encryption": "seal vectors (and blobs kept beside them) at rest with the gallery key",
     "move_samples": "re-assign samples to another person in one transaction",
     "ann": "search through an approximate nearest-neighbour index",
-    "erasure_log": "erase the service's thumbnails and audit payloads in the deleting transaction",
     "integrity_check": "check the stored data's integrity",
     "sync": "re-create the vector engine's rows from the source of truth",
 }

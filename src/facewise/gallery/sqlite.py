@@ -82,12 +82,16 @@ def _table_sql(name: str) -> str:
 
 
 def _migrate_v2(cur: sqlite3.Cursor) -> None:
+    # indexes and triggers others put on these tables (the service's erasure triggers) go with DROP TABLE: kept
+    kept = [r[0] for r in cur.execute("SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND "
+                                      "tbl_name IN ('persons', 'samples') AND sql IS NOT NULL")]
     for name, cols in (("persons", _PERSONS_COLS), ("samples", _SAMPLES_COLS)):
         cur.execute(_table_sql(name))
         cur.execute(f"INSERT INTO {name}_v2({cols}) SELECT {cols} FROM {name}")
-        cur.execute(f"DROP TABLE {name}")
+        cur.execute(f"DROP TABLE {name}")  # (no DELETE trigger fires, foreign keys are off: nothing cascades)
         cur.execute(f"ALTER TABLE {name}_v2 RENAME TO {name}")
-    cur.execute("CREATE INDEX IF NOT EXISTS samples_person ON samples(person_id)")
+    for sql in kept:
+        cur.execute(sql)
     bad = cur.execute("PRAGMA foreign_key_check").fetchall()
     if bad:
         raise FacewiseError(f"migration to schema 2 found {len(bad)} dangling rows (first: {bad[0]}); nothing changed")
@@ -102,7 +106,7 @@ class SQLiteStore(StoreBase):
     """The default :class:`~facewise.gallery.Store`. Thread-safe; several processes may share a file."""
 
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"encryption", "move_samples", "ann", "erasure_log", "integrity_check"})
+        {"encryption", "move_samples", "ann", "integrity_check"})
 
     def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0,
                  cipher: BlobCipher | Literal["env"] | None = "env") -> None:
