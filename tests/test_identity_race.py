@@ -1,4 +1,5 @@
-"""Upload of faces racing a DELETE of the same person, from two separate client processes, against a real server.
+"""Upload of faces racing a DELETE of the same person, from two separate client processes, against a real server
+over the SQLite gallery and over PostgreSQL + pgvector (``--db postgresql://…`` with the service's own ``--state``).
 
 The upload route stores faces by person id inside the transaction that checks the person exists, so a delete
 wins cleanly: the person stays deleted, no person (under that name or a new id) holds the faces, and the upload
@@ -12,11 +13,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reliability_helpers import run_cli
 from service_helpers import start_server, stop_process
 
 ROUNDS = 24
@@ -49,11 +52,27 @@ class Client:
         stop_process(self.proc)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("race"), "--rate", "10000", "--burst", "10000")
+@pytest.fixture(scope="module", params=["sqlite", "pgvector"])
+def server(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"race-{request.param}")
+    if request.param == "sqlite":
+        srv = start_server(tmp, "--rate", "10000", "--burst", "10000")
+        srv.gallery = None  # the gallery is srv.db
+        yield srv
+        srv.stop()
+        return
+    from _servers import postgres_dsn
+    from facewise.gallery.pgvector import PgVectorStore
+
+    dsn, schema = postgres_dsn(), f"gallery_race_{uuid.uuid4().hex[:8]}"
+    address = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    assert run_cli("keys", "list", "--db", str(tmp / "gallery.db")).returncode == 0  # creates the state file
+    srv = start_server(tmp, "--db", address, "--state", str(tmp / "gallery.db"), "--rate", "10000", "--burst", "10000")
+    srv.gallery = PgVectorStore(dsn, schema=schema)
     yield srv
     srv.stop()
+    srv.gallery.drop_schema()
+    srv.gallery.close()
 
 
 def test_a_deleted_person_stays_deleted_when_an_upload_races_the_delete(server, lfw):
@@ -105,9 +124,12 @@ def test_a_deleted_person_stays_deleted_when_an_upload_races_the_delete(server, 
         admin.close()
     time.sleep(0.2)
     with sqlite3.connect(server.db) as db:  # nothing derived from the faces survived either
-        assert db.execute("SELECT COUNT(*) FROM persons").fetchone()[0] == 0
-        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
-        assert db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
+        if server.gallery is None:
+            assert db.execute("SELECT COUNT(*) FROM persons").fetchone()[0] == 0
+            assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
+            assert db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
+        else:
+            assert server.gallery.list_persons("default") == [] and server.gallery.list_samples("default") == []
         assert db.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
 
 
