@@ -1,7 +1,9 @@
-"""Real database servers for the store tests: PostgreSQL + pgvector and a Milvus Lite gRPC server.
+"""Real database servers for the store tests: PostgreSQL + pgvector, a Milvus Lite gRPC server and the Milvus
+standalone server (``milvus-server`` of the ``milvus`` package, in the scale-test extra).
 
-Both listen on 127.0.0.1 only. PostgreSQL comes from ``.ci/start-postgres.sh`` (which CI runs first and
-which the fixture runs itself when no server answers); Milvus Lite is started per test session.
+PostgreSQL and Milvus Lite listen on 127.0.0.1 only. PostgreSQL comes from ``.ci/start-postgres.sh`` (which CI
+runs first and which the fixture runs itself when no server answers); the Milvus servers are started by the test
+modules that use them.
 Outside CI a missing server skips its tests with the reason; under CI (``CI`` set) it fails them.
 """
 
@@ -92,4 +94,62 @@ class MilvusLiteServer:
 
     def stop(self) -> None:
         stop_process(self.proc)
+        self.log.close()
+
+
+def milvus_server_exe() -> str | None:
+    """The standalone Milvus of ``pip install milvus`` (a real Milvus with its own etcd), if installed."""
+    return shutil.which("milvus-server", path=str(Path(sys.executable).parent)) or shutil.which("milvus-server")
+
+
+_MILVUS_PORTS = ("etcd-port", "root-coord-port", "proxy-internal-port", "query-coord-port", "query-node-port",
+                 "index-coord-port", "index-node-port", "data-coord-port", "data-node-port")
+
+
+class MilvusStandaloneServer:
+    """``milvus-server --data DIR --proxy-port P`` with every internal port free, so parallel runs do not clash.
+
+    (This server listens on every interface; its data folder is thrown away with the test session.)"""
+
+    def __init__(self, base: Path, ready_timeout: float = 180.0) -> None:
+        exe = milvus_server_exe()
+        if exe is None:
+            unavailable("milvus-server is not installed (pip install milvus)")
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        ports = [a for opt in _MILVUS_PORTS for a in (f"--{opt}", str(free_port()))]
+        self.log_path = base / "milvus-server.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([str(exe), "--data", str(base / "data"), "--proxy-port", str(self.port), *ports],
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._answers():
+                return
+            time.sleep(1)
+        self.stop()
+        unavailable(f"milvus-server did not start: {self.log_path.read_text(errors='replace')[-500:]}")
+
+    def _answers(self) -> bool:
+        try:
+            from pymilvus import MilvusClient
+
+            client = MilvusClient(uri=self.uri, timeout=3)
+            client.list_collections()
+            client.close()
+            return True
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:  # the launcher starts milvus and etcd in its session: stop them all
+            try:
+                os.killpg(self.proc.pid, 15)
+                self.proc.wait(30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, 9)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
         self.log.close()

@@ -11,6 +11,7 @@ from facewise.errors import FacewiseError, error_table
 EXPECTED = {
     "FacewiseError": ("facewise_error", 1, 400),
     "ValidationError": ("invalid_value", 2, 422),
+    "InvalidNameError": ("invalid_name", 2, 422),
     "ImageError": ("bad_image", 3, 422),
     "NoFaceError": ("no_face", 3, 422),
     "MultipleFacesError": ("multiple_faces", 3, 422),

@@ -44,7 +44,8 @@ FACEWISE_METHODS = {
     "enroll": (
         "(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = 'only', "
         "metadata: dict[str, Any] | None = None, gate: Gate | None = None, "
-        "progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]"
+        "progress: Callable[[EnrollResult], None] | None = None, "
+        "person_id: int | None = None) -> list[EnrollResult]"
     ),
     "enroll_folder": (
         "(self, root: str | os.PathLike[str], *, face: FaceChoice = 'only', gate: Gate | None = None, "
@@ -53,7 +54,8 @@ FACEWISE_METHODS = {
     "enroll_items": (
         "(self, items: list[tuple[str, ImageInput]], *, face: FaceChoice = 'only', "
         "metadata: dict[str, Any] | None = None, gate: Gate | None = None, "
-        "progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]"
+        "progress: Callable[[EnrollResult], None] | None = None, "
+        "person_id: int | None = None) -> list[EnrollResult]"
     ),
     "export": "(self, path: str | os.PathLike[str]) -> int",
     "faces": "(self, image: ImageInput) -> list[Face]",

@@ -290,7 +290,7 @@ def test_uploads_are_checked(server: Server, admin: httpx.Client, knn: Path) -> 
     r = admin.get("/v1/no/such/route")
     assert r.status_code == 404 and error_code(r) == "not_found"
     r = admin.post("/v1/collections/default/persons", json={"name": "  "})
-    assert r.status_code == 400 and error_code(r) == "facewise_error"
+    assert r.status_code == 422 and error_code(r) == "invalid_name"
 
 
 def test_concurrent_enrolments_are_not_lost(server: Server, admin: httpx.Client, lfw: Path) -> None:

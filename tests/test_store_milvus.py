@@ -83,3 +83,15 @@ def test_sync_repairs_milvus_from_the_side_file(store, milvus, tmp_path):
     other = MilvusStore(milvus.uri, meta=tmp_path / "meta.db", prefix=store.prefix)
     assert other.search("c", data.vectors[:1], 1)[0][0].name == "id0"
     other.close()
+
+
+def test_rows_milvus_kept_for_a_deleted_person_name_nobody(store):
+    data = face_like(20, DIM, per_identity=5, seed=5)
+    store.add_samples("c", [sample(f"id{lab}", v, f"h{i}") for i, (v, lab) in
+                            enumerate(zip(data.vectors, data.labels, strict=True))])
+    gone = store.get_person("c", "id0")
+    store.meta.delete_person("c", gone.id)  # as if the Milvus delete had failed after the side file's commit
+    assert store.count("c") == 20
+    hits = store.search("c", data.vectors[:1], k=3)[0]
+    assert hits and all(h.person_id != gone.id and h.name != "?" for h in hits)
+    assert store.sync("c") == (0, 5) and store.count("c") == 15

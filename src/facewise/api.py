@@ -22,6 +22,7 @@ from facewise.errors import (
     BadInputError,
     FacewiseError,
     ImageError,
+    InvalidNameError,
     InvalidSettingError,
     ModelNotFoundError,
     MultipleFacesError,
@@ -32,6 +33,7 @@ from facewise.errors import (
 )
 from facewise.gallery import NewSample, SQLiteStore, Store
 from facewise.gallery.maintenance import Erasure, ErasureHooks
+from facewise.gallery.names import check_name
 from facewise.gallery.store import CollectionInfo, SearchHit
 from facewise.models.profiles import Profile, load_profile
 from facewise.types import Candidate, EnrollResult, Face, Identification, Person, Sample, Verification
@@ -217,13 +219,20 @@ class FaceWise:
     # -- enrolment ------------------------------------------------------------------------------
     def enroll(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = "only",
                metadata: dict[str, Any] | None = None, gate: Gate | None = None,
-               progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
+               progress: Callable[[EnrollResult], None] | None = None,
+               person_id: int | None = None) -> list[EnrollResult]:
         """Enrol one person from images. Bad images are reported, not stored; storing is one transaction.
 
         ``gate`` refuses faces below a quality score or not live, with the reasons in the result.
+        ``person_id``: store the faces for that existing person (``person`` is then its name, for the results),
+        checked inside the storing transaction: if the person was deleted meanwhile, :class:`NotFoundError` and
+        nothing is stored (a name would create the person again).
         """
+        if person_id is None:
+            person = check_name(person)  # a bad name is refused before any work
         items: list[tuple[str, ImageInput]] = [(person, img) for img in images]
-        return self.enroll_items(items, face=face, metadata=metadata, gate=gate, progress=progress)
+        return self.enroll_items(items, face=face, metadata=metadata, gate=gate, progress=progress,
+                                 person_id=person_id)
 
     def enroll_folder(self, root: str | os.PathLike[str], *, face: FaceChoice = "only", gate: Gate | None = None,
                       progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
@@ -233,8 +242,10 @@ class FaceWise:
 
     def enroll_items(self, items: list[tuple[str, ImageInput]], *, face: FaceChoice = "only",
                      metadata: dict[str, Any] | None = None, gate: Gate | None = None,
-                     progress: Callable[[EnrollResult], None] | None = None) -> list[EnrollResult]:
-        """Enrol (person, image) pairs; all accepted samples are stored in one transaction."""
+                     progress: Callable[[EnrollResult], None] | None = None,
+                     person_id: int | None = None) -> list[EnrollResult]:
+        """Enrol (person, image) pairs; all accepted samples are stored in one transaction (for ``person_id``,
+        when given: see :meth:`enroll`)."""
         gate = gate or Gate()
         exists = self._existing_info() is not None  # another profile: refused before any work
         results: list[EnrollResult] = []
@@ -243,6 +254,8 @@ class FaceWise:
         for person, src in items:
             name = src if isinstance(src, str) else os.fspath(src) if isinstance(src, os.PathLike) else "<image>"
             try:
+                if person_id is None:
+                    check_name(person)  # (one bad folder name does not refuse the others)
                 img = load_image(src)
                 name = img.name if img.name not in ("<bytes>", "<array>") else name
                 _, faces = self.pipeline.analyze(img, embed=False)
@@ -262,8 +275,8 @@ class FaceWise:
                         face_index=chosen.index, box=chosen.box.as_list(),
                         source=os.fsencode(os.path.basename(name)).decode("utf-8", "backslashreplace"),
                         landmarks=np.round(chosen.landmarks, 2).tolist(), quality=chosen.quality.score,
-                        yaw=chosen.yaw, metadata=metadata)))
-            except (ImageError, NoFaceError, MultipleFacesError) as exc:
+                        yaw=chosen.yaw, metadata=metadata, person_id=person_id)))
+            except (ImageError, NoFaceError, MultipleFacesError, InvalidNameError) as exc:
                 res = EnrollResult(name, person, "rejected", reason=str(exc))
             results.append(res)
             if progress:

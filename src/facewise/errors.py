@@ -13,7 +13,8 @@ CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invali
 from __future__ import annotations
 
 __all__ = [
-    "BadInputError", "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidSettingError",
+    "BadInputError", "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidNameError",
+    "InvalidSettingError",
     "ModelIntegrityError", "ModelNotFoundError",
     "MultipleFacesError", "NoFaceError", "NotFoundError", "ProfileMismatchError", "QualityError",
     "ValidationError", "error_table",
@@ -36,6 +37,12 @@ class ValidationError(FacewiseError):
     code = "invalid_value"
     exit_code = EXIT_USAGE
     http_status = 422
+
+
+class InvalidNameError(ValidationError):
+    """A person's name breaks the gallery's name rules (``gallery/names.py``)."""
+
+    code = "invalid_name"
 
 
 class ImageError(FacewiseError):
@@ -136,11 +143,16 @@ class InvalidSettingError(ConflictError):
 
 
 class CapabilityError(FacewiseError):
-    """The store (or another backend) lacks a capability the request needs (encryption, moving samples...)."""
+    """The store (or another backend) lacks a capability the request needs (encryption, moving samples...);
+    the message names both (``store``, ``capability``)."""
 
     code = "capability_missing"
     exit_code = EXIT_USAGE
     http_status = 422
+
+    def __init__(self, message: str, *, store: str = "", capability: str = "") -> None:
+        super().__init__(message)
+        self.store, self.capability = store, capability
 
 
 def error_table() -> list[tuple[type[FacewiseError], str, int, int]]:

@@ -54,8 +54,7 @@ class ClusterReport:
 
 
 def _move(store: Any, collection: str, sample_ids: list[int], person: str | int) -> Person:
-    if not hasattr(store, "move_samples"):
-        raise FacewiseError(f"{type(store).__name__} cannot move samples between people (no move_samples)")
+    store.require("move_samples", "move samples between people (clustering needs it)")  # else CapabilityError
     moved: Person = store.move_samples(collection, sample_ids, person)
     return moved
 

@@ -65,11 +65,14 @@ def enroll(
     """Enrol people: `--name NAME photo.jpg ...`, or folders laid out as <folder>/<person>/*.jpg."""
     from facewise.api import folder_items
     from facewise.core.analysis import Gate
+    from facewise.gallery.names import check_name
 
     with handled(as_json):
         face_choice = _face_choice(face)
         if not sources and not from_track:
             raise ValidationError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
+        if name is not None:
+            check_name(name)  # a bad --name is refused before anything is opened or computed (exit 2)
         items: list[tuple[str, Any]] = []
         if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
             from facewise.video.outputs import track_thumbnail

@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, InvalidNameError, NotFoundError
 from facewise.gallery import SQLiteStore
+from facewise.gallery.base import template_of
 from facewise.gallery.crypto import is_sealed
+from facewise.gallery.names import check_name
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_ATOL = 1e-4
-MIN_WEIGHT = 0.05  # as in SQLiteStore._update_template: quality weights are floored
 
 
 def diagnose_path(path: str | Path) -> list[str]:
@@ -97,6 +98,18 @@ def _collection(store: SQLiteStore, name: str) -> list[str]:
     out += _templates(store, cid, dim, vectors)
     out += _index(store, name, vectors)
     out += _settings(store, name)
+    out += _names(store, cid)
+    return out
+
+
+def _names(store: SQLiteStore, cid: int) -> list[str]:
+    """Names stored before today's name rules (gallery/names.py): still reachable by id, to be renamed."""
+    out = []
+    for pid, name in store._db.execute("SELECT id, name FROM persons WHERE collection_id=? ORDER BY id", (cid,)):
+        try:
+            check_name(name)
+        except InvalidNameError as exc:
+            out.append(f"person {pid}: {exc}; rename it: facewise people rename {pid} NEW_NAME")
     return out
 
 
@@ -183,9 +196,7 @@ def _templates(store: SQLiteStore, cid: int, dim: int, vectors: dict[int, tuple[
             if t.shape != (dim,):
                 out.append(f"person {name!r}: template has {t.size} values, expected {dim}")
             continue
-        w = np.array([max(q, MIN_WEIGHT) for q, _ in items], np.float32)
-        mean = (np.stack([v for _, v in items]) * w[:, None]).sum(0)
-        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        mean = template_of(np.stack([v for _, v in items]), [q for q, _ in items])  # the stores' own rule
         if not np.allclose(t, mean, atol=TEMPLATE_ATOL):
             out.append(f"person {name!r}: template differs from the mean of the samples "
                        f"(max |d| {float(np.abs(t - mean).max()):.2e})")

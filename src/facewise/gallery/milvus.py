@@ -5,9 +5,10 @@ duplicate-image rule), no joins and no multi-row transactions. So the facts that
 a side :class:`~facewise.gallery.SQLiteStore` (collections, persons, samples with their metadata and a
 copy of each vector, templates: the source of truth), and Milvus holds one collection per facewise
 collection with ``sample_id`` (primary key), ``person_id`` and the ``embedding`` under an HNSW
-(``COSINE``) index. Writes go to the side file first (one transaction), then to Milvus; a failed
-Milvus write undoes the side-file write. :meth:`MilvusStore.sync` re-creates missing or stray Milvus
-rows from the side file (after a crash between the two writes, or to move to another Milvus).
+(``COSINE``) index. New samples go to Milvus inside the side file's transaction, so a failed Milvus write
+stores nothing; deletes go to the side file, then to Milvus. :meth:`MilvusStore.sync` re-creates missing or
+stray Milvus rows from the side file (after a crash between the two writes, or to move to another Milvus).
+The rules (identity, names, vectors, templates) are :mod:`facewise.gallery.base`'s, applied once.
 
 Only the ``MilvusClient`` calls that both Milvus Lite (``milvus-lite server``) and a Milvus
 standalone or cluster serve are used; ``uri``/``token`` select the server (see docs/SCALE.md).
@@ -20,12 +21,13 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from facewise.errors import FacewiseError
-from facewise.gallery.sqlite import SQLiteStore
+from facewise.gallery.base import StoreBase, first_k_persons, first_window
+from facewise.gallery.sqlite import Added, SQLiteStore
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
@@ -35,7 +37,7 @@ _MAX_LIMIT = 16_384  # Milvus' largest top-k
 _BATCH = 2_000  # rows per insert request (keeps gRPC messages small)
 
 
-class MilvusStore:
+class MilvusStore(StoreBase):
     """A gallery whose vector search runs in Milvus.
 
     ``uri``: ``http://host:19530`` (standalone, cluster, or ``milvus-lite server``); ``token``:
@@ -43,6 +45,9 @@ class MilvusStore:
     names the Milvus collections ``<prefix>_<id>`` so several galleries can share one Milvus.
     ``index_params``: the HNSW settings; ``ef``: the search breadth.
     """
+
+    # (the side file may be encrypted with FACEWISE_KEY, but Milvus holds plaintext vectors: no "encryption")
+    capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann", "sync"})
 
     def __init__(self, uri: str, meta: str | os.PathLike[str] = "facewise-milvus.db", *, token: str = "",
                  prefix: str = "facewise", index_params: dict[str, Any] | None = None, ef: int = 128) -> None:
@@ -64,8 +69,7 @@ class MilvusStore:
 
     # -- plumbing -----------------------------------------------------------------------------
     def _cid(self, collection: str) -> tuple[int, int]:
-        row = self.meta._collection_row(collection)
-        return int(row[0]), int(row[4])
+        return self.meta.collection_key(collection)
 
     def milvus_name(self, collection: str) -> str:
         return f"{self.prefix}_{self._cid(collection)[0]}"
@@ -89,6 +93,14 @@ class MilvusStore:
                     for s, p, v in zip(sample_ids[a:a + _BATCH], person_ids[a:a + _BATCH], vectors[a:a + _BATCH],
                                        strict=True)]
             self.client.insert(name, rows)
+
+    def _forget(self, collection: str, **which: Any) -> None:
+        """Delete Milvus rows after the side file's delete committed. If Milvus fails, the delete still stands:
+        search ignores rows of persons the side file no longer has, and :meth:`sync` removes them."""
+        try:
+            self.client.delete(self.milvus_name(collection), **which)
+        except Exception as exc:
+            log.error("milvus delete in %r failed (%s); `sync` removes the stray rows", collection, exc)
 
     def close(self) -> None:
         self.meta.close()
@@ -131,12 +143,10 @@ class MilvusStore:
     def sync(self, collection: str) -> tuple[int, int]:
         """Make Milvus hold exactly the side file's samples; returns (rows added, rows removed)."""
         mname = self.milvus_name(collection)
-        cid, dim = self._cid(collection)
+        dim = self._cid(collection)[1]
         if not self.client.has_collection(mname):
             self._create(mname, dim)
-        rows = self.meta._db.execute("SELECT id, person_id FROM samples WHERE collection_id=? ORDER BY id",
-                                     (cid,)).fetchall()
-        want = {int(r[0]): int(r[1]) for r in rows}
+        want = self.meta.sample_persons(collection)
         have: dict[int, int] = {}
         it = self.client.query_iterator(mname, batch_size=4096, filter="sample_id >= 0",
                                         output_fields=["sample_id", "person_id"])
@@ -160,55 +170,53 @@ class MilvusStore:
         return int(res[0]["count(*)"])
 
     # -- persons --------------------------------------------------------------------------------
-    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
+    def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
         return self.meta.add_person(collection, name, metadata)
 
-    def get_person(self, collection: str, person: str | int) -> Person:
+    def _get_person(self, collection: str, person: str | int) -> Person:
         return self.meta.get_person(collection, person)
 
     def list_persons(self, collection: str, offset: int = 0, limit: int | None = None) -> list[Person]:
         return self.meta.list_persons(collection, offset, limit)
 
-    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
+    def _rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         return self.meta.rename_person(collection, person, new_name)  # Milvus holds ids only
 
-    def delete_person(self, collection: str, person: str | int) -> int:
+    def _delete_person(self, collection: str, person: str | int) -> int:
         pid = self.meta.get_person(collection, person).id
         n = self.meta.delete_person(collection, pid)
-        self.client.delete(self.milvus_name(collection), filter=f"person_id == {int(pid)}")
+        self._forget(collection, filter=f"person_id == {int(pid)}")
         return n
 
     # -- samples --------------------------------------------------------------------------------
     def has_image(self, collection: str, image_sha256: str, face_index: int | None = None) -> bool:
         return self.meta.has_image(collection, image_sha256, face_index)
 
-    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
-        ids = self.meta.add_samples(collection, samples)
-        new = [i for i in ids if i is not None]
-        if not new:
-            return ids
-        marks = ",".join("?" * len(new))
-        pids = dict(self.meta._db.execute(f"SELECT id, person_id FROM samples WHERE id IN ({marks})", new).fetchall())
-        vecs = np.stack([np.asarray(s.embedding, np.float32).reshape(-1)
-                         for s, i in zip(samples, ids, strict=True) if i is not None])
-        try:
-            self._insert(self.milvus_name(collection), new, [int(pids[i]) for i in new], vecs)
-        except Exception as exc:
-            log.error("milvus insert into %r failed (%s); undoing the side-file write", collection, exc)
-            for sid in new:
-                self.meta.delete_sample(collection, sid)
-            raise FacewiseError(f"Milvus rejected the samples ({exc}); no sample was stored") from None
-        return ids
+    def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        mname = self.milvus_name(collection)
 
-    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+        def to_milvus(added: Added) -> None:  # inside the side file's transaction: failing here stores nothing
+            sids = [a[0] for a in added]
+            try:
+                self._insert(mname, sids, [a[1] for a in added], np.stack([a[2] for a in added]))
+            except Exception as exc:
+                log.error("milvus insert into %r failed (%s); no sample stored", collection, exc)
+                try:
+                    self.client.delete(mname, ids=sids)  # rows of batches that went in before the failure
+                except Exception:  # pragma: no cover - best effort; sync() removes strays
+                    log.warning("stray Milvus rows in %r may remain; `sync` removes them", mname)
+                raise FacewiseError(f"Milvus rejected the samples ({exc}); no sample was stored") from None
+
+        return self.meta.add_samples_then(collection, samples, to_milvus)
+
+    def _list_samples(self, collection: str, person: str | int | None) -> list[Sample]:
         return self.meta.list_samples(collection, person)
 
-    def delete_sample(self, collection: str, sample_id: int) -> None:
+    def _delete_sample(self, collection: str, sample_id: int) -> None:
         self.meta.delete_sample(collection, sample_id)
-        self.client.delete(self.milvus_name(collection), ids=[int(sample_id)])
+        self._forget(collection, ids=[int(sample_id)])
 
-    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
-        """Re-assign samples to a person (created if ``person`` is a new name)."""
+    def _move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         p = self.meta.move_samples(collection, sample_ids, person)
         if sample_ids:
             vecs = self.meta.sample_vectors(collection, sample_ids)
@@ -217,16 +225,16 @@ class MilvusStore:
             self.client.upsert(self.milvus_name(collection), rows)
         return p
 
-    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         return self.meta.sample_vectors(collection, sample_ids)
 
     def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]:
         return self.meta.sample_meta(collection, sample_ids)
 
-    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+    def _person_template(self, collection: str, person: str | int) -> np.ndarray:
         return self.meta.person_template(collection, person)
 
-    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+    def _person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         return self.meta.person_vectors(collection, person)
 
     def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
@@ -234,12 +242,12 @@ class MilvusStore:
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
-        cid, dim = self._cid(collection)
+        dim = self._cid(collection)[1]
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
         if len(q) == 0:
             return []
         mname = self.milvus_name(collection)
-        m = min(_MAX_LIMIT, k * 8 + 16)
+        m = min(_MAX_LIMIT, first_window(k))
         out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
         todo = list(range(len(q)))
         while todo:
@@ -248,21 +256,14 @@ class MilvusStore:
                                      search_params={"metric_type": "COSINE", "params": {"ef": max(self.ef, m)}})
             again = []
             for i, rows in zip(todo, res, strict=True):
-                hits, seen = [], set()
-                for r in rows:
-                    pid = int(r["entity"]["person_id"])
-                    if pid not in seen:
-                        seen.add(pid)
-                        hits.append((pid, float(r["distance"]), int(r["id"] if "id" in r else r["sample_id"])))
-                out[i] = hits[:k]
+                hits = first_k_persons(((int(r["id"] if "id" in r else r["sample_id"]), int(r["entity"]["person_id"]),
+                                          float(r["distance"])) for r in rows), k)
+                out[i] = hits
                 if len(hits) < k and len(rows) == m and m < _MAX_LIMIT:
                     again.append(i)
             todo, m = again, min(_MAX_LIMIT, m * 4)
-        pids = sorted({p for hits in out for p, _, _ in hits})
-        names: dict[int, str] = {}
-        if pids:
-            marks = ",".join("?" * len(pids))
-            sql = f"SELECT id, name FROM persons WHERE collection_id=? AND id IN ({marks})"
-            names = dict(self.meta._db.execute(sql, (cid, *pids)).fetchall())
-        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
+        names = self.meta.person_names(collection, sorted({p for hits in out for p, _, _ in hits}))
+        # the side file is the truth: a row Milvus still holds for a deleted person (its delete failed after the side
+        # file's commit; `sync` removes it) names nobody
+        return [[SearchHit(pid, names[pid], score, sid) for pid, score, sid in hits if pid in names] for hits in out]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from facewise.gallery.sqlite import SQLiteStore
+from facewise.gallery.store import Store
 
 
-def open_store(spec: str | os.PathLike[str]) -> Any:
+def open_store(spec: str | os.PathLike[str]) -> Store:
     """``facewise.db`` → :class:`SQLiteStore`; ``postgresql://…`` → :class:`PgVectorStore` (query
     ``?schema=…&halfvec=1`` read by facewise, the rest passed to libpq); ``milvus://host:port?meta=side.db
     &token=…&prefix=…`` (``milvus+https://`` for TLS) → :class:`MilvusStore`."""

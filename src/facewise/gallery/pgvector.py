@@ -23,11 +23,12 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from facewise.gallery.base import StoreBase, check_vector, first_k_persons, first_window, template_of
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
@@ -65,14 +66,16 @@ def _ts(value: Any) -> str:
     return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
 
 
-class PgVectorStore:
-    """A gallery in PostgreSQL with pgvector.
+class PgVectorStore(StoreBase):
+    """A gallery in PostgreSQL with pgvector (ids from sequences: never reused).
 
     ``dsn``: a libpq connection string (``postgresql://user@127.0.0.1:5432/db``). ``schema`` keeps
     several galleries in one database apart. ``halfvec`` stores new collections' vectors as 16-bit
     floats (exact re-scoring is then at fp16 precision). ``index_min_rows``: build the HNSW index once a
     collection holds that many samples (0: at creation). ``ef_search``: HNSW search breadth.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann"})
 
     def __init__(self, dsn: str, schema: str = "facewise", *, halfvec: bool = False, index_min_rows: int = 10_000,
                  ef_search: int = 100) -> None:
@@ -225,32 +228,32 @@ class PgVectorStore:
 
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cur: Any, cid: int, person: str | int) -> tuple[Any, ...]:
-        if isinstance(person, int) and not isinstance(person, bool):
+        """``person``: a reference already checked by :func:`~facewise.gallery.names.person_ref`."""
+        if isinstance(person, int):
             row = cur.execute(self._q("SELECT id, name, metadata, created_at FROM {s}.persons "
                                       "WHERE collection_id=%s AND id=%s"), (cid, person)).fetchone()
         else:
             row = cur.execute(self._q("SELECT id, name, metadata, created_at FROM {s}.persons "
                                       "WHERE collection_id=%s AND name=%s"), (cid, person)).fetchone()
         if row is None:
-            raise NotFoundError(f"person {person!r} does not exist")
+            raise NotFoundError(f"person {person!r} does not exist in this collection")
         return row
 
     def _person(self, cur: Any, row: tuple[Any, ...]) -> Person:
         n = cur.execute(self._q("SELECT COUNT(*) FROM {s}.samples WHERE person_id=%s"), (row[0],)).fetchone()[0]
         return Person(row[0], row[1], dict(row[2]), n, _ts(row[3]))
 
-    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
-        name = _check_name(name)
+    def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             row = cur.execute(self._q("INSERT INTO {s}.persons(collection_id, name, metadata) VALUES(%s,%s,%s) "
                                       "ON CONFLICT DO NOTHING RETURNING id, name, metadata, created_at"),
-                              (cid, name, json.dumps(metadata or {}))).fetchone()
+                              (cid, name, json.dumps(metadata))).fetchone()
             if row is None:
                 raise ConflictError(f"person {name!r} already exists in collection {collection!r}")
             return self._person(cur, row)
 
-    def get_person(self, collection: str, person: str | int) -> Person:
+    def _get_person(self, collection: str, person: str | int) -> Person:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             return self._person(cur, self._person_row(cur, cid, person))
@@ -264,8 +267,7 @@ class PgVectorStore:
                 "GROUP BY p.id ORDER BY p.name LIMIT %s OFFSET %s"), (cid, limit, offset)).fetchall()
             return [Person(r[0], r[1], dict(r[2]), r[4], _ts(r[3])) for r in rows]
 
-    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
-        new_name = _check_name(new_name)
+    def _rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             pid = self._person_row(cur, cid, person)[0]
@@ -276,10 +278,11 @@ class PgVectorStore:
             cur.execute(self._q("UPDATE {s}.persons SET name=%s WHERE id=%s"), (new_name, pid))
             return self._person(cur, self._person_row(cur, cid, pid))
 
-    def delete_person(self, collection: str, person: str | int) -> int:
+    def _delete_person(self, collection: str, person: str | int) -> int:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             pid = self._person_row(cur, cid, person)[0]
+            cur.execute(self._q("SELECT 1 FROM {s}.persons WHERE id=%s FOR UPDATE"), (pid,))  # waits for writers
             n = cur.execute(self._q("SELECT COUNT(*) FROM {s}.samples WHERE person_id=%s"), (pid,)).fetchone()[0]
             cur.execute(self._q("DELETE FROM {s}.persons WHERE id=%s"), (pid,))
             return int(n)
@@ -294,21 +297,20 @@ class PgVectorStore:
             q = "SELECT 1 FROM {s}.samples WHERE collection_id=%s AND image_sha256=%s AND face_index=%s"
             return cur.execute(self._q(q), (cid, image_sha256, face_index)).fetchone() is not None
 
-    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
-        """Store samples in ONE transaction (persons created as needed); duplicates give ``None``."""
+    def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
         ids: list[int | None] = []
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             cid, dim, storage = row[0], row[4], row[7]
             emb_rows: list[tuple[int, int, Any]] = []
             touched: set[int] = set()
-            pids: dict[str, int] = {}
+            pids: dict[str | int, int] = {}
             for s in samples:
-                vec = _check_vector(s, dim, collection)
-                name = _check_name(s.person)
-                if name not in pids:
-                    pids[name] = self._ensure_person(cur, cid, name, s.metadata)
-                pid = pids[name]
+                vec = check_vector(s, dim, collection)
+                key = s.person if s.person_id is None else s.person_id
+                if key not in pids:
+                    pids[key] = self._sample_person(cur, cid, collection, s)
+                pid = pids[key]
                 got = cur.execute(self._q(
                     "INSERT INTO {s}.samples(person_id, collection_id, image_sha256, face_index, source, box, "
                     "landmarks, quality, yaw, model) VALUES(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
@@ -330,13 +332,28 @@ class PgVectorStore:
                 self._maybe_index(cur, cid, storage)
         return ids
 
+    def _sample_person(self, cur: Any, cid: int, collection: str, s: NewSample) -> int:
+        """Inside the storing transaction: the sample's person id, its row locked (FOR KEY SHARE) so a concurrent
+        delete waits for this transaction or, having committed first, makes it fail (nothing stored)."""
+        if s.person_id is None:
+            return self._ensure_person(cur, cid, s.person, s.metadata)
+        row = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND id=%s FOR KEY SHARE"),
+                          (cid, s.person_id)).fetchone()
+        if row is None:
+            raise NotFoundError(f"person {s.person_id} does not exist in collection {collection!r}; nothing stored")
+        return int(row[0])
+
     def _ensure_person(self, cur: Any, cid: int, name: str, metadata: dict[str, Any] | None) -> int:
-        row = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND name=%s"),
-                          (cid, name)).fetchone()
-        if row is not None:
-            return int(row[0])
-        return int(cur.execute(self._q("INSERT INTO {s}.persons(collection_id, name, metadata) VALUES(%s,%s,%s) "
-                                       "RETURNING id"), (cid, name, json.dumps(metadata or {}))).fetchone()[0])
+        while True:  # (a concurrent writer may create or delete the same name between the two statements)
+            row = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND name=%s FOR KEY SHARE"),
+                              (cid, name)).fetchone()
+            if row is not None:
+                return int(row[0])
+            row = cur.execute(self._q("INSERT INTO {s}.persons(collection_id, name, metadata) VALUES(%s,%s,%s) "
+                                      "ON CONFLICT DO NOTHING RETURNING id"),
+                              (cid, name, json.dumps(metadata or {}))).fetchone()
+            if row is not None:
+                return int(row[0])
 
     def _maybe_index(self, cur: Any, cid: int, storage: str) -> None:
         n = cur.execute(f"SELECT COUNT(*) FROM {self._emb(cid)}").fetchone()[0]
@@ -353,15 +370,12 @@ class PgVectorStore:
         if not rows:
             cur.execute(self._q("DELETE FROM {s}.templates WHERE person_id=%s"), (pid,))
             return
-        vecs = np.stack([_np(r[0]) for r in rows])
-        w = np.array([max(float(r[1]), 0.05) for r in rows], np.float32)
-        t = (vecs * w[:, None]).sum(0)
-        t /= max(float(np.linalg.norm(t)), 1e-12)
+        t = template_of(np.stack([_np(r[0]) for r in rows]), [r[1] for r in rows])
         cur.execute(self._q("INSERT INTO {s}.templates(person_id, embedding, n) VALUES(%s,%s,%s) "
                             "ON CONFLICT (person_id) DO UPDATE SET embedding=EXCLUDED.embedding, n=EXCLUDED.n, "
-                            "updated_at=now()"), (pid, t.astype(np.float32).tobytes(), len(rows)))
+                            "updated_at=now()"), (pid, t.tobytes(), len(rows)))
 
-    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+    def _list_samples(self, collection: str, person: str | int | None) -> list[Sample]:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             q = ("SELECT id, person_id, image_sha256, source, box, quality, yaw, created_at FROM {s}.samples "
@@ -373,7 +387,7 @@ class PgVectorStore:
             rows = cur.execute(self._q(q + " ORDER BY id"), args).fetchall()
             return [Sample(r[0], r[1], r[2], r[3], list(r[4]), r[5], r[6], _ts(r[7])) for r in rows]
 
-    def delete_sample(self, collection: str, sample_id: int) -> None:
+    def _delete_sample(self, collection: str, sample_id: int) -> None:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             row = cur.execute(self._q("DELETE FROM {s}.samples WHERE id=%s AND collection_id=%s RETURNING person_id"),
@@ -382,12 +396,11 @@ class PgVectorStore:
                 raise NotFoundError(f"sample {sample_id} does not exist in collection {collection!r}")
             self._update_template(cur, cid, int(row[0]))
 
-    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
-        """Re-assign samples to a person (created if ``person`` is a new name); one transaction."""
+    def _move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             if isinstance(person, str):
-                pid = self._ensure_person(cur, cid, _check_name(person), None)
+                pid = self._ensure_person(cur, cid, person, None)
             else:
                 pid = self._person_row(cur, cid, person)[0]
             old = cur.execute(self._q("SELECT DISTINCT person_id FROM {s}.samples WHERE collection_id=%s "
@@ -404,7 +417,7 @@ class PgVectorStore:
                            args).fetchall()
         return [(int(r[0]), _np(r[1])) for r in rows]
 
-    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             got = dict(self._vectors_where(cur, row[0], "sample_id = ANY(%s)", (list(sample_ids),)))
@@ -413,14 +426,14 @@ class PgVectorStore:
                 raise NotFoundError(f"sample {missing[0]} does not exist in collection {collection!r}")
             return np.stack([got[s] for s in sample_ids]) if sample_ids else np.zeros((0, row[4]), np.float32)
 
-    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+    def _person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             pid = self._person_row(cur, row[0], person)[0]
             got = self._vectors_where(cur, row[0], "person_id = %s", (pid,))
             return np.stack([v for _, v in got]) if got else np.zeros((0, row[4]), np.float32)
 
-    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+    def _person_template(self, collection: str, person: str | int) -> np.ndarray:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             pid = self._person_row(cur, cid, person)[0]
@@ -442,7 +455,7 @@ class PgVectorStore:
             row = self._collection_row(cur, collection)
             cid, dim, storage = row[0], row[4], row[7]
             q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
-            cur.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(int(self.ef_search), k * 8 + 16))}")
+            cur.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(int(self.ef_search), first_window(k)))}")
             cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             cast = f"::{storage}({int(dim)})"
             sql = (f"SELECT e.sample_id, e.person_id, e.embedding <=> %s{cast} AS d FROM {self._emb(cid)} e "
@@ -456,19 +469,11 @@ class PgVectorStore:
         return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
 
     def _top_persons(self, cur: Any, sql: str, vec: Any, k: int) -> list[tuple[int, float, int]]:
-        m = k * 8 + 16
+        m = first_window(k)
         while True:
             rows = cur.execute(sql, (vec, vec, m)).fetchall()
-            hits: list[tuple[int, float, int]] = []
-            seen: set[int] = set()
-            for sid, pid, dist in rows:
-                if pid in seen:
-                    continue
-                seen.add(pid)
-                hits.append((int(pid), float(1.0 - dist), int(sid)))
-                if len(hits) == k:
-                    return hits
-            if len(rows) < m:
+            hits = first_k_persons(((sid, pid, 1.0 - dist) for sid, pid, dist in rows), k)
+            if len(hits) == k or len(rows) < m:
                 return hits
             m *= 4
 
@@ -503,18 +508,3 @@ def _np(value: Any) -> np.ndarray:
     arr = value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value)
     return np.asarray(arr, np.float32)
 
-
-def _check_vector(s: NewSample, dim: int, collection: str) -> np.ndarray:
-    vec = np.ascontiguousarray(s.embedding, dtype=np.float32).reshape(-1)
-    if vec.shape[0] != dim:
-        raise ProfileMismatchError(f"sample of {s.source or s.person!r} has {vec.shape[0]} dimensions; collection "
-                                   f"{collection!r} holds {dim}-d vectors")
-    if not np.isfinite(vec).all():
-        raise FacewiseError(f"sample of {s.source or s.person!r} has a non-finite vector")
-    return vec
-
-
-def _check_name(name: str) -> str:
-    from facewise.gallery.names import check_name as check
-
-    return check(name)

@@ -11,16 +11,17 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
 from facewise.gallery import ann
+from facewise.gallery.base import StoreBase, check_vector, template_of
 from facewise.gallery.crypto import (
     OVERHEAD,
     BlobCipher,
@@ -33,13 +34,15 @@ from facewise.gallery.crypto import (
 )
 from facewise.gallery.index import VectorIndex
 from facewise.gallery.maintenance import erase_cached_files, flush_erased
-from facewise.gallery.names import check_name as _check_name
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: persons and samples ids AUTOINCREMENT (never reused)
+
+# (sample id, person id, vector) of the samples a write added, given to ``before_commit`` hooks
+Added = list[tuple[int, int, np.ndarray]]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,12 +50,12 @@ CREATE TABLE IF NOT EXISTS collections(
   id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, profile TEXT NOT NULL, signature TEXT NOT NULL,
   dim INTEGER NOT NULL, settings TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS persons(
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
   name TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,
   UNIQUE(collection_id, name));
 CREATE TABLE IF NOT EXISTS samples(
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
   collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
   image_sha256 TEXT NOT NULL, face_index INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
@@ -66,12 +69,44 @@ CREATE TABLE IF NOT EXISTS templates(
 """
 
 
+# Version 1 -> 2: rebuild persons and samples with AUTOINCREMENT (SQLite cannot alter a primary key), keeping
+# every row and id; run with foreign keys off so the rebuild cascades nothing, then checked.
+_PERSONS_COLS = "id, collection_id, name, metadata, created_at"
+_SAMPLES_COLS = ("id, person_id, collection_id, image_sha256, face_index, source, box, landmarks, quality, yaw, "
+                 "model, embedding, created_at")
+
+
+def _table_sql(name: str) -> str:
+    block = SCHEMA.split(f"CREATE TABLE IF NOT EXISTS {name}(")[1].split(";")[0]
+    return f"CREATE TABLE {name}_v2(" + block
+
+
+def _migrate_v2(cur: sqlite3.Cursor) -> None:
+    # indexes and triggers others put on these tables (the service's erasure triggers) go with DROP TABLE: kept
+    kept = [r[0] for r in cur.execute("SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND "
+                                      "tbl_name IN ('persons', 'samples') AND sql IS NOT NULL")]
+    for name, cols in (("persons", _PERSONS_COLS), ("samples", _SAMPLES_COLS)):
+        cur.execute(_table_sql(name))
+        cur.execute(f"INSERT INTO {name}_v2({cols}) SELECT {cols} FROM {name}")
+        cur.execute(f"DROP TABLE {name}")  # (no DELETE trigger fires, foreign keys are off: nothing cascades)
+        cur.execute(f"ALTER TABLE {name}_v2 RENAME TO {name}")
+    for sql in kept:
+        cur.execute(sql)
+    bad = cur.execute("PRAGMA foreign_key_check").fetchall()
+    if bad:
+        raise FacewiseError(f"migration to schema 2 found {len(bad)} dangling rows (first: {bad[0]}); nothing changed")
+    cur.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class SQLiteStore:
+class SQLiteStore(StoreBase):
     """The default :class:`~facewise.gallery.Store`. Thread-safe; several processes may share a file."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"encryption", "move_samples", "ann", "integrity_check"})
 
     def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0,
                  cipher: BlobCipher | Literal["env"] | None = "env") -> None:
@@ -102,11 +137,23 @@ class SQLiteStore:
                         f"{self.path}: gallery schema {row[0]} is newer than this facewise ({SCHEMA_VERSION})"
                     )
                 self._encrypted = bind_gallery(cur, self._cipher, self.path)
+            if row is not None and int(row[0]) < 2:
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise FacewiseError(f"{self.path}: not a usable facewise gallery ({exc})") from None
         self._lock = threading.RLock()
         self._indexes: dict[str, tuple[int, VectorIndex]] = {}
         self._ann: dict[str, ann.AnnManager] = {}  # collections with settings index="hnsw" (gallery/ann.py)
+
+    def _migrate(self) -> None:
+        log.info("%s: migrating the gallery to schema %d (ids never reused)", self.path, SCHEMA_VERSION)
+        self._db.execute("PRAGMA foreign_keys=OFF")  # (a no-op inside a transaction: set before it)
+        try:
+            with self._tx() as cur:
+                if cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1":
+                    _migrate_v2(cur)  # (another process may have migrated while we waited)
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
 
     # -- plumbing -----------------------------------------------------------------------------
     @contextmanager
@@ -233,6 +280,7 @@ class SQLiteStore:
 
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cid: int, person: str | int) -> tuple[Any, ...]:
+        """``person``: a reference already checked by :func:`~facewise.gallery.names.person_ref`."""
         if isinstance(person, int):
             row = self._db.execute("SELECT id, name, metadata, created_at FROM persons "
                                    "WHERE collection_id=? AND id=?", (cid, person)).fetchone()
@@ -240,26 +288,26 @@ class SQLiteStore:
             row = self._db.execute("SELECT id, name, metadata, created_at FROM persons "
                                    "WHERE collection_id=? AND name=?", (cid, person)).fetchone()
         if row is None:
-            raise NotFoundError(f"person {person!r} does not exist")
+            raise NotFoundError(f"person {person!r} does not exist in this collection")
         return row
 
     def _person(self, row: tuple[Any, ...]) -> Person:
         n = self._db.execute("SELECT COUNT(*) FROM samples WHERE person_id=?", (row[0],)).fetchone()[0]
         return Person(row[0], row[1], json.loads(row[2]), n, row[3])
 
-    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
-        name = _check_name(name)
+    def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
         with self._lock:
             with self._tx() as cur:
                 cid = self._collection_row(collection)[0]
                 try:
                     cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) VALUES(?,?,?,?)",
-                                (cid, name, json.dumps(metadata or {}), _now()))
+                                (cid, name, json.dumps(metadata), _now()))
                 except sqlite3.IntegrityError:
                     raise ConflictError(f"person {name!r} already exists in collection {collection!r}") from None
-            return self.get_person(collection, name)
+                pid = int(cur.lastrowid or 0)
+            return self._get_person(collection, pid)
 
-    def get_person(self, collection: str, person: str | int) -> Person:
+    def _get_person(self, collection: str, person: str | int) -> Person:
         with self._lock:
             cid = self._collection_row(collection)[0]
             return self._person(self._person_row(cid, person))
@@ -274,8 +322,7 @@ class SQLiteStore:
                 (cid, -1 if limit is None else limit, offset)).fetchall()
             return [Person(r[0], r[1], json.loads(r[2]), r[4], r[3]) for r in rows]
 
-    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
-        new_name = _check_name(new_name)
+    def _rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         with self._lock:
             with self._tx() as cur:
                 cid = self._collection_row(collection)[0]
@@ -284,10 +331,9 @@ class SQLiteStore:
                     cur.execute("UPDATE persons SET name=? WHERE id=?", (new_name, pid))
                 except sqlite3.IntegrityError:
                     raise ConflictError(f"person {new_name!r} already exists in {collection!r}") from None
-            return self.get_person(collection, pid)
+            return self._get_person(collection, pid)
 
-    def delete_person(self, collection: str, person: str | int) -> int:
-        """Delete a person with every sample and template; returns the number of samples removed."""
+    def _delete_person(self, collection: str, person: str | int) -> int:
         with self._lock:
             with self._tx() as cur:
                 cid = self._collection_row(collection)[0]
@@ -309,33 +355,23 @@ class SQLiteStore:
             q = "SELECT 1 FROM samples WHERE collection_id=? AND image_sha256=? AND face_index=?"
             return self._db.execute(q, (cid, image_sha256, face_index)).fetchone() is not None
 
-    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
-        """Store samples in ONE transaction (persons created as needed); duplicates give ``None``."""
+    def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        return self.add_samples_then(collection, samples, None)
+
+    def add_samples_then(self, collection: str, samples: list[NewSample],
+                         before_commit: Callable[[Added], None] | None) -> list[int | None]:
+        """:meth:`add_samples`, calling ``before_commit(added)`` inside the transaction (a store keeping vectors
+        elsewhere writes them there: if it raises, nothing is stored)."""
         ids: list[int | None] = []
-        added: list[tuple[int, int, np.ndarray]] = []
+        added: Added = []
         with self._lock:
-            info = self._collection_row(collection)
-            cid, dim = info[0], info[4]
             with self._tx() as cur:
+                info = self._collection_row(collection)
+                cid, dim = info[0], info[4]
                 touched: set[int] = set()
                 for s in samples:
-                    vec = np.ascontiguousarray(s.embedding, dtype=np.float32).reshape(-1)
-                    if vec.shape[0] != dim:
-                        raise ProfileMismatchError(
-                            f"sample of {s.source or s.person!r} has {vec.shape[0]} dimensions; collection "
-                            f"{collection!r} holds {dim}-d vectors"
-                        )
-                    if not np.isfinite(vec).all():
-                        raise FacewiseError(f"sample of {s.source or s.person!r} has a non-finite vector")
-                    name = _check_name(s.person)
-                    row = cur.execute("SELECT id FROM persons WHERE collection_id=? AND name=?",
-                                      (cid, name)).fetchone()
-                    if row is None:
-                        cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) "
-                                    "VALUES(?,?,?,?)", (cid, name, json.dumps(s.metadata or {}), _now()))
-                        pid = int(cur.lastrowid or 0)
-                    else:
-                        pid = int(row[0])
+                    vec = check_vector(s, dim, collection)
+                    pid = self._sample_person(cur, cid, collection, s)
                     cur.execute(
                         "INSERT OR IGNORE INTO samples(person_id, collection_id, image_sha256, face_index, source, "
                         "box, landmarks, quality, yaw, model, embedding, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -351,10 +387,25 @@ class SQLiteStore:
                     touched.add(pid)
                 for pid in touched:
                     self._update_template(cur, pid)
+                if before_commit is not None and added:
+                    before_commit(added)
             self._refresh_after_write(collection, lambda ix: ix.add(
                 [a[0] for a in added], [a[1] for a in added],
                 np.stack([a[2] for a in added]) if added else np.zeros((0, dim), np.float32)))
         return ids
+
+    def _sample_person(self, cur: sqlite3.Cursor, cid: int, collection: str, s: NewSample) -> int:
+        """Inside the storing transaction: the sample's person id (by id: must exist; by name: created)."""
+        if s.person_id is not None:
+            if cur.execute("SELECT 1 FROM persons WHERE collection_id=? AND id=?", (cid, s.person_id)).fetchone():
+                return s.person_id
+            raise NotFoundError(f"person {s.person_id} does not exist in collection {collection!r}; nothing stored")
+        row = cur.execute("SELECT id FROM persons WHERE collection_id=? AND name=?", (cid, s.person)).fetchone()
+        if row is not None:
+            return int(row[0])
+        cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) VALUES(?,?,?,?)",
+                    (cid, s.person, json.dumps(s.metadata or {}), _now()))
+        return int(cur.lastrowid or 0)
 
     def _update_template(self, cur: sqlite3.Cursor, pid: int) -> None:
         rows = cur.execute("SELECT embedding, quality, collection_id, image_sha256, face_index FROM samples "
@@ -362,14 +413,11 @@ class SQLiteStore:
         if not rows:
             cur.execute("DELETE FROM templates WHERE person_id=?", (pid,))
             return
-        vecs = np.stack([self._vec(r[0], sample_aad(r[2], r[3], r[4])) for r in rows])
-        w = np.array([max(float(r[1]), 0.05) for r in rows], np.float32)
-        t = (vecs * w[:, None]).sum(0)
-        t /= max(float(np.linalg.norm(t)), 1e-12)
+        t = template_of(np.stack([self._vec(r[0], sample_aad(r[2], r[3], r[4])) for r in rows]), [r[1] for r in rows])
         cur.execute("INSERT OR REPLACE INTO templates(person_id, embedding, n, updated_at) VALUES(?,?,?,?)",
-                    (pid, self._seal(t.astype(np.float32).tobytes(), template_aad(pid)), len(rows), _now()))
+                    (pid, self._seal(t.tobytes(), template_aad(pid)), len(rows), _now()))
 
-    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+    def _list_samples(self, collection: str, person: str | int | None) -> list[Sample]:
         with self._lock:
             cid = self._collection_row(collection)[0]
             q = ("SELECT id, person_id, image_sha256, source, box, quality, yaw, created_at FROM samples "
@@ -381,7 +429,7 @@ class SQLiteStore:
             rows = self._db.execute(q + " ORDER BY id", args).fetchall()
             return [Sample(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
 
-    def delete_sample(self, collection: str, sample_id: int) -> None:
+    def _delete_sample(self, collection: str, sample_id: int) -> None:
         with self._lock:
             with self._tx() as cur:
                 cid = self._collection_row(collection)[0]
@@ -395,15 +443,14 @@ class SQLiteStore:
             flush_erased(self._db)
             erase_cached_files(self.path, collection)
 
-    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
-        """Re-assign samples to a person (created if ``person`` is a new name); one transaction."""
+    def _move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         with self._lock:
             with self._tx() as cur:
                 cid = self._collection_row(collection)[0]
                 if isinstance(person, str) and self._db.execute(
                         "SELECT 1 FROM persons WHERE collection_id=? AND name=?", (cid, person)).fetchone() is None:
                     cur.execute("INSERT INTO persons(collection_id, name, metadata, created_at) VALUES(?,?,?,?)",
-                                (cid, _check_name(person), "{}", _now()))
+                                (cid, person, "{}", _now()))
                 pid = self._person_row(cid, person)[0]
                 marks = ",".join("?" * len(sample_ids))
                 old = [r[0] for r in cur.execute(f"SELECT DISTINCT person_id FROM samples WHERE collection_id=? "
@@ -413,9 +460,9 @@ class SQLiteStore:
                 for p in {*old, pid}:
                     self._update_template(cur, p)
             self._refresh_after_write(collection, lambda ix: ix.reassign(sample_ids, pid))
-            return self.get_person(collection, pid)
+            return self._get_person(collection, pid)
 
-    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         with self._lock:
             cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
             out = np.zeros((len(sample_ids), dim), np.float32)
@@ -438,7 +485,7 @@ class SQLiteStore:
                     out[sid] = {"quality": float(row[0]), "yaw": float(row[1])}
             return out
 
-    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+    def _person_template(self, collection: str, person: str | int) -> np.ndarray:
         with self._lock:
             cid = self._collection_row(collection)[0]
             pid = self._person_row(cid, person)[0]
@@ -447,7 +494,7 @@ class SQLiteStore:
                 raise NotFoundError(f"person {person!r} has no samples")
             return self._vec(row[0], template_aad(pid)).copy()
 
-    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+    def _person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         with self._lock:
             cid, dim = (lambda r: (r[0], r[4]))(self._collection_row(collection))
             pid = self._person_row(cid, person)[0]
@@ -456,6 +503,30 @@ class SQLiteStore:
             if not rows:
                 return np.zeros((0, dim), np.float32)
             return np.stack([self._vec(r[0], sample_aad(cid, r[1], r[2])) for r in rows])
+
+    # -- for stores that keep their facts here (milvus.py) -----------------------------------------
+    def collection_key(self, collection: str) -> tuple[int, int]:
+        """The collection's (id, dimension)."""
+        with self._lock:
+            row = self._collection_row(collection)
+            return int(row[0]), int(row[4])
+
+    def sample_persons(self, collection: str) -> dict[int, int]:
+        """Every sample id of the collection → its person id."""
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            return dict(self._db.execute("SELECT id, person_id FROM samples WHERE collection_id=?", (cid,)).fetchall())
+
+    def person_names(self, collection: str, person_ids: list[int]) -> dict[int, str]:
+        """Names of the given person ids that exist in the collection."""
+        with self._lock:
+            cid = self._collection_row(collection)[0]
+            names: dict[int, str] = {}
+            for a in range(0, len(person_ids), 10_000):  # (SQLite's limit on bound parameters)
+                part = person_ids[a:a + 10_000]
+                names.update(self._db.execute(f"SELECT id, name FROM persons WHERE collection_id=? AND id IN "
+                                              f"({','.join('?' * len(part))})", (cid, *part)).fetchall())
+            return names
 
     # -- search ---------------------------------------------------------------------------------
     def _load_index(self, collection: str) -> VectorIndex:
@@ -495,15 +566,9 @@ class SQLiteStore:
         with self._lock:
             ix = self.index(collection)
             row = self._collection_row(collection)
-            cid = row[0]
             results = ann.search(self._ann, self.path, collection, json.loads(row[5]), ix, queries, k,
                                  persist=not self._encrypted)
-            pids = sorted({pid for hits in results for pid, _, _ in hits})  # only the hits' names, not all
-            names: dict[int, str] = {}
-            for a in range(0, len(pids), 10_000):  # (SQLite's limit on bound parameters)
-                part = pids[a:a + 10_000]
-                names.update(self._db.execute(f"SELECT id, name FROM persons WHERE collection_id=? AND id IN "
-                                              f"({','.join('?' * len(part))})", (cid, *part)).fetchall())
+            names = self.person_names(collection, sorted({pid for hits in results for pid, _, _ in hits}))
         return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in results]
 
     # -- export / import ----------------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""The storage interface every gallery backend implements (embedded SQLite first; servers later)."""
+"""The storage interface every gallery backend implements: SQLite (embedded), PostgreSQL + pgvector, Milvus.
+
+The rules behind it (identity, names, vectors, templates, capabilities) live in :mod:`facewise.gallery.base`;
+a store is a subclass of :class:`~facewise.gallery.base.StoreBase` that adds storage hooks."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,7 +35,10 @@ class CollectionInfo:
 
 @dataclass
 class NewSample:
-    """A sample to store: one face of one image, with its fused profile vector."""
+    """A sample to store: one face of one image, with its fused profile vector.
+
+    ``person_id`` set: the sample goes to that existing person (checked in the storing transaction; ``person`` is
+    then only used in messages). Unset: to the person named ``person``, created when missing."""
 
     person: str
     image_sha256: str
@@ -44,6 +51,7 @@ class NewSample:
     quality: float = 1.0
     yaw: float = 0.0
     metadata: dict[str, Any] | None = None
+    person_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,19 @@ class SearchHit:
 
 @runtime_checkable
 class Store(Protocol):
-    """Collections of persons and samples, with exact or approximate vector search."""
+    """Collections of persons and samples, with exact or approximate vector search.
 
+    Person references (``person``) are an id (1..2**63-1) or a name; anything else is a
+    :class:`~facewise.errors.NotFoundError`. Ids are never reused. ``capabilities`` names what a store does beyond
+    this core (see :data:`facewise.gallery.base.CAPABILITIES`); a method of a missing capability raises
+    :class:`~facewise.errors.CapabilityError`.
+    """
+
+    capabilities: ClassVar[frozenset[str]]
+
+    def require(self, capability: str, action: str) -> None: ...
+
+    # collections
     def ensure_collection(self, name: str, profile: str, signature: str, dim: int) -> CollectionInfo: ...
 
     def get_collection(self, name: str) -> CollectionInfo: ...
@@ -68,6 +87,7 @@ class Store(Protocol):
 
     def delete_collection(self, name: str) -> None: ...
 
+    # persons
     def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person: ...
 
     def get_person(self, collection: str, person: str | int) -> Person: ...
@@ -78,6 +98,7 @@ class Store(Protocol):
 
     def delete_person(self, collection: str, person: str | int) -> int: ...
 
+    # samples
     def has_image(self, collection: str, image_sha256: str, face_index: int | None = None) -> bool: ...
 
     def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]: ...
@@ -86,8 +107,28 @@ class Store(Protocol):
 
     def delete_sample(self, collection: str, sample_id: int) -> None: ...
 
+    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person: ...
+
     def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray: ...
 
+    def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]: ...
+
+    def person_vectors(self, collection: str, person: str | int) -> np.ndarray: ...
+
+    def person_template(self, collection: str, person: str | int) -> np.ndarray: ...
+
+    # search, export
     def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]: ...
+
+    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]: ...
+
+    # capabilities: "encryption", "integrity_check", "sync"
+    def seal_blob(self, data: bytes, aad: bytes) -> bytes: ...
+
+    def unseal_blob(self, blob: bytes, aad: bytes) -> bytes: ...
+
+    def integrity_check(self) -> list[str]: ...
+
+    def sync(self, collection: str) -> tuple[int, int]: ...
 
     def close(self) -> None: ...

@@ -99,7 +99,7 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
     jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines)
     beside = config.gallery is None  # the service tables share the gallery's SQLite file
-    sealer = engines.store if hasattr(engines.store, "seal_blob") else None  # a gallery encrypted at rest
+    sealer = engines.store if "encryption" in engines.store.capabilities else None  # may be encrypted at rest
     thumbs = Thumbnails(str(config.db), sealer, beside_gallery=beside) if config.thumbnails else None
     if beside:
         prepare_file(str(config.db))  # erasure triggers on the gallery's tables for the service tables beside them

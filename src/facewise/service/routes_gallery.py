@@ -15,7 +15,7 @@ from facewise.service.deps import Ctx, Enroller, Reader, ServiceContext, need_li
 from facewise.service.engine import face_thumbnail
 from facewise.service.errors import ApiError
 from facewise.service.uploads import decode_upload, read_images
-from facewise.types import EnrollResult
+from facewise.types import EnrollResult, Person
 
 router = APIRouter(prefix="/v1/collections/{collection}")
 
@@ -76,14 +76,21 @@ def delete_person(collection: str, person_id: int, request: Request, ctx: Ctx,
 
 
 # -- faces ------------------------------------------------------------------------------------------
-def _enroll(ctx: ServiceContext, fw: FaceWise, name: str, images: list[DecodedImage],
+def _enroll(ctx: ServiceContext, fw: FaceWise, person: Person, images: list[DecodedImage],
             options: dict[str, Any]) -> list[EnrollResult]:
-    """Decode, enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool."""
-    results = fw.enroll(name, images, face=options["face"], gate=options["gate"])
+    """Decode, enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
+
+    Faces are stored by the person's id, checked in the storing transaction: a person deleted meanwhile stays
+    deleted (NotFoundError → 404, nothing stored)."""
+    results = fw.enroll(person.name, images, face=options["face"], gate=options["gate"], person_id=person.id)
     if ctx.thumbnails is not None:
         for img, res in zip(images, results, strict=True):
             if res.status == "added" and res.sample_id is not None and res.face is not None:
                 ctx.thumbnails.put(fw.collection, res.sample_id, img.sha256, face_thumbnail(img.pixels, res.face))
+        added = [r.sample_id for r in results if r.status == "added" and r.sample_id is not None]
+        gone = set(added) - set(fw.store.sample_meta(fw.collection, added))  # deleted before their thumbnails
+        if gone:  # came: a later delete erases the thumbnails itself
+            ctx.thumbnails.drop(sorted(gone))
     return results
 
 
@@ -111,7 +118,7 @@ async def enroll_faces(collection: str, person_id: int, request: Request, ctx: C
     person = fw.person(person_id)
     images = [await ctx.engines.run(decode_upload, data, name, limits) for name, data in uploads]
     options = {"face": _face_choice(face), "gate": Gate(min_quality=min_quality, require_live=require_live)}
-    results = await ctx.engines.run(_enroll, ctx, fw, person.name, images, options)
+    results = await ctx.engines.run(_enroll, ctx, fw, person, images, options)
     added = [r.sample_id for r in results if r.status == "added"]
     ctx.audit(request, AuditEvent(principal.key_id, "face.enroll", collection, str(person_id),
                                   {"name": person.name, "added": added,

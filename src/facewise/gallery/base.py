@@ -1,0 +1,199 @@
+"""The one place that holds the gallery's rules; stores (sqlite, pgvector, milvus) add only storage hooks.
+
+:class:`StoreBase` implements the public :class:`~facewise.gallery.store.Store` methods that carry a rule and
+hands the checked values to a protected hook (``_add_samples``, ``_get_person``...):
+
+* identity: a person reference is an id in 1..2**63-1 or a name; ``True``, 0, negatives, huge numbers and
+  non-integers name nothing (:func:`~facewise.gallery.names.person_ref`); a sample given ``person_id`` is stored
+  for that person only if it still exists, checked inside the storing transaction (the hook's job);
+* names: :func:`~facewise.gallery.names.check_name` for every name that is stored;
+* vectors: float32, finite, the collection's dimension (:func:`check_vector`);
+* templates: the quality-weighted mean of a person's sample vectors, unit length (:func:`template_of`);
+* search: the best ``k`` distinct persons from a widening window of nearest samples (:func:`first_k_persons`);
+* capabilities: what a store does beyond the core is declared in ``capabilities``; asking a store for one it
+  lacks raises :class:`~facewise.errors.CapabilityError` naming the store and the capability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from facewise.errors import CapabilityError, FacewiseError, ProfileMismatchError
+from facewise.gallery.names import check_id, check_name, person_ref, person_target
+from facewise.gallery.store import NewSample
+from facewise.types import Person, Sample
+
+# Every capability a store may declare, and what it means.
+CAPABILITIES: dict[str, str] = {
+    "encryption": "seal vectors (and blobs kept beside them) at rest with the gallery key",
+    "move_samples": "re-assign samples to another person in one transaction",
+    "ann": "search through an approximate nearest-neighbour index",
+    "integrity_check": "check the stored data's integrity",
+    "sync": "re-create the vector engine's rows from the source of truth",
+}
+
+MIN_WEIGHT = 0.05  # a sample's weight in its person's template: its quality, at least this
+
+
+def check_vector(s: NewSample, dim: int, collection: str) -> np.ndarray:
+    """The sample's vector as contiguous float32 of the collection's dimension, finite; or a clear error."""
+    vec = np.ascontiguousarray(s.embedding, dtype=np.float32).reshape(-1)
+    who = s.source or s.person or f"person {s.person_id}"
+    if vec.shape[0] != dim:
+        raise ProfileMismatchError(f"sample of {who!r} has {vec.shape[0]} dimensions; collection {collection!r} "
+                                   f"holds {dim}-d vectors")
+    if not np.isfinite(vec).all():
+        raise FacewiseError(f"sample of {who!r} has a non-finite vector")
+    return vec
+
+
+def template_of(vectors: np.ndarray, qualities: Iterable[float]) -> np.ndarray:
+    """A person's template: the quality-weighted (at least :data:`MIN_WEIGHT`) mean of the vectors, unit length."""
+    w = np.array([max(float(q), MIN_WEIGHT) for q in qualities], np.float32)
+    t = (np.asarray(vectors, np.float32) * w[:, None]).sum(0)
+    t /= max(float(np.linalg.norm(t)), 1e-12)
+    return t.astype(np.float32)
+
+
+def first_window(k: int) -> int:
+    """How many nearest samples a search asks for first to find ``k`` distinct persons (then ×4 while short)."""
+    return k * 8 + 16
+
+
+def first_k_persons(rows: Iterable[tuple[int, int, float]], k: int) -> list[tuple[int, float, int]]:
+    """``(sample_id, person_id, score)`` rows, best first → the first ``k`` distinct ``(person_id, score,
+    sample_id)``."""
+    hits: list[tuple[int, float, int]] = []
+    seen: set[int] = set()
+    for sid, pid, score in rows:
+        if pid in seen:
+            continue
+        seen.add(pid)
+        hits.append((int(pid), float(score), int(sid)))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def prepare(s: NewSample) -> NewSample:
+    """A sample with the identity rules applied: a checked ``person_id``, or a checked name."""
+    if s.person_id is not None:
+        return dataclasses.replace(s, person_id=check_id(s.person_id))
+    return dataclasses.replace(s, person=check_name(s.person))
+
+
+class StoreBase:
+    """Rules shared by every store; subclasses implement the ``_``-prefixed storage hooks."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def store_name(self) -> str:
+        return type(self).__name__
+
+    def require(self, capability: str, action: str) -> None:
+        """Raise :class:`CapabilityError` unless this store declares ``capability``."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}")
+        if capability not in self.capabilities:
+            raise CapabilityError(f"{self.store_name} cannot {action}: it lacks the {capability!r} capability",
+                                  store=self.store_name, capability=capability)
+
+    # -- persons --------------------------------------------------------------------------------
+    def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
+        return self._add_person(collection, check_name(name), dict(metadata or {}))
+
+    def get_person(self, collection: str, person: str | int) -> Person:
+        return self._get_person(collection, person_ref(person))
+
+    def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
+        ref = person_ref(person)
+        return self._rename_person(collection, ref, check_name(new_name))
+
+    def delete_person(self, collection: str, person: str | int) -> int:
+        """Delete a person with every sample and template; returns the number of samples removed."""
+        return self._delete_person(collection, person_ref(person))
+
+    # -- samples --------------------------------------------------------------------------------
+    def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        """Store samples in ONE transaction; duplicates give ``None``. A sample with ``person_id`` goes to that
+        person if it exists when the transaction runs (else :class:`NotFoundError`, nothing stored); one with
+        only a name goes to that person, created when missing."""
+        return self._add_samples(collection, [prepare(s) for s in samples])
+
+    def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
+        return self._list_samples(collection, None if person is None else person_ref(person))
+
+    def delete_sample(self, collection: str, sample_id: int) -> None:
+        self._delete_sample(collection, check_id(sample_id, "sample"))
+
+    def move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
+        """Re-assign samples to a person (created if ``person`` is a new name); one transaction."""
+        self.require("move_samples", "move samples between people")
+        target = person_target(person)
+        return self._move_samples(collection, [check_id(i, "sample") for i in sample_ids], target)
+
+    def sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+        """The vectors of these samples, in order; :class:`NotFoundError` for one that does not exist."""
+        return self._sample_vectors(collection, [check_id(i, "sample") for i in sample_ids])
+
+    def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
+        return self._person_vectors(collection, person_ref(person))
+
+    def person_template(self, collection: str, person: str | int) -> np.ndarray:
+        return self._person_template(collection, person_ref(person))
+
+    # -- optional capabilities (a store that declares one overrides its method) ---------------------
+    def seal_blob(self, data: bytes, aad: bytes) -> bytes:
+        self.require("encryption", "seal blobs with the gallery key")
+        raise NotImplementedError  # pragma: no cover - a store declaring "encryption" overrides this
+
+    def unseal_blob(self, blob: bytes, aad: bytes) -> bytes:
+        self.require("encryption", "open blobs sealed with the gallery key")
+        raise NotImplementedError  # pragma: no cover
+
+    def integrity_check(self) -> list[str]:
+        self.require("integrity_check", "check its integrity")
+        raise NotImplementedError  # pragma: no cover
+
+    def sync(self, collection: str) -> tuple[int, int]:
+        self.require("sync", "re-create its vector rows from the source of truth")
+        raise NotImplementedError  # pragma: no cover
+
+    # -- storage hooks ----------------------------------------------------------------------------
+    def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
+        raise NotImplementedError
+
+    def _get_person(self, collection: str, person: int | str) -> Person:
+        raise NotImplementedError
+
+    def _rename_person(self, collection: str, person: int | str, new_name: str) -> Person:
+        raise NotImplementedError
+
+    def _delete_person(self, collection: str, person: int | str) -> int:
+        raise NotImplementedError
+
+    def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
+        raise NotImplementedError
+
+    def _list_samples(self, collection: str, person: int | str | None) -> list[Sample]:
+        raise NotImplementedError
+
+    def _delete_sample(self, collection: str, sample_id: int) -> None:
+        raise NotImplementedError
+
+    def _move_samples(self, collection: str, sample_ids: list[int], person: int | str) -> Person:
+        raise NotImplementedError
+
+    def _person_vectors(self, collection: str, person: int | str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _person_template(self, collection: str, person: int | str) -> np.ndarray:
+        raise NotImplementedError
