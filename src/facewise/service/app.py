@@ -65,13 +65,19 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+UPLOAD_ROUTES = ("/identify", "/verify", "/detect", "/analyze", "/faces")
+
+
 def _body_limit(config: ServiceConfig) -> Callable[[str], int]:
+    """Largest body per route family: videos, image uploads, everything else (JSON) small."""
+
     def limit_of(path: str) -> int:
-        if path.rstrip("/").endswith("/videos"):
+        path = path.rstrip("/")
+        if path.startswith("/v1/") and path.endswith("/videos"):
             return config.limits.max_video_bytes + MIB
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/") and path.endswith(UPLOAD_ROUTES):
             return config.limits.max_request_bytes
-        return 64 * 1024
+        return config.limits.max_json_bytes
 
     return limit_of
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -32,6 +33,11 @@ class PersonUpdate(BaseModel):
 @router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)")
 def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
+    if body.metadata is not None:
+        size = len(json.dumps(body.metadata, ensure_ascii=False).encode())
+        limit = ctx.config.limits.max_metadata_bytes
+        if size > limit:
+            raise ApiError(413, "metadata_too_large", f"metadata of {size} bytes exceeds the {limit}-byte limit")
     person = ctx.engines.face_wise(collection).add_person(body.name, body.metadata)
     ctx.audit(request, AuditEvent(principal.key_id, "person.create", collection, str(person.id),
                                   {"name": person.name}))
