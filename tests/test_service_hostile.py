@@ -6,14 +6,18 @@ The full-size replay (memory growth, the other tenant's latency) is ``bench/host
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import string
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from conftest import DATA, need
 from service_helpers import Server, httpx, start_server
 
 GROUP = "detection/examples/faces/bald_guys.jpg"
@@ -22,7 +26,8 @@ GROUP = "detection/examples/faces/bald_guys.jpg"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("hostile"), "--rate", "1000", "--burst", "1000", "--workers", "2",
-                       "--max-upload-mb", "1")  # whole image requests: 20 x 1 MiB + 1 MiB
+                       "--max-upload-mb", "3",  # whole image requests: 20 x 3 MiB + 1 MiB
+                       "--job-timeout", "4")
     yield srv
     srv.stop()
 
@@ -113,7 +118,7 @@ def test_uploads_take_large_bodies_but_not_unbounded_chunked_ones(admin: httpx.C
 
     def body() -> Iterator[bytes]:
         yield head
-        yield from _chunks(30 * 1024 * 1024, 1024 * 1024)  # past the whole-request limit (21 MiB here)
+        yield from _chunks(70 * 1024 * 1024, 1024 * 1024)  # past the whole-request limit (61 MiB here)
 
     r = admin.post("/v1/detect", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 413 and code_of(r) in ("payload_too_large",), r.text
@@ -127,3 +132,135 @@ def test_person_metadata_has_a_size_limit(admin: httpx.Client, enrolled: dict) -
     assert r.status_code == 201, r.text
     assert admin.delete(f"/v1/collections/default/persons/{r.json()['id']}").status_code == 200
     intact(admin, enrolled)
+
+
+# -- 3. pixel budget per request, faces per image -----------------------------------------------------------
+def _webp(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 90)).save(buf, "WEBP", lossless=True)
+    return buf.getvalue()
+
+
+def test_webp_bomb_is_refused_from_the_headers(admin: httpx.Client, enrolled: dict) -> None:
+    bomb = _webp(5000, 5000)  # 25 Mpx each in ~1 KB; four of them pass the per-image limit, not the request's
+    assert len(bomb) < 10_000
+    files = [("files", (f"bomb{i}.webp", bomb)) for i in range(4)]
+    r = admin.post(f"/v1/collections/default/persons/{enrolled['id']}/faces", files=files)
+    assert r.status_code == 413 and code_of(r) == "pixel_budget", r.text
+    assert "bomb3.webp" in r.json()["error"]["message"] and "/tmp" not in r.text
+    intact(admin, enrolled)
+
+
+def test_enrolling_several_images_decodes_them_one_by_one_and_keeps_names(admin: httpx.Client, lfw: Path) -> None:
+    r = admin.post("/v1/collections/default/persons", json={"name": "Several Images"})
+    pid = r.json()["id"]
+    imgs = sorted((lfw / "images" / "Abdullah_Gul").glob("*.jpg"))[:3]
+    files = [("files", (p.name, p.read_bytes())) for p in imgs] + [("files", ("blank.webp", _webp(300, 300)))]
+    r = admin.post(f"/v1/collections/default/persons/{pid}/faces", files=files)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["source"] for x in results] == [p.name for p in imgs] + ["blank.webp"]
+    assert [x["status"] for x in results] == ["added"] * 3 + ["rejected"], results
+    faces = admin.get(f"/v1/collections/default/persons/{pid}/faces").json()
+    assert sorted(f["source"] for f in faces) == sorted(p.name for p in imgs)
+    for f in faces:  # a thumbnail was cut from each added face
+        t = admin.get(f"/v1/collections/default/persons/{pid}/faces/{f['id']}/thumbnail")
+        assert t.status_code == 200 and t.content[:2] == b"\xff\xd8"
+    assert admin.delete(f"/v1/collections/default/persons/{pid}").status_code == 200
+
+
+def test_group_photo_works_and_faces_per_image_are_capped(admin: httpx.Client, enrolled: dict) -> None:
+    group = need(DATA / GROUP)
+    r = admin.post("/v1/collections/default/identify", files={"image": (group.name, group.read_bytes())})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["faces"]) >= 20  # 24 people: the defaults keep a group photo whole
+    im = Image.open(group)
+    collage = Image.new("RGB", (im.width * 2, im.height * 2))
+    for x in (0, im.width):
+        for y in (0, im.height):
+            collage.paste(im, (x, y))
+    buf = io.BytesIO()
+    collage.save(buf, "JPEG", quality=60)
+    r = admin.post("/v1/detect", files={"image": ("collage.jpg", buf.getvalue())})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["faces"]) == 40  # ~96 faces; the 40 largest are analysed
+    intact(admin, enrolled)
+
+
+# -- video limits when the file is opened; job queue, time limit, uploads deleted ------------------------
+CLIP_1080P = "video/facenet_pytorch_data/examples/video.mp4"
+CLIP_SHORT = "video/face_recognition_examples/examples/short_hamilton_clip.mp4"
+
+
+def _huge_avi(tmp: Path, side: int = 5000) -> bytes:
+    import cv2
+    import numpy as np
+
+    path = tmp / "huge.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (side, side))
+    assert writer.isOpened()
+    for _ in range(2):
+        writer.write(np.zeros((side, side, 3), np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def test_video_frame_size_and_length_are_checked_on_open(tmp_path: Path) -> None:
+    from facewise.video import DecodeOptions, VideoLimitError, VideoReader
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "huge.avi").write_bytes(_huge_avi(tmp_path))
+    with pytest.raises(VideoLimitError, match="5000x5000 = 25000000 pixels exceed the limit"):
+        VideoReader(tmp_path / "x" / "huge.avi", DecodeOptions(max_pixels=3840 * 2160))
+    clip = need(DATA / CLIP_SHORT)
+    with pytest.raises(VideoLimitError, match="s long, more than the limit of 2 s"):
+        VideoReader(clip, DecodeOptions(max_duration_s=2))
+    with VideoReader(clip, DecodeOptions(max_duration_s=60)) as reader:
+        assert reader.info.width == 640
+
+
+def _wait(admin: httpx.Client, job: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = admin.get(f"/v1/jobs/{job}").json()
+        if state["state"] in ("done", "failed", "cancelled"):
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"job {job} did not end: {state}")
+
+
+def test_video_jobs_have_a_queue_limit_a_time_limit_and_leave_no_files(server: Server, admin: httpx.Client,
+                                                                        enrolled: dict, tmp_path: Path) -> None:
+    jobs_dir = server.db.with_name(server.db.name + ".jobs")
+    r = admin.post("/v1/collections/default/videos", files={"video": ("huge.avi", _huge_avi(tmp_path))})
+    assert r.status_code == 413 and code_of(r) == "video_too_large", r.text
+    assert "huge.avi" in r.text and str(jobs_dir) not in r.text
+    clip = need(DATA / CLIP_1080P).read_bytes()  # 1080p: accepted with the default limits
+    ids = []
+    for _ in range(2):
+        r = admin.post("/v1/collections/default/videos", files={"video": ("clip.mp4", clip)}, data={"fps": "5"})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    r = admin.post("/v1/collections/default/videos", files={"video": ("clip.mp4", clip)})
+    assert r.status_code == 429 and code_of(r) == "queue_full" and int(r.headers["Retry-After"]) > 0, r.text
+    queued = admin.delete(f"/v1/jobs/{ids[1]}").json()
+    if queued["state"] == "cancelled":  # cancelled while queued: its upload is gone at once
+        assert not (jobs_dir / f"{ids[1]}.video").exists()
+    first = _wait(admin, ids[0])
+    assert first["state"] == "failed" and first["error"]["code"] == "job_timeout", first
+    assert "clip.mp4" in first["error"]["message"]
+    _wait(admin, ids[1])
+    assert list(jobs_dir.iterdir()) == []
+    intact(admin, enrolled)
+
+
+def test_stale_job_uploads_are_removed_at_start_up(tmp_path: Path) -> None:
+    from reliability_helpers import service_app
+
+    jobs_dir = tmp_path / "gallery.db.jobs"
+    jobs_dir.mkdir()
+    (jobs_dir / "0123456789abcdef.video").write_bytes(b"plaintext video of a dead job")
+    (jobs_dir / "0123456789abcdef.video.out").mkdir()
+    (jobs_dir / "keep.txt").write_text("not ours")
+    service_app(tmp_path)
+    assert sorted(p.name for p in jobs_dir.iterdir()) == ["keep.txt"]

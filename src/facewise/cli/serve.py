@@ -38,7 +38,19 @@ def serve(
     profile: ProfileOpt = "default",
     max_upload_mb: Annotated[float, typer.Option(help="Largest image upload, MiB.")] = 16.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image, pixels (width x height).")] = 40_000_000,
+    max_request_pixels: Annotated[int, typer.Option(help="All images of one request together, pixels.")] = 80_000_000,
+    max_faces: Annotated[int, typer.Option(help="Faces analysed per image (the largest).")] = 40,
     max_video_mb: Annotated[float, typer.Option(help="Largest video upload, MiB.")] = 200.0,
+    max_video_pixels: Annotated[int, typer.Option(help="Largest video frame, pixels.")] = 3840 * 2160,
+    max_video_seconds: Annotated[float, typer.Option(help="Longest video, seconds.")] = 3600.0,
+    busy_per_key: Annotated[int, typer.Option(
+        help="Image requests one key may run at once (0 = half the CPU workers); more get 429.")] = 0,
+    jobs_per_key: Annotated[int, typer.Option(help="Video jobs queued or running per key.")] = 2,
+    jobs_total: Annotated[int, typer.Option(help="Video jobs queued or running in all.")] = 16,
+    job_timeout: Annotated[float, typer.Option(help="Longest a video job may run, seconds.")] = 1800.0,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="Believe X-Forwarded-For from this address or network (repeatable). Default: none."
+    )] = None,
     rate: Annotated[float, typer.Option(help="Requests per second per key (token bucket).")] = 10.0,
     burst: Annotated[int, typer.Option(help="Burst size per key.")] = 40,
     cors_origin: Annotated[list[str] | None, typer.Option(
@@ -49,7 +61,7 @@ def serve(
         help="Where the first-start admin key goes without a terminal (default <db>.admin-key).")] = None,
 ) -> None:
     """Run the REST API and the web page (http://HOST:PORT/, API docs at /docs)."""
-    from facewise.service.config import MIB, Limits, RateLimit, ServiceConfig
+    from facewise.service.config import MIB, JobLimits, Limits, RateLimit, ServiceConfig
 
     with handled():
         _need_service_extra()
@@ -61,8 +73,12 @@ def serve(
             db=db.resolve(), profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,
             thumbnails=thumbnails, key_file=key_file,
             limits=Limits(max_image_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
-                          max_video_bytes=int(max_video_mb * MIB)),
-            rate=RateLimit(rate=rate, burst=burst))
+                          max_request_pixels=max_request_pixels, max_faces=max_faces,
+                          max_video_bytes=int(max_video_mb * MIB), max_video_pixels=max_video_pixels,
+                          max_video_seconds=max_video_seconds, busy_per_key=busy_per_key),
+            rate=RateLimit(rate=rate, burst=burst),
+            jobs=JobLimits(per_key=jobs_per_key, total=jobs_total, max_seconds=job_timeout),
+            trusted_proxies=tuple(trusted_proxy or ()))
         logging.getLogger("facewise").setLevel(min(logging.getLogger("facewise").getEffectiveLevel(), logging.INFO))
         if not _is_loopback(host):
             log.warning("listening on %s: put a TLS-terminating proxy in front; API keys travel in headers", host)

@@ -54,7 +54,16 @@ class DecodedImage:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
 
-ImageInput = str | os.PathLike[str] | bytes | np.ndarray | DecodedImage
+@dataclass(frozen=True)
+class EncodedImage:
+    """Encoded bytes with a display name, decoded only when used (one image at a time) and under ``limit``."""
+
+    data: bytes
+    name: str
+    limit: int | None = None
+
+
+ImageInput = str | os.PathLike[str] | bytes | np.ndarray | DecodedImage | EncodedImage
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -122,6 +131,8 @@ def load_image(source: ImageInput, limit: int | None = None) -> DecodedImage:
     """Load an image from a path, encoded bytes, an RGB uint8 array or a :class:`DecodedImage`."""
     if isinstance(source, DecodedImage):
         return source
+    if isinstance(source, EncodedImage):
+        return decode_bytes(source.data, name=source.name, limit=source.limit or limit)
     if isinstance(source, np.ndarray):
         arr = source
         if arr.ndim == 2:

@@ -25,9 +25,10 @@ class Pipeline:
     """Runs one profile's models. Models load on first use; nothing is downloaded."""
 
     def __init__(self, profile: Profile | str = "default", threads: int = 0,
-                 quality: QualityPolicy | None = None) -> None:
+                 quality: QualityPolicy | None = None, max_faces: int | None = None) -> None:
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.threads = threads
+        self.max_faces = max_faces  # analyse at most this many faces per image, the largest
         self.quality_policy = quality or QualityPolicy()
         self._load_lock = threading.Lock()
 
@@ -65,6 +66,9 @@ class Pipeline:
     def detect_pixels(self, pixels: np.ndarray) -> list[Detection]:
         """Detections on decoded pixels, landmarks refined when the profile names a refiner."""
         dets = self.detector.detect(pixels)
+        if self.max_faces is not None and len(dets) > self.max_faces:
+            log.info("%d faces found, analysing the %d largest", len(dets), self.max_faces)
+            dets = sorted(dets, key=lambda d: -d.box.area)[: self.max_faces]
         return self.landmarker.refine(pixels, dets) if self.landmarker is not None and dets else dets
 
     def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:

@@ -21,7 +21,7 @@ from facewise.service.config import MIB, ServiceConfig
 from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.errors import install_error_handlers
-from facewise.service.jobs import JobManager, VideoRunner, video_runner
+from facewise.service.jobs import JobManager, VideoRunner, remove_stale_uploads, video_runner
 from facewise.service.metrics import Metrics, MetricsMiddleware
 from facewise.service.uploads import BodyLimitMiddleware
 
@@ -99,10 +99,15 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
         config.db.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(config.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     engines = Engines(config.db, config.profile, config.cpu_workers)
+    engines.max_faces = config.limits.max_faces
     engines.ensure_default_collection()
     keys = KeyStore(config.db)
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
-    jobs = JobManager(runner or video_runner, engines.face_wise)
+    remove_stale_uploads(config.video_dir)  # uploads of jobs that died with an earlier process
+    limits = config.limits
+    jobs = JobManager(runner or video_runner, engines.face_wise, per_key=config.jobs.per_key, total=config.jobs.total,
+                      max_seconds=config.jobs.max_seconds,
+                      video_limits=(limits.max_video_pixels, limits.max_video_seconds))
     thumbs = Thumbnails(str(config.db), engines.store) if config.thumbnails else None
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts

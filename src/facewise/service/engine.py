@@ -117,6 +117,7 @@ class Engines:
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
         self.analysers = Analysers()
+        self.max_faces: int | None = None  # faces analysed per image (the service's limit)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -140,7 +141,7 @@ class Engines:
         profile = self.profile(name)
         with self._lock:
             if name not in self._pipelines:
-                self._pipelines[name] = Pipeline(profile)
+                self._pipelines[name] = Pipeline(profile, max_faces=self.max_faces)
             return self._pipelines[name]
 
     def profiles(self) -> list[dict[str, Any]]:

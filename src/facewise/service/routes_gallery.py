@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from facewise.api import FaceWise
 from facewise.core.analysis import Gate
-from facewise.core.imageio import DecodedImage
+from facewise.core.imageio import EncodedImage
 from facewise.service.auth import AuditEvent
 from facewise.service.deps import Ctx, Enroller, Reader, ServiceContext, need_liveness, page
 from facewise.service.engine import face_thumbnail
@@ -85,14 +86,28 @@ def delete_person(collection: str, person_id: int, request: Request, ctx: Ctx,
 
 
 # -- faces ------------------------------------------------------------------------------------------
-def _enroll(ctx: ServiceContext, fw: FaceWise, name: str, images: list[DecodedImage],
+def _enroll(ctx: ServiceContext, fw: FaceWise, name: str, uploads: list[tuple[str, bytes]],
             options: dict[str, Any]) -> list[EnrollResult]:
-    """Decode, enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool."""
-    results = fw.enroll(name, images, face=options["face"], gate=options["gate"])
-    if ctx.thumbnails is not None:
-        for img, res in zip(images, results, strict=True):
-            if res.status == "added" and res.sample_id is not None and res.face is not None:
-                ctx.thumbnails.put(fw.collection, res.sample_id, img.sha256, face_thumbnail(img.pixels, res.face))
+    """Enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
+
+    The images go in encoded: the library decodes one at a time and lets it go before the next, so a request
+    holds one decoded image at most (plus the one a thumbnail is cut from)."""
+    limits = ctx.config.limits
+    thumbs: dict[int, bytes] = {}
+
+    def keep_thumbnail(res: EnrollResult) -> None:
+        i = len(done)
+        done.append(res)
+        file_name, data = uploads[i]
+        if ctx.thumbnails is not None and res.status == "added" and res.face is not None:
+            thumbs[i] = face_thumbnail(decode_upload(data, file_name, limits).pixels, res.face)
+
+    done: list[EnrollResult] = []
+    images = [EncodedImage(data, file_name, limits.max_pixels) for file_name, data in uploads]
+    results = fw.enroll(name, images, face=options["face"], gate=options["gate"], progress=keep_thumbnail)
+    for i, res in enumerate(results):
+        if ctx.thumbnails is not None and i in thumbs and res.status == "added" and res.sample_id is not None:
+            ctx.thumbnails.put(fw.collection, res.sample_id, hashlib.sha256(uploads[i][1]).hexdigest(), thumbs[i])
     return results
 
 
@@ -118,9 +133,8 @@ async def enroll_faces(collection: str, person_id: int, request: Request, ctx: C
     uploads = await read_images(files, limits)
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
-    images = [await ctx.engines.run(decode_upload, data, name, limits) for name, data in uploads]
     options = {"face": _face_choice(face), "gate": Gate(min_quality=min_quality, require_live=require_live)}
-    results = await ctx.engines.run(_enroll, ctx, fw, person.name, images, options)
+    results = await ctx.engines.run(_enroll, ctx, fw, person.name, uploads, options)
     added = [r.sample_id for r in results if r.status == "added"]
     ctx.audit(request, AuditEvent(principal.key_id, "face.enroll", collection, str(person_id),
                                   {"name": person.name, "added": added,

@@ -49,15 +49,15 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def sniff_image(data: bytes, name: str, limits: Limits) -> str:
-    """The image format from the bytes (415 if it is not an allowed image; 413 over the pixel limit)."""
+def sniff_image(data: bytes, name: str, limits: Limits) -> int:
+    """The image's pixel count from its header (415 if it is not an allowed image; 413 over the pixel limit)."""
     if not data:
         raise ApiError(422, "bad_image", f"{name}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-                fmt, (w, h) = str(im.format), im.size
+                w, h = im.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ApiError(415, "unsupported_media_type",
                        f"{name}: not an image of an accepted type ({', '.join(IMAGE_FORMATS)}); "
@@ -65,7 +65,7 @@ def sniff_image(data: bytes, name: str, limits: Limits) -> str:
     if w * h > limits.max_pixels:
         raise ApiError(413, "too_many_pixels",
                        f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {limits.max_pixels}")
-    return fmt
+    return w * h
 
 
 def decode_upload(data: bytes, name: str, limits: Limits) -> DecodedImage:
@@ -75,16 +75,22 @@ def decode_upload(data: bytes, name: str, limits: Limits) -> DecodedImage:
 
 
 async def read_images(uploads: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:
-    """Read and sniff every upload of a request before any work starts (all or nothing)."""
+    """Read and sniff every upload of a request before any work starts (all or nothing): each image under the
+    per-image limits, and their pixels together under the request's pixel budget (413 ``pixel_budget``), all
+    from the headers, before a single pixel is decoded."""
     if not uploads:
         raise ApiError(422, "invalid_request", "no image uploaded")
     if len(uploads) > limits.max_files:
         raise ApiError(413, "too_many_files", f"{len(uploads)} files; at most {limits.max_files} per request")
-    out = []
+    out, pixels, budget = [], 0, max(limits.max_request_pixels, limits.max_pixels)
     for up in uploads:
         name = safe_name(up.filename, "image")
         data = await read_limited(up, limits.max_image_bytes)
-        sniff_image(data, name, limits)
+        pixels += sniff_image(data, name, limits)
+        if pixels > budget:
+            raise ApiError(413, "pixel_budget",
+                           f"the images of this request hold more than {budget} pixels together "
+                           f"(at {name}: {pixels}); send fewer or smaller images per request")
         out.append((name, data))
     return out
 
