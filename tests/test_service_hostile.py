@@ -169,19 +169,24 @@ def test_enrolling_several_images_decodes_them_one_by_one_and_keeps_names(admin:
     assert admin.delete(f"/v1/collections/default/persons/{pid}").status_code == 200
 
 
-def test_group_photo_works_and_faces_per_image_are_capped(admin: httpx.Client, enrolled: dict) -> None:
-    group = need(DATA / GROUP)
-    r = admin.post("/v1/collections/default/identify", files={"image": (group.name, group.read_bytes())})
-    assert r.status_code == 200, r.text
-    assert len(r.json()["faces"]) >= 20  # 24 people: the defaults keep a group photo whole
-    im = Image.open(group)
+def _collage() -> bytes:
+    """The 24-face group photo tiled 2 x 2: about 96 faces."""
+    im = Image.open(need(DATA / GROUP))
     collage = Image.new("RGB", (im.width * 2, im.height * 2))
     for x in (0, im.width):
         for y in (0, im.height):
             collage.paste(im, (x, y))
     buf = io.BytesIO()
     collage.save(buf, "JPEG", quality=60)
-    r = admin.post("/v1/detect", files={"image": ("collage.jpg", buf.getvalue())})
+    return buf.getvalue()
+
+
+def test_group_photo_works_and_faces_per_image_are_capped(admin: httpx.Client, enrolled: dict) -> None:
+    group = need(DATA / GROUP)
+    r = admin.post("/v1/collections/default/identify", files={"image": (group.name, group.read_bytes())})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["faces"]) >= 20  # 24 people: the defaults keep a group photo whole
+    r = admin.post("/v1/detect", files={"image": ("collage.jpg", _collage())})
     assert r.status_code == 200, r.text
     assert len(r.json()["faces"]) == 40  # ~96 faces; the 40 largest are analysed
     intact(admin, enrolled)
@@ -264,3 +269,32 @@ def test_stale_job_uploads_are_removed_at_start_up(tmp_path: Path) -> None:
     (jobs_dir / "keep.txt").write_text("not ours")
     service_app(tmp_path)
     assert sorted(p.name for p in jobs_dir.iterdir()) == ["keep.txt"]
+
+
+# -- 4. one key cannot take every worker ----------------------------------------------------------------
+def test_a_key_runs_a_bounded_number_of_image_requests_at_once(server: Server, admin: httpx.Client,
+                                                               enrolled: dict, lfw: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = admin.post("/v1/keys", json={"name": "storm", "scopes": ["recognize"], "collections": ["*"]})
+    storm = r.json()["token"]
+    r = admin.post("/v1/keys", json={"name": "other", "scopes": ["recognize"], "collections": ["*"]})
+    other = r.json()["token"]
+    collage = _collage()
+    probe = next((lfw / "images" / "Aaron_Peirsol").glob("*.jpg")).read_bytes()
+
+    def storm_call(_: int) -> httpx.Response:
+        with server.client(storm) as c:
+            return c.post("/v1/collections/default/identify", files={"image": ("c.jpg", collage)})
+
+    with ThreadPoolExecutor(4) as pool:
+        storms = list(pool.map(storm_call, range(4)))
+        time.sleep(0.2)
+    with server.client(other) as c:  # meanwhile (and after) the other key is served
+        r = c.post("/v1/collections/default/identify", files={"image": ("p.jpg", probe)})
+        assert r.status_code == 200 and r.json()["faces"][0]["person"] == "Before The Attacks", r.text
+    codes = sorted(x.status_code for x in storms)
+    assert codes.count(200) >= 1 and 429 in codes, codes  # --workers 2: one image request per key at once
+    busy = next(x for x in storms if x.status_code == 429)
+    assert code_of(busy) == "busy" and busy.headers["Retry-After"] == "1"
+    intact(admin, enrolled)

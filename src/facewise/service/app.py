@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from facewise import __version__
-from facewise.service.auth import KeyStore, RateLimiter, bootstrap_admin
+from facewise.service.auth import BusyLimiter, KeyStore, RateLimiter, bootstrap_admin
 from facewise.service.config import MIB, ServiceConfig
 from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
@@ -112,7 +112,7 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,
-                          thumbs, where)
+                          thumbs, BusyLimiter(config.busy_per_key), where)
 
 
 def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> FastAPI:

@@ -314,3 +314,29 @@ class RateLimiter:
                 return 0.0
             self._buckets[principal.key_id] = (tokens, now)
             return (1.0 - tokens) / rate
+
+
+class BusyLimiter:
+    """Expensive requests each key has in progress, at most ``per_key`` at once: one key's burst of heavy uploads
+    cannot take every CPU worker, so other keys' requests still find one free."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = max(1, per_key)
+        self._busy: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key_id: str) -> bool:
+        with self._lock:
+            n = self._busy.get(key_id, 0)
+            if n >= self.per_key:
+                return False
+            self._busy[key_id] = n + 1
+            return True
+
+    def release(self, key_id: str) -> None:
+        with self._lock:
+            n = self._busy.get(key_id, 0) - 1
+            if n > 0:
+                self._busy[key_id] = n
+            else:
+                self._busy.pop(key_id, None)

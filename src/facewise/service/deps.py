@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from facewise.service.auth import AuditEvent, KeyStore, Principal, RateLimiter
+from facewise.service.auth import AuditEvent, BusyLimiter, KeyStore, Principal, RateLimiter
 from facewise.service.config import ServiceConfig
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.errors import ApiError
@@ -27,6 +27,7 @@ class ServiceContext:
     metrics: Metrics
     jobs: JobManager
     thumbnails: Thumbnails | None
+    busy: BusyLimiter
     bootstrap: str | None = None  # where the bootstrap key went on first start
 
     def audit(self, request: Request, event: AuditEvent) -> None:
@@ -79,10 +80,29 @@ def require(scope: str | None, global_admin: bool = False) -> Callable[..., Prin
     return dependency
 
 
+def costly(scope: str) -> Callable[..., Iterator[Principal]]:
+    """:func:`require` for an expensive route (image work): also a slot of the key's concurrency budget, held
+    until the answer is ready; 429 ``busy`` with Retry-After when the key has all its slots in use."""
+
+    def dependency(request: Request, principal: Principal = Depends(require(scope))) -> Iterator[Principal]:
+        busy: BusyLimiter = request.app.state.ctx.busy
+        if not busy.acquire(principal.key_id):
+            raise ApiError(429, "busy", f"key {principal.key_id} already has {busy.per_key} image request(s) in "
+                           "progress; wait for an answer before sending more", headers={"Retry-After": "1"})
+        try:
+            yield principal
+        finally:
+            busy.release(principal.key_id)
+
+    return dependency
+
+
 Admin = Annotated[Principal, Depends(require("admin"))]
 GlobalAdmin = Annotated[Principal, Depends(require("admin", global_admin=True))]
 Enroller = Annotated[Principal, Depends(require("enroll"))]
 Recognizer = Annotated[Principal, Depends(require("recognize"))]
+BusyRecognizer = Annotated[Principal, Depends(costly("recognize"))]
+BusyEnroller = Annotated[Principal, Depends(costly("enroll"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 AnyKey = Annotated[Principal, Depends(require(None))]
 

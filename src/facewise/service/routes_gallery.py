@@ -13,7 +13,7 @@ from facewise.api import FaceWise
 from facewise.core.analysis import Gate
 from facewise.core.imageio import EncodedImage
 from facewise.service.auth import AuditEvent
-from facewise.service.deps import Ctx, Enroller, Reader, ServiceContext, need_liveness, page
+from facewise.service.deps import BusyEnroller, Ctx, Enroller, Reader, ServiceContext, need_liveness, page
 from facewise.service.engine import face_thumbnail
 from facewise.service.errors import ApiError
 from facewise.service.uploads import decode_upload, read_images
@@ -122,7 +122,7 @@ def _face_choice(face: str) -> Any:
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
              description="Each image must show the person; with several faces say which (`face=largest` or an "
                          "index). Per-image outcomes: added, duplicate or rejected (with the reason).")
-async def enroll_faces(collection: str, person_id: int, request: Request, ctx: Ctx, principal: Enroller,
+async def enroll_faces(collection: str, person_id: int, request: Request, ctx: Ctx, principal: BusyEnroller,
                        files: Annotated[list[UploadFile], File(description="one or more images")],
                        face: Annotated[str, Form()] = "only",
                        min_quality: Annotated[float | None, Form(ge=0, le=1)] = None,
