@@ -44,7 +44,9 @@ def serve(
     max_video_pixels: Annotated[int, typer.Option(help="Largest video frame, pixels.")] = 3840 * 2160,
     max_video_seconds: Annotated[float, typer.Option(help="Longest video, seconds.")] = 3600.0,
     busy_per_key: Annotated[int, typer.Option(
-        help="Image requests one key may run at once (0 = half the CPU workers); more get 429.")] = 0,
+        help="Image requests one key may run at once (0 = half the CPU workers); more wait in line.")] = 0,
+    busy_waiting: Annotated[int, typer.Option(help="Image requests of one key that may wait in line (429 beyond).")
+                            ] = 16,
     jobs_per_key: Annotated[int, typer.Option(help="Video jobs queued or running per key.")] = 2,
     jobs_total: Annotated[int, typer.Option(help="Video jobs queued or running in all.")] = 16,
     job_timeout: Annotated[float, typer.Option(help="Longest a video job may run, seconds.")] = 1800.0,
@@ -75,7 +77,8 @@ def serve(
             limits=Limits(max_image_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
                           max_request_pixels=max_request_pixels, max_faces=max_faces,
                           max_video_bytes=int(max_video_mb * MIB), max_video_pixels=max_video_pixels,
-                          max_video_seconds=max_video_seconds, busy_per_key=busy_per_key),
+                          max_video_seconds=max_video_seconds, busy_per_key=busy_per_key,
+                          busy_waiting=busy_waiting),
             rate=RateLimit(rate=rate, burst=burst),
             jobs=JobLimits(per_key=jobs_per_key, total=jobs_total, max_seconds=job_timeout),
             trusted_proxies=tuple(trusted_proxy or ()))

@@ -112,7 +112,7 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,
-                          thumbs, BusyLimiter(config.busy_per_key), where)
+                          thumbs, BusyLimiter(config.busy_per_key, config.limits.busy_waiting), where)
 
 
 def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> FastAPI:

@@ -12,6 +12,7 @@ managing keys needs ``admin`` on ``*``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -317,26 +318,31 @@ class RateLimiter:
 
 
 class BusyLimiter:
-    """Expensive requests each key has in progress, at most ``per_key`` at once: one key's burst of heavy uploads
-    cannot take every CPU worker, so other keys' requests still find one free."""
+    """Expensive requests each key has in progress: at most ``per_key`` run at once, up to ``waiting`` more wait
+    (without holding a thread) up to ``wait_s`` seconds for their turn; beyond that the caller answers 429. One
+    key's burst of heavy uploads cannot take every CPU worker, so other keys' requests still find one free."""
 
-    def __init__(self, per_key: int) -> None:
-        self.per_key = max(1, per_key)
-        self._busy: dict[str, int] = {}
-        self._lock = threading.Lock()
+    def __init__(self, per_key: int, waiting: int = 16, wait_s: float = 60.0) -> None:
+        self.per_key, self.waiting, self.wait_s = max(1, per_key), max(0, waiting), wait_s
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting: dict[str, int] = {}
 
-    def acquire(self, key_id: str) -> bool:
-        with self._lock:
-            n = self._busy.get(key_id, 0)
-            if n >= self.per_key:
-                return False
-            self._busy[key_id] = n + 1
+    async def acquire(self, key_id: str) -> bool:
+        """Runs on the event loop only (no lock needed). ``False``: no slot now nor within ``wait_s``."""
+        slot = self._slots.setdefault(key_id, asyncio.Semaphore(self.per_key))
+        if not slot.locked():
+            await slot.acquire()
             return True
+        if self._waiting.get(key_id, 0) >= self.waiting:
+            return False
+        self._waiting[key_id] = self._waiting.get(key_id, 0) + 1
+        try:
+            await asyncio.wait_for(slot.acquire(), self.wait_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting[key_id] -= 1
 
     def release(self, key_id: str) -> None:
-        with self._lock:
-            n = self._busy.get(key_id, 0) - 1
-            if n > 0:
-                self._busy[key_id] = n
-            else:
-                self._busy.pop(key_id, None)
+        self._slots[key_id].release()

@@ -29,6 +29,7 @@ class Limits:
     max_metadata_bytes: int = 16 * KIB  # a person's metadata, as JSON
     max_page: int = 500
     busy_per_key: int = 0  # expensive requests (uploads) one key may run at once; 0 = half the CPU workers, >= 1
+    busy_waiting: int = 16  # more of them that may wait for a slot (429 beyond)
 
     @property
     def max_request_bytes(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -80,15 +80,17 @@ def require(scope: str | None, global_admin: bool = False) -> Callable[..., Prin
     return dependency
 
 
-def costly(scope: str) -> Callable[..., Iterator[Principal]]:
+def costly(scope: str) -> Callable[..., AsyncIterator[Principal]]:
     """:func:`require` for an expensive route (image work): also a slot of the key's concurrency budget, held
-    until the answer is ready; 429 ``busy`` with Retry-After when the key has all its slots in use."""
+    until the answer is ready (waiting in line for one first); 429 ``busy`` with Retry-After when the key's line
+    is full too."""
 
-    def dependency(request: Request, principal: Principal = Depends(require(scope))) -> Iterator[Principal]:
+    async def dependency(request: Request, principal: Principal = Depends(require(scope))) -> AsyncIterator[Principal]:
         busy: BusyLimiter = request.app.state.ctx.busy
-        if not busy.acquire(principal.key_id):
+        if not await busy.acquire(principal.key_id):
             raise ApiError(429, "busy", f"key {principal.key_id} already has {busy.per_key} image request(s) in "
-                           "progress; wait for an answer before sending more", headers={"Retry-After": "1"})
+                           f"progress and {busy.waiting} waiting; wait for answers before sending more",
+                           headers={"Retry-After": "1"})
         try:
             yield principal
         finally:
