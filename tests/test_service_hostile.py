@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import string
 import time
@@ -299,3 +300,52 @@ def test_a_key_runs_a_bounded_number_of_image_requests_at_once(server: Server, a
     busy = next(x for x in storms if x.status_code == 429)
     assert code_of(busy) == "busy" and busy.headers["Retry-After"] == "1"
     intact(admin, enrolled)
+
+
+# -- 6. files with biometric data or secrets are owner-only ------------------------------------------------
+def _mode(p: Path) -> int:
+    return p.stat().st_mode & 0o777
+
+
+def test_cli_galleries_and_exports_are_private(tmp_path: Path, lfw: Path) -> None:
+    from reliability_helpers import run_cli, text
+
+    key = tmp_path / "gallery.key"
+    img = next((lfw / "images" / "Aaron_Peirsol").glob("*.jpg"))
+    r = run_cli("encrypt", "keygen", str(key))
+    assert r.returncode == 0 and _mode(key) == 0o600, text(r.stderr)
+    db = tmp_path / "g.db"
+    env = {"FACEWISE_KEY_FILE": str(key)}
+    r = run_cli("enroll", str(img), "--name", "Aaron", "--db", str(db), env=env)
+    assert r.returncode == 0, text(r.stderr)
+    # WAL mode: -wal/-shm may be gone after a clean close; whatever exists is owner-only
+    files = [p for p in (db, db.with_name("g.db-wal"), db.with_name("g.db-shm")) if p.exists()]
+    assert db in files and all(_mode(p) == 0o600 for p in files), {p.name: oct(_mode(p)) for p in files}
+    out = tmp_path / "export.json"
+    r = run_cli("export", str(out), "--db", str(db), env=env)
+    assert r.returncode == 0, text(r.stderr)
+    assert _mode(out) == 0o600
+    doc = json.loads(out.read_text())
+    assert doc["plaintext_vectors"] is True and doc["source_encrypted"] is True
+    assert "plaintext" in text(r.stderr + r.stdout)
+
+
+def test_bootstrap_key_file_cannot_be_planted(tmp_path: Path) -> None:
+    from facewise.service.auth import write_secret_file
+
+    target = tmp_path / "admin-key"
+    victim = tmp_path / "attacker-readable"
+    victim.write_text("")
+    victim.chmod(0o644)
+    for pid_name in (f"admin-key.{os.getpid()}.tmp", ".admin-key.tmp"):  # the old, guessable names
+        (tmp_path / pid_name).symlink_to(victim)
+    write_secret_file(target, "fw_secret\n")
+    assert target.read_text() == "fw_secret\n" and _mode(target) == 0o600 and not target.is_symlink()
+    assert victim.read_text() == ""  # nothing went through a planted link
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()) == []
+
+
+def test_the_served_gallery_and_its_log_files_are_private(server: Server, enrolled: dict) -> None:
+    files = [p for p in server.db.parent.iterdir() if p.name.startswith(server.db.name) and p.is_file()]
+    assert {server.db.name, server.db.name + "-wal", server.db.name + ".admin-key"} <= {p.name for p in files}
+    assert all(_mode(p) == 0o600 for p in files), {p.name: oct(_mode(p)) for p in files}

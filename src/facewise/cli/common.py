@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,12 @@ DEFAULT_GALLERY = "facewise.db"
 
 @app.callback()
 def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0) -> None:
+    # Galleries (and their -wal/-shm), exports, key files, thumbnails, video outputs hold biometric data or
+    # secrets: whatever the CLI (and `facewise serve`) creates is owner-only unless FACEWISE_UMASK says otherwise.
+    try:
+        os.umask(int(os.environ.get("FACEWISE_UMASK", "077"), 8) & 0o777)
+    except ValueError:
+        os.umask(0o077)
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed escaped, never a crash
         if hasattr(stream, "reconfigure"):

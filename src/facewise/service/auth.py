@@ -258,14 +258,19 @@ class KeyStore:
 # -- bootstrap --------------------------------------------------------------------------------------
 def write_secret_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only (0600), atomically."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    import tempfile
+
+    # mkstemp: a random name opened O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, so nobody can plant the file or a link
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def bootstrap_admin(keys: KeyStore, key_file: Path, tty: bool) -> str | None:
