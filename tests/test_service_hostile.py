@@ -349,3 +349,96 @@ def test_the_served_gallery_and_its_log_files_are_private(server: Server, enroll
     files = [p for p in server.db.parent.iterdir() if p.name.startswith(server.db.name) and p.is_file()]
     assert {server.db.name, server.db.name + "-wal", server.db.name + ".admin-key"} <= {p.name for p in files}
     assert all(_mode(p) == 0o600 for p in files), {p.name: oct(_mode(p)) for p in files}
+
+
+# -- 7. answers that were 500s ---------------------------------------------------------------------------
+def test_ids_beyond_64_bits_and_odd_face_choices_are_4xx(admin: httpx.Client, enrolled: dict, lfw: Path) -> None:
+    huge = str(2**64 + 1)
+    for method, path in (("GET", f"/persons/{huge}"), ("PATCH", f"/persons/{huge}"), ("DELETE", f"/persons/{huge}"),
+                         ("GET", f"/persons/{huge}/faces"), ("DELETE", f"/faces/{huge}"),
+                         ("GET", f"/persons/{enrolled['id']}/faces/{huge}/thumbnail")):
+        r = admin.request(method, "/v1/collections/default" + path, json={"name": "x"} if method == "PATCH" else None)
+        assert r.status_code in (404, 422) and code_of(r) in ("not_found", "invalid_request"), (path, r.text)
+    img = next((lfw / "images" / "Aaron_Peirsol").glob("*.jpg")).read_bytes()
+    r = admin.post("/v1/collections/default/verify", files={"image": ("a.jpg", img)}, data={"person_id": huge})
+    assert r.status_code == 422 and code_of(r) == "invalid_request", r.text
+    for face in ("²", "٣", "99999999999999999999"):
+        r = admin.post(f"/v1/collections/default/persons/{enrolled['id']}/faces", data={"face": face},
+                       files=[("files", ("a.jpg", img))])
+        assert r.status_code == 422 and code_of(r) == "invalid_request", (face, r.text)
+    intact(admin, enrolled)
+
+
+def test_forwarded_for_is_not_trusted_by_default(admin: httpx.Client, enrolled: dict) -> None:
+    r = admin.post("/v1/collections/default/persons", json={"name": "Forwarded"},
+                   headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 201, r.text
+    entry = next(e for e in admin.get("/v1/audit").json() if e["action"] == "person.create")
+    assert entry["target"] == str(r.json()["id"]) and entry["remote"] == "127.0.0.1", entry
+    assert admin.delete(f"/v1/collections/default/persons/{r.json()['id']}").status_code == 200
+
+
+def test_a_full_disk_is_a_507_and_nothing_stored_is_lost(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from reliability_helpers import service_app
+
+    app, token = service_app(tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        assert client.post("/v1/collections/default/persons", json={"name": "Kept"}).status_code == 201
+        store = app.state.ctx.engines.store
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count={pages}")  # SQLite's own SQLITE_FULL, as on a full disk
+        answers = [client.post("/v1/collections/default/persons", json={"name": f"Filler {i}",
+                                                                         "metadata": {"x": "y" * 8000}})
+                   for i in range(8)]
+        full = [r for r in answers if r.status_code != 201]
+        assert full and all(r.status_code == 507 and code_of(r) == "storage_full" for r in full), \
+            [(r.status_code, r.text[:200]) for r in answers]
+        assert str(tmp_path) not in full[0].text
+        store._db.execute("PRAGMA max_page_count=1073741823")
+        names = [p["name"] for p in client.get("/v1/collections/default/persons").json()["items"]]
+        assert "Kept" in names
+        assert client.post("/v1/collections/default/persons", json={"name": "After"}).status_code == 201
+
+
+def test_readyz_is_503_while_the_gallery_key_is_missing(tmp_path: Path, lfw: Path) -> None:
+    import subprocess
+    import sys
+
+    from reliability_helpers import run_cli, text
+    from service_helpers import free_port, stop_process
+
+    key, db = tmp_path / "gallery.key", tmp_path / "gallery.db"
+    img = next((lfw / "images" / "Aaron_Peirsol").glob("*.jpg"))
+    assert run_cli("encrypt", "keygen", str(key)).returncode == 0
+    r = run_cli("enroll", str(img), "--name", "Aaron", "--db", str(db), env={"FACEWISE_KEY_FILE": str(key)})
+    assert r.returncode == 0, text(r.stderr)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("FACEWISE_KEY", "FACEWISE_KEY_FILE")}
+    with (tmp_path / "server.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "facewise", "serve", "--db", str(db), "--port", str(port),
+                                 "--key-file", str(tmp_path / "admin-key")], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, stdin=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(url + "/readyz", timeout=2)
+                if ready.json()["checks"]["models"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        assert ready.status_code == 503 and ready.json()["checks"]["gallery"] is False, ready.text
+        assert "no key" in ready.json()["problem"] and str(tmp_path) not in ready.text
+        token = (tmp_path / "admin-key").read_text().strip()
+        r = httpx.post(url + "/v1/collections/default/identify", headers={"Authorization": f"Bearer {token}"},
+                       files={"image": ("a.jpg", img.read_bytes())}, timeout=60)
+        assert 400 <= r.status_code < 500 and str(tmp_path) not in r.text, r.text
+    finally:
+        stop_process(proc)
+    r = run_cli("people", "list", "--db", str(db), env={"FACEWISE_KEY_FILE": str(key)})
+    assert r.returncode == 0 and "Aaron" in text(r.stdout), text(r.stderr)

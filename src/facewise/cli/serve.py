@@ -87,8 +87,11 @@ def serve(
             log.warning("listening on %s: put a TLS-terminating proxy in front; API keys travel in headers", host)
         application = create_app(config)
         err.print(f"facewise service on http://{host}:{port}/  (API docs: /docs, gallery {config.db})")
+        # X-Forwarded-For / -Proto are believed only from the proxies named with --trusted-proxy (uvicorn's own
+        # default would trust them from loopback)
         uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
-                    server_header=False, timeout_graceful_shutdown=10)
+                    server_header=False, timeout_graceful_shutdown=10, proxy_headers=bool(config.trusted_proxies),
+                    forwarded_allow_ips=list(config.trusted_proxies) or None)
 
 
 def _is_loopback(host: str) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sqlite3
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -11,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -20,7 +22,7 @@ from facewise.service.auth import BusyLimiter, KeyStore, RateLimiter, bootstrap_
 from facewise.service.config import MIB, ServiceConfig
 from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
-from facewise.service.errors import install_error_handlers
+from facewise.service.errors import error_body, install_error_handlers
 from facewise.service.jobs import JobManager, VideoRunner, remove_stale_uploads, video_runner
 from facewise.service.metrics import Metrics, MetricsMiddleware
 from facewise.service.uploads import BodyLimitMiddleware
@@ -135,6 +137,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
                                                        "keys", "service")])
     app.state.ctx = ctx
     install_error_handlers(app)
+    _install_storage_handlers(app)
     from facewise.service import routes_admin, routes_gallery, routes_jobs, routes_recognize
 
     for module in (routes_admin, routes_gallery, routes_recognize, routes_jobs):
@@ -153,6 +156,47 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app
+
+
+def _storage_full(exc: BaseException) -> bool:
+    """Is ``exc`` (or what it was raised while handling: a failed rollback hides the cause) a full disk?"""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.Error) and "database or disk is full" in str(seen):
+            return True
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _install_storage_handlers(app: FastAPI) -> None:
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        if _storage_full(exc):
+            log.error("%s %s: the disk is full (database or disk is full); nothing was stored", request.method,
+                      request.url.path)
+            return JSONResponse(error_body("storage_full", "the server's disk is full: nothing was stored; "
+                                           "try again after an operator has made room"), 507)
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error (see the server log)"), 500)
+
+    app.add_exception_handler(sqlite3.Error, storage_error)
+    app.add_exception_handler(OSError, storage_error)
+
+
+def gallery_problem(ctx: ServiceContext) -> str | None:
+    """Why the gallery cannot serve requests now (no server paths in the answer), or ``None``."""
+    store = ctx.engines.store
+    try:
+        store.list_collections()
+    except Exception:  # any failure means not ready
+        log.warning("readiness: the gallery cannot be read", exc_info=True)
+        return "the gallery cannot be read"
+    if getattr(store, "_encrypted", False) and getattr(store, "_cipher", None) is None:
+        return "the gallery is encrypted at rest and this server has no key for it (FACEWISE_KEY_FILE)"
+    return None
 
 
 def _warm_up(ctx: ServiceContext) -> None:
@@ -175,14 +219,13 @@ def _service_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded")
     def readyz(ctx: Ctx) -> JSONResponse:
-        checks = {"models": ctx.engines.ready()}
-        try:
-            ctx.engines.store.list_collections()
-            checks["gallery"] = True
-        except Exception:  # any failure means not ready
-            checks["gallery"] = False
+        problem = gallery_problem(ctx)
+        checks = {"models": ctx.engines.ready(), "gallery": problem is None}
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        if problem:
+            body["problem"] = problem
+        return JSONResponse(body, 200 if ok else 503)
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text format)",
              response_class=PlainTextResponse)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from facewise.service.auth import AuditEvent, BusyLimiter, KeyStore, Principal, RateLimiter
@@ -116,6 +116,8 @@ def need_liveness(ctx: ServiceContext, required: bool) -> None:
 
 
 MAX_OFFSET = 2**63 - 1  # SQLite's and PostgreSQL's largest integer
+# A person's or face's id in a path: beyond 64 bits no row can have it (422, never an OverflowError's 500)
+RowId = Annotated[int, Path(ge=0, le=MAX_OFFSET)]
 
 
 def page(offset: int, limit: int, max_page: int) -> tuple[int, int]:

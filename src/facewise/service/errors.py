@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,6 +57,14 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+def without_paths(message: str) -> str:
+    """A message for a client: absolute file paths of the server reduced to their last part."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
+
+
 def status_of(exc: FacewiseError) -> int:
     for cls, status in STATUS_OF:
         if isinstance(exc, cls):
@@ -68,12 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+        return JSONResponse(error_body(exc.code, without_paths(exc.message)), exc.status, headers=exc.headers)
 
     @app.exception_handler(FacewiseError)
     async def _lib(_: Request, exc: FacewiseError) -> JSONResponse:
         extra = {"reasons": exc.reasons} if isinstance(exc, QualityError) else {}
-        return JSONResponse(error_body(exc.code, str(exc), **extra), status_of(exc))
+        return JSONResponse(error_body(exc.code, without_paths(str(exc)), **extra), status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

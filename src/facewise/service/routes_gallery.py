@@ -13,7 +13,16 @@ from facewise.api import FaceWise
 from facewise.core.analysis import Gate
 from facewise.core.imageio import EncodedImage
 from facewise.service.auth import AuditEvent
-from facewise.service.deps import BusyEnroller, Ctx, Enroller, Reader, ServiceContext, need_liveness, page
+from facewise.service.deps import (
+    BusyEnroller,
+    Ctx,
+    Enroller,
+    Reader,
+    RowId,
+    ServiceContext,
+    need_liveness,
+    page,
+)
 from facewise.service.engine import face_thumbnail
 from facewise.service.errors import ApiError
 from facewise.service.uploads import decode_upload, read_images
@@ -54,14 +63,14 @@ def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: i
 
 
 @router.get("/persons/{person_id}", tags=["persons"], summary="One person with their faces")
-def get_person(collection: str, person_id: int, ctx: Ctx, _: Reader) -> dict[str, Any]:
+def get_person(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
     return {**person.to_dict(), "faces": [s.to_dict() for s in fw.samples(person.id)]}
 
 
 @router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person")
-def rename_person(collection: str, person_id: int, body: PersonUpdate, request: Request, ctx: Ctx,
+def rename_person(collection: str, person_id: RowId, body: PersonUpdate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     old = fw.person(person_id).name
@@ -72,7 +81,7 @@ def rename_person(collection: str, person_id: int, body: PersonUpdate, request: 
 
 
 @router.delete("/persons/{person_id}", tags=["persons"], summary="Delete a person with all their faces")
-def delete_person(collection: str, person_id: int, request: Request, ctx: Ctx,
+def delete_person(collection: str, person_id: RowId, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
@@ -114,15 +123,15 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, name: str, uploads: list[tuple[st
 def _face_choice(face: str) -> Any:
     if face in ("only", "largest"):
         return face
-    if face.isdigit():
+    if face.isascii() and face.isdigit() and len(face) <= 4:  # "²" is a digit to str.isdigit, not to int()
         return int(face)
-    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index, got {face[:20]!r}")
+    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index (0..9999), got {face[:20]!r}")
 
 
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
              description="Each image must show the person; with several faces say which (`face=largest` or an "
                          "index). Per-image outcomes: added, duplicate or rejected (with the reason).")
-async def enroll_faces(collection: str, person_id: int, request: Request, ctx: Ctx, principal: BusyEnroller,
+async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx: Ctx, principal: BusyEnroller,
                        files: Annotated[list[UploadFile], File(description="one or more images")],
                        face: Annotated[str, Form()] = "only",
                        min_quality: Annotated[float | None, Form(ge=0, le=1)] = None,
@@ -144,13 +153,13 @@ async def enroll_faces(collection: str, person_id: int, request: Request, ctx: C
 
 
 @router.get("/persons/{person_id}/faces", tags=["faces"], summary="A person's enrolled faces")
-def list_faces(collection: str, person_id: int, ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
+def list_faces(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
     return [s.to_dict() for s in ctx.engines.face_wise(collection).samples(person_id)]
 
 
 @router.get("/persons/{person_id}/faces/{sample_id}/thumbnail", tags=["faces"], summary="A face's thumbnail (JPEG)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def face_thumbnail_route(collection: str, person_id: int, sample_id: int, ctx: Ctx, _: Reader) -> Response:
+def face_thumbnail_route(collection: str, person_id: RowId, sample_id: RowId, ctx: Ctx, _: Reader) -> Response:
     sample = next((s for s in ctx.engines.face_wise(collection).samples(person_id) if s.id == sample_id), None)
     jpeg = None
     if sample is not None and ctx.thumbnails is not None:
@@ -161,7 +170,7 @@ def face_thumbnail_route(collection: str, person_id: int, sample_id: int, ctx: C
 
 
 @router.delete("/faces/{sample_id}", tags=["faces"], status_code=204, summary="Delete one enrolled face")
-def delete_face(collection: str, sample_id: int, request: Request, ctx: Ctx, principal: Enroller) -> Response:
+def delete_face(collection: str, sample_id: RowId, request: Request, ctx: Ctx, principal: Enroller) -> Response:
     ctx.engines.face_wise(collection).delete_sample(sample_id)
     if ctx.thumbnails is not None:
         ctx.thumbnails.drop([sample_id])

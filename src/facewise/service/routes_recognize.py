@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from facewise.core.analysis import Gate
 from facewise.core.imageio import DecodedImage
-from facewise.service.deps import BusyRecognizer, Ctx, ServiceContext, need_liveness
+from facewise.service.deps import MAX_OFFSET, BusyRecognizer, Ctx, ServiceContext, need_liveness
 from facewise.service.errors import ApiError
 from facewise.service.uploads import decode_upload, read_images
 
@@ -46,7 +46,7 @@ async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFil
                          "each image is compared; the collection's threshold decides.")
 async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                  other: Annotated[UploadFile | None, File()] = None,
-                 person_id: Annotated[int | None, Form()] = None,
+                 person_id: Annotated[int | None, Form(ge=0, le=MAX_OFFSET)] = None,
                  require_live: Annotated[bool, Form(description="answer not same if the probe `image` is "
                                                     "not live")] = False) -> dict[str, Any]:
     if (other is None) == (person_id is None):
