@@ -19,6 +19,7 @@ from facewise.models.registry import load_detector, load_embedder, load_landmark
 from facewise.types import Detection, Face
 
 log = logging.getLogger(__name__)
+EMBED_BATCH = 8  # faces per call into an embedder
 
 
 class Pipeline:
@@ -83,6 +84,9 @@ class Pipeline:
         """Fused, L2-normalised profile vectors (N, dim) for faces given by their five landmarks."""
         if not landmarks:
             return np.zeros((0, self.dim), np.float32)
+        if len(landmarks) > EMBED_BATCH:  # a crowd: in slices, so other requests get the (locked) models in between
+            return np.vstack([self.embed_landmarks(pixels, landmarks[i:i + EMBED_BATCH])
+                              for i in range(0, len(landmarks), EMBED_BATCH)])
         blocks = []
         for emb, weight, flip in self.embedders:
             crops = align_many(pixels, landmarks, emb.template, emb.size)
