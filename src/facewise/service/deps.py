@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from facewise.core.pipeline import SMALL_WORK
 from facewise.service.auth import AuditEvent, BusyLimiter, KeyStore, Principal, RateLimiter
 from facewise.service.config import ServiceConfig
 from facewise.service.engine import Engines, Thumbnails
@@ -92,7 +93,8 @@ def costly(scope: str) -> Callable[..., AsyncIterator[Principal]]:
                            f"progress and {busy.waiting} waiting; wait for answers before sending more",
                            headers={"Retry-After": "1"})
         try:
-            yield principal
+            with SMALL_WORK.running():  # the whole request counts: a crowd elsewhere yields to it
+                yield principal
         finally:
             busy.release(principal.key_id)
 

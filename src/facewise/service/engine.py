@@ -8,6 +8,7 @@ collection and reusing the profile's pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import io
 import logging
@@ -125,8 +126,8 @@ class Engines:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-bound work in the pool, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, functools.partial(fn, *args))
+        loop = asyncio.get_running_loop()  # the request's context variables go along (see core.pipeline)
+        return await loop.run_in_executor(self.pool, contextvars.copy_context().run, functools.partial(fn, *args))
 
     # -- profiles -------------------------------------------------------------------------------
     def profile(self, name: str) -> Profile:
@@ -141,7 +142,7 @@ class Engines:
         profile = self.profile(name)
         with self._lock:
             if name not in self._pipelines:
-                self._pipelines[name] = Pipeline(profile, max_faces=self.max_faces)
+                self._pipelines[name] = Pipeline(profile, max_faces=self.max_faces, crowd_yield_s=1.0)
             return self._pipelines[name]
 
     def profiles(self) -> list[dict[str, Any]]:
