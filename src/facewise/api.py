@@ -306,9 +306,9 @@ class FaceWise:
         """Write the collection (persons, samples, vectors, settings) to JSON (``.gz`` compresses)."""
         info = self.info
         encrypted = bool(getattr(self.store, "_encrypted", False))
-        doc = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
-               "plaintext_vectors": True, "source_encrypted": encrypted,
-               "persons": list(self.store.export_rows(self.collection))}
+        doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
+                               "plaintext_vectors": True, "source_encrypted": encrypted,
+                               "persons": list(self.store.export_rows(self.collection))}
         if encrypted:
             log.warning("%s: the gallery is encrypted at rest, but an export holds its face vectors in plaintext; "
                         "keep it as safe as the key", os.fspath(path))

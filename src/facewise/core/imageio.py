@@ -62,6 +62,9 @@ class EncodedImage:
     name: str
     limit: int | None = None
 
+    def decode(self, limit: int | None = None) -> DecodedImage:
+        return decode_bytes(self.data, name=self.name, limit=self.limit or limit)
+
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray | DecodedImage | EncodedImage
 
@@ -132,7 +135,7 @@ def load_image(source: ImageInput, limit: int | None = None) -> DecodedImage:
     if isinstance(source, DecodedImage):
         return source
     if isinstance(source, EncodedImage):
-        return decode_bytes(source.data, name=source.name, limit=source.limit or limit)
+        return source.decode(limit)
     if isinstance(source, np.ndarray):
         arr = source
         if arr.ndim == 2:

@@ -265,8 +265,10 @@ def video_runner(task: VideoTask) -> dict[str, Any]:
 
     out_dir = task.path.with_name(task.path.name + ".out")
     outputs = OutputOptions(out_dir, annotated_video=False, thumbnails=True, timeline=False)
+    from facewise.video.decode import DEFAULT_MAX_FRAME_PIXELS
+
     decode = DecodeOptions(fps=task.fps, max_duration_s=task.max_seconds,
-                           **({"max_pixels": task.max_pixels} if task.max_pixels else {}))
+                           max_pixels=task.max_pixels or DEFAULT_MAX_FRAME_PIXELS)
     processor = VideoProcessor(task.fw, VideoOptions(decode=decode))
     duration = {"ms": 0.0}
 

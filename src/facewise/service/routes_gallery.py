@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from facewise.api import FaceWise
 from facewise.core.analysis import Gate
-from facewise.core.imageio import EncodedImage
+from facewise.core.imageio import DecodedImage, EncodedImage
+from facewise.errors import ImageError
 from facewise.service.auth import AuditEvent
 from facewise.service.deps import (
     BusyEnroller,
@@ -95,6 +96,17 @@ def delete_person(collection: str, person_id: RowId, request: Request, ctx: Ctx,
 
 
 # -- faces ------------------------------------------------------------------------------------------
+class _Upload(EncodedImage):
+    """An uploaded image that cannot be decoded fails the whole request (422, nothing stored), as when every
+    image was decoded up front, though now each is decoded only when its turn comes."""
+
+    def decode(self, limit: int | None = None) -> DecodedImage:
+        try:
+            return super().decode(limit)
+        except ImageError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+
+
 def _enroll(ctx: ServiceContext, fw: FaceWise, name: str, uploads: list[tuple[str, bytes]],
             options: dict[str, Any]) -> list[EnrollResult]:
     """Enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
@@ -112,7 +124,7 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, name: str, uploads: list[tuple[st
             thumbs[i] = face_thumbnail(decode_upload(data, file_name, limits).pixels, res.face)
 
     done: list[EnrollResult] = []
-    images = [EncodedImage(data, file_name, limits.max_pixels) for file_name, data in uploads]
+    images = [_Upload(data, file_name, limits.max_pixels) for file_name, data in uploads]
     results = fw.enroll(name, images, face=options["face"], gate=options["gate"], progress=keep_thumbnail)
     for i, res in enumerate(results):
         if ctx.thumbnails is not None and i in thumbs and res.status == "added" and res.sample_id is not None:
