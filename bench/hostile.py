@@ -16,6 +16,8 @@ Attacks:
 * json:     a 200 MiB JSON body sent chunked (no Content-Length), and one declaring 321 MiB;
 * queue:    40 video jobs from 4 keys, then every job cancelled (no upload may stay on disk);
 * storm:    one key sends a 96-face collage to identify, 6 at a time, while another key identifies a portrait.
+* limit:    (only with --only limit) two 6000x6600 WebPs in one enrolment, inside the limits: the cost of an image
+            at the per-image pixel limit.
 """
 
 from __future__ import annotations
@@ -199,6 +201,18 @@ def attack_webp(server: Server, concurrent: int = 3, files: int = 20) -> dict[st
     return {"answer": _codes(answers), "requests": concurrent, "upload": f"{files} x {len(bomb)} B"}
 
 
+def attack_limit(server: Server) -> dict[str, Any]:
+    """Not an attack the budgets refuse: one enrolment of two 6000x6600 WebPs, inside the default limits, to show
+    what an image at the per-image limit costs while it is decoded."""
+    bomb = _webp_bomb()
+    with server.client() as c:
+        pid = c.post("/v1/collections/default/persons", json={"name": "at the limit"}).json()["id"]
+        r = c.post(f"/v1/collections/default/persons/{pid}/faces",
+                   files=[("files", (f"limit{i}.webp", bomb)) for i in range(2)])
+        c.delete(f"/v1/collections/default/persons/{pid}")
+    return {"answer": _codes([r]), "upload": f"2 x {len(bomb)} B"}
+
+
 def _huge_avi(folder: Path, side: int) -> Path:
     import cv2
 
@@ -319,6 +333,7 @@ def attack_storm(server: Server, calls: int, idle: list[float]) -> dict[str, Any
 
 # -- the run ----------------------------------------------------------------------------------------------
 ATTACKS = ("methods", "webp", "video", "json", "queue", "storm")
+EXTRA = ("limit",)  # run with --only
 
 
 def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -338,6 +353,7 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "json": lambda: attack_json(server, args.json_mib),
             "queue": lambda: attack_queue(server),
             "storm": lambda: attack_storm(server, args.calls, idle),
+            "limit": lambda: attack_limit(server),
         }
         result = attacks[name]()
         result["seconds"] = time.perf_counter() - t0
@@ -372,7 +388,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=ATTACKS, action="append", help="run only this attack (repeatable)")
+    ap.add_argument("--only", choices=ATTACKS + EXTRA, action="append", help="run only this attack (repeatable)")
     ap.add_argument("--requests", type=int, default=3000, help="requests of the method flood")
     ap.add_argument("--calls", type=int, default=100, help="identify calls of the other key (idle and loaded)")
     ap.add_argument("--video-side", type=int, default=16000, help="width = height of the huge video")

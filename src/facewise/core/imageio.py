@@ -113,7 +113,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             im.load()
-            im = ImageOps.exif_transpose(im) or im
+            ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to turn
             pixels = _to_rgb_array(im)
     except ImageError:
         raise
