@@ -143,12 +143,15 @@ def _webp(width: int, height: int) -> bytes:
 
 
 def test_webp_bomb_is_refused_from_the_headers(admin: httpx.Client, enrolled: dict) -> None:
-    bomb = _webp(5000, 5000)  # 25 Mpx each in ~1 KB; four of them pass the per-image limit, not the request's
+    bomb = _webp(4000, 4000)  # 16 Mpx each in ~1 KB; six pass the per-image limits, not the request's 80 Mpx
     assert len(bomb) < 10_000
-    files = [("files", (f"bomb{i}.webp", bomb)) for i in range(4)]
+    files = [("files", (f"bomb{i}.webp", bomb)) for i in range(6)]
     r = admin.post(f"/v1/collections/default/persons/{enrolled['id']}/faces", files=files)
     assert r.status_code == 413 and code_of(r) == "pixel_budget", r.text
-    assert "bomb3.webp" in r.json()["error"]["message"] and "/tmp" not in r.text
+    assert "bomb5.webp" in r.json()["error"]["message"] and "/tmp" not in r.text
+    # one WebP of 25 Mpx: under the pixel limit (40 Mpx) but its decoding would take ~450 MiB (> 400)
+    r = admin.post("/v1/detect", files={"image": ("big.webp", _webp(5000, 5000))})
+    assert r.status_code == 413 and code_of(r) == "too_many_pixels" and "MiB" in r.text, r.text
     intact(admin, enrolled)
 
 

@@ -39,6 +39,8 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest image upload, MiB.")] = 16.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image, pixels (width x height).")] = 40_000_000,
     max_request_pixels: Annotated[int, typer.Option(help="All images of one request together, pixels.")] = 80_000_000,
+    max_decode_mb: Annotated[float, typer.Option(
+        help="Memory one image may take while it is decoded (estimated from its header), MiB.")] = 400.0,
     max_faces: Annotated[int, typer.Option(help="Faces analysed per image (the largest).")] = 40,
     max_video_mb: Annotated[float, typer.Option(help="Largest video upload, MiB.")] = 200.0,
     max_video_pixels: Annotated[int, typer.Option(help="Largest video frame, pixels.")] = 3840 * 2160,
@@ -75,7 +77,8 @@ def serve(
             db=db.resolve(), profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,
             thumbnails=thumbnails, key_file=key_file,
             limits=Limits(max_image_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
-                          max_request_pixels=max_request_pixels, max_faces=max_faces,
+                          max_request_pixels=max_request_pixels, max_decode_bytes=int(max_decode_mb * MIB),
+                          max_faces=max_faces,
                           max_video_bytes=int(max_video_mb * MIB), max_video_pixels=max_video_pixels,
                           max_video_seconds=max_video_seconds, busy_per_key=busy_per_key,
                           busy_waiting=busy_waiting),

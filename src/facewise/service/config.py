@@ -19,6 +19,7 @@ class Limits:
 
     max_image_bytes: int = 16 * MIB
     max_pixels: int = 40_000_000  # one image
+    max_decode_bytes: int = 400 * MIB  # one image's decoding, estimated from its header (format, mode, size)
     max_request_pixels: int = 80_000_000  # all images of one request together (decoded one at a time)
     max_faces: int = 40  # faces analysed per image (largest first)
     max_files: int = 20
