@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from facewise.service.auth import Principal
 from facewise.service.deps import Ctx, Recognizer, ServiceContext
 from facewise.service.errors import ApiError
-from facewise.service.jobs import Job, new_job
+from facewise.service.jobs import Job, QueueFullError, new_job
 from facewise.service.uploads import CHUNK, safe_name, sniff_video
 
 router = APIRouter(prefix="/v1")
@@ -38,6 +38,25 @@ async def _save_video(ctx: ServiceContext, upload: UploadFile, dest: Path) -> No
         raise
 
 
+def _probe(path: Path, name: str, max_pixels: int, max_seconds: float) -> None:
+    """Refuse a video whose frames are too large or which is too long (413), from its header; a video that
+    cannot be opened at all is left to its job, which fails with the reason."""
+    from facewise.video import DecodeOptions, VideoError, VideoLimitError, VideoReader
+
+    try:
+        with VideoReader(path, DecodeOptions(max_pixels=max_pixels, max_duration_s=max_seconds)):
+            pass
+    except VideoLimitError as exc:
+        path.unlink(missing_ok=True)
+        raise ApiError(413, exc.code, str(exc).replace(str(path), name)) from None
+    except VideoError:
+        pass
+
+
+def _queue_full(exc: QueueFullError) -> ApiError:
+    return ApiError(429, "queue_full", str(exc), headers={"Retry-After": "30"})
+
+
 def _visible(job: Job, principal: Principal) -> Job:
     if not principal.can_access(job.collection):
         raise ApiError(404, "not_found", f"job {job.id!r} does not exist")
@@ -51,11 +70,20 @@ async def submit_video(collection: str, request: Request, ctx: Ctx, principal: R
                        fps: Annotated[float, Form(gt=0, le=30, description="frames processed per second")] = 5.0,
                        ) -> dict[str, Any]:
     stamp = ctx.engines.face_wise(collection).info.created_at  # 404 before the upload is stored
+    try:
+        ctx.jobs.check_room(principal.key_id)  # 429 before the upload is stored
+    except QueueFullError as exc:
+        raise _queue_full(exc) from None
     job = new_job(collection, principal.key_id, safe_name(video.filename, "video"), fps, stamp)
     ctx.config.video_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = ctx.config.video_dir / f"{job.id}.video"
     await _save_video(ctx, video, path)
-    ctx.jobs.submit(job, path)
+    limits = ctx.config.limits
+    await ctx.engines.run(_probe, path, job.filename, limits.max_video_pixels, limits.max_video_seconds)
+    try:
+        ctx.jobs.submit(job, path)
+    except QueueFullError as exc:
+        raise _queue_full(exc) from None
     return job.to_dict(with_result=False)
 
 
