@@ -184,7 +184,12 @@ def test_generated_client_round_trip(server: Server, fwclient: Any, knn: Path) -
         analysed = _api(fwclient, "recognition", "analyze").sync(
             client=client, body=BodyAnalyze(image=photo(test / "obama1.jpg")))
         assert isinstance(analysed, DetectResponse) and len(analysed.faces) == 1, analysed
-        assert analysed.faces[0].pose.source in ("fsanet", "landmarks") and "head_pose" in analysed.modules
+        face = analysed.faces[0]
+        assert face.pose.source in ("fsanet", "landmarks") and "head_pose" in analysed.modules
+        if "liveness" in analysed.modules:
+            assert isinstance(face.live.is_live, bool) and 0.0 <= face.live.score <= 1.0
+        if "expression" in analysed.modules:
+            assert face.expression.label in face.expression.probs.additional_properties
 
         clip = examples / "short_hamilton_clip.mp4"
         job = _api(fwclient, "video", "submit_video").sync(
