@@ -100,9 +100,13 @@ def test_every_route_declares_its_response_and_errors(spec: dict[str, Any]) -> N
                 typed = "$ref" in schema or "$ref" in schema.get("items", {}) or schema.get("format") == "binary"
                 assert typed, f"{where}: untyped {media} response {schema}"
             if path.startswith("/v1/"):
-                for status in ("401", "403", "422", "429"):
+                takes_input = bool(op.get("parameters")) or "requestBody" in op
+                assert ("422" in op["responses"]) == takes_input, where
+                for status in [s for s in op["responses"] if s.startswith("4")]:
                     ref = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorResponse"), where
+                assert {"401", "403", "429"} <= set(op["responses"]), where
+                assert "Retry-After" in op["responses"]["429"]["headers"], where
             if "{collection}" in path or "{job_id}" in path or "{key_id}" in path:
                 assert "404" in op["responses"], where
             if "multipart/form-data" in op.get("requestBody", {}).get("content", {}):

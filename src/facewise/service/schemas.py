@@ -46,9 +46,17 @@ ERROR_TEXT = {400: "Bad request", 401: "No API key, or an unknown or revoked one
               503: "Not ready, or a model is missing"}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "seconds until the key's bucket has a token again",
+                               "schema": {"type": "integer"}}}
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for the error statuses a route can answer, each with the error model."""
-    return {s: {"model": ErrorResponse, "description": ERROR_TEXT[s]} for s in statuses}
+    out: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse, "description": ERROR_TEXT[s]}
+                                            for s in statuses}
+    if 429 in out:
+        out[429]["headers"] = RETRY_AFTER
+    return out
 
 
 def binary(media_type: str) -> dict[int | str, dict[str, Any]]:
@@ -61,6 +69,8 @@ AUTH = (401, 403, 429)  # every /v1 route: a key, its scope and collections, its
 
 
 def auth_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The errors of a /v1 route: :data:`AUTH`, 422 (dropped from the document for a route that takes no
+    parameters and no body, see :func:`contract_openapi`) and ``statuses``."""
     return errors(*sorted({*AUTH, 422, *statuses}))
 
 
@@ -381,6 +391,14 @@ def _binary_files(node: Any) -> None:
             _binary_files(value)
 
 
+def _no_input_no_422(schema: dict[str, Any]) -> None:
+    """A route with no parameters and no body cannot answer 422: leave it out of that route's errors."""
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            if not op.get("parameters") and "requestBody" not in op:
+                op.get("responses", {}).pop("422", None)
+
+
 def contract_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """``app.openapi``: FastAPI's document, file fields rewritten, built once."""
 
@@ -390,6 +408,7 @@ def contract_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                                  description=app.description, routes=app.routes, tags=app.openapi_tags,
                                  servers=app.servers)
             _binary_files(schema)
+            _no_input_no_422(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
