@@ -65,7 +65,7 @@ def profiles(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
 
 # -- keys -------------------------------------------------------------------------------------------
 @router.post("/keys", tags=["keys"], status_code=201, summary="Create an API key (the token is shown once)",
-             response_model=CreatedKey, responses=auth_errors())
+             response_model=CreatedKey, responses=auth_errors(400))
 def create_key(body: KeyCreate, request: Request, ctx: Ctx, principal: GlobalAdmin) -> dict[str, Any]:
     info, token = ctx.keys.create(KeySpec(body.name, tuple(body.scopes), tuple(body.collections), body.rate,
                                           body.burst), created_by=principal.key_id)
@@ -132,7 +132,7 @@ def get_collection(collection: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
 
 @router.patch("/collections/{collection}", tags=["collections"],
               summary="Set the decision threshold (a raw score or a target FAR)",
-              response_model=CollectionDetail, responses=auth_errors(404, 409))
+              response_model=CollectionDetail, responses=auth_errors(400, 404, 409))
 def update_collection(collection: str, body: CollectionSettings, request: Request, ctx: Ctx,
                       principal: Admin) -> dict[str, Any]:
     ctx.engines.face_wise(collection).set_threshold(body.threshold, body.target_far)

@@ -41,7 +41,7 @@ class PersonUpdate(BaseModel):
 
 
 @router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)",
-             response_model=Person, responses=auth_errors(404, 409))
+             response_model=Person, responses=auth_errors(400, 404, 409))
 def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     person = ctx.engines.face_wise(collection).add_person(body.name, body.metadata)
@@ -68,7 +68,7 @@ def get_person(collection: str, person_id: int, ctx: Ctx, _: Reader) -> dict[str
 
 
 @router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person", response_model=Person,
-              responses=auth_errors(404, 409))
+              responses=auth_errors(400, 404, 409))
 def rename_person(collection: str, person_id: int, body: PersonUpdate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
@@ -114,7 +114,7 @@ def _face_choice(face: str) -> Any:
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
              description="Each image must show the person; with several faces say which (`face=largest` or an "
                          "index). Per-image outcomes: added, duplicate or rejected (with the reason).",
-             response_model=EnrollResponse, responses=auth_errors(404, 413, 415, 503))
+             response_model=EnrollResponse, responses=auth_errors(400, 404, 413, 415, 503))
 async def enroll_faces(collection: str, person_id: int, request: Request, ctx: Ctx, principal: Enroller,
                        files: Annotated[list[UploadFile], File(description="one or more images")],
                        face: Annotated[str, Form()] = "only",

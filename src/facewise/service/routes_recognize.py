@@ -37,7 +37,7 @@ def _size(img: DecodedImage) -> dict[str, int]:
 
 @router.post("/collections/{collection}/identify", tags=["recognition"],
              summary="Name every face of an image, or say unknown", response_model=IdentifyResponse,
-             responses=auth_errors(404, 409, 413, 415, 503))
+             responses=auth_errors(400, 404, 409, 413, 415, 503))
 async def identify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
                    top_k: Annotated[int, Form(ge=1, le=20)] = 1) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
@@ -52,7 +52,7 @@ async def identify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
              summary="Same person? Two images, or an image against an enrolled person",
              description="Send `image` and either `other` (a second image) or `person_id`. The largest face of "
                          "each image is compared; the collection's threshold decides.",
-             response_model=VerifyResponse, responses=auth_errors(404, 409, 413, 415, 503))
+             response_model=VerifyResponse, responses=auth_errors(400, 404, 409, 413, 415, 503))
 async def verify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
                  other: Annotated[UploadFile | None, File()] = None,
                  person_id: Annotated[int | None, Form()] = None,
@@ -85,7 +85,7 @@ def _detect(ctx: ServiceContext, img: DecodedImage, profile: str, analyse: bool)
 
 
 @router.post("/detect", tags=["recognition"], summary="Faces with boxes, landmarks, yaw and quality reasons",
-             response_model=DetectResponse, responses=auth_errors(413, 415, 503))
+             response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
 async def detect(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
     img = await _one_image(ctx, image)
     return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, False)
@@ -93,7 +93,7 @@ async def detect(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None 
 
 @router.post("/analyze", tags=["recognition"],
              summary="Detect, then liveness, head pose and expression where those models are installed",
-             response_model=DetectResponse, responses=auth_errors(413, 415, 503))
+             response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
 async def analyze(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
     img = await _one_image(ctx, image)
     return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, True)
