@@ -26,6 +26,7 @@ from facewise.service.erasure import prepare_file
 from facewise.service.errors import error_body, install_error_handlers
 from facewise.service.jobs import JobManager, VideoRunner, remove_stale_uploads, video_runner
 from facewise.service.metrics import Metrics, MetricsMiddleware
+from facewise.service.schemas import Health, Readiness, contract_openapi, operation_id
 from facewise.service.uploads import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
             ctx.thumbnails.close()
 
     app = _fastapi(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  generate_unique_id_function=operation_id,
                   openapi_tags=[{"name": n} for n in ("collections", "persons", "faces", "recognition", "video",
                                                        "keys", "service")])
     app.state.ctx = ctx
@@ -151,6 +153,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
     for module in (routes_admin, routes_gallery, routes_recognize, routes_jobs):
         app.include_router(module.router)
     _service_routes(app)
+    app.openapi = contract_openapi(app)  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     # Middleware: the last added runs first. Metrics see every answer, 413s included.
@@ -221,11 +224,13 @@ def _service_routes(app: FastAPI) -> None:
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/healthz", tags=["service"], summary="Liveness: the process answers")
+    @app.get("/healthz", tags=["service"], summary="Liveness: the process answers", name="health",
+             response_model=Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded")
+    @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded", name="ready",
+             response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
     def readyz(ctx: Ctx) -> JSONResponse:
         problem = gallery_problem(ctx)
         checks = {"models": ctx.engines.ready(), "gallery": problem is None}
@@ -236,6 +241,6 @@ def _service_routes(app: FastAPI) -> None:
         return JSONResponse(body, 200 if ok else 503)
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text format)",
-             response_class=PlainTextResponse)
+             response_class=PlainTextResponse, name="metrics")
     def metrics(ctx: Ctx) -> PlainTextResponse:
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -26,10 +26,22 @@ from facewise.service.deps import (
 )
 from facewise.service.engine import face_thumbnail
 from facewise.service.errors import ApiError
+from facewise.service.schemas import (
+    ContractRoute,
+    EnrollResponse,
+    FaceSample,
+    Person,
+    PersonDeleted,
+    PersonDetail,
+    PersonPage,
+    auth_errors,
+    binary,
+)
 from facewise.service.uploads import decode_upload, read_images
-from facewise.types import EnrollResult, Person
+from facewise.types import EnrollResult
+from facewise.types import Person as StoredPerson
 
-router = APIRouter(prefix="/v1/collections/{collection}")
+router = APIRouter(prefix="/v1/collections/{collection}", route_class=ContractRoute)
 
 
 class PersonCreate(BaseModel):
@@ -41,7 +53,8 @@ class PersonUpdate(BaseModel):
     name: str = Field(..., max_length=200)
 
 
-@router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)")
+@router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)",
+             response_model=Person, responses=auth_errors(400, 404, 409))
 def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     if body.metadata is not None:
@@ -55,7 +68,8 @@ def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ct
     return person.to_dict()
 
 
-@router.get("/persons", tags=["persons"], summary="People of a collection, by name, a page at a time")
+@router.get("/persons", tags=["persons"], summary="People of a collection, by name, a page at a time",
+            response_model=PersonPage, responses=auth_errors(404))
 def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: int = 50) -> dict[str, Any]:
     offset, limit = page(offset, limit, ctx.config.limits.max_page)
     fw = ctx.engines.face_wise(collection)
@@ -63,14 +77,16 @@ def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: i
     return {"items": [p.to_dict() for p in items], "offset": offset, "limit": limit, "total": fw.info.persons}
 
 
-@router.get("/persons/{person_id}", tags=["persons"], summary="One person with their faces")
+@router.get("/persons/{person_id}", tags=["persons"], summary="One person with their faces",
+            response_model=PersonDetail, responses=auth_errors(404))
 def get_person(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
     return {**person.to_dict(), "faces": [s.to_dict() for s in fw.samples(person.id)]}
 
 
-@router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person")
+@router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person", response_model=Person,
+              responses=auth_errors(400, 404, 409))
 def rename_person(collection: str, person_id: RowId, body: PersonUpdate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
@@ -81,7 +97,8 @@ def rename_person(collection: str, person_id: RowId, body: PersonUpdate, request
     return person.to_dict()
 
 
-@router.delete("/persons/{person_id}", tags=["persons"], summary="Delete a person with all their faces")
+@router.delete("/persons/{person_id}", tags=["persons"], summary="Delete a person with all their faces",
+               response_model=PersonDeleted, responses=auth_errors(404))
 def delete_person(collection: str, person_id: RowId, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
@@ -104,7 +121,7 @@ class _Upload(EncodedImage):
             raise ApiError(422, exc.code, str(exc)) from None
 
 
-def _enroll(ctx: ServiceContext, fw: FaceWise, person: Person, uploads: list[tuple[str, bytes]],
+def _enroll(ctx: ServiceContext, fw: FaceWise, person: StoredPerson, uploads: list[tuple[str, bytes]],
             options: dict[str, Any]) -> list[EnrollResult]:
     """Enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
 
@@ -147,7 +164,8 @@ def _face_choice(face: str) -> Any:
 
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
              description="Each image must show the person; with several faces say which (`face=largest` or an "
-                         "index). Per-image outcomes: added, duplicate or rejected (with the reason).")
+                         "index). Per-image outcomes: added, duplicate or rejected (with the reason).",
+             response_model=EnrollResponse, responses=auth_errors(400, 404, 413, 415, 503))
 async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx: Ctx, principal: BusyEnroller,
                        files: Annotated[list[UploadFile], File(description="one or more images")],
                        face: Annotated[str, Form()] = "only",
@@ -169,13 +187,15 @@ async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx:
             "results": [r.to_dict() for r in results]}
 
 
-@router.get("/persons/{person_id}/faces", tags=["faces"], summary="A person's enrolled faces")
+@router.get("/persons/{person_id}/faces", tags=["faces"], summary="A person's enrolled faces",
+            response_model=list[FaceSample], responses=auth_errors(404))
 def list_faces(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
     return [s.to_dict() for s in ctx.engines.face_wise(collection).samples(person_id)]
 
 
 @router.get("/persons/{person_id}/faces/{sample_id}/thumbnail", tags=["faces"], summary="A face's thumbnail (JPEG)",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+            name="get_face_thumbnail", response_class=Response,
+            responses={**binary("image/jpeg"), **auth_errors(404)})
 def face_thumbnail_route(collection: str, person_id: RowId, sample_id: RowId, ctx: Ctx, _: Reader) -> Response:
     sample = next((s for s in ctx.engines.face_wise(collection).samples(person_id) if s.id == sample_id), None)
     jpeg = None
@@ -186,7 +206,8 @@ def face_thumbnail_route(collection: str, person_id: RowId, sample_id: RowId, ct
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/faces/{sample_id}", tags=["faces"], status_code=204, summary="Delete one enrolled face")
+@router.delete("/faces/{sample_id}", tags=["faces"], status_code=204, summary="Delete one enrolled face",
+               responses=auth_errors(404))
 def delete_face(collection: str, sample_id: RowId, request: Request, ctx: Ctx, principal: Enroller) -> Response:
     ctx.engines.face_wise(collection).delete_sample(sample_id)  # the erasure hooks drop its thumbnail
     ctx.audit(request, AuditEvent(principal.key_id, "face.delete", collection, str(sample_id)))

@@ -12,9 +12,11 @@ from facewise.service.auth import Principal
 from facewise.service.deps import Ctx, Recognizer, ServiceContext
 from facewise.service.errors import ApiError
 from facewise.service.jobs import Job, QueueFullError, new_job
+from facewise.service.schemas import ContractRoute, auth_errors, binary
+from facewise.service.schemas import Job as JobModel
 from facewise.service.uploads import CHUNK, safe_name, sniff_video
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ContractRoute)
 
 
 async def _save_video(ctx: ServiceContext, upload: UploadFile, dest: Path) -> None:
@@ -64,7 +66,8 @@ def _visible(job: Job, principal: Principal) -> Job:
 
 
 @router.post("/collections/{collection}/videos", tags=["video"], status_code=202,
-             summary="Upload a video; a job identifies the faces in it (poll GET /v1/jobs/{id})")
+             summary="Upload a video; a job identifies the faces in it (poll GET /v1/jobs/{id})",
+             response_model=JobModel, responses=auth_errors(404, 413, 415, 503))
 async def submit_video(collection: str, request: Request, ctx: Ctx, principal: Recognizer,
                        video: Annotated[UploadFile, File(description="MP4/MOV, WebM/MKV, AVI or MPEG-TS")],
                        fps: Annotated[float, Form(gt=0, le=30, description="frames processed per second")] = 5.0,
@@ -87,18 +90,21 @@ async def submit_video(collection: str, request: Request, ctx: Ctx, principal: R
     return job.to_dict(with_result=False)
 
 
-@router.get("/jobs", tags=["video"], summary="Recent video jobs of the collections this key may see")
+@router.get("/jobs", tags=["video"], summary="Recent video jobs of the collections this key may see",
+            response_model=list[JobModel], responses=auth_errors())
 def list_jobs(ctx: Ctx, principal: Recognizer) -> list[dict[str, Any]]:
     return [j.to_dict(with_result=False) for j in ctx.jobs.jobs() if principal.can_access(j.collection)]
 
 
-@router.get("/jobs/{job_id}", tags=["video"], summary="A job's state, progress and, when done, its timeline")
+@router.get("/jobs/{job_id}", tags=["video"], summary="A job's state, progress and, when done, its timeline",
+            response_model=JobModel, responses=auth_errors(404))
 def get_job(job_id: str, ctx: Ctx, principal: Recognizer) -> dict[str, Any]:
     return _visible(ctx.jobs.get(job_id), principal).to_dict()
 
 
 @router.get("/jobs/{job_id}/thumbnails/{index}", tags=["video"], summary="A timeline thumbnail (JPEG)",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+            name="get_job_thumbnail", response_class=Response,
+            responses={**binary("image/jpeg"), **auth_errors(404)})
 def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> Response:
     job = _visible(ctx.jobs.get(job_id), principal)
     if not 0 <= index < len(job.thumbnails) or not job.thumbnails[index]:  # b"": erased
@@ -107,7 +113,8 @@ def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> R
 
 
 @router.get("/jobs/{job_id}/video", tags=["video"], summary="The annotated video (H.264 MP4) of a finished job",
-            response_class=Response, responses={200: {"content": {"video/mp4": {}}}})
+            name="get_job_video", response_class=Response,
+            responses={**binary("video/mp4"), **auth_errors(404)})
 def job_video(job_id: str, ctx: Ctx, principal: Recognizer) -> Response:
     job = _visible(ctx.jobs.get(job_id), principal)
     if job.video is None:
@@ -115,7 +122,8 @@ def job_video(job_id: str, ctx: Ctx, principal: Recognizer) -> Response:
     return Response(job.video, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/jobs/{job_id}", tags=["video"], summary="Cancel a queued or running job")
+@router.delete("/jobs/{job_id}", tags=["video"], summary="Cancel a queued or running job",
+               response_model=JobModel, responses=auth_errors(404))
 def cancel_job(job_id: str, ctx: Ctx, principal: Recognizer) -> dict[str, Any]:
     _visible(ctx.jobs.get(job_id), principal)
     return ctx.jobs.cancel(job_id).to_dict(with_result=False)
