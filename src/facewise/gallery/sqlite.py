@@ -497,7 +497,7 @@ class SQLiteStore:
             row = self._collection_row(collection)
             cid = row[0]
             results = ann.search(self._ann, self.path, collection, json.loads(row[5]), ix, queries, k,
-                                 persist=not self._encrypted)
+                                 persist=not self._encrypted, profile=row[2])
             pids = sorted({pid for hits in results for pid, _, _ in hits})  # only the hits' names, not all
             names: dict[int, str] = {}
             for a in range(0, len(pids), 10_000):  # (SQLite's limit on bound parameters)
