@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
-import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _ray_cluster import free_port, ray_cluster
 from facewise.batch.indexing import UNCLUSTERED, IndexOptions, index_tree, scan
 from facewise.gallery import SQLiteStore
 
@@ -116,117 +114,37 @@ def test_killed_run_keeps_what_it_received(tree, tmp_path):
 
 
 # -- a real two-node Ray cluster ----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _index_cli(tree: Path, db: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """``facewise index`` in a new process (Ray keeps its authentication mode per process)."""
+    return subprocess.run([sys.executable, "-m", "facewise.cli", "index", str(tree), "--db", str(db), "--profile",
+                           "fast", "--json", *extra], env=env, capture_output=True, text=True, timeout=600)
 
 
-class RayNode:
-    """``ray start --block`` in its own session (so that stopping it stops its raylet and workers, and no
-    other Ray on this machine): a head, or a node joining ``address``; one CPU each, ports of our choice."""
-
-    def __init__(self, temp: Path, address: str | None = None) -> None:
-        ray_exe = Path(sys.executable).with_name("ray")
-        wp = random.Random().randrange(20_000, 40_000, 200)
-        args = [str(ray_exe), "start", "--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1",
-                "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
-                "--min-worker-port", str(wp), "--max-worker-port", str(wp + 150),
-                "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
-                "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
-                "--disable-usage-stats"]
-        if address is None:
-            self.port = _free_port()
-            args += ["--head", "--port", str(self.port), "--include-dashboard", "false",
-                     "--ray-client-server-port", str(_free_port()), "--temp-dir", str(temp)]
-        else:
-            args += ["--address", address]
-        self.log = open(temp.parent / f"ray-{'head' if address is None else 'node'}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> None:
-        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.log.close()
-
-
-def _wait_for_cpus(address: str, cpus: int, timeout: float = 120) -> None:
-    import ray
-
-    deadline = time.monotonic() + timeout
-    ray.init(address=address, log_to_driver=False, configure_logging=False)
-    try:
-        while ray.cluster_resources().get("CPU", 0) < cpus:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the Ray cluster at {address} has {ray.cluster_resources()} after {timeout} s")
-            time.sleep(1)
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture()
-def two_node_cluster(monkeypatch):
-    """2 nodes x 1 CPU on 127.0.0.1 with token authentication (this machine's Ray token, or a new one)."""
-    temp = Path(tempfile.mkdtemp(prefix="fwray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if not token.is_file():
-        token = temp / "token"
-        token.write_text(os.urandom(16).hex())
-        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the nodes and this driver
+def test_two_node_ray_cluster_with_more_workers_than_cpus(tree, tmp_path):
+    """``facewise index --ray ADDRESS --workers 8`` on a real cluster of 2 nodes x 1 CPU (token authentication):
+    the pool is sized to the 2 free CPUs (it used to wait forever for actors that could not be placed) and the
+    run stores what local indexing stores; a driver without the cluster's token is told so."""
     pytest.importorskip("ray", reason="ray is not installed (pip install 'facewise[ray]')")
-    head = RayNode(temp / "t")
-    nodes = [head]
-    try:
-        address = f"127.0.0.1:{head.port}"
-        deadline = time.monotonic() + 120
-        while True:  # the head's GCS port answers once it is up
-            try:
-                socket.create_connection(("127.0.0.1", head.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or head.proc.poll() is not None:
-                    raise RuntimeError(f"the Ray head did not start: {(temp / 'ray-head.log').read_text()}") from None
-                time.sleep(1)
-        nodes.append(RayNode(temp / "t", address))
-        _wait_for_cpus(address, 2)
-        yield address
-    finally:
-        for n in reversed(nodes):
-            n.stop()
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def test_two_node_ray_cluster_with_more_workers_than_cpus(tree, tmp_path, two_node_cluster):
-    """8 workers asked of a cluster of 2 nodes x 1 CPU: the pool is sized to the 2 free CPUs (it used to
-    wait forever for actors that could not be placed) and the run stores what local indexing stores."""
     local = SQLiteStore(tmp_path / "local.db")
     index_tree(local, tree, IndexOptions(profile="fast", workers=1))
+    env = dict(os.environ)
+    with ray_cluster(2, env) as address:
+        run = _index_cli(tree, tmp_path / "ray.db", env, "--ray", address, "--workers", "8")
+        assert run.returncode == 0, run.stderr[-3000:]
+        rep = json.loads(run.stdout.strip().splitlines()[-1])
+        assert rep["engine"] == "ray" and rep["workers"] == 2 and rep["errors"] == 0 and rep["processed"] == 38
+        again = _index_cli(tree, tmp_path / "ray.db", env, "--ray", address)  # workers 0: one per free CPU
+        assert again.returncode == 0, again.stderr[-3000:]
+        rep2 = json.loads(again.stdout.strip().splitlines()[-1])
+        assert rep2["skipped"] == 38 - rep["no_face"] and rep2["faces_added"] == 0 and rep2["workers"] == 2
+        # Ray itself raised a bare ConnectionError here
+        denied = _index_cli(tree, tmp_path / "x.db", {**env, "RAY_AUTH_MODE": "disabled"}, "--ray", address)
+        assert denied.returncode == 1 and "token" in denied.stdout + denied.stderr
+        assert "Traceback" not in denied.stdout + denied.stderr
     store = SQLiteStore(tmp_path / "ray.db")
-    rep = index_tree(store, tree, IndexOptions(profile="fast", workers=8, ray_address=two_node_cluster, chunk=4,
-                                               actor_timeout=180))
-    assert rep.engine == "ray" and rep.workers == 2 and rep.errors == 0 and rep.processed == 38
     for c in ("default", "unknown"):
         assert ({(s.image_sha256, s.source) for s in local.list_samples(c)}
                 == {(s.image_sha256, s.source) for s in store.list_samples(c)})
-    again = index_tree(store, tree, IndexOptions(profile="fast", ray_address=two_node_cluster, chunk=4))
-    assert again.skipped == 38 - rep.no_face and again.faces_added == 0  # workers=0: one per free CPU
-    # a driver without the cluster's token is told so (Ray itself raised a bare ConnectionError); a new
-    # process, as Ray keeps its authentication mode per process
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    run = subprocess.run([sys.executable, "-m", "facewise.cli", "index", str(tree), "--db", str(tmp_path / "x.db"),
-                          "--profile", "fast", "--ray", two_node_cluster], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 1 and "token" in run.stdout + run.stderr
-    assert "Traceback" not in run.stdout + run.stderr
     local.close()
     store.close()
 
@@ -238,6 +156,6 @@ def test_unreachable_ray_cluster_is_a_clear_error(tree, tmp_path):
     store = SQLiteStore(tmp_path / "g.db")
     t = time.monotonic()
     with pytest.raises(FacewiseError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:"):
-        index_tree(store, tree, IndexOptions(profile="fast", ray_address=f"127.0.0.1:{_free_port()}"))
+        index_tree(store, tree, IndexOptions(profile="fast", ray_address=f"127.0.0.1:{free_port()}"))
     assert time.monotonic() - t < 30  # not Ray's minutes of retries
     store.close()
