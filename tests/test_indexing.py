@@ -159,3 +159,15 @@ def test_unreachable_ray_cluster_is_a_clear_error(tree, tmp_path):
         index_tree(store, tree, IndexOptions(profile="fast", ray_address=f"127.0.0.1:{free_port()}"))
     assert time.monotonic() - t < 30  # not Ray's minutes of retries
     store.close()
+
+
+def test_ray_workers_that_cannot_load_their_models_are_a_clear_error(tree, tmp_path):
+    """Actors that fail to start (here: no model files on their node) end the run with the reason, exit 1."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'facewise[ray]')")
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    env = {**os.environ, "FACEWISE_MODEL_PATH": str(empty), "HOME": str(tmp_path)}  # HOME: no cached models
+    run = _index_cli(tree, tmp_path / "g.db", env, "--ray", "local", "--workers", "1")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "no Ray worker is running (the workers failed" in out, out[-3000:]
+    assert "Traceback" not in out

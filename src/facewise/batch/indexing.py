@@ -273,7 +273,7 @@ def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
                  report: IndexReport) -> Iterator[list[ImageOut]]:
     try:
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError, RayError
+        from ray.exceptions import GetTimeoutError, RayError
         from ray.util import ActorPool
     except ImportError as exc:
         raise FacewiseError("--ray needs `pip install 'facewise[ray]'`") from exc
@@ -288,19 +288,22 @@ def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
         actors = [actor_cls.remote(opts.profile, known_ref) for _ in range(_ray_pool_size(ray, opts.workers))]
         waiting = {a.ready.remote(): a for a in actors}
         ready, late = ray.wait(list(waiting), num_returns=len(waiting), timeout=opts.actor_timeout)
-        live = []
+        live, failures = [], []
         for ref in ready:
             try:
                 ray.get(ref)
                 live.append(waiting[ref])
             except RayError as exc:
                 log.warning("a Ray worker failed to start: %s", exc)
+                failures.append(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
         for ref in late:
             log.warning("a Ray worker did not start within %.0f s: left out", opts.actor_timeout)
             ray.kill(waiting[ref])
         if not live:
-            raise FacewiseError(f"no Ray worker started within {opts.actor_timeout:.0f} s (each needs one free CPU, "
-                                "facewise and the profile's models on its node)")
+            why = f"the workers failed: {failures[0]}" if failures else (
+                f"none started within {opts.actor_timeout:.0f} s")
+            raise FacewiseError(f"no Ray worker is running ({why}; each needs one free CPU, facewise and the "
+                                "profile's models on its node)")
         report.workers = len(live)
         pool = ActorPool(live)
         for chunk in _chunks(items, opts.chunk):
@@ -311,12 +314,15 @@ def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
             except (TimeoutError, GetTimeoutError) as exc:
                 raise FacewiseError(f"no result from the Ray workers for {opts.task_timeout:.0f} s: stopped (what "
                                     "was indexed is stored; run again to resume)") from exc
-            except RayActorError as exc:
-                raise FacewiseError(f"a Ray worker died: {exc} (what was indexed is stored; run again to "
-                                    "resume)") from exc
+            except RayError as exc:  # a worker died, or its task failed outside the per-photo handling
+                raise FacewiseError(f"a Ray worker failed: {type(exc).__name__}: {exc} (what was indexed is "
+                                    "stored; run again to resume)") from exc
     finally:
         for a in actors:
-            ray.kill(a)
+            try:
+                ray.kill(a)
+            except (RayError, ValueError) as exc:  # already gone with its node
+                log.debug("could not kill a Ray worker: %s", exc)
         if started:
             ray.shutdown()
 
