@@ -52,8 +52,34 @@ FAR = 1e-5
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def score_stats(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Impostor and mate score statistics of labelled vectors (all pairs)."""
+    s = vectors @ vectors.T
+    iu = np.triu_indices(len(vectors), 1)
+    same = (labels[:, None] == labels[None, :])[iu]
+    imp, mate = s[iu][~same], s[iu][same]
+    return {"impostor_mean": float(imp.mean()), "impostor_sd": float(imp.std()),
+            "impostor_q1e-4": float(np.quantile(imp, 1 - 1e-4)), "mate_mean": float(mate.mean()),
+            "mate_sd": float(mate.std())}
+
+
+def check_model(cache: Path) -> dict[str, dict[str, float]]:
+    """The fitted model against the LFW embeddings it was fitted to (``--check-model``)."""
+    vectors, labels = lfw_embeddings(cache)
+    model = FaceModel.fit(vectors, labels)
+    fake = model.gallery(len(vectors), per_identity=3, seed=0)
+    return {"lfw": score_stats(vectors, labels), "model": score_stats(fake.vectors, fake.labels)}
+
+
 def lfw_model(cache: Path) -> FaceModel:
     """Fit the face model to LFW embedded with the ``fast`` profile (embeddings cached in ``cache``)."""
+    vectors, labels = lfw_embeddings(cache)
+    log.info("fitted the face model to %d LFW embeddings", len(vectors))
+    return FaceModel.fit(vectors, labels)
+
+
+def lfw_embeddings(cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """LFW people with ≥ 2 images (≤ 8 each) embedded with the ``fast`` profile, and their names."""
     from facewise.core.pipeline import Pipeline
     from facewise.eval.embed import embed_images
 
@@ -66,8 +92,7 @@ def lfw_model(cache: Path) -> FaceModel:
     emb = embed_images(Pipeline("fast", threads=1).load(), paths, cache_dir=cache)
     ok = ~emb.no_face & ~emb.failed
     labels = np.array([Path(p).parent.name for p in emb.paths])
-    log.info("fitted the face model to %d LFW embeddings", ok.sum())
-    return FaceModel.fit(emb.vectors[ok], labels[ok])
+    return emb.vectors[ok], labels[ok]
 
 
 def bandwidth(mat: np.ndarray, reps: int) -> float:
@@ -220,8 +245,15 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="a saved FaceModel (.npz) instead of fitting to LFW")
     ap.add_argument("--index-dir", type=Path, default=None, help="save built indexes here and reuse them")
     ap.add_argument("--json", action="store_true", help="print one JSON object (else a Markdown table)")
+    ap.add_argument("--check-model", action="store_true", help="only compare the model's scores with LFW's")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if args.check_model:
+        from facewise.models.catalogue import cache_dir
+
+        print(json.dumps(check_model(Path(os.environ.get("FACEWISE_EVAL_CACHE", cache_dir().parent / "eval"))),
+                         indent=1))
+        return
 
     where = args.index_dir / f"n{args.n}-p{args.per_identity}-s{args.seed}" if args.index_dir else None
     if where is not None:
