@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _ray_cluster import free_port, ray_cluster
 from facewise.batch.indexing import UNCLUSTERED, IndexOptions, index_tree, scan
 from facewise.gallery import SQLiteStore
 
@@ -88,3 +93,81 @@ def test_ray_cluster_matches_local(tree, tmp_path):
     assert min(float(va[k] @ vb[k]) for k in va) > 1 - 1e-3
     local.close()
     store.close()
+
+
+def test_killed_run_keeps_what_it_received(tree, tmp_path):
+    """An interrupt part-way (Ctrl-C, an engine error) stores the results already received although the batch
+    is not full, so that the next run skips them."""
+    store = SQLiteStore(tmp_path / "g.db")
+
+    def stop(done: int, total: int) -> None:
+        if done >= 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        index_tree(store, tree, IndexOptions(profile="fast", workers=1, chunk=4, batch_size=1_000), progress=stop)
+    kept = {s.image_sha256 for c in ("default", "unknown") for s in store.list_samples(c)}
+    assert len(kept) >= 10
+    rest = index_tree(store, tree, IndexOptions(profile="fast", workers=1, chunk=4))
+    assert rest.skipped == len(kept) and rest.processed == 38 - len(kept)
+    store.close()
+
+
+# -- a real two-node Ray cluster ----------------------------------------------------------------------------
+def _index_cli(tree: Path, db: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """``facewise index`` in a new process (Ray keeps its authentication mode per process)."""
+    return subprocess.run([sys.executable, "-m", "facewise.cli", "index", str(tree), "--db", str(db), "--profile",
+                           "fast", "--json", *extra], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_node_ray_cluster_with_more_workers_than_cpus(tree, tmp_path):
+    """``facewise index --ray ADDRESS --workers 8`` on a real cluster of 2 nodes x 1 CPU (token authentication):
+    the pool is sized to the 2 free CPUs (it used to wait forever for actors that could not be placed) and the
+    run stores what local indexing stores; a driver without the cluster's token is told so."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'facewise[ray]')")
+    local = SQLiteStore(tmp_path / "local.db")
+    index_tree(local, tree, IndexOptions(profile="fast", workers=1))
+    env = dict(os.environ)
+    with ray_cluster(2, env) as address:
+        run = _index_cli(tree, tmp_path / "ray.db", env, "--ray", address, "--workers", "8")
+        assert run.returncode == 0, run.stderr[-3000:]
+        rep = json.loads(run.stdout.strip().splitlines()[-1])
+        assert rep["engine"] == "ray" and rep["workers"] == 2 and rep["errors"] == 0 and rep["processed"] == 38
+        again = _index_cli(tree, tmp_path / "ray.db", env, "--ray", address)  # workers 0: one per free CPU
+        assert again.returncode == 0, again.stderr[-3000:]
+        rep2 = json.loads(again.stdout.strip().splitlines()[-1])
+        assert rep2["skipped"] == 38 - rep["no_face"] and rep2["faces_added"] == 0 and rep2["workers"] == 2
+        # Ray itself raised a bare ConnectionError here
+        denied = _index_cli(tree, tmp_path / "x.db", {**env, "RAY_AUTH_MODE": "disabled"}, "--ray", address)
+        assert denied.returncode == 1 and "token" in denied.stdout + denied.stderr
+        assert "Traceback" not in denied.stdout + denied.stderr
+    store = SQLiteStore(tmp_path / "ray.db")
+    for c in ("default", "unknown"):
+        assert ({(s.image_sha256, s.source) for s in local.list_samples(c)}
+                == {(s.image_sha256, s.source) for s in store.list_samples(c)})
+    local.close()
+    store.close()
+
+
+def test_unreachable_ray_cluster_is_a_clear_error(tree, tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'facewise[ray]')")
+    from facewise.errors import FacewiseError
+
+    store = SQLiteStore(tmp_path / "g.db")
+    t = time.monotonic()
+    with pytest.raises(FacewiseError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:"):
+        index_tree(store, tree, IndexOptions(profile="fast", ray_address=f"127.0.0.1:{free_port()}"))
+    assert time.monotonic() - t < 30  # not Ray's minutes of retries
+    store.close()
+
+
+def test_ray_workers_that_cannot_load_their_models_are_a_clear_error(tree, tmp_path):
+    """Actors that fail to start (here: no model files on their node) end the run with the reason, exit 1."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'facewise[ray]')")
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    env = {**os.environ, "FACEWISE_MODEL_PATH": str(empty), "HOME": str(tmp_path)}  # HOME: no cached models
+    run = _index_cli(tree, tmp_path / "g.db", env, "--ray", "local", "--workers", "1")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "no Ray worker is running (the workers failed" in out, out[-3000:]
+    assert "Traceback" not in out

@@ -184,3 +184,76 @@ def test_encrypted_gallery_writes_no_plaintext_side_files(tmp_path):
     assert not side.exists() or not any(side.iterdir())
     assert diagnose(s) == []
     s.close()
+
+
+# -- identification on face-like galleries -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lfw_face_model(lfw, fast_pipeline):
+    """The Gaussian face model fitted to real embeddings: 4 LFW photos of every 3rd person with ≥ 4 photos."""
+    from facewise.eval.embed import embed_images
+    from facewise.gallery.synthetic import FaceModel
+
+    root = lfw / "images"
+    people = [p for p in sorted(x.name for x in root.iterdir()) if len(list((root / p).iterdir())) >= 4][::3]
+    paths = [str(f) for p in people for f in sorted((root / p).iterdir())[:4]]
+    emb = embed_images(fast_pipeline, paths)
+    ok = ~emb.no_face & ~emb.failed
+    labels = np.array([p.split("/")[-2] for p in emb.paths])
+    return FaceModel.fit(emb.vectors[ok], labels[ok])
+
+
+def test_hnsw_answers_the_identification_question_on_a_face_like_gallery(lfw_face_model, tmp_path):
+    """Held-out probes (mates and strangers) against an anisotropic gallery fitted to LFW: the HNSW path with its
+    default beam finds the exact search's best person and the persons it puts above the threshold (FAR 1e-5
+    of this gallery's impostors)."""
+    pytest.importorskip("faiss")
+    model = lfw_face_model
+    data = model.gallery(10_000, per_identity=5, seed=11)
+    q, qlab = model.probes(data, 200, 200, seed=12)
+    rng = np.random.default_rng(13)
+    a, b = rng.choice(10_000, 1_000, replace=False), rng.choice(10_000, 1_000, replace=False)
+    imp = (data.vectors[a] @ data.vectors[b].T)[data.labels[a][:, None] != data.labels[b][None, :]]
+    threshold = float(np.quantile(imp, 1 - 1e-5))
+    s = SQLiteStore(tmp_path / "g.db")
+    s.ensure_collection("c", "fast", "sig", model.dim)
+    _fill(s, data)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, threshold=threshold)
+    s.search("c", q[:1], 10)
+    assert s._ann["c"].wait(300) and s._ann["c"].ann is not None
+    approx = s.search("c", q, 10)
+    ix = s.index("c")
+    exact = ix.search(q, 1)
+    scores = ix.scores(q)
+    above = [set(ix.person_ids[row >= threshold].tolist()) for row in scores]
+    hit = np.array([bool(x) and x[0].person_id == e[0][0] for x, e in zip(approx, exact, strict=True)])
+    mated = qlab >= 0
+    assert hit[mated].mean() == 1.0  # every mate's best person
+    assert hit.mean() >= 0.99  # strangers' best impostors too (measured: 1.0 on 3 seeds; 0.9975 with m 32)
+    want = sum(len(x) for x in above)
+    got = sum(len(x & {h.person_id for h in hits}) for x, hits in zip(above, approx, strict=True))
+    assert want >= 200 and got / want >= 0.99  # (measured: 1.0)
+    s.close()
+
+
+def test_hnsw_beam_grows_until_k_persons_or_below_threshold(monkeypatch):
+    """A person with 400 samples around the probe fills the first beams: without a threshold the beam doubles
+    until k persons are found; with one, it stops once the candidates reach below it; past MAX_EF the query is
+    answered by exact search."""
+    pytest.importorskip("faiss")
+    from facewise.gallery import ann as ann_mod
+    from facewise.gallery.ann import AnnConfig, HnswIndex
+
+    data = face_like(3_000, 64, per_identity=3, seed=14)
+    probe, [mate] = probes(data, 1, seed=15)
+    crowd = probe + np.random.default_rng(16).standard_normal((400, 64)).astype(np.float32) * 0.02
+    crowd /= np.linalg.norm(crowd, axis=1, keepdims=True)
+    ix = VectorIndex(64)
+    ix.reset(np.arange(3_400), np.concatenate([data.labels, np.full(400, 10_000)]), np.vstack([data.vectors, crowd]))
+    graph = HnswIndex(64, AnnConfig(storage="sq8", m=16, ef_search=16))
+    graph.build(ix.sample_ids, np.ascontiguousarray(ix.matrix))
+    hits = graph.search(probe, 5, ix)[0]
+    assert len(hits) == 5 and [h[0] for h in hits[:2]] == [10_000, mate]
+    fast = graph.search(probe, 5, ix, threshold=0.5)[0]  # the crowd and the mate are the persons above 0.5
+    assert [h[0] for h in fast if h[1] >= 0.5] == [10_000, mate]
+    monkeypatch.setattr(ann_mod, "MAX_EF", 64)
+    assert graph.search(probe, 5, ix)[0] == ix.search(probe, 5)[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -81,6 +82,9 @@ class IndexOptions:
     batch_size: int = 256  # samples per store transaction
     chunk: int = 8  # photos per worker task
     min_quality: float | None = None
+    actor_timeout: float = 300.0  # Ray: seconds for the workers to be placed and load their models
+    task_timeout: float = 900.0  # Ray: seconds without any result before the run stops (resumable)
+    flush_seconds: float = 10.0  # results are stored at least this often (a killed run loses no more)
 
 
 @dataclass
@@ -142,6 +146,10 @@ class FaceWorker:
     def run(self, items: list[Item]) -> list[ImageOut]:
         return [self.one(it) for it in items]
 
+    def ready(self) -> bool:
+        """Answered once the models are loaded (Ray: the actor was placed and started)."""
+        return True
+
     def one(self, item: Item) -> ImageOut:
         from facewise.core.imageio import decode_bytes
 
@@ -202,44 +210,119 @@ def _local_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
                     pending.add(pool.submit(_run_in_process, nxt))
 
 
-def _ray_init(ray: Any, address: str | None, workers: int) -> None:
+def _reachable(address: str, timeout: float) -> None:
+    """Fail fast (``ray.init`` retries an unreachable address for minutes): open a TCP connection first."""
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise FacewiseError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+
+
+def _ray_init(ray: Any, address: str | None, workers: int, timeout: float) -> None:
     """Connect to a Ray cluster, or start a local one on 127.0.0.1 (one retry: on a busy machine the
-    local raylet can miss its start-up deadline)."""
+    local raylet can miss its start-up deadline). Unreachable clusters and refused tokens are a
+    :class:`FacewiseError` that says so."""
+    from ray.exceptions import AuthenticationError
+
+    local = address in (None, "", "local")
+    if not local:
+        _reachable(str(address), min(timeout, 10.0))
     for attempt in (1, 2):
         try:
-            if address in (None, "", "local"):
+            if local:
                 ray.init(address="local", num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
                          log_to_driver=False, configure_logging=False)
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             return
+        except AuthenticationError as exc:
+            ray.shutdown()
+            raise FacewiseError(f"the Ray cluster at {address} refused the connection: {exc.message} (it uses "
+                                "token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or "
+                                "RAY_AUTH_TOKEN_PATH to the cluster's token)") from exc
+        except (ConnectionError, OSError, ValueError) as exc:
+            ray.shutdown()
+            raise FacewiseError(f"cannot connect to the Ray cluster at {address}: {exc} (a cluster with token "
+                                "authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN, "
+                                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)") from exc
         except RuntimeError as exc:
             ray.shutdown()
-            if attempt == 2:
+            if attempt == 2 or not local:
                 raise FacewiseError(f"cannot start or reach Ray ({exc})") from exc
             log.warning("Ray did not start (%s); trying once more", exc)
 
 
+def _ray_pool_size(ray: Any, requested: int) -> int:
+    """Workers for the cluster's free CPUs (each actor takes one): an actor that cannot be placed would
+    wait forever."""
+    free = int(ray.available_resources().get("CPU", 0))
+    total = int(ray.cluster_resources().get("CPU", 0))
+    if free < 1:
+        raise FacewiseError(f"the Ray cluster has no free CPU for a worker ({total} CPUs, all in use)")
+    n = min(requested, free) if requested > 0 else free
+    if n < requested:
+        log.warning("the Ray cluster has %d free CPUs (of %d): %d workers, not %d", free, total, n, requested)
+    return n
+
+
 def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
-                 workers: int) -> Iterator[list[ImageOut]]:
+                 report: IndexReport) -> Iterator[list[ImageOut]]:
     try:
         import ray
+        from ray.exceptions import GetTimeoutError, RayError
         from ray.util import ActorPool
     except ImportError as exc:
         raise FacewiseError("--ray needs `pip install 'facewise[ray]'`") from exc
     started = False
     if not ray.is_initialized():
-        _ray_init(ray, opts.ray_address, workers)
+        _ray_init(ray, opts.ray_address, max(1, opts.workers or (os.cpu_count() or 1)), opts.actor_timeout)
         started = True
+    actors: list[Any] = []
     try:
         actor_cls = ray.remote(num_cpus=1)(FaceWorker)
         known_ref = ray.put(known)
-        actors = [actor_cls.remote(opts.profile, known_ref) for _ in range(workers)]
-        pool = ActorPool(actors)
-        yield from pool.map_unordered(lambda a, chunk: a.run.remote(chunk), list(_chunks(items, opts.chunk)))
-        for a in actors:
-            ray.kill(a)  # type: ignore[arg-type]  # ray types ActorClass.remote() as handle | class; it is a handle
+        actors = [actor_cls.remote(opts.profile, known_ref) for _ in range(_ray_pool_size(ray, opts.workers))]
+        waiting = {a.ready.remote(): a for a in actors}
+        ready, late = ray.wait(list(waiting), num_returns=len(waiting), timeout=opts.actor_timeout)
+        live, failures = [], []
+        for ref in ready:
+            try:
+                ray.get(ref)
+                live.append(waiting[ref])
+            except RayError as exc:
+                log.warning("a Ray worker failed to start: %s", exc)
+                failures.append(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+        for ref in late:
+            log.warning("a Ray worker did not start within %.0f s: left out", opts.actor_timeout)
+            ray.kill(waiting[ref])
+        if not live:
+            why = f"the workers failed: {failures[0]}" if failures else (
+                f"none started within {opts.actor_timeout:.0f} s")
+            raise FacewiseError(f"no Ray worker is running ({why}; each needs one free CPU, facewise and the "
+                                "profile's models on its node)")
+        report.workers = len(live)
+        pool = ActorPool(live)
+        for chunk in _chunks(items, opts.chunk):
+            pool.submit(lambda a, c: a.run.remote(c), chunk)
+        while pool.has_next():  # type: ignore[no-untyped-call]  # ray.util.ActorPool is untyped
+            try:
+                yield pool.get_next_unordered(timeout=opts.task_timeout)
+            except (TimeoutError, GetTimeoutError) as exc:
+                raise FacewiseError(f"no result from the Ray workers for {opts.task_timeout:.0f} s: stopped (what "
+                                    "was indexed is stored; run again to resume)") from exc
+            except RayError as exc:  # a worker died, or its task failed outside the per-photo handling
+                raise FacewiseError(f"a Ray worker failed: {type(exc).__name__}: {exc} (what was indexed is "
+                                    "stored; run again to resume)") from exc
     finally:
+        for a in actors:
+            try:
+                ray.kill(a)
+            except (RayError, ValueError) as exc:  # already gone with its node
+                log.debug("could not kill a Ray worker: %s", exc)
         if started:
             ray.shutdown()
 
@@ -270,24 +353,31 @@ def index_tree(store: Any, root: str | os.PathLike[str], opts: IndexOptions | No
     for c in sorted(targets):
         store.ensure_collection(c, prof.name, prof.signature, prof.dim)
     known = known_hashes(store, targets)
-    todo = items
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
     buffers: dict[str, list[NewSample]] = {c: [] for c in targets}
     done = 0
-    results = _ray_results if opts.ray_address else _local_results
-    for batch in results(todo, opts, known, workers):
-        for r in batch:
-            done += 1
-            _account(r, report, opts, prof.signature, buffers)
+
+    def flush(everything: bool) -> None:
         for c, buf in buffers.items():
-            if len(buf) >= opts.batch_size:
+            if buf and (everything or len(buf) >= opts.batch_size):
                 report.faces_added += sum(i is not None for i in store.add_samples(c, buf))
                 buffers[c] = []
-        if progress:
-            progress(done, len(todo))
-    for c, buf in buffers.items():
-        if buf:
-            report.faces_added += sum(i is not None for i in store.add_samples(c, buf))
+
+    results = (_ray_results(items, opts, known, report) if opts.ray_address
+               else _local_results(items, opts, known, workers))
+    try:
+        for batch in results:
+            for r in batch:
+                done += 1
+                _account(r, report, opts, prof.signature, buffers)
+            now = time.perf_counter()
+            flush(everything=now - last >= opts.flush_seconds)
+            if now - last >= opts.flush_seconds:
+                last = now
+            if progress:
+                progress(done, len(items))
+    finally:  # an engine error or an interrupt: keep what was received, so that a re-run skips it
+        flush(everything=True)
     report.seconds = time.perf_counter() - t0
     log.info("indexed %d photos (%d skipped, %d faces added, %d without a face, %d errors) in %.1f s: "
              "%.1f images/s on %d %s workers", report.photos, report.skipped, report.faces_added, report.no_face,

@@ -10,9 +10,14 @@ and :meth:`SQLiteStore.search` then uses it once the collection holds ``index_mi
 * Library: faiss (``faiss-cpu``) HNSW, chosen by measurement over usearch on this project's face-like
   data (docs/SCALE.md): at equal recall it built faster on two cores and searched as fast.
 * Storage (``index_storage``): ``flat`` (float32 in the graph: scores are exact already), ``fp16`` or
-  ``sq8`` (int8 scalar quantiser: a quarter of the memory). With ``fp16``/``sq8`` the graph returns
-  ``rerank`` × more candidates than needed, re-scored exactly against float32 rows kept in a
-  row-major, memory-mapped file next to the database (only the candidate rows are read).
+  ``sq8`` (int8 scalar quantiser: a quarter of the memory). With ``fp16``/``sq8`` every candidate of the
+  beam is re-scored exactly against float32 rows kept in a row-major, memory-mapped file next to the
+  database (only the candidate rows are read).
+* Search answers the identification question: the best person and every person above the collection's
+  threshold. The beam (``index_ef``, default :data:`DEFAULT_EF`, chosen with ``bench/search.py``) is
+  re-scored exactly; a query is done once it holds ``k`` persons or reaches below the threshold, else
+  the beam doubles (past :data:`MAX_EF`: exact search). Exact search stays for collections below
+  ``index_min_size`` and for callers that use the exact index (``store.index(c).search``).
 * Building: in a background thread (search stays exact meanwhile); saved next to the database
   (``<db>.ann/<collection>.*``) and reused by the next process when it matches the gallery.
 * Consistency: new samples are added to the graph incrementally; deleted samples become tombstones,
@@ -29,17 +34,23 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facewise.decision.matching import decide
+from facewise.errors import FacewiseError
 from facewise.gallery.index import VectorIndex, distinct_persons
+from facewise.models.profiles import load_profile
 
 log = logging.getLogger(__name__)
 
 REBUILD_FRACTION = 0.2
 DEFAULT_MIN_SIZE = 50_000
+DEFAULT_EF = 128  # measured at 100k (docs/SCALE.md): every mate found, 99.65 % of decisions as exact
+MAX_EF = 2048  # a query still unanswered past this beam is searched exactly
 
 
 @dataclass(frozen=True)
@@ -47,17 +58,16 @@ class AnnConfig:
     """HNSW settings of one collection (from its settings: ``index_*`` keys)."""
 
     storage: str = "sq8"  # flat | fp16 | sq8
-    m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 128
-    rerank: int = 4  # candidates fetched per wanted result when the graph's scores are approximate
+    m: int = 48  # m 48 / efConstruction 200 over 32 / 80: above-threshold recall 0.995 vs 0.972 at efSearch
+    ef_construction: int = 200  # 128, for 3.3x the build time (docs/SCALE.md)
+    ef_search: int = DEFAULT_EF  # the first beam; it doubles while a query is not answered
     min_size: int = DEFAULT_MIN_SIZE
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> AnnConfig:
-        cfg = cls(storage=str(settings.get("index_storage", "sq8")), m=int(settings.get("index_m", 32)),
-                  ef_construction=int(settings.get("index_ef_construction", 80)),
-                  ef_search=int(settings.get("index_ef", 128)), rerank=int(settings.get("index_rerank", 4)),
+        cfg = cls(storage=str(settings.get("index_storage", "sq8")), m=int(settings.get("index_m", 48)),
+                  ef_construction=int(settings.get("index_ef_construction", 200)),
+                  ef_search=int(settings.get("index_ef", DEFAULT_EF)),
                   min_size=int(settings.get("index_min_size", DEFAULT_MIN_SIZE)))
         if cfg.storage not in ("flat", "fp16", "sq8"):
             raise ValueError(f"index_storage must be flat, fp16 or sq8, got {cfg.storage!r}")
@@ -135,33 +145,61 @@ class HnswIndex:
     def remove(self, sample_ids: np.ndarray) -> None:
         self.tombstones.update(int(s) for s in sample_ids)
 
-    def search(self, queries: np.ndarray, k: int, exact: VectorIndex) -> list[list[tuple[int, float, int]]]:
-        """Per query the best ``k`` persons; persons are looked up in ``exact`` (kept in step by the manager)."""
+    def search(self, queries: np.ndarray, k: int, exact: VectorIndex,
+               threshold: float | None = None) -> list[list[tuple[int, float, int]]]:
+        """Per query the best ``k`` persons, or fewer when every person above ``threshold`` is among them.
+
+        The graph is walked with the collection's efSearch and every candidate of the beam is re-scored
+        exactly; a query is answered once its candidates hold ``k`` distinct persons or reach below
+        ``threshold`` (the persons that can still be missing cannot be accepted). Otherwise the beam
+        doubles, and past ``MAX_EF`` the query falls back to exact search. Persons are looked up in
+        ``exact`` (kept in step by the manager).
+        """
         faiss = _faiss()
         q = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
         # OpenMP threads help only across queries; for one query they just wait for each other, and on a
         # loaded machine that costs milliseconds (the setting is per calling thread: builds are unaffected)
         faiss.omp_set_num_threads(max(1, min(len(q), os.cpu_count() or 1)))
-        want = k * 8 + 16 + min(len(self.tombstones), 1000)
-        fetch = want if self.exact_scores else want * max(1, self.cfg.rerank)
-        params = faiss.SearchParametersHNSW(efSearch=max(self.cfg.ef_search, fetch))
-        dist, labels = self.index.search(q, fetch, params=params)
-        out = []
-        for qi in range(len(q)):
-            keep = labels[qi] >= 0
-            cand, scores = labels[qi][keep], dist[qi][keep]
-            if self.tombstones:
-                live = np.array([int(c) not in self.tombstones for c in cand], bool)
-                cand, scores = cand[live], scores[live]
-            if not self.exact_scores and len(cand):
-                pos = np.sort(np.searchsorted(self.ids, cand))  # ascending rows: a forward pass over the file
-                scores = self.rows[pos] @ q[qi]
-                cand = self.ids[pos]
-            order = np.argsort(-scores, kind="stable")
-            cand, scores = cand[order], scores[order]
-            persons = exact.person_ids[np.searchsorted(exact.sample_ids, cand)]
-            out.append(distinct_persons(order, scores, persons, cand, k))
+        out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
+        todo = np.arange(len(q))
+        ef = max(self.cfg.ef_search, k)
+        while len(todo):
+            fetch = min(len(self.ids), ef + min(len(self.tombstones), 1000))
+            dist, labels = self.index.search(q[todo], fetch, params=faiss.SearchParametersHNSW(efSearch=fetch))
+            again = []
+            for j, qi in enumerate(todo):
+                hits, low = self._answer(q[qi], labels[j], dist[j], k, exact)
+                enough = len(hits) >= k or (threshold is not None and low < threshold)
+                if enough or fetch >= len(self.ids):
+                    out[qi] = hits
+                else:
+                    again.append(qi)
+            ef *= 2
+            if again and ef > MAX_EF:
+                for qi, hits in zip(again, exact.search(q[again], k), strict=True):
+                    out[qi] = hits
+                break
+            todo = np.asarray(again, np.int64)
         return out
+
+    def _answer(self, q: np.ndarray, labels: np.ndarray, dist: np.ndarray, k: int,
+                exact: VectorIndex) -> tuple[list[tuple[int, float, int]], float]:
+        """The best ``k`` persons among one query's candidates (re-scored exactly) and the lowest score."""
+        keep = labels >= 0
+        cand, scores = labels[keep], dist[keep]
+        if self.tombstones:
+            live = np.array([int(c) not in self.tombstones for c in cand], bool)
+            cand, scores = cand[live], scores[live]
+        if len(cand) == 0:
+            return [], -np.inf
+        if not self.exact_scores:
+            pos = np.sort(np.searchsorted(self.ids, cand))  # ascending rows: a forward pass over the file
+            scores = self.rows[pos] @ q
+            cand = self.ids[pos]
+        order = np.argsort(-scores, kind="stable")
+        cand, scores = cand[order], scores[order]
+        persons = exact.person_ids[np.searchsorted(exact.sample_ids, cand)]
+        return distinct_persons(order, scores, persons, cand, k), float(scores[-1])
 
     # -- persistence ------------------------------------------------------------------------------
     _EXTS = (".faiss", ".ids.npy", ".rows.npy", ".json")
@@ -344,14 +382,30 @@ def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, s
     return mgr
 
 
+@lru_cache(maxsize=64)
+def _threshold(profile: str, settings_json: str) -> float | None:
+    """The collection's decision threshold (``decision.matching.decide``), or ``None`` if unknown."""
+    settings = json.loads(settings_json)
+    try:
+        return decide(load_profile(profile), settings).threshold
+    except FacewiseError:  # a collection of a profile this install does not know: only an explicit one
+        return float(settings["threshold"]) if settings.get("threshold") is not None else None
+
+
 def search(managers: dict[str, AnnManager], db_path: str, collection: str, settings: dict[str, Any],
-           exact: VectorIndex, queries: np.ndarray, k: int, persist: bool = True) -> list[list[tuple[int, float, int]]]:
-    """``SQLiteStore.search``'s hook: HNSW when enabled, large enough and built; else exact search."""
+           exact: VectorIndex, queries: np.ndarray, k: int, persist: bool = True,
+           profile: str | None = None) -> list[list[tuple[int, float, int]]]:
+    """``SQLiteStore.search``'s hook: HNSW when enabled, large enough and built; else exact search.
+
+    With the collection's ``profile`` the HNSW search stops as soon as its candidates reach below the
+    collection's threshold (see :meth:`HnswIndex.search`); without, once ``k`` persons are found.
+    """
     mgr = ann_search(managers, db_path, collection, settings, exact, persist)
     ann = mgr.catch_up(exact) if mgr is not None else None
     if ann is None or len(exact) == 0:
         return exact.search(queries, k)
-    return ann.search(queries, k, exact)
+    threshold = _threshold(profile, json.dumps(settings, sort_keys=True)) if profile else None
+    return ann.search(queries, k, exact, threshold)
 
 
 def exact_index(store: Any, collection: str, generation: int) -> VectorIndex:

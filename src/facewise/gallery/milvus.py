@@ -252,7 +252,7 @@ class MilvusStore(StoreBase):
         todo = list(range(len(q)))
         while todo:
             res = self.client.search(mname, data=[q[i] for i in todo], anns_field="embedding", limit=m,
-                                     output_fields=["person_id"],
+                                     output_fields=["person_id"], consistency_level="Session",  # read-your-writes
                                      search_params={"metric_type": "COSINE", "params": {"ef": max(self.ef, m)}})
             again = []
             for i, rows in zip(todo, res, strict=True):

@@ -567,7 +567,7 @@ class SQLiteStore(StoreBase):
             ix = self.index(collection)
             row = self._collection_row(collection)
             results = ann.search(self._ann, self.path, collection, json.loads(row[5]), ix, queries, k,
-                                 persist=not self._encrypted)
+                                 persist=not self._encrypted, profile=row[2])
             names = self.person_names(collection, sorted({pid for hits in results for pid, _, _ in hits}))
         return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in results]
 
