@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import KNN, MODELS, REPO, need
+from facewise.errors import ModelNotFoundError
 from facewise.models import catalogue
 from facewise.models.profiles import load_profile, profile_names
 
@@ -153,6 +154,26 @@ def test_corrupted_download_is_deleted_and_refused(tmp_path: Path, mirror: _Serv
     (e,) = _lines(r.stdout)
     assert e["error"]["code"] == "model_integrity" and "deleted and refused" in e["error"]["message"]
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # nothing kept, no temporary file
+
+
+def test_oversized_download_is_cut_off(tmp_path: Path, mirror: _Server) -> None:
+    yunet = mirror.root / "detection/face_detection_yunet_2023mar.onnx"
+    yunet.write_bytes(yunet.read_bytes() + b"\0" * (3 << 20))  # more than the card's size
+    r = _cli(_env(tmp_path, mirror.url), "models", "fetch", "yunet-2023mar", "--json")
+    assert r.returncode == 4
+    (e,) = _lines(r.stdout)
+    assert e["error"]["code"] == "model_integrity" and "larger than the 232589 bytes" in e["error"]["message"]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+def test_missing_manual_model_says_how_to_make_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
+    monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FACEWISE_MODEL_MIRROR", raising=False)
+    with pytest.raises(ModelNotFoundError, match=r"no public download URL: .*Silent-Face-Anti-Spoofing.*\.pth"):
+        catalogue.resolve("minifasnet-v2-v1se")
+    with pytest.raises(ModelNotFoundError, match=r"run `facewise models fetch fsanet`"):
+        catalogue.resolve("fsanet")
 
 
 def test_zip_member_is_extracted_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

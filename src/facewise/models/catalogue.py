@@ -18,7 +18,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -226,14 +225,20 @@ class FetchResult:
     error: FacewiseError | None = None
 
 
-def _download(url: str, dest: Path, member: str | None, timeout: float) -> Path:
-    """Download ``url`` (or ``member`` of the zip archive there) to a temporary file beside ``dest``."""
+def _download(url: str, dest: Path, member: str | None, timeout: float, limit: int | None = None) -> Path:
+    """Download ``url`` (or ``member`` of the zip archive there) to a temporary file beside ``dest``; more than
+    ``limit`` bytes is refused (a plain file is never larger than its card says)."""
     with urllib.request.urlopen(url, timeout=timeout) as resp, tempfile.NamedTemporaryFile(
         dir=dest.parent, prefix=f".{dest.name}.", delete=False
     ) as tmp:
         tmp_path = Path(tmp.name)
         try:
-            shutil.copyfileobj(resp, tmp)
+            got = 0
+            while chunk := resp.read(1 << 20):
+                got += len(chunk)
+                if limit is not None and got > limit:
+                    raise ModelIntegrityError(f"{url}: larger than the {limit} bytes its card gives: refused")
+                tmp.write(chunk)
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
@@ -265,7 +270,9 @@ def _fetch_file(c: ModelCard, f: ModelFile, dest_root: Path, timeout: float) -> 
     what = f"{url} (archive member {f.member})" if f.member and url == f.url else url
     log.info("downloading %s -> %s", what, dest)
     try:
-        tmp = _download(url, dest, f.member if url == f.url else None, timeout)
+        member = f.member if url == f.url else None
+        limit = None if member or url.endswith(".bz2") or not f.size else f.size
+        tmp = _download(url, dest, member, timeout, limit)
     except ModelIntegrityError as exc:
         return FetchResult(c.id, f.path, None, error=exc)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
