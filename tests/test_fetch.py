@@ -176,6 +176,18 @@ def test_missing_manual_model_says_how_to_make_it(monkeypatch: pytest.MonkeyPatc
         catalogue.resolve("fsanet")
 
 
+def test_analyze_says_why_liveness_is_missing(tmp_path: Path) -> None:
+    image = str(need(KNN / "test" / "obama1.jpg"))
+    r = _cli(_env(tmp_path, None), "analyze", image)
+    assert r.returncode == 0, r.stderr
+    assert "liveness is n/a: model minifasnet-v2-v1se is not on the model path" in r.stderr
+    assert "head pose comes from the five landmarks: model fsanet" in r.stderr
+    env = _env(tmp_path, None)
+    env["FACEWISE_MODEL_PATH"] = str(MODELS)
+    r = _cli(env, "analyze", image)
+    assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
+
+
 def test_zip_member_is_extracted_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cards whose public artefact is an archive (InsightFace's model packs) name the member to extract."""
     src = need(MODELS / "detection" / "scrfd_500m_kps.onnx")
