@@ -1,14 +1,17 @@
 """Model cards, the model search path, integrity checks and (online) fetching.
 
-A card is a JSON file describing one model: task, files (relative path, sha256, size, download
-URL), licence, source and input specification. Files are looked up, in order, in:
+A card is a JSON file describing one model: task, files (relative path, sha256, size, and how to get
+it: a public download ``url``, with ``member`` when the file is inside a zip archive there, or ``manual``
+instructions when no public artefact equals the file), licence, source and input specification.
+Files are looked up, in order, in:
 
 1. each folder of ``FACEWISE_MODEL_PATH`` (``os.pathsep``-separated),
 2. the per-user cache (``$FACEWISE_CACHE`` or ``$XDG_CACHE_HOME/facewise/models`` or ``~/.cache/facewise/models``),
 3. the weights shipped inside this package (``facewise/models/weights``),
 4. an installed Python package named by the file entry (e.g. ``face_recognition_models``).
 
-Nothing is ever downloaded implicitly: only :func:`fetch` (``facewise models fetch``) does that.
+Nothing is ever downloaded implicitly: only :func:`fetch_many` (``facewise models fetch``) does that, from
+the card's URL or, when ``FACEWISE_MODEL_MIRROR`` is set, from ``<mirror>/<path>``.
 """
 
 from __future__ import annotations
