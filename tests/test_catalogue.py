@@ -67,8 +67,8 @@ def test_fetch_offline_fails_with_a_clear_message(monkeypatch, tmp_path):
 def test_fetch_without_url_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
     monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(FacewiseError, match="no public download URL"):
-        catalogue.fetch("scrfd-500m")
+    with pytest.raises(ModelNotFoundError, match=r"no public download URL \(manual\): .*omz_converter"):
+        catalogue.fetch("mobilefacenet-y1")
 
 
 def test_unknown_model_and_profile():

@@ -348,6 +348,13 @@ def test_models_contract() -> None:
     r = cli("models", "fetch", "yunet-2023mar", "--json")  # present on the model path: nothing downloaded
     assert r.exit_code == 0 and Path(rows(r)[0]["path"]).is_file()
     failed(cli("models", "fetch", "nope", "--json"), 4, "model_not_found")
+    r = cli("models", "fetch", "--profile", "fast", "--analysis", "--json")  # a profile's set + analysis models
+    got = rows(r)
+    assert r.exit_code == 0 and {x["model"] for x in got} == {"yunet-2023mar", "reid-0095", "minifasnet-v2-v1se",
+                                                             "fsanet"}
+    assert all(Path(x["path"]).is_file() and x["downloaded"] is False for x in got)
+    failed(cli("models", "fetch", "--profile", "nope", "--json"), 2, "invalid_value", "nope")
+    failed(cli("models", "fetch", "--json"), 2, "invalid_value", "--profile")
     usage("models", "fetch", "yunet-2023mar", "--timeout", "0")
 
 

@@ -26,6 +26,8 @@ VARIABLES: dict[str, str] = {
     "FACEWISE_KEY": "gallery encryption key, base64 of 32 bytes (or use FACEWISE_KEY_FILE, not both)",
     "FACEWISE_KEY_FILE": "file holding the gallery encryption key",
     "FACEWISE_DATA": "folder of the shared example data; `facewise demo` looks for its photos there first",
+    "FACEWISE_MODEL_MIRROR": "base URL `facewise models fetch` downloads from instead of the cards' URLs "
+                             "(<base>/<file path in the card>; only when set)",
     "FACEWISE_EXAMPLES_URL": "where `facewise demo` downloads its example photos from (default: the public URL)",
     "FACEWISE_LIVENESS_THRESHOLD": "a `calibrate-liveness` threshold file used wherever liveness is decided",
     "FACEWISE_UMASK": "octal umask of the CLI and `facewise serve` (default 077: files are owner-only)",
@@ -63,6 +65,11 @@ def data_dir() -> Path | None:
     """``FACEWISE_DATA``: a folder of shared example data, or ``None``."""
     raw = _get("FACEWISE_DATA")
     return Path(raw) if raw else None
+
+
+def model_mirror() -> str | None:
+    """``FACEWISE_MODEL_MIRROR``: a base URL serving model files at <base>/<card path>, or ``None``."""
+    return _get("FACEWISE_MODEL_MIRROR")
 
 
 def examples_url() -> str | None:

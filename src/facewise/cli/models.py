@@ -9,29 +9,33 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facewise.cli.common import EXIT_MODEL, JsonOpt, _emit_json, handled, models_app, out
+from facewise.cli.common import EXIT_MODEL, JsonOpt, _emit_json, handled, models_app, out, report_error
+from facewise.errors import ValidationError
 
 
 # -- models -------------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> None:
     """Every model card, where its files are found, and which profiles are usable."""
-    from facewise.models.catalogue import cards, is_available, search_path
+    from facewise.models.catalogue import cards, search_path, state
     from facewise.models.profiles import load_profile, profile_names
 
-    rows = [(c, is_available(c.id)) for c in cards().values()]
+    rows = [(c, state(c.id)) for c in cards().values()]
     profiles = [load_profile(n) for n in profile_names()]
     if as_json:  # one object per line: every model, every profile, the search path ("kind" tells which)
         for c, ok in rows:
-            _emit_json({"kind": "model", **c.summary(), "available": ok})
+            _emit_json({"kind": "model", **c.summary(), "available": ok == "available",
+                        "fetchable": ok == "fetchable", "manual": ok == "manual", "state": ok})
         for p in profiles:
             _emit_json({"kind": "profile", "name": p.name, "available": p.available(), "models": p.models,
                         "commercial_use": p.commercial_use})
         _emit_json({"kind": "search_path", "paths": [str(p) for p in search_path()]})
         return
     t = Table("id", "task", "licence", "available")
+    shown = {"available": "[green]yes[/green]", "fetchable": "no: `facewise models fetch`",
+             "manual": "[red]no: by hand (`models info`)[/red]"}
     for c, ok in rows:
-        t.add_row(c.id, c.task, c.licence, "[green]yes[/green]" if ok else "[red]no[/red]")
+        t.add_row(c.id, c.task, c.licence, shown[ok])
     out.print(t)
     t = Table("profile", "models", "available", "commercial use")
     for p in profiles:
@@ -78,15 +82,37 @@ def models_verify(model_ids: Annotated[list[str] | None, typer.Argument(metavar=
 
 
 @models_app.command("fetch")
-def models_fetch(model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")],
+def models_fetch(model_ids: Annotated[list[str] | None, typer.Argument(metavar="MODEL_ID...")] = None,
+                 profile: Annotated[list[str] | None, typer.Option(
+                     "--profile", "-p", metavar="NAME", help="Fetch every model of this profile (repeatable).")] = None,
+                 analysis: Annotated[bool, typer.Option(
+                     "--analysis", help="Also fetch the models `analyze` uses (liveness, head pose).")] = False,
                  timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per download.")] = 30.0,
                  as_json: JsonOpt = False) -> None:
-    """Download a model's files (URL + sha256 from its card) into the per-user cache."""
-    from facewise.models.catalogue import fetch
+    """Download models (URL + sha256 from their cards) into the per-user cache: by id, a profile's whole set
+    (--profile) and the analysis models (--analysis). Files already on the search path are not downloaded
+    again; a download failing its sha256 is deleted. Any file not obtained: one message each, exit code 4."""
+    from facewise.models.catalogue import ANALYSIS_MODELS, fetch_many
+    from facewise.models.profiles import load_profile, profile_names
 
     with handled(as_json):
-        for p in fetch(model_id, timeout=timeout):
-            if as_json:
-                _emit_json({"model": model_id, "path": str(p)})
-            else:
-                out.print(f"{model_id}: {p}", markup=False)
+        ids = list(model_ids or [])
+        for name in profile or []:
+            if name not in profile_names():
+                raise ValidationError(f"--profile: unknown profile {name!r}; known: {', '.join(profile_names())}")
+            ids += load_profile(name).models
+        if analysis:
+            ids += ANALYSIS_MODELS
+        if not ids:
+            raise ValidationError("name a MODEL_ID, --profile NAME or --analysis")
+        results = fetch_many(ids, timeout=timeout)
+    failures = [r for r in results if r.error is not None]
+    for r in results:
+        if r.error is not None:
+            report_error(r.error, as_json, model=r.model, file=r.file)
+        elif as_json:
+            _emit_json({"model": r.model, "file": r.file, "path": str(r.path), "downloaded": r.downloaded})
+        else:
+            out.print(f"{r.model}: {r.path}{' (downloaded)' if r.downloaded else ''}", markup=False)
+    if failures:
+        raise typer.Exit(max(f.error.exit_code for f in failures if f.error is not None))

@@ -301,8 +301,20 @@ def analyze(
                           f"{expr['label']} {expr['score']:.2f}" if expr else "n/a", "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t, markup=False)  # names and reasons are data, not markup
+        _hint_missing_analysis_models()
     if failures:
         raise typer.Exit(EXIT_INPUT)
+
+
+def _hint_missing_analysis_models() -> None:
+    """A "n/a" column says why: one stderr line per analysis model that is not on the model path."""
+    from facewise.models.catalogue import ANALYSIS_MODELS, is_available
+
+    effect = {"minifasnet-v2-v1se": "liveness is n/a", "fsanet": "head pose comes from the five landmarks"}
+    for m in ANALYSIS_MODELS:
+        if not is_available(m):
+            err.print(f"note: {effect.get(m, m + ' is missing')}: model {m} is not on the model path; "
+                      "`facewise models fetch --analysis` fetches it or says how to get it", markup=False)
 
 
 # -- threshold, export, import --------------------------------------------------------------------

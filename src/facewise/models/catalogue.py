@@ -1,26 +1,30 @@
 """Model cards, the model search path, integrity checks and (online) fetching.
 
-A card is a JSON file describing one model: task, files (relative path, sha256, size, download
-URL), licence, source and input specification. Files are looked up, in order, in:
+A card is a JSON file describing one model: task, files (relative path, sha256, size, and how to get
+it: a public download ``url``, with ``member`` when the file is inside a zip archive there, or ``manual``
+instructions when no public artefact equals the file), licence, source and input specification.
+Files are looked up, in order, in:
 
 1. each folder of ``FACEWISE_MODEL_PATH`` (``os.pathsep``-separated),
 2. the per-user cache (``$FACEWISE_CACHE`` or ``$XDG_CACHE_HOME/facewise/models`` or ``~/.cache/facewise/models``),
 3. the weights shipped inside this package (``facewise/models/weights``),
 4. an installed Python package named by the file entry (e.g. ``face_recognition_models``).
 
-Nothing is ever downloaded implicitly: only :func:`fetch` (``facewise models fetch``) does that.
+Nothing is ever downloaded implicitly: only :func:`fetch_many` (``facewise models fetch``) does that, from
+the card's URL or, when ``FACEWISE_MODEL_MIRROR`` is set, from ``<mirror>/<path>``.
 """
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import importlib.util
 import json
 import logging
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +46,17 @@ class ModelFile:
     size: int | None
     url: str | None = None
     package: str | None = None  # "<python package>/<subfolder>" holding the file when installed from a registry
+    member: str | None = None  # the file is this member of the zip archive at ``url``
+    manual: str | None = None  # no public artefact equals the file: how to make or obtain it by hand
+
+    def source_url(self) -> str | None:
+        """Where :func:`fetch` downloads the file: ``FACEWISE_MODEL_MIRROR``/<path> when set, else the card's URL."""
+        mirror = settings.model_mirror()
+        return f"{mirror.rstrip('/')}/{self.path}" if mirror else self.url
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size, "url": self.url, "member": self.member,
+                "manual": self.manual}
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,8 @@ class ModelCard:
         for f in d.get("files", []):
             if isinstance(f, str):
                 f = {"path": f, "sha256": d.get("sha256"), "size": d.get("size")}
-            files.append(ModelFile(f["path"], f.get("sha256"), f.get("size"), f.get("url"), f.get("package")))
+            files.append(ModelFile(f["path"], f.get("sha256"), f.get("size"), f.get("url"), f.get("package"),
+                                   f.get("member"), f.get("manual")))
         known = {"id", "task", "backend", "licence", "commercial_use", "source", "files", "input", "output_dim",
                  "thresholds", "notes", "sha256", "size"}
         return cls(
@@ -80,7 +96,7 @@ class ModelCard:
         return {
             "id": self.id, "task": self.task, "backend": self.backend, "licence": self.licence,
             "commercial_use": self.commercial_use, "source": self.source, "output_dim": self.output_dim,
-            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size, "url": f.url} for f in self.files],
+            "files": [f.summary() for f in self.files],
             "input": self.input, "thresholds": self.thresholds, "notes": self.notes,
         }
 
@@ -146,7 +162,8 @@ def resolve(model_id: str) -> list[Path]:
         p = locate_file(f)
         if p is None:
             where = ", ".join(str(r) for r in search_path())
-            hint = f"run `facewise models fetch {c.id}`" if f.url else "obtain it from " + c.source
+            hint = (f"run `facewise models fetch {c.id}`" if f.source_url()
+                    else f"no public download URL: {f.manual or 'obtain it from ' + c.source}")
             raise ModelNotFoundError(
                 f"model {c.id!r}: file {f.path!r} not found on the model search path ({where}); "
                 f"{hint}, or place it at <folder>/{f.path} and set FACEWISE_MODEL_PATH=<folder>"
@@ -187,52 +204,112 @@ def verify(model_id: str) -> list[FileStatus]:
     return out
 
 
-def _download(url: str, dest: Path, timeout: float) -> None:
-    import bz2
+ANALYSIS_MODELS = ("minifasnet-v2-v1se", "fsanet")  # what `analyze` loads besides the profile (liveness, pose)
 
+
+def state(model_id: str) -> str:
+    """``available`` (every file on the search path), ``fetchable`` (each missing file has a download URL) or
+    ``manual`` (a missing file must be made or copied by hand: its card says how)."""
+    missing = [f for f in card(model_id).files if locate_file(f) is None]
+    if not missing:
+        return "available"
+    return "fetchable" if all(f.source_url() for f in missing) else "manual"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One file of :func:`fetch_many`: ``path`` where it is now (``None`` on failure), whether it was
+    downloaded, and on failure the error saying what to download, from where, to where and its sha256."""
+
+    model: str
+    file: str
+    path: Path | None
+    downloaded: bool = False
+    error: FacewiseError | None = None
+
+
+def _download(url: str, dest: Path, member: str | None, timeout: float, limit: int | None = None) -> Path:
+    """Download ``url`` (or ``member`` of the zip archive there) to a temporary file beside ``dest``; more than
+    ``limit`` bytes is refused (a plain file is never larger than its card says)."""
     with urllib.request.urlopen(url, timeout=timeout) as resp, tempfile.NamedTemporaryFile(
-        dir=dest.parent, delete=False
+        dir=dest.parent, prefix=f".{dest.name}.", delete=False
     ) as tmp:
-        shutil.copyfileobj(resp, tmp)
         tmp_path = Path(tmp.name)
-    if url.endswith(".bz2"):
-        raw = bz2.decompress(tmp_path.read_bytes())
-        tmp_path.write_bytes(raw)
-    tmp_path.replace(dest)
+        try:
+            got = 0
+            while chunk := resp.read(1 << 20):
+                got += len(chunk)
+                if limit is not None and got > limit:
+                    raise ModelIntegrityError(f"{url}: larger than the {limit} bytes its card gives: refused")
+                tmp.write(chunk)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+    try:
+        if member:
+            with zipfile.ZipFile(tmp_path) as zf:
+                raw = zf.read(member)
+            tmp_path.write_bytes(raw)
+        elif url.endswith(".bz2"):
+            tmp_path.write_bytes(bz2.decompress(tmp_path.read_bytes()))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise ModelIntegrityError(f"{url}: not a valid archive holding {member or dest.name} ({exc})") from None
+    return tmp_path
+
+
+def _fetch_file(c: ModelCard, f: ModelFile, dest_root: Path, timeout: float) -> FetchResult:
+    existing = locate_file(f)
+    if existing is not None:
+        return FetchResult(c.id, f.path, existing)
+    dest = dest_root / f.path
+    put = f"put it at {dest} (or at <folder>/{f.path} with FACEWISE_MODEL_PATH=<folder>), sha256 {f.sha256}"
+    url = f.source_url()
+    if not url:
+        how = f.manual or f"obtain it from {c.source}"
+        return FetchResult(c.id, f.path, None, error=ModelNotFoundError(
+            f"model {c.id!r}: file {f.path!r} has no public download URL (manual): {how}; {put}"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    what = f"{url} (archive member {f.member})" if f.member and url == f.url else url
+    log.info("downloading %s -> %s", what, dest)
+    try:
+        member = f.member if url == f.url else None
+        limit = None if member or url.endswith(".bz2") or not f.size else f.size
+        tmp = _download(url, dest, member, timeout, limit)
+    except ModelIntegrityError as exc:
+        return FetchResult(c.id, f.path, None, error=exc)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return FetchResult(c.id, f.path, None, error=ModelNotFoundError(
+            f"model {c.id!r}: could not download {f.path!r} from {what} ({reason}); this machine may be offline: "
+            f"download it by hand and {put}" + (f"; no public artefact equals it: {f.manual}" if f.manual else "")))
+    digest = sha256_file(tmp)
+    if f.sha256 and digest != f.sha256:
+        tmp.unlink(missing_ok=True)
+        return FetchResult(c.id, f.path, None, error=ModelIntegrityError(
+            f"model {c.id!r}: the file downloaded from {what} has sha256 {digest}, not {f.sha256}: "
+            f"deleted and refused"))
+    tmp.replace(dest)
+    return FetchResult(c.id, f.path, dest, downloaded=True)
+
+
+def fetch_many(model_ids: list[str], dest_root: Path | None = None, timeout: float = 30.0) -> list[FetchResult]:
+    """Fetch every missing file of these models into the cache (or ``dest_root``), one result per file.
+
+    A file already on the search path is not downloaded again; a download whose sha256 differs from the card
+    is deleted. Failures do not stop the other files: each result carries its own error.
+    """
+    ids = list(dict.fromkeys(model_ids))
+    cs = [card(m) for m in ids]  # unknown ids fail before anything is downloaded
+    dest_root = dest_root or cache_dir()
+    return [_fetch_file(c, f, dest_root, timeout) for c in cs for f in c.files]
 
 
 def fetch(model_id: str, dest_root: Path | None = None, timeout: float = 30.0) -> list[Path]:
-    """Download a model's missing files into the cache and check their sha256.
-
-    Fails with :class:`FacewiseError` naming the file, the URL and where to put a copy by hand
-    when the network is unreachable or a file has no public URL.
-    """
-    c = card(model_id)
-    dest_root = dest_root or cache_dir()
-    got = []
-    for f in c.files:
-        existing = locate_file(f)
-        if existing is not None:
-            got.append(existing)
-            continue
-        dest = dest_root / f.path
-        if not f.url:
-            raise FacewiseError(
-                f"model {c.id!r}: file {f.path!r} has no public download URL (source: {c.source}); "
-                f"copy it to {dest} by hand"
-            )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        log.info("downloading %s -> %s", f.url, dest)
-        try:
-            _download(f.url, dest, timeout)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise FacewiseError(
-                f"model {c.id!r}: could not download {f.path!r} from {f.url} ({exc}); "
-                f"this machine may be offline: copy the file to {dest} by hand "
-                f"(sha256 {f.sha256})"
-            ) from None
-        if f.sha256 and sha256_file(dest) != f.sha256:
-            dest.unlink(missing_ok=True)
-            raise ModelIntegrityError(f"model {c.id!r}: downloaded {f.path!r} does not match its sha256")
-        got.append(dest)
-    return got
+    """Download a model's missing files and check their sha256; the first failure is raised
+    (:class:`ModelNotFoundError` naming the file, the URL and where to put a copy, or :class:`ModelIntegrityError`)."""
+    results = fetch_many([model_id], dest_root, timeout)
+    for r in results:
+        if r.error is not None:
+            raise r.error
+    return [r.path for r in results if r.path is not None]
