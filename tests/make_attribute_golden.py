@@ -52,7 +52,9 @@ def main() -> None:
             for what in WHATS if variant == "shipped" else WHATS[:1]:
                 faces = analyzer.analyze(img.pixels, pipe.make_faces(img.pixels, dets), what)
                 out.append({"variant": variant, "image": rel, "what": list(what),
-                            "faces": [{"box": f.box.as_list(), "landmarks": np.asarray(f.landmarks).tolist(),
+                            "faces": [{"box": [float(v) for v in (f.box.x1, f.box.y1, f.box.x2, f.box.y2)],
+                                       "landmarks": np.asarray(f.landmarks).tolist(),
+                                       "landmarks_dtype": str(np.asarray(f.landmarks).dtype),
                                        "det_score": f.det_score, "quality": f.quality.score,
                                        "reasons": f.quality.reasons, "attributes": f.attributes} for f in faces]})
     Path(__file__).with_name("data").joinpath("attribute_golden.json").write_text(json.dumps(out) + "\n")
