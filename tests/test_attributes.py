@@ -135,3 +135,28 @@ def test_register_refuses_what_is_not_an_attribute() -> None:
             Analyzer().analyze(np.zeros((8, 8, 3), np.uint8), [], ("notone",))
     finally:
         attributes.unregister("notone")
+
+
+class NeedsFSANet(Brightness):
+    """A plug-in that needs the FSA-Net files (the default ``available()`` checks ``model_ids``)."""
+
+    name = "needs_fsanet"
+    model_ids = ("fsanet",)
+
+
+def test_an_attribute_whose_model_is_missing_is_skipped(knn: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    attributes.register("needs_fsanet", NeedsFSANet)
+    try:
+        analyzer = Analyzer()
+        with monkeypatch.context() as m:  # a machine without the FSA-Net files
+            m.setenv("FACEWISE_MODEL_PATH", str(tmp_path))
+            m.setenv("FACEWISE_CACHE", str(tmp_path))
+            assert analyzer.attribute("needs_fsanet") is None
+        assert analyzer.available() == {"live": True, "pose": True, "expression": True, "needs_fsanet": False}
+        fw = FaceWise(profile="default", analyzer=analyzer)
+        faces = fw.analyze(knn / "test" / "obama1.jpg", what=("pose", "needs_fsanet"))
+        assert [list(f.attributes) for f in faces] == [["pose"]]
+        assert Analyzer().available()["needs_fsanet"] is True  # where the files are, it runs
+    finally:
+        attributes.unregister("needs_fsanet")
