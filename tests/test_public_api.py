@@ -35,7 +35,7 @@ FACEWISE_METHODS = {
         "analyzer: Analyzer | None = None, erasure: ErasureHooks | None = None) -> None"
     ),
     "add_person": "(self, name: str, metadata: dict[str, Any] | None = None) -> Person",
-    "analyze": "(self, image: ImageInput, what: tuple[str, ...] = ('live', 'pose', 'expression')) -> list[Face]",
+    "analyze": "(self, image: ImageInput, what: tuple[str, ...] | None = None) -> list[Face]",
     "close": "(self) -> None",
     "delete_collection": "(self) -> None",
     "delete_person": "(self, person: str | int) -> int",

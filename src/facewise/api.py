@@ -211,8 +211,10 @@ class FaceWise:
         """Faces with their profile vectors (``Face.embedding``)."""
         return self.pipeline.analyze(image)[1]
 
-    def analyze(self, image: ImageInput, what: tuple[str, ...] = ("live", "pose", "expression")) -> list[Face]:
-        """Faces with quality reasons plus liveness, head pose and expression in ``Face.attributes``."""
+    def analyze(self, image: ImageInput, what: tuple[str, ...] | None = None) -> list[Face]:
+        """Faces with quality reasons plus, in ``Face.attributes``, the face attributes named in ``what``
+        (default: every registered one; as shipped liveness, head pose and expression; ``"live_map"`` adds
+        the liveness occlusion map). An unknown name is a :class:`~facewise.errors.ValidationError`."""
         img, dets = self.pipeline.detect(image)
         return self.analyzer.analyze(img.pixels, self.pipeline.make_faces(img.pixels, dets), what)
 

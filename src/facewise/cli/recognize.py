@@ -39,6 +39,14 @@ LiveThrOpt = Annotated[Path | None, typer.Option(
                              "else the model's own).")]
 
 
+def _wanted_attributes(what: list[str] | None) -> tuple[str, ...]:
+    """``--what`` as the analyser's ``what``: every registered attribute by default; liveness with its map."""
+    from facewise.models import attributes
+
+    names = attributes.names() if not what else tuple(w.strip() for v in what for w in v.split(",") if w.strip())
+    return (*names, "live_map") if "live" in names and "live_map" not in names else names
+
+
 def _use_live_threshold(fw: Any, path: Path | None) -> None:
     from facewise.core.analysis import LiveThreshold
 
@@ -264,10 +272,14 @@ def analyze(
     annotate_dir: Annotated[Path | None, typer.Option(
         "--annotate", help="Write copies with the liveness verdict, fired cues and occlusion map drawn.")] = None,
     live_threshold: LiveThrOpt = None,
+    what: Annotated[list[str] | None, typer.Option(
+        "--what", help="Attributes to measure (repeat or comma-separate; default: every registered one). "
+                       "'live' includes its occlusion map.")] = None,
 ) -> None:
-    """Per face: quality with reasons, liveness (with its cues and map), head pose and expression.
+    """Per face: quality with reasons, liveness (with its cues and map), head pose, expression and any other
+    registered face attribute.
 
-    Exit code 3 if any image could not be read (the others are still analysed)."""
+    Exit code 3 if any image could not be read (the others are still analysed); 2 for an unknown --what."""
     from facewise.api import FaceWise
     from facewise.core.draw import annotate_analysis
     from facewise.core.imageio import load_image, save_rgb
@@ -276,13 +288,14 @@ def analyze(
     with handled(as_json):
         fw = FaceWise(profile=profile)
         _use_live_threshold(fw, live_threshold)
+        wanted = _wanted_attributes(what)
         if annotate_dir:
             annotate_dir.mkdir(parents=True, exist_ok=True)
         t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
         for f in _images_in(sources):
             try:
                 img = load_image(f)
-                faces = fw.analyze(img, what=("live", "live_map", "pose", "expression"))
+                faces = fw.analyze(img, what=wanted)
             except ImageError as exc:
                 failures += 1
                 report_error(exc, as_json, file=str(f))

@@ -17,7 +17,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["CLASSES", "DEFAULT_MODEL_PATH", "INPUT_SIZE", "ExpressionModel", "preprocess"]
+from facewise.models.attributes import Attribute
+from facewise.types import Face
+
+__all__ = ["CLASSES", "DEFAULT_MODEL_PATH", "INPUT_SIZE", "Expression", "ExpressionModel", "preprocess"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,3 +123,40 @@ class ExpressionModel:
         """The most probable class name per face."""
         probs = self.predict(faces_grey_or_bgr)
         return [CLASSES[i] for i in probs.argmax(axis=1)]
+
+
+class Expression(Attribute):
+    """The ``expression`` attribute: the most probable of :data:`CLASSES`, its score and every probability."""
+
+    name = "expression"
+
+    def __init__(self) -> None:
+        self.model: ExpressionModel | None = None
+
+    def available(self) -> bool:
+        return DEFAULT_MODEL_PATH.is_file()
+
+    def load(self, threads: int) -> None:
+        self.model = ExpressionModel.from_default()
+
+    def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...]) -> list[dict[str, object]]:
+        assert self.model is not None, "load() first"
+        grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+        classes = list(self.model.CLASSES)
+        out: list[dict[str, object]] = []
+        for pr in self.model.predict([square_crop(grey, f) for f in faces]):
+            k = int(np.argmax(pr))
+            probs = {c: round(float(v), 4) for c, v in zip(classes, pr, strict=True)}
+            out.append({"label": classes[k], "score": round(float(pr[k]), 4), "probs": probs})
+        return out
+
+
+def square_crop(grey: np.ndarray, face: Face) -> np.ndarray:
+    """A square crop around the face box (FER2013-like framing: the box, slightly enlarged)."""
+    cx, cy = face.box.center
+    side = max(face.box.width, face.box.height) * 1.1
+    h, w = grey.shape[:2]
+    x1, y1 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x2, y2 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+    crop = grey[y1:y2, x1:x2]
+    return crop if crop.size else grey

@@ -28,11 +28,14 @@ import numpy as np
 import onnxruntime as ort
 
 from facewise.models._detect_util import bgr_and_boxes
+from facewise.models.attributes import Attribute
+from facewise.models.catalogue import is_available, resolve
 from facewise.models.runtime import onnx_session
+from facewise.types import Face
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FSANet", "pose_from_landmarks"]
+__all__ = ["FSANet", "HeadPose", "pose_from_landmarks"]
 
 INPUT_SIZE = 64
 
@@ -156,3 +159,31 @@ def pose_from_landmarks(landmarks5: np.ndarray) -> tuple[float, float, float]:
     yaw = -math.degrees(math.atan2(offset, _NOSE_DEPTH * eye_dist))
     pitch = math.degrees(math.atan2((_NOSE_T0 - t) * _EYE_MOUTH_DIST, _NOSE_DEPTH))
     return float(yaw), float(pitch), float(roll)
+
+
+class HeadPose(Attribute):
+    """The ``pose`` attribute: yaw, pitch, roll (0.1 degree) from FSA-Net, from the five landmarks without it."""
+
+    name = "pose"
+    model_ids = ("fsanet",)
+
+    def __init__(self) -> None:
+        self.model: FSANet | None = None
+
+    def available(self) -> bool:
+        return True  # falls back to five-landmark geometry
+
+    def load(self, threads: int) -> None:
+        if is_available("fsanet"):
+            one_by_one, var = resolve("fsanet")
+            self.model = FSANet(one_by_one, var, threads=threads)
+
+    def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...]) -> list[dict[str, object]]:
+        if self.model is not None:
+            poses = self.model.estimate(pixels, np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces]))
+            source = "fsanet"
+        else:
+            poses = np.array([pose_from_landmarks(f.landmarks) for f in faces])
+            source = "landmarks"
+        return [{"yaw": round(float(y), 1), "pitch": round(float(p), 1), "roll": round(float(r), 1), "source": source}
+                for y, p, r in poses]
