@@ -19,7 +19,7 @@ $(VENV)/.core: pyproject.toml
 
 # everything the test suite exercises (optional backends, service, stores, fuzzing)
 $(VENV)/.installed: $(VENV)/.core
-	$(PY) -m pip install -q -e '.[openvino,eval,test,service,ann,pgvector,milvus,ray,scale-test,crypto,fuzz]'
+	$(PY) -m pip install -q -e '.[openvino,eval,test,service,video,ann,pgvector,milvus,ray,scale-test,crypto,fuzz]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -282,6 +282,10 @@ def test_cli_verify_one_line_per_failure(corpus: list[Item], faces: tuple[Path, 
 
 def test_cli_bad_video(videos: list[Item], tmp_path: Path) -> None:
     """The truncated AVI (the zero-length video through the CLI is in test_video.py)."""
+    from facewise import FaceWise
+
+    with FaceWise(db=tmp_path / "g.db") as fw:  # `video` only reads a gallery: it must exist (else exit 5)
+        _ = fw.info
     for item in [v for v in videos if v.name == "cut.avi"]:
         r = run_cli("video", str(item.path), "--db", str(tmp_path / "g.db"), "--no-video", "--out",
                     str(tmp_path / item.name))

@@ -54,7 +54,7 @@ def test_bad_input_is_one_clear_line(tmp_path):
 
 def test_people_commands(db):
     r = run("people", "list", "--db", str(db), "--json")
-    names = {p["name"] for p in json.loads(r.stdout)}
+    names = {json.loads(line)["name"] for line in r.stdout.splitlines()}  # JSON Lines: one person per line
     assert names == {"alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"}
     assert run("people", "rename", "rose_leslie", "rose", "--db", str(db)).returncode == 0
     assert run("people", "show", "rose", "--db", str(db), "--json").returncode == 0
@@ -69,6 +69,6 @@ def test_profile_mismatch_is_refused(db, knn):
 
 def test_models_list_json():
     r = run("models", "list", "--json")
-    doc = json.loads(r.stdout)
-    assert any(m["id"] == "dlib-resnet-v1" and m["available"] for m in doc["models"])
-    assert any(p["name"] == "default" and p["available"] for p in doc["profiles"])
+    rows = [json.loads(line) for line in r.stdout.splitlines()]  # JSON Lines: models, profiles, search path
+    assert any(m["kind"] == "model" and m["id"] == "dlib-resnet-v1" and m["available"] for m in rows)
+    assert any(p["kind"] == "profile" and p["name"] == "default" and p["available"] for p in rows)

@@ -40,8 +40,8 @@ def test_commands_use_the_collections_profile_without_p(gallery: Path, knn: Path
     db = ["--db", str(gallery), "-c", "staff"]
     r = cli("people", "list", *db, "--json")
     assert r.returncode == 0, r.stderr
-    assert {p["name"] for p in json.loads(r.stdout)} == {"alex_lacamoire", "biden", "kit_harington", "obama",
-                                                          "rose_leslie"}
+    assert {json.loads(line)["name"] for line in r.stdout.splitlines()} == {  # JSON Lines: one person a line
+        "alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"}
     assert cli("people", "show", "obama", *db, "--json").returncode == 0
     r = cli("identify", str(knn / "test" / "obama1.jpg"), *db, "--json")
     assert r.returncode == 0, r.stderr

@@ -28,6 +28,9 @@ EXPECTED = {
     "EncryptionKeyError": ("encryption_key", 1, 400),
     "DecryptionError": ("decryption_failed", 1, 400),
     "ExamplesUnavailableError": ("examples_unavailable", 4, 503),
+    "BadInputError": ("bad_input", 3, 422),
+    "BadExportError": ("bad_export", 3, 422),
+    "PairListError": ("bad_pair_list", 3, 422),
 }
 
 
@@ -36,6 +39,8 @@ def _table() -> dict[str, tuple[str, int, int]]:
 
 
 def _rows() -> list[tuple[type[FacewiseError], str, int, int]]:
+    from facewise.api import BadExportError  # noqa: F401  (registers its row)
+    from facewise.eval.pairs import PairListError  # noqa: F401  (registers its row)
     from facewise.gallery.crypto import DecryptionError, EncryptionKeyError
     from facewise.models.examples import ExamplesUnavailableError  # noqa: F401  (registers its row)
     from facewise.video.decode import VideoError

@@ -144,3 +144,18 @@ def test_non_utf8_file_name(tmp_path, photo):
 def test_same_bytes_same_hash(photo):
     data = _encode(photo, "PNG")
     assert decode_bytes(data).sha256 == decode_bytes(data).sha256
+
+
+def test_pil_images_take_the_same_path_as_files(tmp_path, photo):
+    """A PIL image (opened from a file or built in memory) decodes like the file: EXIF orientation, alpha on white."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_encode(photo, "JPEG", exif=exif, quality=95))
+    from_file, from_pil = load_image(path), load_image(Image.open(path))
+    assert from_pil.pixels.shape == from_file.pixels.shape == (80, 60, 3)  # rotated: width and height swap
+    assert np.array_equal(from_pil.pixels, from_file.pixels) and from_pil.name == str(path)
+    rgba = Image.new("RGBA", (4, 3), (0, 0, 0, 0))
+    assert load_image(rgba).pixels.min() == 255 and load_image(rgba).name == "<PIL image>"
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        load_image(Image.new("L", (100, 100)), limit=50)

@@ -69,7 +69,7 @@ FACEWISE_METHODS = {
     "set_threshold": "(self, threshold: float | None = None, target_far: float | None = None) -> Decision",
     "verify": (
         "(self, a: ImageInput, b: ImageInput, face: FaceChoice = 'largest', "
-        "gate: Gate | None = None) -> Verification"
+        "gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification"
     ),
     "verify_person": (
         "(self, image: ImageInput, person: str | int, face: FaceChoice = 'largest', "
@@ -97,7 +97,7 @@ RECORD_FIELDS = {
     ),
     "Quality": ("score", "reasons", "metrics"),
     "Sample": ("id", "person_id", "image_sha256", "source", "box", "quality", "yaw", "created_at"),
-    "Verification": ("score", "same", "threshold", "far", "profile", "reason"),
+    "Verification": ("score", "same", "threshold", "far", "profile", "reason", "faces"),
 }
 
 

@@ -171,7 +171,7 @@ def test_keys_cli(tmp_path: Path) -> None:
     created = json.loads(r.stdout.strip().splitlines()[-1])
     assert created["token"].startswith("fw_") and created["key"]["collections"] == ["lobby"]
     r = runner.invoke(app, ["keys", "list", "--db", db, "--json"])
-    listed = json.loads(r.stdout.strip().splitlines()[-1])
+    listed = [json.loads(line) for line in r.stdout.strip().splitlines()]  # JSON Lines: one key per line
     assert [k["name"] for k in listed] == ["kiosk"] and created["token"] not in r.stdout
     assert runner.invoke(app, ["keys", "revoke", created["key"]["id"], "--db", db]).exit_code == 0
     assert runner.invoke(app, ["keys", "create", "--db", db, "--name", "x", "--scope", "root"]).exit_code != 0
@@ -356,8 +356,13 @@ def test_video_job(server: Server, admin: httpx.Client, knn: Path) -> None:
     thumb = admin.get(f"/v1/jobs/{job_id}/thumbnails/{with_thumb[0]['thumbnail']}")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert admin.get(f"/v1/jobs/{job_id}/thumbnails/999").status_code == 404
+    assert job["annotated_video"] is True
+    mp4 = admin.get(f"/v1/jobs/{job_id}/video")
+    assert mp4.status_code == 200 and mp4.headers["content-type"] == "video/mp4"
+    assert mp4.content[4:8] == b"ftyp" and b"avc1" in mp4.content[:4096]  # H.264: browsers play it
     assert not list(server.db.with_name(server.db.name + ".jobs").iterdir())  # the upload is gone
 
     other = make_key(admin, "other-place", ["recognize"], ["elsewhere"])
     with server.client(other) as c:
         assert c.get(f"/v1/jobs/{job_id}").status_code == 404  # jobs of other collections are invisible
+        assert c.get(f"/v1/jobs/{job_id}/video").status_code == 404

@@ -78,6 +78,8 @@ def assert_erased(client: httpx.Client, job_id: str, name: str, pid: int, thumbs
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert name not in json.dumps(job), job  # neither as the person nor as a candidate nor in an event
     assert all(t["person_id"] != pid for t in job["result"]["tracks"])
+    assert job["annotated_video"] is False  # its frames showed them, boxed and named
+    assert client.get(f"/v1/jobs/{job_id}/video").status_code == 404
     for index in thumbs:  # the crops that showed them
         r = client.get(f"/v1/jobs/{job_id}/thumbnails/{index}")
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
@@ -93,6 +95,7 @@ def test_person_deletion_reaches_job_results_and_thumbnails(server: Server, admi
     lin_thumbs = thumbs_of(admin, job, lin["name"])
     assert lin_thumbs, job["result"]["tracks"]
     assert admin.get(f"/v1/jobs/{job_id}/thumbnails/{lin_thumbs[0]}").status_code == 200
+    assert job["annotated_video"] is True and admin.get(f"/v1/jobs/{job_id}/video").status_code == 200
     timing = [(t["track"], t["first_ms"], t["last_ms"], t["frames"]) for t in job["result"]["tracks"]]
     faces = admin.get(f"/v1/collections/{COLL}/persons/{lin['id']}/faces").json()
     face_thumb = f"/v1/collections/{COLL}/persons/{lin['id']}/faces/{faces[0]['id']}/thumbnail"

@@ -138,6 +138,9 @@ def test_cli_writes_timeline_thumbnails_and_annotated_video(hamilton_run: tuple[
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == doc["stats"]["frames_processed"] == 138
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (640, 360)
     cap.release()
+    av = pytest.importorskip("av")
+    with av.open(str(out / "annotated.mp4")) as c:  # H.264 yuv420p: browsers play it
+        assert (c.streams.video[0].codec_context.name, c.streams.video[0].codec_context.pix_fmt) == ("h264", "yuv420p")
 
 
 def test_enroll_from_track(hamilton_run: tuple[dict, Path], tmp_path: Path) -> None:

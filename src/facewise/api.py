@@ -19,10 +19,12 @@ from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
+    BadInputError,
     FacewiseError,
     ImageError,
     InvalidNameError,
     InvalidSettingError,
+    ModelNotFoundError,
     MultipleFacesError,
     NoFaceError,
     NotFoundError,
@@ -54,7 +56,7 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
         return max(faces, key=lambda f: f.box.area)
     raise MultipleFacesError(
         f"{source}: {len(faces)} faces found; say which one to use (face='largest' or an index 0..{len(faces) - 1}; "
-        "CLI: --face largest or --face N)"
+        "CLI: --face largest or --face N; for verify's second image --other-face)"
     )
 
 
@@ -309,7 +311,9 @@ class FaceWise:
             self.analyzer.analyze(pixels, [face], what=("live",))
             live = face.attributes.get("live")
             if live is None:
-                raise FacewiseError("liveness was required but the anti-spoofing model is not on the model path")
+                raise ModelNotFoundError("liveness was required but the anti-spoofing model minifasnet-v2-v1se is not "
+                                         "on the model path (`facewise models info minifasnet-v2-v1se` names its "
+                                         "files)")
             if not live["is_live"]:
                 return f"not live: P(live) {live['score']:.2f} < {live['threshold']:.2f}"
         if gate.min_quality is not None and face.quality.score < gate.min_quality:
@@ -347,31 +351,32 @@ class FaceWise:
         return chosen, refusal
 
     def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest",
-               gate: Gate | None = None) -> Verification:
-        """Are the faces of two images the same person? (largest face of each by default).
+               gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification:
+        """Are the faces of two images the same person? (largest face of each by default; ``face`` picks the
+        face of ``a``, ``other_face`` that of ``b``, default: the same choice as ``face``).
 
         With a ``gate``, a probe ``a`` that is not live (or below quality) is answered "not same"
         with the reason, not an exception.
         """
         fa, refusal = self._one_face(a, face, gate)
-        fb, _ = self._one_face(b, face)
+        fb, _ = self._one_face(b, face if other_face is None else other_face)
         score = float(self.scorer.scores(fa.vector, fb.vector, fa.yaw, fb.yaw, fa.quality.score,
                                          fb.quality.score)[0])
-        return self._verdict(score, self._decide(self._settings_or_empty()), refusal)
+        return self._verdict(score, self._decide(self._settings_or_empty()), refusal, [fa, fb])
 
     def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
                       gate: Gate | None = None) -> Verification:
         """Is the face in ``image`` the enrolled ``person``? (best score over the person's samples)."""
         vecs = self.store.person_vectors(self.collection, person)
         if len(vecs) == 0:
-            raise FacewiseError(f"person {person!r} has no samples to verify against")
+            raise NotFoundError(f"person {person!r} has no samples to verify against")
         probe, refusal = self._one_face(image, face, gate)
         meta = self.store.list_samples(self.collection, person)
         scores = self.scorer.scores(np.tile(probe.vector, (len(vecs), 1)), vecs, probe.yaw,
                                     np.array([m.yaw for m in meta]), probe.quality.score,
                                     np.array([m.quality for m in meta]))
         score = float(scores.max())
-        return self._verdict(score, self.decision, refusal)
+        return self._verdict(score, self.decision, refusal, [probe])
 
     def _settings_or_empty(self) -> dict[str, Any]:
         try:
@@ -379,10 +384,11 @@ class FaceWise:
         except FacewiseError:
             return {}
 
-    def _verdict(self, score: float, decision: Decision, refusal: str | None = None) -> Verification:
+    def _verdict(self, score: float, decision: Decision, refusal: str | None = None,
+                 faces: list[Face] | None = None) -> Verification:
         return Verification(score=score, same=score >= decision.threshold and refusal is None,
                             threshold=decision.threshold, far=decision.far_of(score), profile=self.profile.name,
-                            reason=refusal)
+                            reason=refusal, faces=[{"index": f.index, "box": f.box.as_list()} for f in faces or []])
 
     # -- gallery management ---------------------------------------------------------------------
     def persons(self, offset: int = 0, limit: int | None = None) -> list[Person]:
@@ -435,13 +441,7 @@ class FaceWise:
 
     def import_(self, path: str | os.PathLike[str]) -> int:
         """Merge an exported collection into this one (same profile required); returns samples added."""
-        raw = Path(path).read_bytes()
-        try:
-            doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-        except (ValueError, OSError) as exc:
-            raise FacewiseError(f"{path}: not a facewise export ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-            raise FacewiseError(f"{path}: not a facewise export (missing format marker)")
+        doc = read_export(path)
         src = doc["collection"]
         if src.get("signature") != self.profile.signature:
             raise ProfileMismatchError(
@@ -459,14 +459,40 @@ class FaceWise:
         return sum(i is not None for i in ids)
 
 
+def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The document of a ``FaceWise.export`` file (.json or .json.gz); a missing file is a
+    :class:`NotFoundError`, anything else than an export a :class:`BadExportError` (exit 3)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadExportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadExportError(f"{path}: not a facewise export ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise BadExportError(f"{path}: not a facewise export (missing format marker)")
+    if not isinstance(doc.get("collection"), dict) or not isinstance(doc.get("persons"), list):
+        raise BadExportError(f"{path}: not a facewise export (no collection or persons)")
+    return doc
+
+
+class BadExportError(BadInputError):
+    """A file given to ``import`` is not a readable facewise export: bad input (exit 3, HTTP 422)."""
+
+    code = "bad_export"
+
+
 def folder_items(root: Path) -> list[tuple[str, Path]]:
     """``root/<person>/<image>`` pairs, sorted; raises if the layout holds no images."""
     if not root.is_dir():
-        raise FacewiseError(f"{root}: not a folder (expected <folder>/<person>/*.jpg)")
+        raise NotFoundError(f"{root}: not a folder (expected <folder>/<person>/*.jpg)")
     items = [(d.name, f) for d in sorted(root.iterdir()) if d.is_dir()
              for f in sorted(d.iterdir()) if f.is_file() and is_image_path(f)]
     if not items:
-        raise FacewiseError(f"{root}: no images found in <person>/ sub-folders")
+        raise BadInputError(f"{root}: no images found in <person>/ sub-folders")
     return items
 
 

@@ -13,7 +13,8 @@ CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invali
 from __future__ import annotations
 
 __all__ = [
-    "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidNameError", "InvalidSettingError",
+    "BadInputError", "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidNameError",
+    "InvalidSettingError",
     "ModelIntegrityError", "ModelNotFoundError",
     "MultipleFacesError", "NoFaceError", "NotFoundError", "ProfileMismatchError", "QualityError",
     "ValidationError", "error_table",
@@ -48,6 +49,15 @@ class ImageError(FacewiseError):
     """An image could not be read or is not acceptable (unreadable, truncated, too large...)."""
 
     code = "bad_image"
+    exit_code = EXIT_INPUT
+    http_status = 422
+
+
+class BadInputError(FacewiseError):
+    """An input file other than an image or video (a pair list, an export, a timeline) is malformed; the
+    message names the file, and the line where there is one."""
+
+    code = "bad_input"
     exit_code = EXIT_INPUT
     http_status = 422
 

@@ -27,6 +27,7 @@ VARIABLES: dict[str, str] = {
     "FACEWISE_KEY_FILE": "file holding the gallery encryption key",
     "FACEWISE_DATA": "folder of the shared example data; `facewise demo` looks for its photos there first",
     "FACEWISE_EXAMPLES_URL": "where `facewise demo` downloads its example photos from (default: the public URL)",
+    "FACEWISE_LIVENESS_THRESHOLD": "a `calibrate-liveness` threshold file used wherever liveness is decided",
     "FACEWISE_DB": "default of the CLI's --db option (read by Typer)",
     "FACEWISE_PROFILE": "default of the CLI's --profile option (read by Typer)",
 }
@@ -66,6 +67,12 @@ def data_dir() -> Path | None:
 def examples_url() -> str | None:
     """``FACEWISE_EXAMPLES_URL``: base URL of the demo's example photos, or ``None`` for the public one."""
     return _get("FACEWISE_EXAMPLES_URL")
+
+
+def liveness_threshold_file() -> Path | None:
+    """``FACEWISE_LIVENESS_THRESHOLD``: a deployment's fitted liveness threshold file, or ``None``."""
+    raw = _get("FACEWISE_LIVENESS_THRESHOLD")
+    return Path(raw) if raw else None
 
 
 def model_cache_dir() -> Path:

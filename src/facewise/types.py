@@ -195,6 +195,8 @@ class Verification:
     far: float | None
     profile: str
     reason: str | None = None  # why "not same" was forced (e.g. the probe is not live)
+    # the faces compared: {"index", "box"} of the probe, then of the second image (verify_person: the probe only)
+    faces: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -204,6 +206,7 @@ class Verification:
             "far": self.far,
             "profile": self.profile,
             "reason": self.reason,
+            "faces": self.faces,
         }
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from facewise.cli.common import DEFAULT_DB, DbOpt, JsonOpt, _emit_json, app, err, handled, out
-from facewise.errors import FacewiseError, NotFoundError, ValidationError
+from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,12 @@ def doctor(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """
     from facewise.gallery.doctor import diagnose_path
 
-    with handled():
-        problems = diagnose_path(_existing(db))
+    with handled(as_json):
+        path = _existing(db)
+        try:
+            problems = diagnose_path(path)
+        except FacewiseError as exc:  # not a database at all: the worst problem a gallery can have
+            problems = [str(exc)]
     if as_json:
         _emit_json({"db": str(db), "healthy": not problems, "problems": problems})
     elif problems:
@@ -70,12 +74,12 @@ def encrypt_status(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
 
     from facewise.gallery.crypto import cipher_from_env, gallery_marker
 
-    with handled():
+    with handled(as_json):
         conn = sqlite3.connect(f"file:{_existing(db)}?mode=ro", uri=True)
         try:
             marker = gallery_marker(conn)
         except sqlite3.DatabaseError as exc:
-            raise FacewiseError(f"{db}: not a usable facewise gallery ({exc})") from None
+            raise BadInputError(f"{db}: not a usable facewise gallery ({exc})") from None
         finally:
             conn.close()
         cipher = cipher_from_env()
@@ -109,7 +113,7 @@ def encrypt_rotate(
     """
     from facewise.gallery.crypto import BlobCipher, cipher_from_env, read_key_file, rotate_gallery
 
-    with handled():
+    with handled(as_json):
         if (new_key_file is None) == (not decrypt):
             raise ValidationError("give --new-key-file FILE, or --decrypt")
         old = BlobCipher(read_key_file(old_key_file)) if old_key_file else cipher_from_env()
@@ -130,8 +134,8 @@ def retention(
     db: DbOpt = DEFAULT_DB,
     collection: Annotated[list[str] | None, typer.Option("--collection", "-c",
                                                          help="Collection(s); default: all.")] = None,
-    days: Annotated[float | None, typer.Option(help="Set the retention of unknown-face records (days), then apply "
-                                                    "it.")] = None,
+    days: Annotated[float | None, typer.Option(
+        min=0.0, help="Set the retention of unknown-face records (days), then apply it.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the retention setting.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be erased; erase nothing.")] = False,
     as_json: JsonOpt = False,
@@ -141,7 +145,7 @@ def retention(
     from facewise.gallery import SQLiteStore
     from facewise.gallery.maintenance import apply_retention, set_retention
 
-    with handled():
+    with handled(as_json):
         if clear and days is not None:
             raise ValidationError("give --days N or --clear, not both")
         with SQLiteStore(_existing(db)) as store:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from facewise import settings
-from facewise.cli.common import JsonOpt, ProfileOpt, app, err, handled, out, progress_bar
-from facewise.errors import FacewiseError
+from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
+from facewise.errors import BadInputError, ModelNotFoundError, NotFoundError, ValidationError
 from facewise.eval.pairs import limit_per_fold
 
 if TYPE_CHECKING:
@@ -30,6 +31,12 @@ app.add_typer(eval_app, name="eval")
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache folder (reruns are fast).")]
 
 
+def _folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise NotFoundError(f"{path}: no such folder")
+    return path
+
+
 def _cache_default() -> Path:
     return settings.eval_cache_dir()
 
@@ -37,11 +44,10 @@ def _cache_default() -> Path:
 def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:
     from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
 
+    choice(fmt, "--format", ("lfw", "csv"))  # checked before the file is read: a usage error is exit 2
     if fmt == "lfw":
         return parse_lfw_pairs(pairs, root)
-    if fmt == "csv":
-        return parse_pairs_csv(pairs)
-    raise FacewiseError(f"--format must be lfw or csv, got {fmt!r}")
+    return parse_pairs_csv(pairs)
 
 
 def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
@@ -63,9 +69,9 @@ def eval_pairs(
     profile: ProfileOpt = "default",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write scores.csv, plots and report here.")] = None,
     no_face: Annotated[str, typer.Option(help="center | reject: images with no detected face")] = "center",
-    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for intervals.")] = 1000,
+    n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for intervals.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
     """Verification accuracy on a pair list: 10-fold accuracy, AUC, EER, TAR at FAR (with 95 % intervals)."""
@@ -73,9 +79,8 @@ def eval_pairs(
     from facewise.eval.embed import embed_images
     from facewise.eval.verification import PairScores, evaluate, write_outputs
 
-    with handled():
-        if no_face not in ("center", "reject"):
-            raise FacewiseError("--no-face must be center or reject")
+    with handled(as_json):
+        choice(no_face, "--no-face", ("center", "reject"))
         plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
@@ -105,8 +110,7 @@ def eval_pairs(
 def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
     from facewise.eval.embed import embed_images
 
-    if no_face not in ("center", "reject"):
-        raise FacewiseError(f"--no-face must be center or reject, got {no_face!r}")
+    choice(no_face, "--no-face", ("center", "reject"))
     with progress_bar() as bar:
         task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
         return embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
@@ -117,8 +121,8 @@ def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_fac
 def eval_identify(
     root: Annotated[Path, typer.Argument(help="Folder of identities: <root>/<person>/*.jpg (or Yale's flat names)")],
     profile: ProfileOpt = "default",
-    gallery_per_person: Annotated[int, typer.Option(help="Images enrolled per enrolled person.")] = 1,
-    min_images: Annotated[int, typer.Option(help="Use identities with at least this many images.")] = 2,
+    gallery_per_person: Annotated[int, typer.Option(min=1, help="Images enrolled per enrolled person.")] = 1,
+    min_images: Annotated[int, typer.Option(min=2, help="Use identities with at least this many images.")] = 2,
     seed: int = 0,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
@@ -127,12 +131,13 @@ def eval_identify(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.identify import OpenSetProtocol, evaluate_open_set, identity_folder, split
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         ids = identity_folder(root)
         proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
         gallery, mated, nonmated = split(ids, proto)
         if not gallery or not mated or not nonmated:
-            raise FacewiseError(f"{root}: too few identities with >= {min_images} images for an open-set split")
+            raise BadInputError(f"{root}: too few identities with >= {min_images} images for an open-set split")
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [p for _, p in gallery + mated + nonmated], cache)
         res = evaluate_open_set(emb, gallery, mated, nonmated)
@@ -151,7 +156,7 @@ def eval_degrade(
     fmt: Annotated[str, typer.Option("--format")] = "lfw",
     root: Annotated[Path | None, typer.Option("--root")] = None,
     profile: ProfileOpt = "default",
-    limit: Annotated[int | None, typer.Option(help="First N same + N different pairs per fold.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -159,7 +164,7 @@ def eval_degrade(
     from facewise.core.pipeline import Pipeline
     from facewise.eval.degrade import run_degradation
 
-    with handled():
+    with handled(as_json):
         plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
@@ -184,7 +189,8 @@ def eval_fidelity(
     orig_dir: Annotated[Path, typer.Argument(help="Original images.")],
     recon_dir: Annotated[Path, typer.Argument(help="Reconstructed/generated images, same relative paths.")],
     profile: ProfileOpt = "default",
-    far: Annotated[float, typer.Option(help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
+    far: Annotated[float, typer.Option(
+        min=1e-9, max=1.0, help="Report the share of pairs above the threshold at this FAR.")] = 1e-3,
     as_json: JsonOpt = False,
 ) -> None:
     """Identity similarity between originals and their reconstructions (mean, share above threshold, by size)."""
@@ -192,10 +198,13 @@ def eval_fidelity(
     from facewise.decision.matching import decide
     from facewise.eval.fidelity import fidelity, match_files
 
-    with handled():
+    with handled(as_json):
+        for d in (orig_dir, recon_dir):
+            if not d.is_dir():
+                raise NotFoundError(f"{d}: no such folder")
         pairs = match_files(orig_dir, recon_dir)
         if not pairs:
-            raise FacewiseError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
+            raise BadInputError(f"no files of {orig_dir} have a counterpart in {recon_dir}")
         pipe = Pipeline(profile).load()
         threshold = decide(pipe.profile, {"target_far": far}).threshold
         with progress_bar() as bar:
@@ -203,12 +212,16 @@ def eval_fidelity(
             res = fidelity(pipe, pairs, threshold, progress=lambda k: bar.advance(task, k))
         if as_json:
             sys.stdout.write(json.dumps({"profile": pipe.profile.name, "far": far, **res}) + "\n")
-            return
-        out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
-                  f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
-                  f"({res['threshold']:.3f})")
-        for name, r in res["by_face_size"].items():
-            out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, above {100 * r['share_above_threshold']:.1f} %")
+        else:
+            out.print(f"{res['pairs']} pairs: mean identity similarity {res['mean_similarity']}, "
+                      f"{100 * (res['share_above_threshold'] or 0):.1f} % above the FAR={far:g} threshold "
+                      f"({res['threshold']:.3f})")
+            for name, r in res["by_face_size"].items():
+                out.print(f"  {name}: {r['pairs']} pairs, mean {r['mean']}, "
+                          f"above {100 * r['share_above_threshold']:.1f} %")
+    if res["unreadable"]:  # reported with the others measured; the exit code says some input was bad
+        err.print(f"[red]error:[/red] {res['unreadable']} unreadable image(s), skipped (see the warnings)")
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()
@@ -223,7 +236,7 @@ def calibrate(
     collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the calibration JSON here.")] = None,
     write_profile: Annotated[bool, typer.Option(help="Maintainers: store it in the shipped profile file.")] = False,
-    max_impostors: int = 2_000_000,
+    max_impostors: Annotated[int, typer.Option(min=1, help="Most impostor scores sampled.")] = 2_000_000,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -233,9 +246,9 @@ def calibrate(
     from facewise.eval.identify import identity_folder
     from facewise.models.profiles import PROFILE_DIR
 
-    with handled():
+    with handled(as_json):
         if (folder is None) == (pairs is None):
-            raise FacewiseError("give --folder or --pairs")
+            raise ValidationError("give --folder or --pairs (one of them)")
         if folder is not None:
             ids = identity_folder(folder)
             items = [(n, f) for n, files in ids.items() for f in files]
@@ -243,6 +256,10 @@ def calibrate(
             plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
             paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
+        if db:  # the gallery and collection must exist before the (long) embedding: nothing is created
+            from facewise.api import FaceWise
+
+            FaceWise(db=db, profile=profile, collection=collection, create=False).close()
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [f for _, f in items], cache)
         where = {p: n for n, p in items}
@@ -257,7 +274,7 @@ def calibrate(
         if db:
             from facewise.api import FaceWise
 
-            with FaceWise(db=db, profile=pipe.profile, collection=collection) as fw:
+            with FaceWise(db=db, profile=pipe.profile, collection=collection, create=False) as fw:
                 fw.set_calibration(doc)  # refused if the collection's target FAR falls outside it
         if write_profile:
             path = PROFILE_DIR / f"{pipe.profile.name}.json"
@@ -275,43 +292,208 @@ def calibrate(
             out.print(f"  FAR {r['far']:g}: threshold {r['threshold']} [{r['low']}, {r['high']}], TAR {r['tar']}")
 
 
+def _live_setup(profile: str, model: str | None) -> tuple[Any, Any, Any]:
+    """The product's detector and liveness scorer (``model`` picks fused / minifasnet for comparison)."""
+    import numpy as np
+
+    from facewise.core.analysis import Analyzer
+    from facewise.core.pipeline import Pipeline
+
+    analyzer = Analyzer()
+    if analyzer.live_model is None:
+        raise ModelNotFoundError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
+    if model not in (None, "fused", "minifasnet"):
+        raise ValidationError(f"--model must be fused or minifasnet, got {model!r}")
+    if model == "minifasnet" and analyzer.live_model_name == "fused":
+        analyzer.live_model = analyzer.antispoof
+    elif model == "fused" and analyzer.live_model_name != "fused":
+        raise ModelNotFoundError("the fused liveness weights (models/weights/liveness-fused.weights) are missing")
+    pipe = Pipeline(profile).load()
+
+    def detect(rgb: np.ndarray) -> np.ndarray:
+        d = pipe.detector.detect(rgb)
+        return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
+
+    return analyzer, pipe, detect
+
+
+SizeOpt = Annotated[int, typer.Option(help="Resize every image to size x size first (crops differ); 0 = native.")]
+LiveModelOpt = Annotated[str | None, typer.Option("--model", help="fused | minifasnet (default: the product's)")]
+
+
 @eval_app.command("liveness")
 def eval_liveness(
     root: Annotated[Path, typer.Option("--root", help="Folder with real/ and fake/ (images or videos)")],
-    size: Annotated[int, typer.Option(help="Every image is resized to size x size first (crops differ).")] = 224,
-    threshold: Annotated[float | None, typer.Option(help="P(live) threshold (default: the card's)")] = None,
-    video_stride: int = 10,
+    size: SizeOpt = 224,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="P(live) threshold (default: the product's)")] = None,
+    threshold_file: Annotated[Path | None, typer.Option(help="Decide at a calibrate-liveness threshold file.")] = None,
+    fit_threshold: Annotated[Path | None, typer.Option(
+        help="Fit a threshold on root/real (target BPCER), write it here and report at it (in-sample).")] = None,
+    target_bpcer: Annotated[float, typer.Option(min=0.0, max=1.0, help="BPCER the fitted threshold aims at.")] = 0.05,
+    model: LiveModelOpt = None,
+    video_stride: Annotated[int, typer.Option(min=1, help="Every N-th frame of videos.")] = 10,
     profile: ProfileOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Presentation-attack detection: APCER, BPCER, ACER at the threshold and the EER (ISO/IEC 30107-3)."""
-    from facewise.core.analysis import Analyzer, live_threshold
-    from facewise.core.pipeline import Pipeline
-    from facewise.eval.liveness import evaluate_liveness
+    """Presentation-attack detection as the product decides: APCER, BPCER, ACER and EER (ISO/IEC 30107-3).
 
-    with handled():
-        analyzer = Analyzer()
-        if analyzer.antispoof is None:
-            raise FacewiseError("the anti-spoofing model minifasnet-v2-v1se is not on the model path")
-        pipe = Pipeline(profile).load()
+    The largest detected face of each sample is scored; a sample with no detected face is refused (an
+    attack without a face counts as stopped, a bona fide one as refused) and counted under no_face.
+    """
+    import numpy as np
 
-        def detect(rgb: np.ndarray) -> np.ndarray:
-            import numpy as np
+    from facewise.core.analysis import LiveThreshold
+    from facewise.eval.liveness import evaluate_liveness, product_rates
+    from facewise.eval.liveness import fit_threshold as fit_thr
 
-            d = pipe.detector.detect(rgb)
-            return np.array([[x.box.x1, x.box.y1, x.box.x2, x.box.y2] for x in d]).reshape(-1, 4)
-
-        thr = threshold if threshold is not None else live_threshold()
-        res = evaluate_liveness(root, analyzer.antispoof, detect, size=size, threshold=thr, video_stride=video_stride)
+    with handled(as_json):
+        _folder(root)
+        if sum(x is not None for x in (threshold, threshold_file, fit_threshold)) > 1:
+            raise ValidationError("give at most one of --threshold, --threshold-file, --fit-threshold")
+        analyzer, pipe, detect = _live_setup(profile, model)
+        if threshold_file is not None:
+            analyzer.set_live_threshold(LiveThreshold.load(threshold_file))
+        thr = threshold if threshold is not None else analyzer.live_threshold()[0]
+        res = evaluate_liveness(root, analyzer.live_model, detect, size=size or None, threshold=thr,
+                                video_stride=video_stride)
+        if fit_threshold is not None:
+            t = LiveThreshold(analyzer.live_model_name, fit_thr(res["scores"]["real"], target_bpcer), target_bpcer,
+                              int((~np.isnan(res["scores"]["real"])).sum()), str(root / "real"))
+            t.save(fit_threshold)
+            real, fake = res["scores"]["real"], res["scores"]["fake"]
+            res.update(threshold=t.threshold, **product_rates(real, fake, t.threshold),
+                       faces_only=product_rates(real[~np.isnan(real)], fake[~np.isnan(fake)], t.threshold))
         res.pop("scores", None)
         res.pop("names", None)
+        res["model"] = analyzer.live_model_name
         if as_json:
             sys.stdout.write(json.dumps({"detector": pipe.profile.detector, **res}, default=float) + "\n")
             return
-        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size} px, detector {pipe.profile.detector})")
+        out.print(f"{res['n_real']} bona fide, {res['n_fake']} attacks ({size or 'native'} px, detector "
+                  f"{pipe.profile.detector}, scorer {res['model']})")
         out.print(f"  at {res['threshold']:.3f}: APCER {res['apcer']:.4f}  BPCER {res['bpcer']:.4f}  "
                   f"ACER {res['acer']:.4f}")
-        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face: {res['no_face']}")
+        out.print(f"  EER {res['eer']:.4f} at {res['eer_threshold']:.3f}; no face (refused): {res['no_face']}")
+        fo = res["faces_only"]
+        out.print(f"  over the samples with a face only: APCER {fo['apcer']:.4f}  BPCER {fo['bpcer']:.4f}  "
+                  f"ACER {fo['acer']:.4f}")
+        if fit_threshold is not None:
+            err.print(f"threshold written to {fit_threshold}")
+
+
+@app.command("calibrate-liveness")
+def calibrate_liveness(
+    bona_fide: Annotated[Path, typer.Argument(help="Folder of your own bona fide (live) images or videos.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Write the threshold file here.")],
+    target_bpcer: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of your live faces the threshold may refuse.")] = 0.05,
+    size: SizeOpt = 0,
+    video_stride: Annotated[int, typer.Option(min=1, help="Every N-th frame of videos.")] = 10,
+    profile: ProfileOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a liveness threshold on your own bona fide samples (for --live-threshold / FACEWISE_LIVENESS_THRESHOLD)."""
+    import numpy as np
+
+    from facewise.core.analysis import LiveThreshold
+    from facewise.eval.liveness import collect
+    from facewise.eval.liveness import fit_threshold as fit_thr
+
+    with handled(as_json):
+        if not bona_fide.is_dir():
+            raise NotFoundError(f"{bona_fide} is not a folder")
+        analyzer, _, detect = _live_setup(profile, None)
+        names, mat = collect(bona_fide, analyzer.live_model.live_scores, detect,
+                             (size, size) if size else None, video_stride)
+        scores = mat[:, 0]
+        t = LiveThreshold(analyzer.live_model_name, fit_thr(scores, target_bpcer), target_bpcer,
+                          int((~np.isnan(scores)).sum()), str(bona_fide))
+        t.save(out_file)
+        doc = {**t.__dict__, "samples": len(names), "no_face": int(np.isnan(scores).sum()), "out": str(out_file)}
+        if as_json:
+            sys.stdout.write(json.dumps(doc) + "\n")
+            return
+        out.print(f"{doc['samples']} samples, {t.n_bona_fide} with a face: threshold {t.threshold:.4f} "
+                  f"({t.model}, target BPCER {target_bpcer:g}) written to {out_file}")
+
+
+def _frames(source: str, stride: int) -> Iterator[tuple[float, Any]]:
+    """``(t, RGB frame)`` from a video file (t from its frame rate) or a camera index (wall-clock t)."""
+    import time
+
+    import cv2
+
+    camera = source.isdigit()
+    if not camera and not Path(source).is_file():
+        raise NotFoundError(f"{source}: no such video file (or give a camera index such as 0)")
+    cap = cv2.VideoCapture(int(source) if camera else source)
+    if not cap.isOpened():
+        raise BadInputError(f"cannot open {'camera' if camera else 'video'} {source}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def frames() -> Iterator[tuple[float, Any]]:
+        start, index = time.monotonic(), 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                if index % stride == 0:
+                    t = (time.monotonic() - start) if camera else index / fps
+                    yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            cap.release()
+
+    return frames()
+
+
+@app.command("challenge")
+def challenge(
+    source: Annotated[str, typer.Argument(help="A video file, or a camera index (0) for a live check.")],
+    steps: Annotated[str | None, typer.Option(help="Comma-separated: left,right,up,closer (default: random).")] = None,
+    n_steps: Annotated[int, typer.Option(
+        "--random", min=1, max=4, help="How many random steps when --steps is not given.")] = 2,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Seconds to complete every step.")] = 10.0,
+    stride: Annotated[int, typer.Option(min=1, help="Check every Nth frame.")] = 1,
+    profile: ProfileOpt = "fast",
+    as_json: JsonOpt = False,
+) -> None:
+    """Active liveness: ask for head motions, check them on the tracked face in time, with the passive score.
+
+    Exit code 0 when the challenge passes, 10 when it does not.
+    """
+    from facewise.cli.common import EXIT_DIFFERENT
+    from facewise.core.analysis import Analyzer
+    from facewise.core.challenge import ChallengePolicy, parse_steps, random_steps, run_challenge
+    from facewise.core.pipeline import Pipeline
+
+    with handled(as_json):
+        if stride < 1:
+            raise ValidationError("--stride must be >= 1")
+        wanted = parse_steps(steps) if steps else random_steps(n_steps)
+        pipe = Pipeline(profile).load()
+        analyzer = Analyzer()
+        prompts = {"left": "turn your head so the camera sees it turn to the image's left",
+                   "right": "turn your head so the camera sees it turn to the image's right",
+                   "up": "look up", "closer": "come closer to the camera"}
+
+        def prompt(step: str | None) -> None:
+            if step is not None and not as_json:
+                err.print(f"now: {prompts[step]}")
+
+        res = run_challenge(_frames(source, stride), wanted, pipe, analyzer,
+                            ChallengePolicy(time_limit_s=time_limit), on_step=prompt)
+        if as_json:
+            sys.stdout.write(json.dumps({"source": source, **res}) + "\n")
+        else:
+            verdict = "PASSED" if res["passed"] else "FAILED"
+            out.print(f"{verdict}: steps {','.join(res['steps'])}; done {[d['step'] for d in res['done']]}"
+                      + (f" ({res['reason']})" if res["reason"] else "")
+                      + (f"; passive P(live) {res['passive_live']:.2f}" if res["passive_live"] is not None else ""))
+        if not res["passed"]:
+            raise typer.Exit(EXIT_DIFFERENT)
 
 
 @eval_app.command("expression")
@@ -326,12 +508,13 @@ def eval_expression(
     from facewise.core.imageio import load_image
     from facewise.models.attributes.expression import ExpressionModel
 
-    with handled():
+    with handled(as_json):
+        _folder(root)
         model = ExpressionModel.from_default()
         classes = list(model.CLASSES)
         files = [(c, f) for c in classes if (root / c).is_dir() for f in sorted((root / c).iterdir()) if f.is_file()]
         if not files:
-            raise FacewiseError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
+            raise BadInputError(f"{root}: no <emotion>/ folders named {', '.join(classes)}")
         conf = np.zeros((len(classes), len(classes)), np.int64)
         with progress_bar() as bar:
             task = bar.add_task("expression", total=len(files))

@@ -6,6 +6,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from facewise.cli.common import EXIT_MODEL, JsonOpt, _emit_json, handled, models_app, out
@@ -20,11 +21,13 @@ def models_list(as_json: JsonOpt = False) -> None:
 
     rows = [(c, is_available(c.id)) for c in cards().values()]
     profiles = [load_profile(n) for n in profile_names()]
-    if as_json:
-        _emit_json({"search_path": [str(p) for p in search_path()],
-                    "models": [{**c.summary(), "available": ok} for c, ok in rows],
-                    "profiles": [{"name": p.name, "available": p.available(), "models": p.models,
-                                  "commercial_use": p.commercial_use} for p in profiles]})
+    if as_json:  # one object per line: every model, every profile, the search path ("kind" tells which)
+        for c, ok in rows:
+            _emit_json({"kind": "model", **c.summary(), "available": ok})
+        for p in profiles:
+            _emit_json({"kind": "profile", "name": p.name, "available": p.available(), "models": p.models,
+                        "commercial_use": p.commercial_use})
+        _emit_json({"kind": "search_path", "paths": [str(p) for p in search_path()]})
         return
     t = Table("id", "task", "licence", "available")
     for c, ok in rows:
@@ -38,11 +41,13 @@ def models_list(as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("info")
-def models_info(model_id: str) -> None:
-    """A model's card."""
+def models_info(model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")],
+                as_json: Annotated[bool, typer.Option("--json", help="Accepted for symmetry: the card is always "
+                                                                     "one JSON object.")] = True) -> None:
+    """A model's card, as one JSON object."""
     from facewise.models.catalogue import card, locate_file
 
-    with handled():
+    with handled(as_json=True):
         c = card(model_id)
         d = c.summary()
         for f in d["files"]:
@@ -52,26 +57,36 @@ def models_info(model_id: str) -> None:
 
 
 @models_app.command("verify")
-def models_verify(model_ids: Annotated[list[str] | None, typer.Argument()] = None) -> None:
-    """Check model files against their sha256 (all available models by default)."""
+def models_verify(model_ids: Annotated[list[str] | None, typer.Argument(metavar="MODEL_ID...")] = None,
+                  as_json: JsonOpt = False) -> None:
+    """Check model files against their sha256 (all available models by default). Exit code 4 if any differs."""
     from facewise.models.catalogue import cards, is_available, verify
 
     ids = model_ids or [c for c in cards() if is_available(c)]
     bad = 0
     for mid in ids:
-        with handled():
+        with handled(as_json):
             for st in verify(mid):
                 bad += not st.ok
-                out.print(f"{mid}: {st.path}: {'[green]ok[/green]' if st.ok else '[red]' + st.reason + '[/red]'}")
+                if as_json:
+                    _emit_json({"model": mid, "path": str(st.path), "ok": st.ok, "reason": st.reason or None})
+                else:
+                    out.print(f"{mid}: {st.path}: "
+                              f"{'[green]ok[/green]' if st.ok else '[red]' + escape(st.reason) + '[/red]'}")
     if bad:
         raise typer.Exit(EXIT_MODEL)
 
 
 @models_app.command("fetch")
-def models_fetch(model_id: str, timeout: float = 30.0) -> None:
+def models_fetch(model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")],
+                 timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per download.")] = 30.0,
+                 as_json: JsonOpt = False) -> None:
     """Download a model's files (URL + sha256 from its card) into the per-user cache."""
     from facewise.models.catalogue import fetch
 
-    with handled():
+    with handled(as_json):
         for p in fetch(model_id, timeout=timeout):
-            out.print(f"{model_id}: {p}")
+            if as_json:
+                _emit_json({"model": model_id, "path": str(p)})
+            else:
+                out.print(f"{model_id}: {p}", markup=False)

@@ -1,7 +1,12 @@
-"""Commands: `facewise people ...`."""
+"""Commands: `facewise people ...`.
+
+A person is referred to by name, or by id as ``6``, ``#6`` or ``id:6`` (the ids of ``people list``)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -13,22 +18,29 @@ from facewise.cli.common import (
     JsonOpt,
     _emit_json,
     _fw,
+    find_person,
     handled,
     out,
     people_app,
 )
 
+PersonArg = Annotated[str, typer.Argument(metavar="PERSON", help="Name, or id as 6, #6 or id:6.")]
+
 
 # -- people -------------------------------------------------------------------------------------
 @people_app.command("list")
 def people_list(db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
-                offset: int = 0, limit: int | None = None, as_json: JsonOpt = False) -> None:
-    """Enrolled people with their sample counts."""
-    with handled():
+                offset: Annotated[int, typer.Option(min=0, help="Skip this many people.")] = 0,
+                limit: Annotated[int | None, typer.Option(min=1, help="At most this many people.")] = None,
+                as_json: JsonOpt = False) -> None:
+    """Enrolled people with their ids and sample counts (--json: one object per person, one per line)."""
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         persons = fw.persons(offset, limit)
+        fw.close()
         if as_json:
-            _emit_json([p.to_dict() for p in persons])
+            for p in persons:
+                _emit_json(p.to_dict())
             return
         t = Table("id", "name", "samples", "created")
         for p in persons:
@@ -37,13 +49,14 @@ def people_list(db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None
 
 
 @people_app.command("show")
-def people_show(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
+def people_show(person: PersonArg, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
                 collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
     """One person and their samples."""
-    with handled():
+    with handled(as_json):
         fw = _fw(db, profile, collection)
-        p = fw.person(person)
+        p = find_person(fw, person)
         samples = fw.samples(p.id)
+        fw.close()
         if as_json:
             _emit_json({**p.to_dict(), "sample_list": [s.to_dict() for s in samples]})
             return
@@ -55,25 +68,45 @@ def people_show(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProf
 
 
 @people_app.command("rename")
-def people_rename(person: str, new_name: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-                  collection: CollOpt = "default") -> None:
-    with handled():
-        p = _fw(db, profile, collection).rename_person(person, new_name)
-        out.print(f"renamed to {p.name}", markup=False)
+def people_rename(person: PersonArg, new_name: Annotated[str, typer.Argument(metavar="NEW_NAME")],
+                  db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
+                  collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
+    """Give a person another name."""
+    with handled(as_json):
+        fw = _fw(db, profile, collection)
+        p = fw.rename_person(find_person(fw, person).id, new_name)
+        fw.close()
+        if as_json:
+            _emit_json(p.to_dict())
+        else:
+            out.print(f"renamed to {p.name} (id {p.id})", markup=False)
 
 
 @people_app.command("delete")
-def people_delete(person: str, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-                  collection: CollOpt = "default") -> None:
+def people_delete(person: PersonArg, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
+                  collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
     """Delete a person with all samples and templates."""
-    with handled():
-        n = _fw(db, profile, collection).delete_person(person)
-        out.print(f"deleted {person} and {n} samples", markup=False)
+    with handled(as_json):
+        fw = _fw(db, profile, collection)
+        p = find_person(fw, person)
+        n = fw.delete_person(p.id)
+        fw.close()
+        if as_json:
+            _emit_json({"deleted": p.name, "id": p.id, "samples": n})
+        else:
+            out.print(f"deleted {p.name} (id {p.id}) and {n} samples", markup=False)
 
 
 @people_app.command("delete-sample")
-def people_delete_sample(sample_id: int, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-                         collection: CollOpt = "default") -> None:
-    with handled():
-        _fw(db, profile, collection).delete_sample(sample_id)
-        out.print(f"deleted sample {sample_id}")
+def people_delete_sample(sample_id: Annotated[int, typer.Argument(metavar="SAMPLE_ID", min=1)],
+                         db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
+                         collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
+    """Delete one sample (its id is in `facewise people show PERSON`)."""
+    with handled(as_json):
+        fw = _fw(db, profile, collection)
+        fw.delete_sample(sample_id)
+        fw.close()
+        if as_json:
+            _emit_json({"deleted_sample": sample_id})
+        else:
+            out.print(f"deleted sample {sample_id}")

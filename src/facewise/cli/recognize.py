@@ -16,6 +16,7 @@ from facewise.cli.common import (
     EXIT_INPUT,
     CollOpt,
     CollProfileOpt,
+    FaceOpt,
     GalleryOpt,
     JsonOpt,
     ProfileOpt,
@@ -25,11 +26,24 @@ from facewise.cli.common import (
     _images_in,
     app,
     err,
+    find_person,
     handled,
     out,
     progress_bar,
+    report_error,
 )
-from facewise.errors import ImageError, ValidationError
+from facewise.errors import ImageError, NotFoundError, ValidationError
+
+LiveThrOpt = Annotated[Path | None, typer.Option(
+    "--live-threshold", help="A `calibrate-liveness` threshold file (default: $FACEWISE_LIVENESS_THRESHOLD, "
+                             "else the model's own).")]
+
+
+def _use_live_threshold(fw: Any, path: Path | None) -> None:
+    from facewise.core.analysis import LiveThreshold
+
+    if path is not None:
+        fw.analyzer.set_live_threshold(LiveThreshold.load(path))
 
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
@@ -40,9 +54,11 @@ def enroll(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Person to enrol the images as.")] = None,
     from_track: Annotated[list[str] | None, typer.Option(
         "--from-track", help="TIMELINE_JSON:TRACK_ID from `facewise video`: enrol that track's best frame.")] = None,
-    face: Annotated[str, typer.Option(help="Which face when a photo has several: only | largest | N")] = "only",
-    min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this quality (0..1).")] = None,
+    face: FaceOpt = "only",
+    min_quality: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Refuse faces below this quality (0..1).")] = None,
     require_live: Annotated[bool, typer.Option(help="Refuse faces the anti-spoofing model finds not live.")] = False,
+    live_threshold: LiveThrOpt = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -51,12 +67,12 @@ def enroll(
     from facewise.core.analysis import Gate
     from facewise.gallery.names import check_name
 
-    with handled():
+    with handled(as_json):
+        face_choice = _face_choice(face)
         if not sources and not from_track:
             raise ValidationError("give images, a <folder>/<person>/ layout, or --from-track TIMELINE_JSON:TRACK_ID")
         if name is not None:
             check_name(name)  # a bad --name is refused before anything is opened or computed (exit 2)
-        fw = _fw(db, profile, collection, create=True)
         items: list[tuple[str, Any]] = []
         if from_track:  # `facewise video` thumbnails; a neighbour's face may show at the edge: take the largest
             from facewise.video.outputs import track_thumbnail
@@ -64,17 +80,21 @@ def enroll(
             if not name:
                 raise ValidationError("--from-track needs --name (who the track is)")
             items += [(name, track_thumbnail(spec)) for spec in from_track]
-            face = "largest" if face == "only" else face
+            face_choice = "largest" if face_choice == "only" else face_choice
         for src in sources or []:
+            if not src.exists():
+                raise NotFoundError(f"{src}: no such file or folder (nothing was enrolled)")
             if name:
                 items += [(name, f) for f in _images_in([src])]
             elif src.is_dir():
                 items += folder_items(src)
             else:
                 raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
+        fw = _fw(db, profile, collection, create=True)  # after the inputs are checked: a typo creates nothing
+        _use_live_threshold(fw, live_threshold)
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
-            results = fw.enroll_items(items, face=_face_choice(face),
+            results = fw.enroll_items(items, face=face_choice,
                                       gate=Gate(min_quality=min_quality, require_live=require_live),
                                       progress=lambda r: bar.advance(task))
         if as_json:
@@ -99,13 +119,15 @@ def enroll(
 @app.command()
 def identify(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face.")] = 1,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 1,
     annotate_dir: Annotated[Path | None, typer.Option("--annotate", help="Write annotated copies here.")] = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Name every face in the images, or say "unknown" below the collection's threshold."""
-    with handled():
+    """Name every face in the images, or say "unknown" below the collection's threshold.
+
+    Exit code 3 if any image could not be read (the others are still identified)."""
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         failures = _identify_files(fw, _images_in(sources), top_k, annotate_dir, as_json)
         fw.close()
@@ -120,6 +142,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     table = Table("file", "face box", "person", "score", "est. FAR")
     decision = fw.decision
     failures = 0
+    written: set[str] = set()
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar() as bar:
@@ -130,9 +153,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 results = fw.identify(img, top_k=top_k)
             except ImageError as exc:
                 failures += 1
-                err.print(f"[red]error:[/red] {escape(str(exc))}")
-                if as_json:
-                    _emit_json({"file": str(f), "error": str(exc)})
+                report_error(exc, as_json, file=str(f))
                 bar.advance(task)
                 continue
             if not results:
@@ -144,7 +165,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 table.add_row(f.name, str([round(v) for v in r.face.box.as_list()]), r.person or "unknown",
                               f"{r.score:.3f}", far)
             if annotate_dir:
-                save_rgb(annotate_dir / (f.stem + ".jpg"), annotate(img.pixels, results))
+                save_rgb(annotate_dir / _unique_name(f, written), annotate(img.pixels, results))
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
@@ -153,24 +174,46 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     return failures
 
 
+def _unique_name(f: Path, written: set[str]) -> str:
+    """``<stem>.jpg``, or ``<stem>-2.jpg``, ``-3`` … when another input (same name in another folder, or
+    a.png next to a.jpg) already took it in this run: annotated copies never overwrite each other."""
+    name, k = f"{f.stem}.jpg", 1
+    while name in written:
+        k += 1
+        name = f"{f.stem}-{k}.jpg"
+    written.add(name)
+    return name
+
+
 @app.command()
 def verify(
     image: Annotated[Path, typer.Argument(help="Probe image.")],
     other: Annotated[Path | None, typer.Argument(help="Second image (or use --person).")] = None,
-    person: Annotated[str | None, typer.Option("--person", help="Compare with an enrolled person.")] = None,
+    person: Annotated[str | None, typer.Option(
+        "--person", help="Compare with an enrolled person: a name, or an id as 6, #6 or id:6.")] = None,
+    face: FaceOpt = "only",
+    other_face: Annotated[str, typer.Option(
+        "--other-face", metavar="only|largest|N", help="The same choice for the second image.")] = "only",
     require_live: Annotated[bool, typer.Option(help="Answer 'different' if the probe is not live.")] = False,
+    live_threshold: LiveThrOpt = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Same person? Exit code 0 if yes, 10 if not (errors: 3 input, 4 model, 5 not found)."""
+    """Same person? Exit code 0 if yes, 10 if not (errors: 3 input or several faces without --face, 4 model,
+    5 not found)."""
     from facewise.core.analysis import Gate
 
-    with handled():
+    with handled(as_json):
+        choice, other_choice = _face_choice(face), _face_choice(other_face, "--other-face")
         if (other is None) == (person is None):
             raise ValidationError("give a second image or --person NAME")
         fw = _fw(db if person else None, profile, collection, create=not person)  # two images: in memory
+        _use_live_threshold(fw, live_threshold)
         gate = Gate(require_live=True) if require_live else None
-        v = fw.verify_person(image, person, gate=gate) if person else fw.verify(image, other, gate=gate)
+        if person:
+            v = fw.verify_person(image, find_person(fw, person).id, face=choice, gate=gate)
+        else:
+            v = fw.verify(image, other, face=choice, gate=gate, other_face=other_choice)
         if as_json:
             _emit_json(v.to_dict())
         else:
@@ -188,17 +231,19 @@ def detect(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     profile: ProfileOpt = "default", as_json: JsonOpt = False,
 ) -> None:
-    """Faces with boxes, landmarks, yaw and quality reasons."""
+    """Faces with boxes, landmarks, yaw and quality reasons (exit code 3 if any image could not be read)."""
     from facewise.core.pipeline import Pipeline
 
-    with handled():
+    failures = 0
+    with handled(as_json):
         pipe = Pipeline(profile)
         t = Table("file", "face", "box", "det", "yaw", "quality", "reasons")
         for f in _images_in(sources):
             try:
                 img, dets = pipe.detect(f)
             except ImageError as exc:
-                err.print(f"[red]error:[/red] {escape(str(exc))}")
+                failures += 1
+                report_error(exc, as_json, file=str(f))
                 continue
             for face in pipe.make_faces(img.pixels, dets):
                 if as_json:
@@ -208,25 +253,42 @@ def detect(
                           "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t, markup=False)  # names and reasons are data, not markup
+    if failures:
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()
 def analyze(
     sources: Annotated[list[Path], typer.Argument(help="Images or folders.")],
     profile: ProfileOpt = "default", as_json: JsonOpt = False,
+    annotate_dir: Annotated[Path | None, typer.Option(
+        "--annotate", help="Write copies with the liveness verdict, fired cues and occlusion map drawn.")] = None,
+    live_threshold: LiveThrOpt = None,
 ) -> None:
-    """Per face: quality with reasons, liveness, head pose and expression (where the models are available)."""
-    from facewise.api import FaceWise
+    """Per face: quality with reasons, liveness (with its cues and map), head pose and expression.
 
-    with handled():
+    Exit code 3 if any image could not be read (the others are still analysed)."""
+    from facewise.api import FaceWise
+    from facewise.core.draw import annotate_analysis
+    from facewise.core.imageio import load_image, save_rgb
+
+    failures = 0
+    with handled(as_json):
         fw = FaceWise(profile=profile)
+        _use_live_threshold(fw, live_threshold)
+        if annotate_dir:
+            annotate_dir.mkdir(parents=True, exist_ok=True)
         t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
         for f in _images_in(sources):
             try:
-                faces = fw.analyze(f)
+                img = load_image(f)
+                faces = fw.analyze(img, what=("live", "live_map", "pose", "expression"))
             except ImageError as exc:
-                err.print(f"[red]error:[/red] {escape(str(exc))}")
+                failures += 1
+                report_error(exc, as_json, file=str(f))
                 continue
+            if annotate_dir:
+                save_rgb(annotate_dir / (f.stem + ".jpg"), annotate_analysis(img.pixels, faces))
             for face in faces:
                 d = face.to_dict()
                 if as_json:
@@ -239,6 +301,8 @@ def analyze(
                           f"{expr['label']} {expr['score']:.2f}" if expr else "n/a", "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t, markup=False)  # names and reasons are data, not markup
+    if failures:
+        raise typer.Exit(EXIT_INPUT)
 
 
 # -- threshold, export, import --------------------------------------------------------------------
@@ -250,7 +314,7 @@ def threshold(
     as_json: JsonOpt = False,
 ) -> None:
     """Show, or set, how a collection decides (a raw score or a target FAR)."""
-    with handled():
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         d = fw.set_threshold(value, far) if (value is not None or far is not None) else fw.decision
         if as_json:
@@ -260,23 +324,37 @@ def threshold(
 
 
 @app.command("export")
-def export_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-               collection: CollOpt = "default") -> None:
+def export_cmd(path: Annotated[Path, typer.Argument(help="The file to write (.json or .json.gz).")],
+               db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
+               collection: CollOpt = "default", as_json: JsonOpt = False) -> None:
     """Write a collection to a JSON file (.json or .json.gz)."""
-    with handled():
+    with handled(as_json):
         fw = _fw(db, profile, collection)
         n = fw.export(path)
-        out.print(f"exported {n} samples to {path}")
+        fw.close()
+        if as_json:
+            _emit_json({"file": str(path), "exported": n, "collection": collection, "profile": fw.profile.name})
+        else:
+            out.print(f"exported {n} samples to {path}", markup=False)
 
 
 @app.command("import")
-def import_cmd(path: Path, db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None,
-               collection: CollOpt = "default") -> None:
-    """Merge an exported collection into this one (same profile)."""
-    with handled():
-        fw = _fw(db, profile, collection, create=True)
+def import_cmd(path: Annotated[Path, typer.Argument(help="A file written by `facewise export`.")],
+               db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
+               as_json: JsonOpt = False) -> None:
+    """Merge an exported collection into this one (same profile). A new collection gets the export's profile."""
+    from facewise.api import read_export
+
+    with handled(as_json):
+        doc = read_export(path)  # a bad file is refused before anything is opened or created
+        fw = _fw(db, profile or doc["collection"].get("profile") or "default", collection, create=True)
         n = fw.import_(path)
-        out.print(f"imported {n} new samples from {path}")
+        if as_json:
+            _emit_json({"file": str(path), "imported": n, "collection": collection, "profile": fw.profile.name})
+        else:
+            out.print(f"imported {n} new samples from {path} into collection {collection!r} "
+                      f"(profile {fw.profile.name})", markup=False)
+        fw.close()
 
 
 
@@ -291,7 +369,6 @@ def demo(
 ) -> None:
     """Enrol a folder of people, identify every face in the test images, write annotated copies."""
     from facewise.api import FaceWise
-    from facewise.errors import NotFoundError
     from facewise.models.examples import examples
 
     with handled():
@@ -318,6 +395,8 @@ def demo(
         for r in results:
             if r.status != "added":
                 out.print(f"  skipped {r.source}: {r.reason}", markup=False)
-        _identify_files(fw, _images_in([test]), 1, out_dir / "annotated", False)
+        failures = _identify_files(fw, _images_in([test]), 1, out_dir / "annotated", False)
         out.print(f"annotated images in {out_dir / 'annotated'}; gallery {db}")
         fw.close()
+        if failures:  # the readable test images were still identified
+            raise typer.Exit(EXIT_INPUT)

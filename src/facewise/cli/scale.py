@@ -15,23 +15,30 @@ from facewise.cli.common import (
     JsonOpt,
     ProfileOpt,
     app,
+    choice,
     err,
+    existing_store,
     handled,
     out,
     people_app,
+    person_ref,
     progress_bar,
 )
-from facewise.errors import FacewiseError
+from facewise.errors import ValidationError
 
 if TYPE_CHECKING:
     from facewise.batch.indexing import Layout
 
 StoreOpt = Annotated[str, typer.Option(
-    "--db", help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
+    "--db", metavar="PATH|URL",
+    help="Gallery: a SQLite file, postgresql://… (pgvector) or milvus://host:port?meta=side.db",
     envvar="FACEWISE_DB")]
-UnknownOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection of the unknown faces.")]
+UnknownOpt = Annotated[str, typer.Option("--collection", "-c", metavar="NAME",
+                                         help="Collection of the unknown faces to cluster.")]
+PersonArg = "Person or cluster: a name, or an id as 6, #6 or id:6."
 ThresholdOpt = Annotated[float | None, typer.Option(
-    "--threshold", help="Average-linkage cosine to join a cluster (default 0.40, chosen for the fast profile).")]
+    "--threshold", min=-1.0, max=1.0,
+    help="Average-linkage cosine to join a cluster (default 0.40, chosen for the fast profile).")]
 
 
 def _open(db: str) -> Any:
@@ -51,17 +58,16 @@ def index_cmd(
     unknown: Annotated[str, typer.Option(help="Collection for faces of loose photos (to cluster).")] = "unknown",
     layout: Annotated[str, typer.Option(help="auto | people | photos (every face unknown)")] = "auto",
     ray: Annotated[str | None, typer.Option("--ray", help="Ray cluster address, or 'local'.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes / Ray actors (0: one per CPU).")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Samples per store transaction.")] = 256,
-    min_quality: Annotated[float | None, typer.Option(help="Skip faces below this quality.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes / Ray actors (0: one per CPU).")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per store transaction.")] = 256,
+    min_quality: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Skip faces below this quality.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol/index a large photo tree on local processes or Ray; re-runs skip photos already stored."""
     from facewise.batch.indexing import IndexOptions, index_tree
 
-    with handled():
-        if layout not in ("auto", "people", "photos"):
-            raise FacewiseError("--layout must be auto, people or photos")
+    with handled(as_json):
+        choice(layout, "--layout", ("auto", "people", "photos"))
         opts = IndexOptions(profile=profile, collection=collection, unknown_collection=unknown,
                             layout=cast("Layout", layout), workers=workers, ray_address=ray, batch_size=batch_size,
                             min_quality=min_quality)
@@ -94,9 +100,10 @@ def cluster_cmd(
     """Group unknown faces into people: new faces join a cluster or start one (--full: re-cluster)."""
     from facewise.batch.cluster import DEFAULT_THRESHOLD, Clusterer
 
-    with handled():
-        store = _open(db)
+    with handled(as_json):
+        store = existing_store(db)
         try:
+            store.get_collection(collection)  # a mistyped -c is exit 5, not an empty clustering
             c = Clusterer(store, collection, DEFAULT_THRESHOLD if threshold is None else threshold)
             rep = c.assign()
             if full:
@@ -114,46 +121,61 @@ def cluster_cmd(
 
 @people_app.command("merge")
 def people_merge(
-    source: Annotated[str, typer.Argument(help="Person or cluster to merge (it disappears).")],
-    target: Annotated[str, typer.Argument(help="Person or cluster that receives the faces.")],
-    db: StoreOpt = "facewise.db", collection: UnknownOpt = "unknown",
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help=PersonArg + " It disappears.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help=PersonArg + " It receives the faces.")],
+    db: StoreOpt = "facewise.db", collection: CollOpt = "default",
     force: Annotated[bool, typer.Option(help="Merge even when both appear in one photo.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Merge two people/clusters (refused when they appear in the same photo, unless --force)."""
     from facewise.batch.cluster import Clusterer
 
-    with handled():
-        store = _open(db)
+    with handled(as_json):
+        store = existing_store(db)
         try:
-            p = Clusterer(store, collection).merge(_ref(source), _ref(target), force)
+            store.get_collection(collection)
+            p = Clusterer(store, collection).merge(person_ref(source), person_ref(target), force)
         finally:
             store.close()
-        out.print(f"merged {source} into {p.name} ({p.n_samples} faces)")
+        if as_json:
+            _emit({"merged": source, **p.to_dict()})
+        else:
+            out.print(f"merged {source} into {p.name} ({p.n_samples} faces)", markup=False)
 
 
 @people_app.command("split")
 def people_split(
-    person: Annotated[str, typer.Argument(help="Person or cluster to split.")],
-    samples: Annotated[str | None, typer.Option(help="Comma-separated sample ids to move out.")] = None,
+    person: Annotated[str, typer.Argument(metavar="PERSON", help=PersonArg)],
+    samples: Annotated[str | None, typer.Option(metavar="ID,ID,...",
+                                                help="Comma-separated sample ids to move out.")] = None,
     name: Annotated[str | None, typer.Option(help="Name for the moved faces (default: a new cluster).")] = None,
-    db: StoreOpt = "facewise.db", collection: UnknownOpt = "unknown", threshold: ThresholdOpt = None,
+    db: StoreOpt = "facewise.db", collection: CollOpt = "default", threshold: ThresholdOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Move some faces out of a person/cluster, or (no --samples) split it by stricter re-clustering."""
     from facewise.batch.cluster import DEFAULT_THRESHOLD, Clusterer
 
-    with handled():
-        ids = [int(x) for x in samples.split(",") if x.strip()] if samples else None
-        store = _open(db)
+    with handled(as_json):
+        ids = _sample_ids(samples) if samples else None
+        store = existing_store(db)
         try:
+            store.get_collection(collection)
             c = Clusterer(store, collection, DEFAULT_THRESHOLD if threshold is None else threshold)
-            made = c.split(_ref(person), ids, name)
+            made = c.split(person_ref(person), ids, name)
         finally:
             store.close()
+        if as_json:
+            for p in made:
+                _emit(p.to_dict())
+            return
         if not made:
             out.print(f"{person}: nothing to split")
         for p in made:
             out.print(f"{p.name}: {p.n_samples} faces")
 
 
-def _ref(person: str) -> str | int:
-    return int(person) if person.isdigit() else person
+def _sample_ids(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValidationError(f"--samples must be comma-separated sample ids such as 3,7,12 (got {text!r})") from None

@@ -18,11 +18,12 @@ from facewise.cli.common import (
     ProfileOpt,
     _emit_json,
     app,
+    choice,
     err,
     handled,
     out,
 )
-from facewise.errors import FacewiseError
+from facewise.errors import FacewiseError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,16 @@ def _need_service_extra() -> None:
 def serve(
     db: GalleryOpt = DEFAULT_GALLERY,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     profile: ProfileOpt = "default",
-    max_upload_mb: Annotated[float, typer.Option(help="Largest image upload, MiB.")] = 16.0,
-    max_pixels: Annotated[int, typer.Option(help="Largest image, pixels (width x height).")] = 40_000_000,
-    max_video_mb: Annotated[float, typer.Option(help="Largest video upload, MiB.")] = 200.0,
-    rate: Annotated[float, typer.Option(help="Requests per second per key (token bucket).")] = 10.0,
-    burst: Annotated[int, typer.Option(help="Burst size per key.")] = 40,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest image upload, MiB.")] = 16.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest image, pixels (width x height).")] = 40_000_000,
+    max_video_mb: Annotated[float, typer.Option(min=0.001, help="Largest video upload, MiB.")] = 200.0,
+    rate: Annotated[float, typer.Option(min=0.001, help="Requests per second per key (token bucket).")] = 10.0,
+    burst: Annotated[int, typer.Option(min=1, help="Burst size per key.")] = 40,
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="Allow browser calls from this origin (repeatable). Default: no CORS.")] = None,
-    workers: Annotated[int, typer.Option(help="CPU threads for image work (0 = one per core).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="CPU threads for image work (0 = one per core).")] = 0,
     thumbnails: Annotated[bool, typer.Option(help="Keep a small JPEG of each enrolled face.")] = True,
     key_file: Annotated[Path | None, typer.Option(
         help="Where the first-start admin key goes without a terminal (default <db>.admin-key).")] = None,
@@ -110,11 +111,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _keystore(db: Path) -> Any:
+def _keystore(db: Path, create: bool = False) -> Any:
+    """The key table of ``db``; only ``keys create`` may create a missing gallery file (exit 5 otherwise)."""
     from facewise.gallery import SQLiteStore
     from facewise.service.auth import KeyStore
 
-    SQLiteStore(db).close()  # create the gallery file (and its schema) if new
+    if not create and not db.is_file():
+        raise NotFoundError(f"{db}: no such gallery file (nothing was created; give --db an existing gallery)")
+    SQLiteStore(db).close()  # create the schema if new
     return KeyStore(db)
 
 
@@ -124,15 +128,18 @@ def keys_create(
     scope: Annotated[list[str], typer.Option("--scope", "-s", help="admin | enroll | recognize | read (repeat)")],
     collection: Annotated[list[str] | None, typer.Option(
         "--collection", "-c", help="Collection the key may use (repeat); default *")] = None,
-    rate: Annotated[float | None, typer.Option(help="Requests/second for this key (default: server's).")] = None,
-    burst: Annotated[int | None, typer.Option(help="Burst for this key (default: server's).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        min=0.001, help="Requests/second for this key (default: server's).")] = None,
+    burst: Annotated[int | None, typer.Option(min=1, help="Burst for this key (default: server's).")] = None,
     db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print its token (shown once; only its hash is stored)."""
-    from facewise.service.auth import KeySpec
+    from facewise.service.auth import SCOPES, KeySpec
 
-    with handled():
-        keys = _keystore(db)
+    with handled(as_json):
+        for s in scope:
+            choice(s, "--scope", tuple(SCOPES))
+        keys = _keystore(db, create=True)
         info, token = keys.create(KeySpec(name, tuple(scope), tuple(collection or ["*"]), rate, burst),
                                   created_by="cli")
         keys.close()
@@ -147,12 +154,13 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Every key with its scopes, collections and last use (never the tokens)."""
-    with handled():
+    with handled(as_json):
         keys = _keystore(db)
         items = keys.list_keys()
         keys.close()
-        if as_json:
-            _emit_json([k.to_dict() for k in items])
+        if as_json:  # one key per line
+            for k in items:
+                _emit_json(k.to_dict())
             return
         t = Table("id", "name", "scopes", "collections", "created", "last used", "revoked")
         for k in items:
@@ -162,11 +170,15 @@ def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `facewise keys list`).")],
-                db: DbOpt = DEFAULT_DB) -> None:
+def keys_revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID",
+                                                      help="The key's id (see `facewise keys list`).")],
+                db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """Revoke a key at once (a running server refuses it on its next request)."""
-    with handled():
+    with handled(as_json):
         keys = _keystore(db)
         keys.revoke(key_id, by="cli")
         keys.close()
-        out.print(f"revoked {key_id}")
+        if as_json:
+            _emit_json({"revoked": key_id})
+        else:
+            out.print(f"revoked {key_id}", markup=False)

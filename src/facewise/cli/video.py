@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from facewise.cli.common import (
@@ -20,9 +21,11 @@ from facewise.cli.common import (
     _fw,
     app,
     err,
+    error_object,
     handled,
     out,
     progress_bar,
+    report_error,
 )
 from facewise.errors import ValidationError
 
@@ -76,20 +79,23 @@ def video_cmd(
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for timeline.json/csv, thumbs/, annotated.mp4.")]
     = Path("video-out"),
-    stride: Annotated[int | None, typer.Option(help="Process every N-th frame.")] = None,
-    fps: Annotated[float | None, typer.Option(help="Process about F frames per second of video.")] = None,
-    start: Annotated[float, typer.Option(help="Start at this time, in seconds (files).")] = 0.0,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds of video.")] = None,
+    stride: Annotated[int | None, typer.Option(min=1, help="Process every N-th frame.")] = None,
+    fps: Annotated[float | None, typer.Option(min=0.01, help="Process about F frames per second of video.")] = None,
+    start: Annotated[float, typer.Option(min=0.0, help="Start at this time, in seconds (files).")] = 0.0,
+    duration: Annotated[float | None, typer.Option(min=0.01, help="Stop after this many seconds of video.")] = None,
     live: Annotated[bool, typer.Option("--live", help="Print entered / identified / left events as they happen.")]
     = False,
     expression: Annotated[bool, typer.Option("--expression", help="Per-track expression timeline (EMA).")] = False,
-    max_age: Annotated[float, typer.Option(help="Seconds a lost face is waited for before its track ends.")] = 1.0,
+    max_age: Annotated[float, typer.Option(min=0.0, help="Seconds a lost face is waited for before its track ends.")]
+    = 1.0,
     no_video: Annotated[bool, typer.Option("--no-video", help="Do not write the annotated video.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Track and name every face of a video: writes a timeline, thumbnails and an annotated video.
 
-    Exit code 3: unreadable video, or one that ends early (its partial timeline is written, with "error" set).
+    Exit code 3: unreadable video, or one that ends early (its partial timeline is written, with "error" set);
+    exit code 5: no such gallery or collection (the video only reads it). --json: with --live one event per
+    line as it happens, then the result as the last line.
     """
     from facewise.video import (
         DecodeOptions,
@@ -101,14 +107,14 @@ def video_cmd(
         VideoProcessor,
     )
 
-    with handled():
+    with handled(as_json):
         if stride is not None and fps is not None:
             raise ValidationError("give --stride or --fps, not both")
         options = VideoOptions(
             decode=DecodeOptions(stride=stride or 1, fps=fps, start_s=start, duration_s=duration),
             tracker=TrackerOptions(max_age_s=max_age), expression=expression)
         outputs = OutputOptions(out_dir, annotated_video=not no_video)
-        fw = _fw(db, profile, collection, create=True)
+        fw = _fw(db, profile, collection)  # only reads the gallery: a missing one is exit 5, never created
         proc = VideoProcessor(fw, options)
         on_event = (lambda ev: _print_event(ev, as_json)) if live else None
         with progress_bar() as bar:
@@ -119,11 +125,14 @@ def video_cmd(
                 result = proc.run(source, outputs, hooks)
             except VideoError as exc:
                 bar.stop()
-                if exc.partial is not None:
+                if exc.partial is not None and as_json:  # the partial result, its "error" as the error object
+                    _emit({**exc.partial.to_dict(), "error": error_object(exc)})
+                    err.print(f"[red]error:[/red] {escape(str(exc))} (partial timeline written to {out_dir})")
+                elif exc.partial is not None:
                     _print_result(exc.partial, as_json)
-                    err.print(f"[red]error:[/red] {exc} (partial timeline written to {out_dir})")
+                    err.print(f"[red]error:[/red] {escape(str(exc))} (partial timeline written to {out_dir})")
                 else:
-                    err.print(f"[red]error:[/red] {exc}")
+                    report_error(exc, as_json, source=source)
                 fw.close()
                 raise typer.Exit(EXIT_INPUT) from None
         _print_result(result, as_json)

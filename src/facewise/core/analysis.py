@@ -1,21 +1,30 @@
 """What a face shows beyond identity: liveness, head pose, expression — each optional, each measured.
 
-Models come from the catalogue: ``minifasnet-v2-v1se`` (anti-spoofing), ``fsanet`` (head pose;
-five-landmark geometry when absent) and ``expression-fer7`` (trained by this project, shipped in
-the package). Results land in ``Face.attributes`` and, for liveness, in the quality reasons.
+Models come from the catalogue: ``minifasnet-v2-v1se`` (anti-spoofing; fused with cheap cues by the
+project-trained ``weights/liveness-fused.weights`` when present), ``fsanet`` (head pose; five-landmark
+geometry when absent) and ``expression-fer7`` (trained by this project, shipped in the package).
+Results land in ``Face.attributes`` and, for liveness, in the quality reasons.
+
+The liveness threshold is, in order: a deployment's own threshold file (``facewise calibrate-liveness``;
+:meth:`Analyzer.set_live_threshold` or the ``FACEWISE_LIVENESS_THRESHOLD`` environment variable), the
+fused model's fitted boundary, the anti-spoofing card's 0.5.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from facewise import settings
+from facewise.errors import FacewiseError
 from facewise.models.attributes.headpose import pose_from_landmarks
 from facewise.models.catalogue import card, is_available, resolve
 from facewise.types import Face
@@ -36,12 +45,81 @@ def live_threshold() -> float:
     return float(card("minifasnet-v2-v1se").thresholds.get("live", 0.5))
 
 
+THRESHOLD_ENV = "FACEWISE_LIVENESS_THRESHOLD"
+
+
+@dataclass(frozen=True)
+class LiveThreshold:
+    """A deployment's own liveness threshold, fitted on its bona fide samples (``calibrate-liveness``)."""
+
+    model: str  # "fused" or "minifasnet": the scorer it was fitted for
+    threshold: float
+    target_bpcer: float
+    n_bona_fide: int
+    source: str = ""
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"kind": "facewise-liveness-threshold", **asdict(self)}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LiveThreshold:
+        try:
+            doc = json.loads(Path(path).read_text())
+            if doc.pop("kind", None) != "facewise-liveness-threshold":
+                raise ValueError("not a liveness threshold file (no kind: facewise-liveness-threshold)")
+            t = cls(**doc)
+        except (OSError, ValueError, TypeError) as exc:
+            raise FacewiseError(f"liveness threshold file {path}: {exc}") from exc
+        if not 0.0 <= t.threshold <= 1.0:
+            raise FacewiseError(f"liveness threshold file {path}: threshold {t.threshold} is not in [0, 1]")
+        return t
+
+
 class Analyzer:
     """Loads each analysis model on first use; answers what is available."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, live_map: bool = True) -> None:
         self.threads = threads
+        self.live_map = live_map
         self._lock = threading.Lock()
+        self._live_threshold: LiveThreshold | None = None
+        env = settings.liveness_threshold_file()  # THRESHOLD_ENV
+        if env is not None:
+            self.set_live_threshold(LiveThreshold.load(env))
+
+    def set_live_threshold(self, t: LiveThreshold | None) -> None:
+        """Decide liveness at a deployment's own fitted threshold (``None``: the model's default)."""
+        if t is not None and self.live_model is not None and t.model != self.live_model_name:
+            raise FacewiseError(f"the liveness threshold was fitted for the {t.model} scorer, "
+                                f"but this installation scores with {self.live_model_name}")
+        self._live_threshold = t
+
+    @cached_property
+    def live_model(self) -> Any | None:
+        """The fused scorer when its weights ship, MiniFASNet alone otherwise, None without MiniFASNet."""
+        fas = self.antispoof
+        if fas is None:
+            return None
+        from facewise.models.attributes.livefusion import DEFAULT_WEIGHTS, LiveFusion
+
+        if DEFAULT_WEIGHTS.is_file():
+            return LiveFusion(fas, DEFAULT_WEIGHTS)
+        return fas
+
+    @property
+    def live_model_name(self) -> str:
+        from facewise.models.attributes.livefusion import LiveFusion
+
+        return "fused" if isinstance(self.live_model, LiveFusion) else "minifasnet"
+
+    def live_threshold(self) -> tuple[float, str]:
+        """The threshold in force and where it came from."""
+        if self._live_threshold is not None:
+            return self._live_threshold.threshold, f"fitted ({self._live_threshold.source or 'threshold file'})"
+        model = self.live_model
+        if model is not None and hasattr(model, "threshold"):
+            return float(model.threshold), "fused model boundary"
+        return live_threshold(), "card"
 
     @cached_property
     def antispoof(self) -> Any | None:
@@ -72,27 +150,49 @@ class Analyzer:
             return None
 
     def liveness(self, pixels: np.ndarray, faces: list[Face]) -> np.ndarray | None:
-        model = self.antispoof
+        model = self.live_model
         if model is None or not faces:
             return None
         boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces])
         return np.asarray(model.live_scores(pixels, boxes))
 
-    def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...] = ("live", "pose", "expression"),
-                ) -> list[Face]:
-        """Fill ``face.attributes`` with ``live``, ``pose`` and ``expression`` where models allow."""
+    def _live_results(self, pixels: np.ndarray, faces: list[Face], with_map: bool) -> list[dict[str, Any]] | None:
+        model = self.live_model
+        if model is None:
+            return None
+        thr, source = self.live_threshold()
+        base = {"threshold": round(thr, 4), "threshold_source": source, "model": self.live_model_name}
+        if not hasattr(model, "explain"):
+            scores = self.liveness(pixels, faces)
+            return [{"score": round(float(s), 4), **base} for s in (scores if scores is not None else [])]
+        out = []
+        for f in faces:
+            try:
+                ex = model.explain(pixels, [f.box.x1, f.box.y1, f.box.x2, f.box.y2], with_map=with_map)
+            except FacewiseError as exc:  # a face too small for a map still gets its score and cues
+                log.info("no occlusion map: %s", exc)
+                ex = model.explain(pixels, [f.box.x1, f.box.y1, f.box.x2, f.box.y2], with_map=False)
+            out.append({**ex, **base})
+        return out
+
+    def analyze(self, pixels: np.ndarray, faces: list[Face],
+                what: tuple[str, ...] = ("live", "pose", "expression")) -> list[Face]:
+        """Fill ``face.attributes`` with ``live``, ``pose`` and ``expression`` where models allow.
+
+        ``live`` carries the score, decision, threshold (and its source), the cues with their pull on the
+        log-odds and which fired, and with ``"live_map"`` in ``what`` the occlusion map over the face.
+        """
         if not faces:
             return faces
         boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces])
         if "live" in what:
-            scores = self.liveness(pixels, faces)
-            if scores is not None:
-                thr = live_threshold()
-                for f, s in zip(faces, scores, strict=True):
-                    f.attributes["live"] = {"score": round(float(s), 4), "is_live": bool(s >= thr),
-                                            "threshold": thr}
-                    if s < thr:
-                        f.quality.reasons.append(f"not live (P(live) {s:.2f} < {thr:.2f})")
+            results = self._live_results(pixels, faces, self.live_map and "live_map" in what)
+            for f, res in zip(faces, results or [], strict=True):
+                s, thr = res["score"], res["threshold"]
+                f.attributes["live"] = {"score": s, "is_live": bool(s >= thr), **res}
+                if s < thr:
+                    why = f" ({', '.join(res['fired'])})" if res.get("fired") else ""
+                    f.quality.reasons.append(f"not live (P(live) {s:.2f} < {thr:.2f}){why}")
         if "pose" in what:
             if self.headpose is not None:
                 poses = self.headpose.estimate(pixels, boxes)

@@ -55,7 +55,7 @@ class DecodedImage:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
 
-ImageInput = str | os.PathLike[str] | bytes | np.ndarray | DecodedImage
+ImageInput = str | os.PathLike[str] | bytes | np.ndarray | Image.Image | DecodedImage
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -79,6 +79,39 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
+def _pil_pixels(im: Image.Image, name: str, limit: int) -> np.ndarray:
+    """The one conversion of a PIL image to RGB pixels: size guard, first frame, EXIF orientation, mode."""
+    w, h = im.size
+    if w * h > limit:
+        raise ImageError(
+            f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
+            "(decompression-bomb guard; raise FACEWISE_MAX_PIXELS to allow it)"
+        )
+    if w < 1 or h < 1:
+        raise ImageError(f"{name}: image has no pixels ({w}x{h})")
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+    im.load()
+    im = ImageOps.exif_transpose(im) or im
+    return _to_rgb_array(im)
+
+
+def decode_pil(im: Image.Image, name: str = "<PIL image>", limit: int | None = None) -> DecodedImage:
+    """A PIL image (as ``Image.open`` gives it, or built in memory) through the same conversion as files:
+    EXIF orientation applied, alpha on white, 16-bit and palette modes to RGB. Its sha256 is that of the decoded
+    pixels (a PIL image need not have file bytes), so it differs from the same photo given by path."""
+    limit = limit or max_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = _pil_pixels(im, name, limit)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: cannot decode image: {exc or type(exc).__name__}") from None
+    return DecodedImage(pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), name)
+
+
 def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -> DecodedImage:
     """Decode encoded image bytes; raise :class:`ImageError` naming ``name`` and the reason."""
     if not data:
@@ -91,19 +124,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im: Image.Image = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > limit:
-                raise ImageError(
-                    f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
-                    "(decompression-bomb guard; raise FACEWISE_MAX_PIXELS to allow it)"
-                )
-            if w < 1 or h < 1:
-                raise ImageError(f"{name}: image has no pixels ({w}x{h})")
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            pixels = _to_rgb_array(im)
+            pixels = _pil_pixels(im, name, limit)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -120,7 +141,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
 
 
 def load_image(source: ImageInput, limit: int | None = None) -> DecodedImage:
-    """Load an image from a path, encoded bytes, an RGB uint8 array or a :class:`DecodedImage`."""
+    """Load an image from a path, encoded bytes, an RGB uint8 array, a PIL image or a :class:`DecodedImage`."""
     if isinstance(source, DecodedImage):
         return source
     if isinstance(source, np.ndarray):
@@ -133,6 +154,9 @@ def load_image(source: ImageInput, limit: int | None = None) -> DecodedImage:
             raise ImageError(f"<array>: expected dtype uint8, got {arr.dtype}")
         arr = np.ascontiguousarray(arr[:, :, :3])
         return DecodedImage(arr, hashlib.sha256(arr.tobytes()).hexdigest(), "<array>")
+    if isinstance(source, Image.Image):
+        filename = getattr(source, "filename", "") or ""
+        return decode_pil(source, name=os.fsdecode(filename) if filename else "<PIL image>", limit=limit)
     if isinstance(source, bytes | bytearray | memoryview):
         return decode_bytes(bytes(source), limit=limit)
     path = Path(source)

@@ -27,11 +27,14 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from facewise.core.imageio import load_image
+from facewise.errors import BadInputError, FacewiseError, ImageError
 from facewise.eval import metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiveScorer", "apcer_bpcer", "equal_error_rate", "evaluate_liveness", "iter_samples"]
+__all__ = ["LiveScorer", "apcer_bpcer", "collect", "equal_error_rate", "evaluate_liveness", "fit_threshold",
+           "iter_samples", "product_eer", "product_rates"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".webm", ".mov", ".mkv", ".m4v"})
@@ -87,13 +90,12 @@ def iter_samples(
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         ext = path.suffix.lower()
         if ext in IMAGE_EXTENSIONS:
-            bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if bgr is None:
-                logger.warning("could not read image %s; skipped", path)
+            try:  # the product's decoder: EXIF orientation, every mode to RGB
+                pixels = load_image(path).pixels
+            except ImageError as exc:
+                logger.warning("could not read image %s (%s); skipped", path, exc)
                 continue
-            if bgr.dtype != np.uint8:
-                bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / max(float(bgr.max()), 1.0))
-            yield path.name, _to_rgb(bgr)
+            yield path.name, pixels
         elif ext in VIDEO_EXTENSIONS:
             cap = cv2.VideoCapture(str(path))
             if not cap.isOpened():
@@ -128,28 +130,72 @@ def _largest_box(boxes: np.ndarray | Sequence[Sequence[float]] | None) -> np.nda
     return np.asarray(arr[int(np.argmax(area))])
 
 
-def _score_folder(
+RowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def collect(
     folder: Path,
-    model: LiveScorer,
+    row_fn: RowFn,
     detector_fn: DetectorFn,
-    size: tuple[int, int],
-    video_stride: int,
-    max_frames_per_video: int | None,
-) -> tuple[list[str], np.ndarray, int]:
+    size: tuple[int, int] | None,
+    video_stride: int = 10,
+    max_frames_per_video: int | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """``row_fn(image, box[None])`` on the largest detected face of every sample, NaN rows where none.
+
+    Images are resized to ``size`` first (``None``: native size). Returns names and a ``[N, K]`` matrix.
+    """
     names: list[str] = []
-    scores: list[float] = []
-    no_face = 0
-    whole = np.array([0.0, 0.0, float(size[0]), float(size[1])])
+    rows: list[np.ndarray | None] = []
     for name, rgb in iter_samples(folder, video_stride, max_frames_per_video):
-        img = _resize(rgb, size)
+        img = rgb if size is None else _resize(rgb, size)
         box = _largest_box(detector_fn(img))
-        if box is None:
-            no_face += 1
-            logger.debug("no face found in %s/%s; scoring the whole image", folder.name, name)
-            box = whole
         names.append(name)
-        scores.append(float(np.asarray(model.live_scores(img, box[None, :])).ravel()[0]))
-    return names, np.asarray(scores, dtype=np.float64), no_face
+        if box is None:
+            logger.debug("no face found in %s/%s: refused, as the product refuses it", folder.name, name)
+            rows.append(None)
+        else:
+            rows.append(np.asarray(row_fn(img, box[None, :]), dtype=np.float64).ravel())
+    width = next((len(r) for r in rows if r is not None), 1)
+    mat = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        if r is not None:
+            mat[i] = r
+    return names, mat
+
+
+def product_rates(real: np.ndarray, fake: np.ndarray, threshold: float) -> dict[str, float]:
+    """APCER / BPCER / ACER as the product decides: NaN (no face) is never accepted."""
+    acc_real = np.nan_to_num(real, nan=-np.inf) >= threshold
+    acc_fake = np.nan_to_num(fake, nan=-np.inf) >= threshold
+    apcer = float(acc_fake.mean()) if fake.size else 0.0
+    bpcer = float(1.0 - acc_real.mean()) if real.size else 0.0
+    return {"apcer": apcer, "bpcer": bpcer, "acer": (apcer + bpcer) / 2}
+
+
+def product_eer(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
+    """``(EER, threshold)`` under the product rule: the swept threshold where APCER and BPCER are closest."""
+    cands = np.unique(np.concatenate([real[~np.isnan(real)], fake[~np.isnan(fake)]]))
+    if cands.size == 0:
+        return 1.0, 0.5
+    best = (np.inf, 1.0, 0.5)
+    for t in cands:
+        r = product_rates(real, fake, float(t))
+        gap = abs(r["apcer"] - r["bpcer"])
+        if gap < best[0]:
+            best = (gap, r["acer"], float(t))
+    return best[1], best[2]
+
+
+def fit_threshold(bona_fide: np.ndarray, target_bpcer: float = 0.05) -> float:
+    """The P(live) threshold that refuses ``target_bpcer`` of the user's own detected bona fide faces."""
+    s = np.asarray(bona_fide, dtype=np.float64)
+    s = s[~np.isnan(s)]
+    if s.size < 10:
+        raise BadInputError(f"fitting a liveness threshold needs at least 10 bona fide faces, got {s.size}")
+    if not 0.0 < target_bpcer < 0.5:
+        raise FacewiseError(f"target BPCER must be in (0, 0.5), got {target_bpcer}")
+    return float(np.quantile(s, target_bpcer))
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -159,60 +205,63 @@ def evaluate_liveness(
     root: Path,
     model: LiveScorer,
     detector_fn: DetectorFn,
-    size: int | tuple[int, int] = 224,
+    size: int | tuple[int, int] | None = 224,
     threshold: float | None = None,
     video_stride: int = 10,
     max_frames_per_video: int | None = None,
 ) -> dict[str, Any]:
     """Score ``root/real`` and ``root/fake`` with ``model`` and report APCER / BPCER / ACER / EER.
 
+    Scored exactly as the product decides: the largest detected face is scored; a sample with no
+    detected face is refused (never accepted as live), whatever its class, and counted in ``no_face``.
+    ``faces_only`` repeats the rates over the samples with a face.
+
     Args:
         root: folder holding ``real/`` and ``fake/``.
         model: object with ``live_scores(image_rgb, boxes)`` returning P(live) per box.
         detector_fn: ``detector_fn(image_rgb) -> boxes``, rows ``(x1, y1, x2, y2, ...)`` in pixels of
-            the resized image (extra columns ignored); the largest box is scored.  When no face is
-            found the whole resized image is used as the box (counted in ``no_face``).
-        size: every image / frame is resized to ``size x size`` (or ``(width, height)``) first.
-        threshold: decision threshold on P(live).  ``None`` reports at 0.5 and at the EER threshold.
+            the resized image (extra columns ignored).
+        size: every image / frame is resized to ``size x size`` (or ``(width, height)``) first; ``None``
+            keeps the native size (only fair when real and fake share one size).
+        threshold: decision threshold on P(live) (0.5 if None).
         video_stride: every ``video_stride``-th frame of a video in ``real/`` or ``fake/`` is a sample.
         max_frames_per_video: optional cap on samples per video.
 
     Returns:
-        A dict with ``threshold``, ``apcer``, ``bpcer``, ``acer`` (at ``threshold``, 0.5 if None),
-        ``eer``, ``eer_threshold``, ``at_eer_threshold`` (APCER/BPCER/ACER there), ``n_real``,
-        ``n_fake``, ``no_face`` (``{"real": k, "fake": k}``), ``size`` as ``(width, height)``,
-        and ``scores`` / ``names`` (per class, for further analysis).
+        A dict with ``threshold``, ``apcer``, ``bpcer``, ``acer``, ``eer``, ``eer_threshold``,
+        ``at_eer_threshold``, ``faces_only``, ``n_real``, ``n_fake``, ``no_face`` (``{"real": k, "fake": k}``),
+        ``size`` and ``scores`` / ``names`` (per class; NaN where no face was found).
     """
     root = Path(root)
-    wh = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    wh = None if size is None else (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if video_stride < 1:
-        raise ValueError("video_stride must be >= 1")
+        raise FacewiseError("video_stride must be >= 1")
     folders = {label: root / label for label in ("real", "fake")}
     for label, folder in folders.items():
         if not folder.is_dir():
-            raise FileNotFoundError(f"missing {label}/ folder under {root}")
+            raise FacewiseError(f"missing {label}/ folder under {root}")
 
     names: dict[str, list[str]] = {}
     scores: dict[str, np.ndarray] = {}
-    no_face: dict[str, int] = {}
     for label, folder in folders.items():
-        names[label], scores[label], no_face[label] = _score_folder(
-            folder, model, detector_fn, wh, video_stride, max_frames_per_video
-        )
-        logger.info("%s: %d samples, %d without a detected face", label, len(names[label]), no_face[label])
+        names[label], mat = collect(folder, model.live_scores, detector_fn, wh, video_stride, max_frames_per_video)
+        scores[label] = mat[:, 0]
+        if not names[label]:
+            raise FacewiseError(f"no images or videos in {folder}")
+    no_face = {label: int(np.isnan(s).sum()) for label, s in scores.items()}
+    logger.info("no face detected (refused): %s", no_face)
 
     thr = 0.5 if threshold is None else float(threshold)
-    apcer, bpcer, acer = apcer_bpcer(scores["real"], scores["fake"], thr)
-    eer, eer_thr = equal_error_rate(scores["real"], scores["fake"])
-    e_apcer, e_bpcer, e_acer = apcer_bpcer(scores["real"], scores["fake"], eer_thr)
+    rates = product_rates(scores["real"], scores["fake"], thr)
+    eer, eer_thr = product_eer(scores["real"], scores["fake"])
+    faces = {k: v[~np.isnan(v)] for k, v in scores.items()}
     result: dict[str, Any] = {
         "threshold": thr,
-        "apcer": apcer,
-        "bpcer": bpcer,
-        "acer": acer,
+        **rates,
         "eer": eer,
         "eer_threshold": eer_thr,
-        "at_eer_threshold": {"apcer": e_apcer, "bpcer": e_bpcer, "acer": e_acer},
+        "at_eer_threshold": product_rates(scores["real"], scores["fake"], eer_thr),
+        "faces_only": product_rates(faces["real"], faces["fake"], thr),
         "n_real": int(scores["real"].size),
         "n_fake": int(scores["fake"].size),
         "no_face": no_face,
@@ -220,13 +269,6 @@ def evaluate_liveness(
         "scores": scores,
         "names": names,
     }
-    logger.info(
-        "liveness @%.3f: APCER %.4f BPCER %.4f ACER %.4f | EER %.4f @%.4f",
-        thr,
-        apcer,
-        bpcer,
-        acer,
-        eer,
-        eer_thr,
-    )
+    logger.info("liveness @%.3f: APCER %.4f BPCER %.4f ACER %.4f | EER %.4f @%.4f",
+                thr, rates["apcer"], rates["bpcer"], rates["acer"], eer, eer_thr)
     return result

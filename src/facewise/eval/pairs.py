@@ -1,8 +1,9 @@
 """Parsing of verification pair lists: LFW ``pairs.txt`` and a generic ``path1,path2,same`` CSV.
 
 Both parsers return a list of :class:`Pair` (two image paths, whether they show the same person, and a
-cross-validation fold id) and raise :class:`ValueError` naming the file and the line number for
-malformed input.
+cross-validation fold id) and raise :class:`PairListError` (a :class:`ValueError` and a
+:class:`~facewise.errors.BadInputError`: CLI exit code 3) naming the file and the line number for
+malformed input; a missing file is a :class:`~facewise.errors.NotFoundError`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Pair", "lfw_image_path", "parse_lfw_pairs", "parse_pairs_csv"]
+from facewise.errors import BadInputError, NotFoundError
+
+__all__ = ["Pair", "PairListError", "lfw_image_path", "parse_lfw_pairs", "parse_pairs_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,26 @@ StrPath = str | PathLike[str]
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f"})
 _HEADER_SAME = frozenset({"same", "is_same", "issame", "label", "match", "genuine"})
+
+
+class PairListError(BadInputError, ValueError):
+    """A pair list that cannot be parsed; the message names the file and the line. Bad input: exit code 3."""
+
+    code = "bad_pair_list"
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such pair list") from None
+    except IsADirectoryError:
+        raise PairListError(f"{path}: is a folder, not a pair list") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PairListError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise PairListError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)
@@ -54,7 +77,7 @@ def _image_number(token: str, where: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{where}: image number {token!r} is not a positive integer")
+        raise PairListError(f"{where}: image number {token!r} is not a positive integer")
     return value
 
 
@@ -75,7 +98,7 @@ def _lfw_pair(tokens: list[str], where: str, root: Path, ext: str, fold: int) ->
             False,
             fold,
         )
-    raise ValueError(
+    raise PairListError(
         f"{where}: expected 'name n1 n2' (same person) or 'name1 n1 name2 n2' (different people), "
         f"got {len(tokens)} fields"
     )
@@ -105,11 +128,11 @@ def parse_lfw_pairs(
         root = Path(image_root)
     records = [
         (lineno, line.split())
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        for lineno, line in enumerate(_read_lines(path), start=1)
         if line.strip()
     ]
     if not records:
-        raise ValueError(f"{path}: empty pairs file")
+        raise PairListError(f"{path}: empty pairs file")
     head_line, head = records[0]
     if not all(tok.isdigit() for tok in head):
         pairs = [_lfw_pair(tok, f"{path}:{ln}", root, ext, 0) for ln, tok in records]
@@ -121,11 +144,11 @@ def parse_lfw_pairs(
     elif len(head) == 1:
         n_folds, per_block = 1, int(head[0])
     else:
-        raise ValueError(
+        raise PairListError(
             f"{path}:{head_line}: header must be '<folds> <pairs per class>' or '<pairs per class>'"
         )
     if n_folds < 1 or per_block < 1:
-        raise ValueError(
+        raise PairListError(
             f"{path}:{head_line}: header announces {n_folds} folds of {per_block} pairs per class"
         )
 
@@ -136,7 +159,7 @@ def parse_lfw_pairs(
         where = f"{path}:{ln}"
         fold, offset = divmod(i, block)
         if fold >= n_folds:
-            raise ValueError(
+            raise PairListError(
                 f"{where}: extra line; the header on line {head_line} announces {n_folds} fold(s) of "
                 f"{per_block} same + {per_block} different pairs ({n_folds * block} lines)"
             )
@@ -144,13 +167,13 @@ def parse_lfw_pairs(
         pair = _lfw_pair(tokens, where, root, ext, fold)
         if pair.same != expect_same:
             kind = "same-person 'name n1 n2'" if expect_same else "different-people 'name1 n1 name2 n2'"
-            raise ValueError(
+            raise PairListError(
                 f"{where}: expected a {kind} line (fold {fold}, line {offset + 1} of {block} in the block), "
                 f"got {len(tokens)} fields"
             )
         pairs.append(pair)
     if len(pairs) != n_folds * block:
-        raise ValueError(
+        raise PairListError(
             f"{path}: the header on line {head_line} announces {n_folds * block} pairs "
             f"({n_folds} fold(s) x {per_block} same + {per_block} different), found {len(pairs)}"
         )
@@ -169,7 +192,7 @@ def _parse_bool(token: str, where: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{where}: 'same' must be one of 1/0/true/false/yes/no, got {token!r}")
+    raise PairListError(f"{where}: 'same' must be one of 1/0/true/false/yes/no, got {token!r}")
 
 
 def _unordered(a: str, b: str) -> tuple[str, str]:
@@ -219,12 +242,12 @@ def parse_pairs_csv(
     """
     path = Path(csv_file)
     if n_folds < 1:
-        raise ValueError(f"n_folds must be >= 1, got {n_folds}")
+        raise ValueError(f"n_folds must be >= 1, got {n_folds}")  # a caller's bug, not bad input
     base = path.parent
     rows: list[tuple[Path, Path, bool]] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        first = True
+    reader = csv.reader(_read_lines(path))
+    first = True
+    try:
         for row in reader:
             where = f"{path}:{reader.line_num}"
             if not row or all(not cell.strip() for cell in row):
@@ -234,13 +257,15 @@ def parse_pairs_csv(
                 if len(row) == 3 and row[2].strip().lower() in _HEADER_SAME:
                     continue
             if len(row) != 3:
-                raise ValueError(f"{where}: expected 3 columns 'path1,path2,same', got {len(row)}")
+                raise PairListError(f"{where}: expected 3 columns 'path1,path2,same', got {len(row)}")
             p1, p2 = row[0].strip(), row[1].strip()
             if not p1 or not p2:
-                raise ValueError(f"{where}: empty image path")
+                raise PairListError(f"{where}: empty image path")
             rows.append((base / p1, base / p2, _parse_bool(row[2], where)))
+    except csv.Error as exc:
+        raise PairListError(f"{path}:{reader.line_num}: {exc}") from None
     if not rows:
-        raise ValueError(f"{path}: no pairs found")
+        raise PairListError(f"{path}: no pairs found")
 
     ident = identity or _default_identity
 

@@ -38,7 +38,7 @@ Scopes: `admin`, `enroll`, `recognize`, `read`; each key is bound to collections
 Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
 """
 
-CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 

@@ -50,6 +50,7 @@ class VideoTask:
     fps: float
     report: Callable[[float], None]  # fraction done, 0..1; raises JobCancelledError when the job was cancelled
     add_thumbnail: Callable[[bytes], int]  # JPEG bytes -> index for GET /v1/jobs/{id}/thumbnails/{index}
+    set_video: Callable[[bytes], None] | None = None  # the annotated MP4 for GET /v1/jobs/{id}/video
 
 
 VideoRunner = Callable[[VideoTask], dict[str, Any]]
@@ -75,6 +76,7 @@ class Job:
     error: dict[str, str] | None = None
     result: dict[str, Any] | None = None
     thumbnails: list[bytes] = field(default_factory=list)
+    video: bytes | None = None  # the annotated H.264 MP4, kept in memory like the thumbnails
     path: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -82,7 +84,7 @@ class Job:
         d = {"id": self.id, "collection": self.collection, "filename": self.filename, "state": self.state,
              "progress": round(self.progress, 4), "fps": self.fps, "created_at": self.created_at,
              "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
-             "thumbnails": len(self.thumbnails)}
+             "thumbnails": len(self.thumbnails), "annotated_video": self.video is not None}
         if with_result:
             d["result"] = self.result
         return d
@@ -178,7 +180,7 @@ class JobManager:
         job.cancel.set()
         if job.state == "queued":
             job.state, job.finished_at = "cancelled", _now()
-        job.result, job.thumbnails = None, []
+        job.result, job.thumbnails, job.video = None, [], None
         if job.path is not None:
             _remove(job.path)
             _remove(job.path.with_name(job.path.name + ".out"))
@@ -253,7 +255,7 @@ class JobManager:
         try:
             assert job.path is not None
             task = VideoTask(job.path, job.filename, self.face_wise(job.collection), job.fps, report,
-                             add_thumbnail)
+                             add_thumbnail, lambda mp4: setattr(job, "video", mp4))
             job.result = self.runner(task)
             job.state, job.progress = "done", 1.0
         except JobCancelledError:
@@ -314,6 +316,8 @@ def _scrub(job: Job, erased: Callable[[dict[str, Any]], bool]) -> int:
     for i, event in enumerate(events):
         if event.get("track") in hit:
             events[i] = {**event, "person": "unknown", "score": None}
+    if hit:  # the annotated video shows the erased person's face and name on its frames: it goes too
+        job.video = None
     return len(hit)
 
 
@@ -333,12 +337,26 @@ def _timeline(result: Any, task: VideoTask, out_dir: Path) -> dict[str, Any]:
     return d
 
 
+MAX_ANNOTATED_BYTES = 64 * 1024 * 1024
+
+
+def _keep_video(task: VideoTask, mp4: Path) -> None:
+    """Hand the annotated video to the job (for the web page's player), unless it is too big to keep."""
+    if task.set_video is None or not mp4.is_file():
+        return
+    size = mp4.stat().st_size
+    if size > MAX_ANNOTATED_BYTES:
+        log.warning("%s: annotated video of %d bytes not kept (limit %d)", task.name, size, MAX_ANNOTATED_BYTES)
+        return
+    task.set_video(mp4.read_bytes())
+
+
 def video_runner(task: VideoTask) -> dict[str, Any]:
     """Track and name every person with :class:`facewise.video.VideoProcessor`; thumbnails per track."""
     from facewise.video import DecodeOptions, OutputOptions, RunHooks, VideoError, VideoOptions, VideoProcessor
 
     out_dir = task.path.with_name(task.path.name + ".out")
-    outputs = OutputOptions(out_dir, annotated_video=False, thumbnails=True, timeline=False)
+    outputs = OutputOptions(out_dir, annotated_video=True, thumbnails=True, timeline=False)
     processor = VideoProcessor(task.fw, VideoOptions(decode=DecodeOptions(fps=task.fps)))
     duration = {"ms": 0.0}
 
@@ -350,6 +368,7 @@ def video_runner(task: VideoTask) -> dict[str, Any]:
 
     try:
         result = processor.run(task.path, outputs=outputs, hooks=RunHooks(on_open=on_open, on_frame=on_frame))
+        _keep_video(task, out_dir / outputs.video_name)
         return _timeline(result, task, out_dir)
     except VideoError as exc:  # ended early: keep the timeline of what was decoded
         partial = _timeline(exc.partial, task, out_dir) if exc.partial is not None else None

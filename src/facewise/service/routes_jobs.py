@@ -78,6 +78,15 @@ def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> R
     return Response(job.thumbnails[index], media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
+@router.get("/jobs/{job_id}/video", tags=["video"], summary="The annotated video (H.264 MP4) of a finished job",
+            response_class=Response, responses={200: {"content": {"video/mp4": {}}}})
+def job_video(job_id: str, ctx: Ctx, principal: Recognizer) -> Response:
+    job = _visible(ctx.jobs.get(job_id), principal)
+    if job.video is None:
+        raise ApiError(404, "not_found", f"job {job_id} has no annotated video ({job.state})")
+    return Response(job.video, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
+
+
 @router.delete("/jobs/{job_id}", tags=["video"], summary="Cancel a queued or running job")
 def cancel_job(job_id: str, ctx: Ctx, principal: Recognizer) -> dict[str, Any]:
     _visible(ctx.jobs.get(job_id), principal)

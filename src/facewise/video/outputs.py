@@ -8,13 +8,14 @@ import csv
 import json
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from facewise.video.process import VideoResult
@@ -77,25 +78,27 @@ def track_thumbnail(spec: str) -> Path:
     """``TIMELINE_JSON:TRACK_ID`` -> the track's best-frame thumbnail (for ``facewise enroll --from-track``)."""
     path_s, sep, tid = spec.rpartition(":")
     if not sep or not tid.strip().isdigit():
-        raise FacewiseError(f"--from-track {spec!r}: expected TIMELINE_JSON:TRACK_ID, e.g. out/timeline.json:3")
+        raise ValidationError(f"--from-track {spec!r}: expected TIMELINE_JSON:TRACK_ID, e.g. out/timeline.json:3")
     path = Path(path_s)
     if path.is_dir():
         path = path / TIMELINE_JSON
     try:
         doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such timeline (written by `facewise video --out DIR`)") from None
     except (OSError, ValueError) as exc:
-        raise FacewiseError(f"{path}: not a readable facewise timeline ({exc})") from None
+        raise BadInputError(f"{path}: not a readable facewise timeline ({exc})") from None
     tracks = doc.get("tracks") if isinstance(doc, dict) else None
-    if not isinstance(tracks, list):
-        raise FacewiseError(f"{path}: not a facewise timeline (no tracks)")
+    if not isinstance(tracks, list) or not all(isinstance(t, dict) for t in tracks):
+        raise BadInputError(f"{path}: not a facewise timeline (no tracks)")
     track = next((t for t in tracks if t.get("track") == int(tid)), None)
     if track is None:
         raise NotFoundError(f"{path}: no track {tid} (tracks: {', '.join(str(t.get('track')) for t in tracks)})")
     if not track.get("best_frame"):
-        raise FacewiseError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
+        raise NotFoundError(f"{path}: track {tid} has no thumbnail (the run was made without thumbnails)")
     thumb = path.parent / str(track["best_frame"])
     if not thumb.is_file():
-        raise FacewiseError(f"{thumb}: thumbnail of track {tid} is missing")
+        raise NotFoundError(f"{thumb}: thumbnail of track {tid} is missing")
     return thumb
 
 
@@ -126,26 +129,78 @@ def draw_tracks(bgr: np.ndarray, items: list[DrawItem]) -> np.ndarray:
 
 
 class AnnotatedWriter:
-    """An mp4 ('mp4v') of the processed frames with the tracks drawn on them."""
+    """An MP4 of the processed frames with the tracks drawn on them.
+
+    H.264 (yuv420p, ``+faststart``: browsers play it, also while it downloads) through PyAV, whose wheels bundle
+    libx264 (``pip install facewise[video]``). Without PyAV, OpenCV's 'mp4v' (MPEG-4 part 2), which desktop
+    players read but browsers do not; :attr:`codec` says which one was written.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), max(1.0, fps), size)
-        self.ok = bool(self._w.isOpened())
         self.frames = 0
-        if not self.ok:
-            log.warning("%s: cannot open a video writer (mp4v); no annotated video", path)
+        self.codec: str | None = None
+        self._av: Any = None
+        self._cv: Any = None
+        # yuv420p needs even sides: an odd last row/column is dropped.
+        self._size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
+        rate = Fraction(max(1.0, fps)).limit_denominator(1001)
+        try:
+            self._open_h264(rate)
+        except ImportError:
+            log.info("PyAV is not installed (pip install facewise[video]): the annotated video is mp4v, "
+                     "which browsers do not play")
+        except Exception as exc:  # an FFmpeg build without libx264, a path it cannot write...
+            log.warning("%s: no H.264 encoder (%s); writing mp4v, which browsers do not play", path, exc)
+            self._av = None
+        if self._av is None:
+            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(rate), size)
+            if self._cv.isOpened():
+                self.codec = "mp4v"
+            else:
+                log.warning("%s: cannot open a video writer; no annotated video", path)
+        self.ok = self.codec is not None
+
+    def _open_h264(self, rate: Fraction) -> None:
+        import av
+
+        container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height = self._size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "23", "preset": "veryfast"}
+            stream.codec_context.time_base = 1 / rate
+        except Exception:
+            container.close()
+            raise
+        self._av, self._stream, self.codec = container, stream, "h264"
 
     def write(self, rgb: np.ndarray, items: list[DrawItem]) -> None:
         if not self.ok:
             return
         bgr = draw_tracks(np.ascontiguousarray(rgb[:, :, ::-1]), items)
-        self._w.write(bgr)
+        if self._av is not None:
+            import av
+
+            w, h = self._size
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:h, :w]), format="bgr24")
+            frame.pts = self.frames
+            for packet in self._stream.encode(frame):
+                self._av.mux(packet)
+        else:
+            self._cv.write(bgr)
         self.frames += 1
 
     def close(self) -> None:
-        self._w.release()
+        if self._av is not None:
+            for packet in self._stream.encode(None):
+                self._av.mux(packet)
+            self._av.close()
+            self._av = None
+        elif self._cv is not None:
+            self._cv.release()
 
 
 def result_paths(out_dir: Path, opts: OutputOptions) -> dict[str, Any]:

@@ -137,6 +137,30 @@ class MiniFASNet:
             total += _softmax(logits.astype(np.float64))
         return (total / len(self._models)).astype(np.float32)
 
+    def live_per_model(self, image_rgb: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """P(live) of each model separately, shape ``[N, 2]`` (columns: V2 at 2.7, V1SE at 4.0)."""
+        bgr, box_arr = bgr_and_boxes(image_rgb, boxes)
+        out = np.zeros((len(box_arr), len(self._models)), dtype=np.float32)
+        if len(box_arr) == 0:
+            return out
+        for j, (sess, input_name, scale) in enumerate(self._models):
+            batch = np.stack([silentface_crop(bgr, b, scale) for b in box_arr])
+            blob = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+            out[:, j] = _softmax(sess.run(None, {input_name: blob})[0].astype(np.float64))[:, LIVE_CLASS]
+        return out
+
+    def live_per_model_images(self, images_rgb: Sequence[np.ndarray], box: Sequence[float]) -> np.ndarray:
+        """P(live) of each model for one box in each of several same-size images, ``[N, 2]``, one batch per model."""
+        bgrs = [bgr_and_boxes(im, [box])[0] for im in images_rgb]
+        out = np.zeros((len(bgrs), len(self._models)), dtype=np.float32)
+        if not bgrs:
+            return out
+        for j, (sess, input_name, scale) in enumerate(self._models):
+            batch = np.stack([silentface_crop(bgr, box, scale) for bgr in bgrs])
+            blob = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+            out[:, j] = _softmax(sess.run(None, {input_name: blob})[0].astype(np.float64))[:, LIVE_CLASS]
+        return out
+
     def live_scores(self, image_rgb: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """P(live) for each face box ``(x1, y1, x2, y2)``; shape ``[N]``, float32 in ``[0, 1]``."""
         return self.class_probs(image_rgb, boxes)[:, LIVE_CLASS]

@@ -11,7 +11,10 @@ const state = {
   me: null,
   page: { offset: 0, limit: 50, total: 0 },
   person: null,
+  profile: null,
   blobs: [],
+  uploadRun: 0,
+  cancelWait: null,
 };
 
 // -- helpers ---------------------------------------------------------------------------------------
@@ -25,6 +28,33 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const c of children) node.append(c);
   return node;
+}
+
+function clearMessages() {
+  // Every new action starts clean: no stale banner, no pending question, no earlier per-file results.
+  say("");
+  state.uploadRun += 1;
+  if (state.cancelWait) { const c = state.cancelWait; state.cancelWait = null; c(); }
+  $("#picker").hidden = true;
+  $("#confirm").hidden = true;
+  $("#person-results").replaceChildren();
+}
+
+function clearResults() {
+  // A collection switch: nothing shown may belong to the previous collection.
+  clearMessages();
+  state.person = null;
+  $("#person-detail").hidden = true;
+  for (const c of document.querySelectorAll("canvas")) { c.width = 0; c.height = 0; }
+  $("#identify-table tbody").replaceChildren();
+  $("#identify-table").hidden = true;
+  $("#identify-note").textContent = "";
+  $("#verify-result").textContent = "";
+  $("#timeline").replaceChildren();
+  $("#timeline-card").hidden = true;
+  $("#video-state").textContent = "";
+  $("#video-progress").hidden = true;
+  if (typeof onCollectionChanged === "function") onCollectionChanged();
 }
 
 function say(message, kind = "") {
@@ -114,6 +144,7 @@ async function signIn(key) {
   $("#app-view").hidden = false;
   $("#session").hidden = false;
   $("#whoami").textContent = state.me.key.name + " · " + state.me.key.scopes.join(", ");
+  if (typeof onSignedIn === "function") onSignedIn();
   say("Signed in as " + state.me.key.name + ".", "ok");
   await loadCollections();
 }
@@ -141,13 +172,28 @@ async function loadCollections() {
   }
   if (!list.some((c) => c.name === state.collection)) state.collection = list[0].name;
   sel.value = state.collection;
+  state.profile = list.find((c) => c.name === state.collection).profile;
+  state.collections = list;
   sessionStorage.setItem(COLL, state.collection);
   state.page.offset = 0;
   await loadPeople();
 }
 
+async function switchCollection(name) {
+  state.collection = name;
+  sessionStorage.setItem(COLL, name);
+  $("#collection").value = name;
+  const c = (state.collections || []).find((x) => x.name === name);
+  state.profile = c ? c.profile : null;
+  clearResults();
+  state.page.offset = 0;
+  await loadPeople();
+  say(`Collection ${name}${c ? " (profile " + c.profile + ")" : ""}.`, "ok");
+}
+
 // -- tabs ------------------------------------------------------------------------------------------
 function selectTab(tab) {
+  say("");
   for (const t of document.querySelectorAll("[role=tab]")) {
     const on = t === tab;
     t.setAttribute("aria-selected", String(on));
@@ -155,10 +201,11 @@ function selectTab(tab) {
     document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
   }
   if (tab.id === "tab-verify") fillPersonSelect();
+  if (typeof onTab === "function") onTab(tab);
 }
 
 function tabKeys(e) {
-  const tabs = [...document.querySelectorAll("[role=tab]")];
+  const tabs = [...document.querySelectorAll("[role=tab]")].filter((t) => !t.hidden);
   const i = tabs.indexOf(document.activeElement);
   if (i < 0) return;
   let j = null;
@@ -182,7 +229,7 @@ async function loadPeople() {
   list.replaceChildren(...data.items.map((p) => el("li", {},
     el("button", {
       type: "button", "data-person-id": p.id, "aria-current": state.person && state.person.id === p.id ? "true" : null,
-      onclick: () => showPerson(p.id),
+      onclick: () => { clearMessages(); showPerson(p.id); },
     }, el("span", { text: p.name }), el("span", { class: "muted", text: `${p.samples} photo${p.samples === 1 ? "" : "s"}` })))));
   if (!data.items.length) list.append(el("li", { class: "muted", text: "Nobody yet: create a person above." }));
   $("#people-prev").disabled = offset === 0;
@@ -191,6 +238,7 @@ async function loadPeople() {
 
 async function createPerson(e) {
   e.preventDefault();
+  clearMessages();
   const input = $("#new-person-name");
   try {
     const p = await api(`${coll()}/persons`, { method: "POST", json: { name: input.value } });
@@ -202,13 +250,13 @@ async function createPerson(e) {
   } catch (err) { failed(err); }
 }
 
-async function showPerson(id) {
+async function showPerson(id, { keepResults = false } = {}) {
   try {
     const p = await api(`${coll()}/persons/${id}`);
     state.person = p;
     $("#person-detail").hidden = false;
     $("#person-name").textContent = p.name;
-    $("#person-results").replaceChildren();
+    if (!keepResults) $("#person-results").replaceChildren();
     for (const b of document.querySelectorAll("#people-list button")) {
       b.setAttribute("aria-current", String(Number(b.dataset.personId) === p.id));
     }
@@ -231,23 +279,8 @@ async function renderSamples(p) {
   $("#samples").replaceChildren(...items);
 }
 
-async function uploadPhotos(files) {
-  if (!state.person) return;
-  const form = new FormData();
-  files.forEach((f) => form.append("files", f, f.name));
-  form.append("face", "largest");
-  say(`Enrolling ${files.length} photo${files.length === 1 ? "" : "s"}…`);
-  try {
-    const r = await api(`${coll()}/persons/${state.person.id}/faces`, { method: "POST", form });
-    $("#person-results").replaceChildren(...r.results.map((x) => el("li", { class: x.status },
-      `${x.source}: ${x.status}${x.reason ? " — " + x.reason : ""}`)));
-    say(`${r.added} of ${files.length} added to ${r.person.name}.`, r.added ? "ok" : "error");
-    await showPerson(state.person.id);
-    await loadPeople();
-  } catch (err) { failed(err); }
-}
-
 async function deleteSample(id) {
+  clearMessages();
   if (!confirm(`Delete face ${id}?`)) return;
   try {
     await api(`${coll()}/faces/${id}`, { method: "DELETE" });
@@ -258,6 +291,7 @@ async function deleteSample(id) {
 }
 
 async function deletePerson() {
+  clearMessages();
   const p = state.person;
   if (!p || !confirm(`Delete ${p.name} and all their faces?`)) return;
   try {
@@ -271,6 +305,7 @@ async function deletePerson() {
 
 // -- identify --------------------------------------------------------------------------------------
 async function identify(files) {
+  clearMessages();
   const file = files[0];
   const form = new FormData();
   form.append("image", file, file.name);
@@ -288,6 +323,7 @@ async function identify(files) {
       el("td", { text: fmt(f.quality, 2) + (f.quality_reasons.length ? " (" + f.quality_reasons.join("; ") + ")" : "") }),
       el("td", { text: fmt(f.yaw, 0) + "°" })));
     $("#identify-table tbody").replaceChildren(...rows);
+    addEnrolToIdentify(file, r);
     $("#identify-table").hidden = !rows.length;
     $("#identify-note").textContent = `threshold ${fmt(r.threshold)} (${r.threshold_source}), profile ${r.profile}`;
     const names = r.faces.map((f) => f.person);
@@ -296,25 +332,25 @@ async function identify(files) {
   } catch (err) { failed(err); }
 }
 
-function drawFaces(bitmap, r) {
-  const canvas = $("#identify-canvas");
+function drawBoxes(canvas, bitmap, size, faces, colourOverride = null) {
+  // The photo scaled to at most 960 px wide, a box and a label per face; returns the image→canvas scale.
   const scale = Math.min(1, 960 / bitmap.width);
   canvas.width = Math.round(bitmap.width * scale);
   canvas.height = Math.round(bitmap.height * scale);
   const ctx = canvas.getContext("2d");
   ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  const sx = canvas.width / r.image.width;
-  const sy = canvas.height / r.image.height;
+  const sx = canvas.width / size.width;
+  const sy = canvas.height / size.height;
   const font = Math.max(14, Math.round(canvas.width / 45));
   ctx.font = `600 ${font}px system-ui, sans-serif`;
   ctx.lineWidth = Math.max(2, Math.round(canvas.width / 300));
-  for (const f of r.faces) {
+  for (const f of faces) {
     const [x1, y1, x2, y2] = f.box;
-    const known = f.person !== "unknown";
-    const colour = known ? "#0a8f3c" : "#d93025";
+    const known = f.known !== undefined ? f.known : f.person !== "unknown";
+    const colour = colourOverride || (known ? "#0a8f3c" : "#d93025");
     ctx.strokeStyle = colour;
     ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
-    const label = known ? `${f.person} ${fmt(f.score, 2)}` : "unknown";
+    const label = f.label || (known && f.score !== undefined ? `${f.person} ${fmt(f.score, 2)}` : f.person);
     const w = ctx.measureText(label).width + 10;
     const ly = Math.max(0, y1 * sy - font - 8);
     ctx.fillStyle = colour;
@@ -322,6 +358,12 @@ function drawFaces(bitmap, r) {
     ctx.fillStyle = "#fff";
     ctx.fillText(label, x1 * sx + 5, ly + font + 1);
   }
+  return { sx, sy };
+}
+
+function drawFaces(bitmap, r) {
+  const canvas = $("#identify-canvas");
+  drawBoxes(canvas, bitmap, r.image, r.faces);
   canvas.setAttribute("aria-label", r.faces.length
     ? "Photo with faces: " + r.faces.map((f) => f.person).join(", ") : "Photo with no face found");
 }
@@ -340,6 +382,7 @@ async function fillPersonSelect() {
 
 async function verify(e) {
   e.preventDefault();
+  clearMessages();
   const a = $("#verify-a").files[0];
   const b = $("#verify-b").files[0];
   const person = $("#verify-person").value;
@@ -361,6 +404,7 @@ async function verify(e) {
     out.textContent = `${v.same ? "Same person" : "Different people"}${v.same ? who : ""}: score ${fmt(v.score)}, ` +
       `threshold ${fmt(v.threshold)}, est. FAR ${far(v.far)}${v.reason ? " — " + v.reason : ""}`;
     out.className = "verdict " + (v.same ? "same" : "different");
+    await verifyBoxes(v);
   } catch (err) {
     out.textContent = "";
     failed(err);
@@ -370,6 +414,7 @@ async function verify(e) {
 // -- video -----------------------------------------------------------------------------------------
 async function submitVideo(e) {
   e.preventDefault();
+  clearMessages();
   const file = $("#video-file").files[0];
   const form = new FormData();
   form.append("video", file, file.name);
@@ -424,6 +469,9 @@ async function renderTimeline(job) {
   });
   $("#timeline").replaceChildren(...items);
   if (!items.length) $("#timeline").append(el("li", { class: "muted", text: "No face was tracked in this video." }));
+  timelineLinks(job);
+  addEnrolToTracks(job);
+  annotatedVideo(job).catch(failed);
   $("#timeline-card").hidden = false;
   say(`Video processed: ${r.tracks.length} track${r.tracks.length === 1 ? "" : "s"}.`, "ok");
 }
@@ -432,14 +480,7 @@ async function renderTimeline(job) {
 document.addEventListener("DOMContentLoaded", () => {
   $("#signin-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("#apikey").value.trim()); });
   $("#signout").addEventListener("click", () => signOut());
-  $("#collection").addEventListener("change", async (e) => {
-    state.collection = e.target.value;
-    sessionStorage.setItem(COLL, state.collection);
-    state.person = null;
-    $("#person-detail").hidden = true;
-    state.page.offset = 0;
-    try { await loadPeople(); } catch (err) { failed(err); }
-  });
+  $("#collection").addEventListener("change", (e) => switchCollection(e.target.value).catch(failed));
   for (const t of document.querySelectorAll("[role=tab]")) t.addEventListener("click", () => selectTab(t));
   $(".tabs").addEventListener("keydown", tabKeys);
   $("#new-person-form").addEventListener("submit", createPerson);
