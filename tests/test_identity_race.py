@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reliability_helpers import run_cli
 from service_helpers import start_server, stop_process
 
 ROUNDS = 24
@@ -66,7 +65,6 @@ def server(request, tmp_path_factory):
 
     dsn, schema = postgres_dsn(), f"gallery_race_{uuid.uuid4().hex[:8]}"
     address = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
-    assert run_cli("keys", "list", "--db", str(tmp / "gallery.db")).returncode == 0  # creates the state file
     srv = start_server(tmp, "--db", address, "--state", str(tmp / "gallery.db"), "--rate", "10000", "--burst", "10000")
     srv.gallery = PgVectorStore(dsn, schema=schema)
     yield srv
