@@ -65,6 +65,9 @@ def server(request, tmp_path_factory):
 
     dsn, schema = postgres_dsn(), f"gallery_race_{uuid.uuid4().hex[:8]}"
     address = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    from facewise.service.auth import KeyStore
+
+    KeyStore(tmp / "gallery.db").close()  # the service's state file exists first (as in test_service_erasure)
     srv = start_server(tmp, "--db", address, "--state", str(tmp / "gallery.db"), "--rate", "10000", "--burst", "10000")
     srv.gallery = PgVectorStore(dsn, schema=schema)
     yield srv

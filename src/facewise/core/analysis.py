@@ -187,7 +187,7 @@ class Analyzer:
         boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces])
         if "live" in what:
             results = self._live_results(pixels, faces, self.live_map and "live_map" in what)
-            for f, res in zip(faces, results or [], strict=True):
+            for f, res in zip(faces, results, strict=True) if results is not None else ():
                 s, thr = res["score"], res["threshold"]
                 f.attributes["live"] = {"score": s, "is_live": bool(s >= thr), **res}
                 if s < thr:
