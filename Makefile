@@ -22,7 +22,13 @@ $(VENV)/.installed: $(VENV)/.core
 	$(PY) -m pip install -q -e '.[openvino,eval,test,service,video,ann,pgvector,milvus,ray,scale-test,crypto,fuzz]'
 	touch $@
 
-install: $(VENV)/.installed
+# the REST client generator pins an older Typer than the CLI uses: it lives in its own venv (tests/test_service_client.py)
+.venv-openapi/.installed:
+	$(PYTHON) -m venv .venv-openapi
+	.venv-openapi/bin/python -m pip install -q 'openapi-python-client>=0.29'
+	touch $@
+
+install: $(VENV)/.installed .venv-openapi/.installed
 
 # Enrol the knn_examples people and name every face in the test photos (registry-only default profile).
 # Any folder works: make demo TRAIN=/photos/people TEST=/photos/new
@@ -39,7 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint .venv-openapi/.installed
 	$(PY) -m pytest -q
 
 # the peer: face_recognition on the same dlib (dlib-bin), without building dlib from source;

@@ -25,6 +25,7 @@ EXPECTED = {
     "InvalidSettingError": ("invalid_setting", 2, 409),
     "CapabilityError": ("capability_missing", 2, 422),
     "VideoError": ("bad_video", 3, 422),
+    "VideoLimitError": ("video_too_large", 3, 413),
     "EncryptionKeyError": ("encryption_key", 1, 400),
     "DecryptionError": ("decryption_failed", 1, 400),
     "ExamplesUnavailableError": ("examples_unavailable", 4, 503),

@@ -65,9 +65,11 @@ def server(request, tmp_path_factory):
 
     dsn, schema = postgres_dsn(), f"gallery_race_{uuid.uuid4().hex[:8]}"
     address = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    from facewise.gallery import SQLiteStore
     from facewise.service.auth import KeyStore
 
-    KeyStore(tmp / "gallery.db").close()  # the service's state file exists first (as in test_service_erasure)
+    SQLiteStore(tmp / "gallery.db").close()  # the state file exists before the service starts
+    KeyStore(tmp / "gallery.db").close()
     srv = start_server(tmp, "--db", address, "--state", str(tmp / "gallery.db"), "--rate", "10000", "--burst", "10000")
     srv.gallery = PgVectorStore(dsn, schema=schema)
     yield srv

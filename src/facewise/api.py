@@ -430,12 +430,21 @@ class FaceWise:
     def export(self, path: str | os.PathLike[str]) -> int:
         """Write the collection (persons, samples, vectors, settings) to JSON (``.gz`` compresses)."""
         info = self.info
+        encrypted = bool(getattr(self.store, "_encrypted", False))
         doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
-               "persons": list(self.store.export_rows(self.collection))}
+                               "plaintext_vectors": True, "source_encrypted": encrypted,
+                               "persons": list(self.store.export_rows(self.collection))}
+        if encrypted:
+            log.warning("%s: the gallery is encrypted at rest, but an export holds its face vectors in plaintext; "
+                        "keep it as safe as the key", os.fspath(path))
         data = json.dumps(doc).encode()
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        tmp.unlink(missing_ok=True)
+        # biometric data: owner-only from the first byte, never through a planted symlink
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(gzip.compress(data) if path.suffix == ".gz" else data)
         tmp.replace(path)
         return sum(len(p["samples"]) for p in doc["persons"])
 

@@ -28,6 +28,7 @@ VARIABLES: dict[str, str] = {
     "FACEWISE_DATA": "folder of the shared example data; `facewise demo` looks for its photos there first",
     "FACEWISE_EXAMPLES_URL": "where `facewise demo` downloads its example photos from (default: the public URL)",
     "FACEWISE_LIVENESS_THRESHOLD": "a `calibrate-liveness` threshold file used wherever liveness is decided",
+    "FACEWISE_UMASK": "octal umask of the CLI and `facewise serve` (default 077: files are owner-only)",
     "FACEWISE_DB": "default of the CLI's --db option (read by Typer)",
     "FACEWISE_PROFILE": "default of the CLI's --profile option (read by Typer)",
 }
@@ -73,6 +74,17 @@ def liveness_threshold_file() -> Path | None:
     """``FACEWISE_LIVENESS_THRESHOLD``: a deployment's fitted liveness threshold file, or ``None``."""
     raw = _get("FACEWISE_LIVENESS_THRESHOLD")
     return Path(raw) if raw else None
+
+
+def umask() -> int:
+    """``FACEWISE_UMASK`` as an octal mask (default ``0o077``: what the CLI creates is owner-only)."""
+    raw = _get("FACEWISE_UMASK")
+    if raw is None:
+        return 0o077
+    try:
+        return int(raw, 8) & 0o777
+    except ValueError:
+        raise SettingsError(f"FACEWISE_UMASK={raw!r}: expected an octal mask such as 077") from None
 
 
 def model_cache_dir() -> Path:

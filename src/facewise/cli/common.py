@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from facewise import settings
 from facewise.errors import (
     FacewiseError,
     ImageError,
@@ -82,6 +84,9 @@ def _version(value: bool) -> None:
 def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug")] = 0,
          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit.")] = False) -> None:
+    # Galleries (and their -wal/-shm), exports, key files, thumbnails, video outputs hold biometric data or
+    # secrets: whatever the CLI (and `facewise serve`) creates is owner-only unless FACEWISE_UMASK says otherwise.
+    os.umask(settings.umask())
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed escaped, never a crash
         if hasattr(stream, "reconfigure"):

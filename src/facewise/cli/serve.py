@@ -50,7 +50,24 @@ def serve(
     profile: ProfileOpt = "default",
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest image upload, MiB.")] = 16.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest image, pixels (width x height).")] = 40_000_000,
+    max_request_pixels: Annotated[int, typer.Option(
+        min=1, help="All images of one request together, pixels.")] = 80_000_000,
+    max_decode_mb: Annotated[float, typer.Option(
+        min=1.0, help="Memory one image may take while it is decoded (estimated from its header), MiB.")] = 400.0,
+    max_faces: Annotated[int, typer.Option(min=1, help="Faces analysed per image (the largest).")] = 40,
     max_video_mb: Annotated[float, typer.Option(min=0.001, help="Largest video upload, MiB.")] = 200.0,
+    max_video_pixels: Annotated[int, typer.Option(min=1, help="Largest video frame, pixels.")] = 3840 * 2160,
+    max_video_seconds: Annotated[float, typer.Option(min=0.1, help="Longest video, seconds.")] = 3600.0,
+    busy_per_key: Annotated[int, typer.Option(
+        min=0, help="Image requests one key may run at once (0 = half the CPU workers); more wait in line.")] = 0,
+    busy_waiting: Annotated[int, typer.Option(
+        min=0, help="Image requests of one key that may wait in line (429 beyond).")] = 16,
+    jobs_per_key: Annotated[int, typer.Option(min=1, help="Video jobs queued or running per key.")] = 2,
+    jobs_total: Annotated[int, typer.Option(min=1, help="Video jobs queued or running in all.")] = 16,
+    job_timeout: Annotated[float, typer.Option(min=1.0, help="Longest a video job may run, seconds.")] = 1800.0,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="Believe X-Forwarded-For from this address or network (repeatable). Default: none."
+    )] = None,
     rate: Annotated[float, typer.Option(min=0.001, help="Requests per second per key (token bucket).")] = 10.0,
     burst: Annotated[int, typer.Option(min=1, help="Burst size per key.")] = 40,
     cors_origin: Annotated[list[str] | None, typer.Option(
@@ -65,7 +82,7 @@ def serve(
         = Path("facewise-service.db"),
 ) -> None:
     """Run the REST API and the web page (http://HOST:PORT/, API docs at /docs)."""
-    from facewise.service.config import MIB, Limits, RateLimit, ServiceConfig
+    from facewise.service.config import MIB, JobLimits, Limits, RateLimit, ServiceConfig
 
     with handled():
         _need_service_extra()
@@ -80,16 +97,42 @@ def serve(
             profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,
             thumbnails=thumbnails, key_file=key_file,
             limits=Limits(max_image_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
-                          max_video_bytes=int(max_video_mb * MIB)),
-            rate=RateLimit(rate=rate, burst=burst))
+                          max_request_pixels=max_request_pixels, max_decode_bytes=int(max_decode_mb * MIB),
+                          max_faces=max_faces,
+                          max_video_bytes=int(max_video_mb * MIB), max_video_pixels=max_video_pixels,
+                          max_video_seconds=max_video_seconds, busy_per_key=busy_per_key,
+                          busy_waiting=busy_waiting),
+            rate=RateLimit(rate=rate, burst=burst),
+            jobs=JobLimits(per_key=jobs_per_key, total=jobs_total, max_seconds=job_timeout),
+            trusted_proxies=tuple(trusted_proxy or ()))
         logging.getLogger("facewise").setLevel(min(logging.getLogger("facewise").getEffectiveLevel(), logging.INFO))
         if not _is_loopback(host):
             log.warning("listening on %s: put a TLS-terminating proxy in front; API keys travel in headers", host)
+        _return_big_buffers_to_the_os()
         application = create_app(config)
         where = _redacted(db) if server_gallery else str(config.db)
         err.print(f"facewise service on http://{host}:{port}/  (API docs: /docs, gallery {where})")
+        # X-Forwarded-For / -Proto are believed only from the proxies named with --trusted-proxy (uvicorn's own
+        # default would trust them from loopback)
         uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
-                    server_header=False, timeout_graceful_shutdown=10)
+                    server_header=False, timeout_graceful_shutdown=10, proxy_headers=bool(config.trusted_proxies),
+                    forwarded_allow_ips=list(config.trusted_proxies) or None)
+
+
+def _return_big_buffers_to_the_os() -> None:
+    """glibc keeps freed large buffers in per-thread arenas once its mmap threshold has adapted upwards: after a
+    few big images the server would stay hundreds of MB larger for good. A fixed 1 MiB threshold (the same as
+    MALLOC_MMAP_THRESHOLD_=1048576) maps every large buffer, so a decoded image goes back to the OS when freed."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except OSError:  # not glibc: nothing to tune
+        log.debug("mallopt is not available")
 
 
 def _redacted(address: str) -> str:

@@ -55,7 +55,19 @@ class DecodedImage:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
 
-ImageInput = str | os.PathLike[str] | bytes | np.ndarray | Image.Image | DecodedImage
+@dataclass(frozen=True)
+class EncodedImage:
+    """Encoded bytes with a display name, decoded only when used (one image at a time) and under ``limit``."""
+
+    data: bytes
+    name: str
+    limit: int | None = None
+
+    def decode(self, limit: int | None = None) -> DecodedImage:
+        return decode_bytes(self.data, name=self.name, limit=self.limit or limit)
+
+
+ImageInput = str | os.PathLike[str] | bytes | np.ndarray | Image.Image | DecodedImage | EncodedImage
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -79,7 +91,7 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-def _pil_pixels(im: Image.Image, name: str, limit: int) -> np.ndarray:
+def _pil_pixels(im: Image.Image, name: str, limit: int, in_place: bool = False) -> np.ndarray:
     """The one conversion of a PIL image to RGB pixels: size guard, first frame, EXIF orientation, mode."""
     w, h = im.size
     if w * h > limit:
@@ -92,7 +104,10 @@ def _pil_pixels(im: Image.Image, name: str, limit: int) -> np.ndarray:
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
     im.load()
-    im = ImageOps.exif_transpose(im) or im
+    if in_place:  # an image we opened ourselves: turn it without a copy
+        ImageOps.exif_transpose(im, in_place=True)
+    else:  # the caller's PIL image stays as it is
+        im = ImageOps.exif_transpose(im) or im
     return _to_rgb_array(im)
 
 
@@ -124,7 +139,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im: Image.Image = Image.open(io.BytesIO(data))
-            pixels = _pil_pixels(im, name, limit)
+            pixels = _pil_pixels(im, name, limit, in_place=True)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -144,6 +159,8 @@ def load_image(source: ImageInput, limit: int | None = None) -> DecodedImage:
     """Load an image from a path, encoded bytes, an RGB uint8 array, a PIL image or a :class:`DecodedImage`."""
     if isinstance(source, DecodedImage):
         return source
+    if isinstance(source, EncodedImage):
+        return source.decode(limit)
     if isinstance(source, np.ndarray):
         arr = source
         if arr.ndim == 2:

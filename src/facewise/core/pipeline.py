@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property
 
 import numpy as np
@@ -19,15 +23,72 @@ from facewise.models.registry import load_detector, load_embedder, load_landmark
 from facewise.types import Detection, Face
 
 log = logging.getLogger(__name__)
+EMBED_BATCH = 1  # faces per model call in a crowd (when ``crowd_yield_s`` is set)
+
+
+_HOLDS_SMALL_WORK: ContextVar[bool] = ContextVar("facewise_small_work", default=False)
+
+
+class _SmallWork:
+    """Image work in progress in this process (a server sets it per request, so its gaps count too), a crowd's
+    embedding loop excepted. Embedding a crowd goes a face at a time and lets that work go first (some embedders
+    hold the GIL): one request with a 100-face image cannot make everyone else's single-face request wait for all
+    of it. The mark travels in a context variable, so it follows a request from thread to thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active = 0
+
+    def _add(self, n: int) -> None:
+        with self._lock:
+            self.active += n
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        if _HOLDS_SMALL_WORK.get():
+            yield
+            return
+        _HOLDS_SMALL_WORK.set(True)
+        self._add(1)
+        try:
+            yield
+        finally:
+            self._add(-1)
+            _HOLDS_SMALL_WORK.set(False)
+
+    @contextmanager
+    def crowd(self) -> Iterator[None]:
+        """The current work embeds a crowd: it does not count as small work meanwhile."""
+        counted = _HOLDS_SMALL_WORK.get()
+        if counted:
+            self._add(-1)
+        try:
+            yield
+        finally:
+            if counted:
+                self._add(1)
+
+    def wait_idle(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while self.active > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+SMALL_WORK = _SmallWork()
 
 
 class Pipeline:
     """Runs one profile's models. Models load on first use; nothing is downloaded."""
 
     def __init__(self, profile: Profile | str = "default", threads: int = 0,
-                 quality: QualityPolicy | None = None) -> None:
+                 quality: QualityPolicy | None = None, max_faces: int | None = None,
+                 crowd_yield_s: float = 0.0) -> None:
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.threads = threads
+        self.max_faces = max_faces  # analyse at most this many faces per image, the largest
+        # > 0 (a server): each slice of a crowd waits up to this long while other threads detect or embed a few
+        # faces, so one image of a crowd does not hold up everyone else's request
+        self.crowd_yield_s = crowd_yield_s
         self.quality_policy = quality or QualityPolicy()
         self._load_lock = threading.Lock()
 
@@ -59,12 +120,16 @@ class Pipeline:
         return self
 
     def detect(self, image: ImageInput) -> tuple[DecodedImage, list[Detection]]:
-        img = load_image(image)
-        return img, self.detect_pixels(img.pixels)
+        with SMALL_WORK.running():
+            img = load_image(image)
+            return img, self.detect_pixels(img.pixels)
 
     def detect_pixels(self, pixels: np.ndarray) -> list[Detection]:
         """Detections on decoded pixels, landmarks refined when the profile names a refiner."""
         dets = self.detector.detect(pixels)
+        if self.max_faces is not None and len(dets) > self.max_faces:
+            log.info("%d faces found, analysing the %d largest", len(dets), self.max_faces)
+            dets = sorted(dets, key=lambda d: -d.box.area)[: self.max_faces]
         return self.landmarker.refine(pixels, dets) if self.landmarker is not None and dets else dets
 
     def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:
@@ -79,6 +144,17 @@ class Pipeline:
         """Fused, L2-normalised profile vectors (N, dim) for faces given by their five landmarks."""
         if not landmarks:
             return np.zeros((0, self.dim), np.float32)
+        if self.crowd_yield_s > 0 and len(landmarks) > EMBED_BATCH:  # a crowd: in slices, small work first
+            parts = []
+            with SMALL_WORK.crowd():
+                for i in range(0, len(landmarks), EMBED_BATCH):
+                    SMALL_WORK.wait_idle(self.crowd_yield_s)
+                    parts.append(self._embed(pixels, landmarks[i:i + EMBED_BATCH]))
+            return np.vstack(parts)
+        with SMALL_WORK.running():
+            return self._embed(pixels, landmarks)
+
+    def _embed(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:
         blocks = []
         for emb, weight, flip in self.embedders:
             crops = align_many(pixels, landmarks, emb.template, emb.size)
@@ -92,13 +168,14 @@ class Pipeline:
 
     def analyze(self, image: ImageInput, embed: bool = True) -> tuple[DecodedImage, list[Face]]:
         """Every face of an image, largest first, with quality and (optionally) its vector."""
-        img, dets = self.detect(image)
-        faces = self.make_faces(img.pixels, dets)
-        if embed and faces:
-            vecs = self.embed_landmarks(img.pixels, [f.landmarks for f in faces])
-            for f, v in zip(faces, vecs, strict=True):
-                f.embedding = v
-        return img, faces
+        with SMALL_WORK.running():
+            img, dets = self.detect(image)
+            faces = self.make_faces(img.pixels, dets)
+            if embed and faces:
+                vecs = self.embed_landmarks(img.pixels, [f.landmarks for f in faces])
+                for f, v in zip(faces, vecs, strict=True):
+                    f.embedding = v
+            return img, faces
 
     def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True,
                      ) -> list[tuple[DecodedImage, list[Face]] | FacewiseError]:

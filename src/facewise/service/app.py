@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sqlite3
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -11,19 +13,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from facewise import __version__
-from facewise.service.auth import KeyStore, RateLimiter, bootstrap_admin
+from facewise.service.auth import BusyLimiter, KeyStore, RateLimiter, bootstrap_admin
 from facewise.service.config import MIB, ServiceConfig
 from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.erasure import prepare_file
-from facewise.service.errors import install_error_handlers
-from facewise.service.jobs import JobManager, VideoRunner, video_runner
+from facewise.service.errors import error_body, install_error_handlers
+from facewise.service.jobs import JobManager, VideoRunner, remove_stale_uploads, video_runner
 from facewise.service.metrics import Metrics, MetricsMiddleware
+from facewise.service.schemas import Health, Readiness, contract_openapi, operation_id
 from facewise.service.uploads import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
@@ -66,13 +69,19 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+UPLOAD_ROUTES = ("/identify", "/verify", "/detect", "/analyze", "/faces")
+
+
 def _body_limit(config: ServiceConfig) -> Callable[[str], int]:
+    """Largest body per route family: videos, image uploads, everything else (JSON) small."""
+
     def limit_of(path: str) -> int:
-        if path.rstrip("/").endswith("/videos"):
+        path = path.rstrip("/")
+        if path.startswith("/v1/") and path.endswith("/videos"):
             return config.limits.max_video_bytes + MIB
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/") and path.endswith(UPLOAD_ROUTES):
             return config.limits.max_request_bytes
-        return 64 * 1024
+        return config.limits.max_json_bytes
 
     return limit_of
 
@@ -94,10 +103,15 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
         config.db.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(config.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     engines = Engines(config.gallery_address, config.profile, config.cpu_workers)
+    engines.max_faces = config.limits.max_faces
     engines.ensure_default_collection()
     keys = KeyStore(config.db)
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
-    jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines)
+    remove_stale_uploads(config.video_dir)  # uploads of jobs that died with an earlier process
+    limits = config.limits
+    jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines,
+                      per_key=config.jobs.per_key, total=config.jobs.total, max_seconds=config.jobs.max_seconds,
+                      video_limits=(limits.max_video_pixels, limits.max_video_seconds))
     beside = config.gallery is None  # the service tables share the gallery's SQLite file
     sealer = engines.store if "encryption" in engines.store.capabilities else None  # may be encrypted at rest
     thumbs = Thumbnails(str(config.db), sealer, beside_gallery=beside) if config.thumbnails else None
@@ -109,7 +123,7 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,
-                          thumbs, where)
+                          thumbs, BusyLimiter(config.busy_per_key, config.limits.busy_waiting), where)
 
 
 def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> FastAPI:
@@ -128,15 +142,18 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
             ctx.thumbnails.close()
 
     app = _fastapi(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  generate_unique_id_function=operation_id,
                   openapi_tags=[{"name": n} for n in ("collections", "persons", "faces", "recognition", "video",
                                                        "keys", "service")])
     app.state.ctx = ctx
     install_error_handlers(app)
+    _install_storage_handlers(app)
     from facewise.service import routes_admin, routes_gallery, routes_jobs, routes_recognize
 
     for module in (routes_admin, routes_gallery, routes_recognize, routes_jobs):
         app.include_router(module.router)
     _service_routes(app)
+    app.openapi = contract_openapi(app)  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     # Middleware: the last added runs first. Metrics see every answer, 413s included.
@@ -150,6 +167,47 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app
+
+
+def _storage_full(exc: BaseException) -> bool:
+    """Is ``exc`` (or what it was raised while handling: a failed rollback hides the cause) a full disk?"""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.Error) and "database or disk is full" in str(seen):
+            return True
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _install_storage_handlers(app: FastAPI) -> None:
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        if _storage_full(exc):
+            log.error("%s %s: the disk is full (database or disk is full); nothing was stored", request.method,
+                      request.url.path)
+            return JSONResponse(error_body("storage_full", "the server's disk is full: nothing was stored; "
+                                           "try again after an operator has made room"), 507)
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error (see the server log)"), 500)
+
+    app.add_exception_handler(sqlite3.Error, storage_error)
+    app.add_exception_handler(OSError, storage_error)
+
+
+def gallery_problem(ctx: ServiceContext) -> str | None:
+    """Why the gallery cannot serve requests now (no server paths in the answer), or ``None``."""
+    store = ctx.engines.store
+    try:
+        store.list_collections()
+    except Exception:  # any failure means not ready
+        log.warning("readiness: the gallery cannot be read", exc_info=True)
+        return "the gallery cannot be read"
+    if getattr(store, "_encrypted", False) and getattr(store, "_cipher", None) is None:
+        return "the gallery is encrypted at rest and this server has no key for it (FACEWISE_KEY_FILE)"
+    return None
 
 
 def _warm_up(ctx: ServiceContext) -> None:
@@ -166,22 +224,23 @@ def _service_routes(app: FastAPI) -> None:
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/healthz", tags=["service"], summary="Liveness: the process answers")
+    @app.get("/healthz", tags=["service"], summary="Liveness: the process answers", name="health",
+             response_model=Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded")
+    @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded", name="ready",
+             response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
     def readyz(ctx: Ctx) -> JSONResponse:
-        checks = {"models": ctx.engines.ready()}
-        try:
-            ctx.engines.store.list_collections()
-            checks["gallery"] = True
-        except Exception:  # any failure means not ready
-            checks["gallery"] = False
+        problem = gallery_problem(ctx)
+        checks = {"models": ctx.engines.ready(), "gallery": problem is None}
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        if problem:
+            body["problem"] = problem
+        return JSONResponse(body, 200 if ok else 503)
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text format)",
-             response_class=PlainTextResponse)
+             response_class=PlainTextResponse, name="metrics")
     def metrics(ctx: Ctx) -> PlainTextResponse:
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

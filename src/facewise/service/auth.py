@@ -12,6 +12,7 @@ managing keys needs ``admin`` on ``*``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -257,14 +258,19 @@ class KeyStore:
 # -- bootstrap --------------------------------------------------------------------------------------
 def write_secret_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only (0600), atomically."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    import tempfile
+
+    # mkstemp: a random name opened O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, so nobody can plant the file or a link
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def bootstrap_admin(keys: KeyStore, key_file: Path, tty: bool) -> str | None:
@@ -314,3 +320,34 @@ class RateLimiter:
                 return 0.0
             self._buckets[principal.key_id] = (tokens, now)
             return (1.0 - tokens) / rate
+
+
+class BusyLimiter:
+    """Expensive requests each key has in progress: at most ``per_key`` run at once, up to ``waiting`` more wait
+    (without holding a thread) up to ``wait_s`` seconds for their turn; beyond that the caller answers 429. One
+    key's burst of heavy uploads cannot take every CPU worker, so other keys' requests still find one free."""
+
+    def __init__(self, per_key: int, waiting: int = 16, wait_s: float = 60.0) -> None:
+        self.per_key, self.waiting, self.wait_s = max(1, per_key), max(0, waiting), wait_s
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting: dict[str, int] = {}
+
+    async def acquire(self, key_id: str) -> bool:
+        """Runs on the event loop only (no lock needed). ``False``: no slot now nor within ``wait_s``."""
+        slot = self._slots.setdefault(key_id, asyncio.Semaphore(self.per_key))
+        if not slot.locked():
+            await slot.acquire()
+            return True
+        if self._waiting.get(key_id, 0) >= self.waiting:
+            return False
+        self._waiting[key_id] = self._waiting.get(key_id, 0) + 1
+        try:
+            await asyncio.wait_for(slot.acquire(), self.wait_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting[key_id] -= 1
+
+    def release(self, key_id: str) -> None:
+        self._slots[key_id].release()

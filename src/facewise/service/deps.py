@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 
-from facewise.service.auth import AuditEvent, KeyStore, Principal, RateLimiter
+from facewise.core.pipeline import SMALL_WORK
+from facewise.service.auth import AuditEvent, BusyLimiter, KeyStore, Principal, RateLimiter
 from facewise.service.config import ServiceConfig
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.errors import ApiError
@@ -27,6 +29,7 @@ class ServiceContext:
     metrics: Metrics
     jobs: JobManager
     thumbnails: Thumbnails | None
+    busy: BusyLimiter
     bootstrap: str | None = None  # where the bootstrap key went on first start
 
     def audit(self, request: Request, event: AuditEvent) -> None:
@@ -79,10 +82,32 @@ def require(scope: str | None, global_admin: bool = False) -> Callable[..., Prin
     return dependency
 
 
+def costly(scope: str) -> Callable[..., AsyncIterator[Principal]]:
+    """:func:`require` for an expensive route (image work): also a slot of the key's concurrency budget, held
+    until the answer is ready (waiting in line for one first); 429 ``busy`` with Retry-After when the key's line
+    is full too."""
+
+    async def dependency(request: Request, principal: Principal = Depends(require(scope))) -> AsyncIterator[Principal]:
+        busy: BusyLimiter = request.app.state.ctx.busy
+        if not await busy.acquire(principal.key_id):
+            raise ApiError(429, "busy", f"key {principal.key_id} already has {busy.per_key} image request(s) in "
+                           f"progress and {busy.waiting} waiting; wait for answers before sending more",
+                           headers={"Retry-After": "1"})
+        try:
+            with SMALL_WORK.running():  # the whole request counts: a crowd elsewhere yields to it
+                yield principal
+        finally:
+            busy.release(principal.key_id)
+
+    return dependency
+
+
 Admin = Annotated[Principal, Depends(require("admin"))]
 GlobalAdmin = Annotated[Principal, Depends(require("admin", global_admin=True))]
 Enroller = Annotated[Principal, Depends(require("enroll"))]
 Recognizer = Annotated[Principal, Depends(require("recognize"))]
+BusyRecognizer = Annotated[Principal, Depends(costly("recognize"))]
+BusyEnroller = Annotated[Principal, Depends(costly("enroll"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 AnyKey = Annotated[Principal, Depends(require(None))]
 
@@ -94,6 +119,17 @@ def need_liveness(ctx: ServiceContext, required: bool) -> None:
 
 
 MAX_OFFSET = 2**63 - 1  # SQLite's and PostgreSQL's largest integer
+
+
+def _row_id(value: int) -> int:
+    """A person's or face's id in a path: outside 1..2**63-1 no row can have it, so it is not found (404, as the
+    library's NotFoundError), never an OverflowError's 500."""
+    if not 1 <= value <= MAX_OFFSET:
+        raise ApiError(404, "not_found", f"no row has the id {value} (ids are 1..{MAX_OFFSET})")
+    return value
+
+
+RowId = Annotated[int, AfterValidator(_row_id)]
 
 
 def page(offset: int, limit: int, max_page: int) -> tuple[int, int]:

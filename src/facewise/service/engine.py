@@ -8,6 +8,7 @@ collection and reusing the profile's pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import io
 import logging
@@ -146,6 +147,7 @@ class Engines:
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
         self.analysers = Analysers()
+        self.max_faces: int | None = None  # faces analysed per image (the service's limit)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -153,8 +155,8 @@ class Engines:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-bound work in the pool, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, functools.partial(fn, *args))
+        loop = asyncio.get_running_loop()  # the request's context variables go along (see core.pipeline)
+        return await loop.run_in_executor(self.pool, contextvars.copy_context().run, functools.partial(fn, *args))
 
     # -- profiles -------------------------------------------------------------------------------
     def profile(self, name: str) -> Profile:
@@ -169,7 +171,7 @@ class Engines:
         profile = self.profile(name)
         with self._lock:
             if name not in self._pipelines:
-                self._pipelines[name] = Pipeline(profile)
+                self._pipelines[name] = Pipeline(profile, max_faces=self.max_faces, crowd_yield_s=1.0)
             return self._pipelines[name]
 
     def profiles(self) -> list[dict[str, Any]]:
@@ -205,7 +207,7 @@ class Engines:
         info = self.store.get_collection(collection)
         return FaceWise(db=self.store, profile=self.profile(info.profile), collection=collection,
                         pipeline=self.pipeline(info.profile), analyzer=self.analysers.analyzer,
-                        erasure=self.erasure)
+                        erasure=self.erasure, create=False)  # a job in flight never brings a deleted one back
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection; the erasure listeners drop what the service derived from it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,6 +33,14 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+def without_paths(message: str) -> str:
+    """A message for a client: absolute file paths of the server reduced to their last part."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
+
+
 def status_of(exc: FacewiseError) -> int:
     """The HTTP status of a library error: the one its class carries (facewise/errors.py)."""
     return exc.http_status
@@ -42,12 +51,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+        return JSONResponse(error_body(exc.code, without_paths(exc.message)), exc.status, headers=exc.headers)
 
     @app.exception_handler(FacewiseError)
     async def _lib(_: Request, exc: FacewiseError) -> JSONResponse:
         extra = {"reasons": exc.reasons} if isinstance(exc, QualityError) else {}
-        return JSONResponse(error_body(exc.code, str(exc), **extra), status_of(exc))
+        return JSONResponse(error_body(exc.code, without_paths(str(exc)), **extra), status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

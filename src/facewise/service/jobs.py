@@ -40,6 +40,14 @@ class JobCancelledError(Exception):
     pass
 
 
+class JobTimeoutError(Exception):
+    pass
+
+
+class QueueFullError(Exception):
+    """No room for another job (per key or overall); the message says which."""
+
+
 @dataclass
 class VideoTask:
     """What a runner gets: the video file, a collection handle and callbacks to report through."""
@@ -51,6 +59,8 @@ class VideoTask:
     report: Callable[[float], None]  # fraction done, 0..1; raises JobCancelledError when the job was cancelled
     add_thumbnail: Callable[[bytes], int]  # JPEG bytes -> index for GET /v1/jobs/{id}/thumbnails/{index}
     set_video: Callable[[bytes], None] | None = None  # the annotated MP4 for GET /v1/jobs/{id}/video
+    max_pixels: int | None = None  # a frame's width x height, checked when the video is opened
+    max_seconds: float | None = None  # the video's length, checked when it is opened
 
 
 VideoRunner = Callable[[VideoTask], dict[str, Any]]
@@ -90,6 +100,20 @@ class Job:
         return d
 
 
+def remove_stale_uploads(folder: Path) -> int:
+    """Delete what a previous process left in the jobs folder (its jobs died with it); returns how many."""
+    n = 0
+    for entry in folder.glob("*.video*") if folder.is_dir() else []:
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        n += 1
+    if n:
+        log.warning("removed %d stale video job file(s) from %s", n, folder)
+    return n
+
+
 class GalleryView(Protocol):
     """What the jobs ask the gallery on every read (see the module's note on erasure)."""
 
@@ -99,12 +123,17 @@ class GalleryView(Protocol):
 
 
 class JobManager:
-    """Queue, worker thread and the last ``keep`` jobs (in memory); uploads live in ``video_dir``."""
+    """Queue, worker thread and the last ``keep`` jobs (in memory); uploads live in ``video_dir``. At most
+    ``per_key`` queued or running jobs per key and ``total`` overall; a job running longer than ``max_seconds``
+    fails with ``job_timeout``."""
 
     def __init__(self, runner: VideoRunner, face_wise: Callable[[str], FaceWise], keep: int = 50,
-                 video_dir: Path | None = None, gallery: GalleryView | None = None) -> None:
+                 video_dir: Path | None = None, gallery: GalleryView | None = None,
+                 per_key: int = 2, total: int = 16, max_seconds: float = 1800.0,
+                 video_limits: tuple[int | None, float | None] = (None, None)) -> None:
         self.runner, self.face_wise, self.keep = runner, face_wise, keep
         self.video_dir, self.gallery = video_dir, gallery
+        self.per_key, self.total, self.max_seconds, self.video_limits = per_key, total, max_seconds, video_limits
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -131,9 +160,26 @@ class JobManager:
             self._thread.join(timeout=10)
             self._thread = None
 
+    def check_room(self, owner: str) -> None:
+        """Raise :class:`QueueFullError` when ``owner`` (or everyone together) has no room for another job."""
+        with self._lock:
+            self._check_room(owner)
+
+    def _check_room(self, owner: str) -> None:
+        active = [j for j in self._jobs.values() if j.state in ("queued", "running")]
+        if sum(j.owner == owner for j in active) >= self.per_key:
+            raise QueueFullError(f"key {owner} has {self.per_key} video jobs queued or running; wait for one to end")
+        if len(active) >= self.total:
+            raise QueueFullError(f"the server has {self.total} video jobs queued or running; try again later")
+
     def submit(self, job: Job, path: Path) -> Job:
         job.path = path
         with self._lock:
+            try:
+                self._check_room(job.owner)
+            except QueueFullError:
+                path.unlink(missing_ok=True)
+                raise
             self._evict()
             self._jobs[job.id] = job
         self._queue.put(job.id)
@@ -219,6 +265,8 @@ class JobManager:
         job.cancel.set()
         if job.state == "queued":
             job.state, job.finished_at = "cancelled", _now()
+            if job.path is not None:  # the worker will skip it: its upload goes now
+                job.path.unlink(missing_ok=True)
         return job
 
     def counts(self) -> dict[str, float]:
@@ -236,6 +284,8 @@ class JobManager:
             with self._lock:
                 job = self._jobs.get(job_id)
             if job is None or job.state != "queued":
+                if job is not None and job.path is not None:
+                    job.path.unlink(missing_ok=True)
                 continue
             self._run(job)
 
@@ -246,6 +296,8 @@ class JobManager:
         def report(fraction: float) -> None:
             if job.cancel.is_set():
                 raise JobCancelledError
+            if time.perf_counter() - t0 > self.max_seconds:
+                raise JobTimeoutError
             job.progress = min(1.0, max(job.progress, float(fraction)))
 
         def add_thumbnail(jpeg: bytes) -> int:
@@ -255,11 +307,16 @@ class JobManager:
         try:
             assert job.path is not None
             task = VideoTask(job.path, job.filename, self.face_wise(job.collection), job.fps, report,
-                             add_thumbnail, lambda mp4: setattr(job, "video", mp4))
+                             add_thumbnail, lambda mp4: setattr(job, "video", mp4),
+                             max_pixels=self.video_limits[0], max_seconds=self.video_limits[1])
             job.result = self.runner(task)
             job.state, job.progress = "done", 1.0
         except JobCancelledError:
             job.state = "cancelled"
+        except JobTimeoutError:
+            job.state, job.error = "failed", {"code": "job_timeout",
+                                              "message": f"{job.filename}: stopped after the "
+                                                         f"{self.max_seconds:.0f}-second limit of a job"}
         except FacewiseError as exc:  # the message names the upload, not the server's file
             message = str(exc).replace(str(job.path), job.filename)
             job.state, job.error = "failed", {"code": exc.code, "message": message}
@@ -357,7 +414,11 @@ def video_runner(task: VideoTask) -> dict[str, Any]:
 
     out_dir = task.path.with_name(task.path.name + ".out")
     outputs = OutputOptions(out_dir, annotated_video=True, thumbnails=True, timeline=False)
-    processor = VideoProcessor(task.fw, VideoOptions(decode=DecodeOptions(fps=task.fps)))
+    from facewise.video.decode import DEFAULT_MAX_FRAME_PIXELS
+
+    decode = DecodeOptions(fps=task.fps, max_duration_s=task.max_seconds,
+                           max_pixels=task.max_pixels or DEFAULT_MAX_FRAME_PIXELS)
+    processor = VideoProcessor(task.fw, VideoOptions(decode=decode))
     duration = {"ms": 0.0}
 
     def on_open(reader: Any) -> None:

@@ -9,6 +9,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Label values come from this fixed set only, so no client can grow /metrics: any other method name (h11 accepts
+# any token) is "other", any path no route matched is "unmatched".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+UNMATCHED = "unmatched"
 
 
 def _esc(value: str) -> str:
@@ -26,6 +31,8 @@ class Metrics:
         self.gauges: dict[str, Callable[[], dict[str, float]]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else OTHER_METHOD
+        status = status if 100 <= status <= 599 else 0
         with self._lock:
             key = (method, route, str(status))
             self._count[key] = self._count.get(key, 0) + 1
@@ -86,7 +93,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or ("/static/*" if scope["path"].startswith("/static/")
-                                                    else "unmatched")
+            route = scope.get("route")  # set by FastAPI for a matched route (its template), else absent
+            path = getattr(route, "path", None) if isinstance(getattr(route, "path", None), str) else None
+            path = path or ("/static/*" if scope["path"].startswith("/static/") else UNMATCHED)
             self.metrics.observe(scope["method"], path, status["code"], time.perf_counter() - start)

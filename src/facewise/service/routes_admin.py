@@ -13,8 +13,19 @@ from facewise.errors import InvalidSettingError
 from facewise.service.auth import ALL, AuditEvent, KeySpec
 from facewise.service.deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
 from facewise.service.errors import ApiError
+from facewise.service.schemas import (
+    ApiKey,
+    AuditEntry,
+    Collection,
+    CollectionDetail,
+    ContractRoute,
+    CreatedKey,
+    Me,
+    ProfileInfo,
+    auth_errors,
+)
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ContractRoute)
 
 
 class KeyCreate(BaseModel):
@@ -36,7 +47,8 @@ class CollectionSettings(BaseModel):
                                                        "calibration (the 422 names the valid range)")
 
 
-@router.get("/me", tags=["service"], summary="The calling key and what the server can do")
+@router.get("/me", tags=["service"], summary="The calling key and what the server can do", name="get_me",
+            response_model=Me, responses=auth_errors())
 def me(ctx: Ctx, principal: AnyKey) -> dict[str, Any]:
     lim = ctx.config.limits
     return {"key": principal.to_dict(), "version": __version__, "default_profile": ctx.engines.default_profile,
@@ -45,30 +57,35 @@ def me(ctx: Ctx, principal: AnyKey) -> dict[str, Any]:
             "analysis": ctx.engines.analysers.available(), "video": find_spec("facewise.video") is not None}
 
 
-@router.get("/profiles", tags=["service"], summary="Profiles this server can use for new collections")
+@router.get("/profiles", tags=["service"], summary="Profiles this server can use for new collections",
+            name="list_profiles", response_model=list[ProfileInfo], responses=auth_errors())
 def profiles(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
     return ctx.engines.profiles()
 
 
 # -- keys -------------------------------------------------------------------------------------------
-@router.post("/keys", tags=["keys"], status_code=201, summary="Create an API key (the token is shown once)")
+@router.post("/keys", tags=["keys"], status_code=201, summary="Create an API key (the token is shown once)",
+             response_model=CreatedKey, responses=auth_errors(400))
 def create_key(body: KeyCreate, request: Request, ctx: Ctx, principal: GlobalAdmin) -> dict[str, Any]:
     info, token = ctx.keys.create(KeySpec(body.name, tuple(body.scopes), tuple(body.collections), body.rate,
                                           body.burst), created_by=principal.key_id)
     return {"key": info.to_dict(), "token": token}
 
 
-@router.get("/keys", tags=["keys"], summary="List API keys (never their tokens)")
+@router.get("/keys", tags=["keys"], summary="List API keys (never their tokens)", response_model=list[ApiKey],
+            responses=auth_errors())
 def list_keys(ctx: Ctx, _: GlobalAdmin, include_revoked: bool = True) -> list[dict[str, Any]]:
     return [k.to_dict() for k in ctx.keys.list_keys(include_revoked)]
 
 
-@router.delete("/keys/{key_id}", tags=["keys"], summary="Revoke an API key")
+@router.delete("/keys/{key_id}", tags=["keys"], summary="Revoke an API key", response_model=ApiKey,
+               responses=auth_errors(404))
 def revoke_key(key_id: str, ctx: Ctx, principal: GlobalAdmin) -> dict[str, Any]:
     return ctx.keys.revoke(key_id, by=principal.key_id).to_dict()
 
 
-@router.get("/audit", tags=["keys"], summary="The audit log, newest first")
+@router.get("/audit", tags=["keys"], summary="The audit log, newest first", name="list_audit",
+            response_model=list[AuditEntry], responses=auth_errors())
 def audit(ctx: Ctx, _: GlobalAdmin, offset: int = 0, limit: int = 100,
           collection: str | None = None) -> list[dict[str, Any]]:
     offset, limit = page(offset, limit, ctx.config.limits.max_page)
@@ -89,7 +106,8 @@ def _collection(ctx: Ctx, name: str) -> dict[str, Any]:
     return d
 
 
-@router.post("/collections", tags=["collections"], status_code=201, summary="Create a collection bound to a profile")
+@router.post("/collections", tags=["collections"], status_code=201, summary="Create a collection bound to a profile",
+             response_model=CollectionDetail, responses=auth_errors(400, 409, 503))
 async def create_collection(body: CollectionCreate, request: Request, ctx: Ctx, principal: Admin) -> dict[str, Any]:
     if not principal.can_access(body.name):
         raise ApiError(403, "forbidden", f"key {principal.key_id} has no access to collection {body.name!r}")
@@ -99,19 +117,22 @@ async def create_collection(body: CollectionCreate, request: Request, ctx: Ctx, 
     return _collection(ctx, body.name)
 
 
-@router.get("/collections", tags=["collections"], summary="Collections this key may see")
+@router.get("/collections", tags=["collections"], summary="Collections this key may see",
+            response_model=list[Collection], responses=auth_errors())
 def list_collections(ctx: Ctx, principal: Reader) -> list[dict[str, Any]]:
     return [{k: v for k, v in c.to_dict().items() if k != "settings"}
             for c in ctx.engines.store.list_collections() if principal.can_access(c.name)]
 
 
-@router.get("/collections/{collection}", tags=["collections"], summary="One collection and how it decides")
+@router.get("/collections/{collection}", tags=["collections"], summary="One collection and how it decides",
+            response_model=CollectionDetail, responses=auth_errors(404))
 def get_collection(collection: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
     return _collection(ctx, collection)
 
 
 @router.patch("/collections/{collection}", tags=["collections"],
-              summary="Set the decision threshold (a raw score or a target FAR)")
+              summary="Set the decision threshold (a raw score or a target FAR)",
+              response_model=CollectionDetail, responses=auth_errors(400, 404, 409))
 def update_collection(collection: str, body: CollectionSettings, request: Request, ctx: Ctx,
                       principal: Admin) -> dict[str, Any]:
     ctx.engines.face_wise(collection).set_threshold(body.threshold, body.target_far)
@@ -121,7 +142,7 @@ def update_collection(collection: str, body: CollectionSettings, request: Reques
 
 
 @router.delete("/collections/{collection}", tags=["collections"], status_code=204,
-               summary="Delete a collection with every person and face in it")
+               summary="Delete a collection with every person and face in it", responses=auth_errors(404))
 def delete_collection(collection: str, request: Request, ctx: Ctx, principal: Admin) -> Response:
     ctx.engines.delete_collection(collection)  # the erasure hooks drop its thumbnails, video jobs and their files
     ctx.audit(request, AuditEvent(principal.key_id, "collection.delete", collection))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -9,15 +11,37 @@ from pydantic import BaseModel, Field
 
 from facewise.api import FaceWise
 from facewise.core.analysis import Gate
-from facewise.core.imageio import DecodedImage
+from facewise.core.imageio import DecodedImage, EncodedImage
+from facewise.errors import ImageError
 from facewise.service.auth import AuditEvent
-from facewise.service.deps import Ctx, Enroller, Reader, ServiceContext, need_liveness, page
+from facewise.service.deps import (
+    BusyEnroller,
+    Ctx,
+    Enroller,
+    Reader,
+    RowId,
+    ServiceContext,
+    need_liveness,
+    page,
+)
 from facewise.service.engine import face_thumbnail
 from facewise.service.errors import ApiError
+from facewise.service.schemas import (
+    ContractRoute,
+    EnrollResponse,
+    FaceSample,
+    Person,
+    PersonDeleted,
+    PersonDetail,
+    PersonPage,
+    auth_errors,
+    binary,
+)
 from facewise.service.uploads import decode_upload, read_images
-from facewise.types import EnrollResult, Person
+from facewise.types import EnrollResult
+from facewise.types import Person as StoredPerson
 
-router = APIRouter(prefix="/v1/collections/{collection}")
+router = APIRouter(prefix="/v1/collections/{collection}", route_class=ContractRoute)
 
 
 class PersonCreate(BaseModel):
@@ -29,16 +53,23 @@ class PersonUpdate(BaseModel):
     name: str = Field(..., max_length=200)
 
 
-@router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)")
+@router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)",
+             response_model=Person, responses=auth_errors(400, 404, 409))
 def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
+    if body.metadata is not None:
+        size = len(json.dumps(body.metadata, ensure_ascii=False).encode())
+        limit = ctx.config.limits.max_metadata_bytes
+        if size > limit:
+            raise ApiError(413, "metadata_too_large", f"metadata of {size} bytes exceeds the {limit}-byte limit")
     person = ctx.engines.face_wise(collection).add_person(body.name, body.metadata)
     ctx.audit(request, AuditEvent(principal.key_id, "person.create", collection, str(person.id),
                                   {"name": person.name}))
     return person.to_dict()
 
 
-@router.get("/persons", tags=["persons"], summary="People of a collection, by name, a page at a time")
+@router.get("/persons", tags=["persons"], summary="People of a collection, by name, a page at a time",
+            response_model=PersonPage, responses=auth_errors(404))
 def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: int = 50) -> dict[str, Any]:
     offset, limit = page(offset, limit, ctx.config.limits.max_page)
     fw = ctx.engines.face_wise(collection)
@@ -46,15 +77,17 @@ def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: i
     return {"items": [p.to_dict() for p in items], "offset": offset, "limit": limit, "total": fw.info.persons}
 
 
-@router.get("/persons/{person_id}", tags=["persons"], summary="One person with their faces")
-def get_person(collection: str, person_id: int, ctx: Ctx, _: Reader) -> dict[str, Any]:
+@router.get("/persons/{person_id}", tags=["persons"], summary="One person with their faces",
+            response_model=PersonDetail, responses=auth_errors(404))
+def get_person(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
     return {**person.to_dict(), "faces": [s.to_dict() for s in fw.samples(person.id)]}
 
 
-@router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person")
-def rename_person(collection: str, person_id: int, body: PersonUpdate, request: Request, ctx: Ctx,
+@router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person", response_model=Person,
+              responses=auth_errors(400, 404, 409))
+def rename_person(collection: str, person_id: RowId, body: PersonUpdate, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     old = fw.person(person_id).name
@@ -64,8 +97,9 @@ def rename_person(collection: str, person_id: int, body: PersonUpdate, request: 
     return person.to_dict()
 
 
-@router.delete("/persons/{person_id}", tags=["persons"], summary="Delete a person with all their faces")
-def delete_person(collection: str, person_id: int, request: Request, ctx: Ctx,
+@router.delete("/persons/{person_id}", tags=["persons"], summary="Delete a person with all their faces",
+               response_model=PersonDeleted, responses=auth_errors(404))
+def delete_person(collection: str, person_id: RowId, request: Request, ctx: Ctx,
                   principal: Enroller) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
@@ -76,17 +110,43 @@ def delete_person(collection: str, person_id: int, request: Request, ctx: Ctx,
 
 
 # -- faces ------------------------------------------------------------------------------------------
-def _enroll(ctx: ServiceContext, fw: FaceWise, person: Person, images: list[DecodedImage],
-            options: dict[str, Any]) -> list[EnrollResult]:
-    """Decode, enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
+class _Upload(EncodedImage):
+    """An uploaded image that cannot be decoded fails the whole request (422, nothing stored), as when every
+    image was decoded up front, though now each is decoded only when its turn comes."""
 
-    Faces are stored by the person's id, checked in the storing transaction: a person deleted meanwhile stays
-    deleted (NotFoundError → 404, nothing stored)."""
-    results = fw.enroll(person.name, images, face=options["face"], gate=options["gate"], person_id=person.id)
+    def decode(self, limit: int | None = None) -> DecodedImage:
+        try:
+            return super().decode(limit)
+        except ImageError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+
+
+def _enroll(ctx: ServiceContext, fw: FaceWise, person: StoredPerson, uploads: list[tuple[str, bytes]],
+            options: dict[str, Any]) -> list[EnrollResult]:
+    """Enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
+
+    The images go in encoded: the library decodes one at a time and lets it go before the next, so a request
+    holds one decoded image at most (plus the one a thumbnail is cut from). Faces are stored by the person's
+    id, checked in the storing transaction: a person deleted meanwhile stays deleted (NotFoundError → 404,
+    nothing stored)."""
+    limits = ctx.config.limits
+    thumbs: dict[int, bytes] = {}
+
+    def keep_thumbnail(res: EnrollResult) -> None:
+        i = len(done)
+        done.append(res)
+        file_name, data = uploads[i]
+        if ctx.thumbnails is not None and res.status == "added" and res.face is not None:
+            thumbs[i] = face_thumbnail(decode_upload(data, file_name, limits).pixels, res.face)
+
+    done: list[EnrollResult] = []
+    images = [_Upload(data, file_name, limits.max_pixels) for file_name, data in uploads]
+    results = fw.enroll(person.name, images, face=options["face"], gate=options["gate"], progress=keep_thumbnail,
+                        person_id=person.id)
     if ctx.thumbnails is not None:
-        for img, res in zip(images, results, strict=True):
-            if res.status == "added" and res.sample_id is not None and res.face is not None:
-                ctx.thumbnails.put(fw.collection, res.sample_id, img.sha256, face_thumbnail(img.pixels, res.face))
+        for i, res in enumerate(results):
+            if i in thumbs and res.status == "added" and res.sample_id is not None:
+                ctx.thumbnails.put(fw.collection, res.sample_id, hashlib.sha256(uploads[i][1]).hexdigest(), thumbs[i])
         added = [r.sample_id for r in results if r.status == "added" and r.sample_id is not None]
         gone = set(added) - set(fw.store.sample_meta(fw.collection, added))  # deleted before their thumbnails
         if gone:  # came: a later delete erases the thumbnails itself
@@ -97,15 +157,16 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, person: Person, images: list[Deco
 def _face_choice(face: str) -> Any:
     if face in ("only", "largest"):
         return face
-    if face.isdigit():
+    if face.isascii() and face.isdigit() and len(face) <= 4:  # "²" is a digit to str.isdigit, not to int()
         return int(face)
-    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index, got {face[:20]!r}")
+    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index (0..9999), got {face[:20]!r}")
 
 
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
              description="Each image must show the person; with several faces say which (`face=largest` or an "
-                         "index). Per-image outcomes: added, duplicate or rejected (with the reason).")
-async def enroll_faces(collection: str, person_id: int, request: Request, ctx: Ctx, principal: Enroller,
+                         "index). Per-image outcomes: added, duplicate or rejected (with the reason).",
+             response_model=EnrollResponse, responses=auth_errors(400, 404, 413, 415, 503))
+async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx: Ctx, principal: BusyEnroller,
                        files: Annotated[list[UploadFile], File(description="one or more images")],
                        face: Annotated[str, Form()] = "only",
                        min_quality: Annotated[float | None, Form(ge=0, le=1)] = None,
@@ -116,9 +177,8 @@ async def enroll_faces(collection: str, person_id: int, request: Request, ctx: C
     uploads = await read_images(files, limits)
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
-    images = [await ctx.engines.run(decode_upload, data, name, limits) for name, data in uploads]
     options = {"face": _face_choice(face), "gate": Gate(min_quality=min_quality, require_live=require_live)}
-    results = await ctx.engines.run(_enroll, ctx, fw, person, images, options)
+    results = await ctx.engines.run(_enroll, ctx, fw, person, uploads, options)
     added = [r.sample_id for r in results if r.status == "added"]
     ctx.audit(request, AuditEvent(principal.key_id, "face.enroll", collection, str(person_id),
                                   {"name": person.name, "added": added,
@@ -127,14 +187,16 @@ async def enroll_faces(collection: str, person_id: int, request: Request, ctx: C
             "results": [r.to_dict() for r in results]}
 
 
-@router.get("/persons/{person_id}/faces", tags=["faces"], summary="A person's enrolled faces")
-def list_faces(collection: str, person_id: int, ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
+@router.get("/persons/{person_id}/faces", tags=["faces"], summary="A person's enrolled faces",
+            response_model=list[FaceSample], responses=auth_errors(404))
+def list_faces(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
     return [s.to_dict() for s in ctx.engines.face_wise(collection).samples(person_id)]
 
 
 @router.get("/persons/{person_id}/faces/{sample_id}/thumbnail", tags=["faces"], summary="A face's thumbnail (JPEG)",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def face_thumbnail_route(collection: str, person_id: int, sample_id: int, ctx: Ctx, _: Reader) -> Response:
+            name="get_face_thumbnail", response_class=Response,
+            responses={**binary("image/jpeg"), **auth_errors(404)})
+def face_thumbnail_route(collection: str, person_id: RowId, sample_id: RowId, ctx: Ctx, _: Reader) -> Response:
     sample = next((s for s in ctx.engines.face_wise(collection).samples(person_id) if s.id == sample_id), None)
     jpeg = None
     if sample is not None and ctx.thumbnails is not None:
@@ -144,8 +206,9 @@ def face_thumbnail_route(collection: str, person_id: int, sample_id: int, ctx: C
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/faces/{sample_id}", tags=["faces"], status_code=204, summary="Delete one enrolled face")
-def delete_face(collection: str, sample_id: int, request: Request, ctx: Ctx, principal: Enroller) -> Response:
+@router.delete("/faces/{sample_id}", tags=["faces"], status_code=204, summary="Delete one enrolled face",
+               responses=auth_errors(404))
+def delete_face(collection: str, sample_id: RowId, request: Request, ctx: Ctx, principal: Enroller) -> Response:
     ctx.engines.face_wise(collection).delete_sample(sample_id)  # the erasure hooks drop its thumbnail
     ctx.audit(request, AuditEvent(principal.key_id, "face.delete", collection, str(sample_id)))
     return Response(status_code=204)

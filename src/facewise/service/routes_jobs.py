@@ -11,10 +11,12 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from facewise.service.auth import Principal
 from facewise.service.deps import Ctx, Recognizer, ServiceContext
 from facewise.service.errors import ApiError
-from facewise.service.jobs import Job, new_job
+from facewise.service.jobs import Job, QueueFullError, new_job
+from facewise.service.schemas import ContractRoute, auth_errors, binary
+from facewise.service.schemas import Job as JobModel
 from facewise.service.uploads import CHUNK, safe_name, sniff_video
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ContractRoute)
 
 
 async def _save_video(ctx: ServiceContext, upload: UploadFile, dest: Path) -> None:
@@ -38,6 +40,25 @@ async def _save_video(ctx: ServiceContext, upload: UploadFile, dest: Path) -> No
         raise
 
 
+def _probe(path: Path, name: str, max_pixels: int, max_seconds: float) -> None:
+    """Refuse a video whose frames are too large or which is too long (413), from its header; a video that
+    cannot be opened at all is left to its job, which fails with the reason."""
+    from facewise.video import DecodeOptions, VideoError, VideoLimitError, VideoReader
+
+    try:
+        with VideoReader(path, DecodeOptions(max_pixels=max_pixels, max_duration_s=max_seconds)):
+            pass
+    except VideoLimitError as exc:
+        path.unlink(missing_ok=True)
+        raise ApiError(413, exc.code, str(exc).replace(str(path), name)) from None
+    except VideoError:
+        pass
+
+
+def _queue_full(exc: QueueFullError) -> ApiError:
+    return ApiError(429, "queue_full", str(exc), headers={"Retry-After": "30"})
+
+
 def _visible(job: Job, principal: Principal) -> Job:
     if not principal.can_access(job.collection):
         raise ApiError(404, "not_found", f"job {job.id!r} does not exist")
@@ -45,32 +66,45 @@ def _visible(job: Job, principal: Principal) -> Job:
 
 
 @router.post("/collections/{collection}/videos", tags=["video"], status_code=202,
-             summary="Upload a video; a job identifies the faces in it (poll GET /v1/jobs/{id})")
+             summary="Upload a video; a job identifies the faces in it (poll GET /v1/jobs/{id})",
+             response_model=JobModel, responses=auth_errors(404, 413, 415, 503))
 async def submit_video(collection: str, request: Request, ctx: Ctx, principal: Recognizer,
                        video: Annotated[UploadFile, File(description="MP4/MOV, WebM/MKV, AVI or MPEG-TS")],
                        fps: Annotated[float, Form(gt=0, le=30, description="frames processed per second")] = 5.0,
                        ) -> dict[str, Any]:
     stamp = ctx.engines.face_wise(collection).info.created_at  # 404 before the upload is stored
+    try:
+        ctx.jobs.check_room(principal.key_id)  # 429 before the upload is stored
+    except QueueFullError as exc:
+        raise _queue_full(exc) from None
     job = new_job(collection, principal.key_id, safe_name(video.filename, "video"), fps, stamp)
     ctx.config.video_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = ctx.config.video_dir / f"{job.id}.video"
     await _save_video(ctx, video, path)
-    ctx.jobs.submit(job, path)
+    limits = ctx.config.limits
+    await ctx.engines.run(_probe, path, job.filename, limits.max_video_pixels, limits.max_video_seconds)
+    try:
+        ctx.jobs.submit(job, path)
+    except QueueFullError as exc:
+        raise _queue_full(exc) from None
     return job.to_dict(with_result=False)
 
 
-@router.get("/jobs", tags=["video"], summary="Recent video jobs of the collections this key may see")
+@router.get("/jobs", tags=["video"], summary="Recent video jobs of the collections this key may see",
+            response_model=list[JobModel], responses=auth_errors())
 def list_jobs(ctx: Ctx, principal: Recognizer) -> list[dict[str, Any]]:
     return [j.to_dict(with_result=False) for j in ctx.jobs.jobs() if principal.can_access(j.collection)]
 
 
-@router.get("/jobs/{job_id}", tags=["video"], summary="A job's state, progress and, when done, its timeline")
+@router.get("/jobs/{job_id}", tags=["video"], summary="A job's state, progress and, when done, its timeline",
+            response_model=JobModel, responses=auth_errors(404))
 def get_job(job_id: str, ctx: Ctx, principal: Recognizer) -> dict[str, Any]:
     return _visible(ctx.jobs.get(job_id), principal).to_dict()
 
 
 @router.get("/jobs/{job_id}/thumbnails/{index}", tags=["video"], summary="A timeline thumbnail (JPEG)",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+            name="get_job_thumbnail", response_class=Response,
+            responses={**binary("image/jpeg"), **auth_errors(404)})
 def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> Response:
     job = _visible(ctx.jobs.get(job_id), principal)
     if not 0 <= index < len(job.thumbnails) or not job.thumbnails[index]:  # b"": erased
@@ -79,7 +113,8 @@ def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> R
 
 
 @router.get("/jobs/{job_id}/video", tags=["video"], summary="The annotated video (H.264 MP4) of a finished job",
-            response_class=Response, responses={200: {"content": {"video/mp4": {}}}})
+            name="get_job_video", response_class=Response,
+            responses={**binary("video/mp4"), **auth_errors(404)})
 def job_video(job_id: str, ctx: Ctx, principal: Recognizer) -> Response:
     job = _visible(ctx.jobs.get(job_id), principal)
     if job.video is None:
@@ -87,7 +122,8 @@ def job_video(job_id: str, ctx: Ctx, principal: Recognizer) -> Response:
     return Response(job.video, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/jobs/{job_id}", tags=["video"], summary="Cancel a queued or running job")
+@router.delete("/jobs/{job_id}", tags=["video"], summary="Cancel a queued or running job",
+               response_model=JobModel, responses=auth_errors(404))
 def cancel_job(job_id: str, ctx: Ctx, principal: Recognizer) -> dict[str, Any]:
     _visible(ctx.jobs.get(job_id), principal)
     return ctx.jobs.cancel(job_id).to_dict(with_result=False)

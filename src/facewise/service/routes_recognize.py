@@ -9,11 +9,18 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from facewise.core.analysis import Gate
 from facewise.core.imageio import DecodedImage
-from facewise.service.deps import Ctx, Recognizer, ServiceContext, need_liveness
+from facewise.service.deps import MAX_OFFSET, BusyRecognizer, Ctx, ServiceContext, need_liveness
 from facewise.service.errors import ApiError
+from facewise.service.schemas import (
+    ContractRoute,
+    DetectResponse,
+    IdentifyResponse,
+    VerifyResponse,
+    auth_errors,
+)
 from facewise.service.uploads import decode_upload, read_images
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ContractRoute)
 
 ImageFile = Annotated[UploadFile, File(description="an image (JPEG, PNG, WebP, BMP, GIF, TIFF, PPM)")]
 
@@ -29,8 +36,9 @@ def _size(img: DecodedImage) -> dict[str, int]:
 
 
 @router.post("/collections/{collection}/identify", tags=["recognition"],
-             summary="Name every face of an image, or say unknown")
-async def identify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
+             summary="Name every face of an image, or say unknown", response_model=IdentifyResponse,
+             responses=auth_errors(400, 404, 409, 413, 415, 503))
+async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                    top_k: Annotated[int, Form(ge=1, le=20)] = 1) -> dict[str, Any]:
     fw = ctx.engines.face_wise(collection)
     img = await _one_image(ctx, image)
@@ -43,10 +51,11 @@ async def identify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
 @router.post("/collections/{collection}/verify", tags=["recognition"],
              summary="Same person? Two images, or an image against an enrolled person",
              description="Send `image` and either `other` (a second image) or `person_id`. The largest face of "
-                         "each image is compared; the collection's threshold decides.")
-async def verify(collection: str, ctx: Ctx, _: Recognizer, image: ImageFile,
+                         "each image is compared; the collection's threshold decides.",
+             response_model=VerifyResponse, responses=auth_errors(400, 404, 409, 413, 415, 503))
+async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                  other: Annotated[UploadFile | None, File()] = None,
-                 person_id: Annotated[int | None, Form()] = None,
+                 person_id: Annotated[int | None, Form(ge=0, le=MAX_OFFSET)] = None,
                  require_live: Annotated[bool, Form(description="answer not same if the probe `image` is "
                                                     "not live")] = False) -> dict[str, Any]:
     if (other is None) == (person_id is None):
@@ -75,14 +84,16 @@ def _detect(ctx: ServiceContext, img: DecodedImage, profile: str, analyse: bool)
     return out
 
 
-@router.post("/detect", tags=["recognition"], summary="Faces with boxes, landmarks, yaw and quality reasons")
-async def detect(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
+@router.post("/detect", tags=["recognition"], summary="Faces with boxes, landmarks, yaw and quality reasons",
+             response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
+async def detect(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
     img = await _one_image(ctx, image)
     return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, False)
 
 
 @router.post("/analyze", tags=["recognition"],
-             summary="Detect, then liveness, head pose and expression where those models are installed")
-async def analyze(ctx: Ctx, _: Recognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
+             summary="Detect, then liveness, head pose and expression where those models are installed",
+             response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
+async def analyze(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
     img = await _one_image(ctx, image)
     return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, True)

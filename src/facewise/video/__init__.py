@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, parse_source
+from facewise.video.decode import (
+    DecodeOptions,
+    Frame,
+    VideoError,
+    VideoInfo,
+    VideoLimitError,
+    VideoReader,
+    parse_source,
+)
 from facewise.video.outputs import OutputOptions, track_thumbnail, write_timeline
 from facewise.video.process import (
     RunHooks,
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DecodeOptions", "ExpressionTrack", "Frame", "IdentityOptions", "KalmanBox", "OutputOptions", "RunHooks", "Track",
     "TrackIdentity", "TrackSummary", "Tracker", "TrackerOptions", "VideoError", "VideoEvent", "VideoInfo",
+    "VideoLimitError",
     "VideoOptions", "VideoProcessor", "VideoReader", "VideoResult", "VideoStats", "parse_source",
     "process_video", "track_thumbnail", "write_timeline",
 ]

@@ -57,6 +57,16 @@ class VideoError(FacewiseError):
         self.partial = partial
 
 
+class VideoLimitError(VideoError):
+    """A video is larger (frame size) or longer than the reader was allowed to open."""
+
+    code = "video_too_large"
+    http_status = 413
+
+
+DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320  # 8K
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """Which frames to decode and hand over.
@@ -64,7 +74,9 @@ class DecodeOptions:
     ``stride`` and ``fps`` are exclusive ways to sample; ``start_s`` seeks (files only); ``duration_s`` stops
     after that much video time. ``queue_size`` bounds the frames waiting between the decoder and the consumer.
     ``drop_when_behind`` (default: only for live sources) drops the oldest queued frame instead of blocking,
-    so a slow consumer stays close to real time on a webcam or stream.
+    so a slow consumer stays close to real time on a webcam or stream. ``max_pixels`` (width x height of a frame)
+    and ``max_duration_s`` (the container's length) are checked when the source is opened
+    (:class:`VideoLimitError`), before any frame is handed over.
     """
 
     stride: int = 1
@@ -73,6 +85,8 @@ class DecodeOptions:
     duration_s: float | None = None
     queue_size: int = 8
     drop_when_behind: bool | None = None
+    max_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS
+    max_duration_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.stride < 1:
@@ -195,6 +209,11 @@ class VideoReader:
                        "loses its index, the moov atom, and cannot be opened at all)")
             raise VideoError(f"{self.name}: cannot open: {why}")
         self.info = self._read_info()
+        try:
+            self._check_limits()
+        except VideoLimitError:
+            self._cap.release()
+            raise
         self.stats = DecodeStats()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.options.queue_size)
         self._stop = threading.Event()
@@ -211,6 +230,16 @@ class VideoReader:
         return VideoInfo(source=self.name, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                          height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps=fps if fps_ok else 0.0,
                          frame_count=count if (count > 0 and not live) else None, duration_ms=duration, live=live)
+
+    def _check_limits(self) -> None:
+        info, opts = self.info, self.options
+        if opts.max_pixels is not None and info.width * info.height > opts.max_pixels:
+            raise VideoLimitError(f"{self.name}: frames of {info.width}x{info.height} = {info.width * info.height} "
+                                  f"pixels exceed the limit of {opts.max_pixels}")
+        if opts.max_duration_s is not None and info.duration_ms is not None \
+                and info.duration_ms > opts.max_duration_s * 1000:
+            raise VideoLimitError(f"{self.name}: {info.duration_ms / 1000:.0f} s long, more than the limit of "
+                                  f"{opts.max_duration_s:.0f} s")
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> VideoReader:

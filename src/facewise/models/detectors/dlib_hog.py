@@ -33,17 +33,25 @@ class DlibHogDetector:
         self.model_id = model_id
         self.max_side = max_side
         self.upsample_below = upsample_below
-        self._det = dlib.get_frontal_face_detector()
+        self._local = threading.local()  # one HOG detector per thread (cheap): detections run in parallel
         self._sp = dlib.shape_predictor(str(shape_predictor))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the shape predictor is shared (large); its calls are short
+
+    @property
+    def _det(self) -> dlib.fhog_object_detector:
+        det = getattr(self._local, "det", None)
+        if det is None:
+            det = self._local.det = dlib.get_frontal_face_detector()
+        return det
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         work, back = fit_scale(image, self.max_side)
+        det = self._det
+        rects, scores, _ = det.run(work, 0, -0.2)
+        if not rects and max(work.shape[:2]) < self.upsample_below:
+            # small image: look again at twice the resolution for faces under ~80 px
+            rects, scores, _ = det.run(work, 1, -0.2)
         with self._lock:
-            rects, scores, _ = self._det.run(work, 0, -0.2)
-            if not rects and max(work.shape[:2]) < self.upsample_below:
-                # small image: look again at twice the resolution for faces under ~80 px
-                rects, scores, _ = self._det.run(work, 1, -0.2)
             shapes = [self._sp(work, r) for r in rects]
         h, w = image.shape[:2]
         out = []

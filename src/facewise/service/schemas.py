@@ -1,0 +1,415 @@
+"""The REST contract: response models, the error model, the error statuses of each route, operation ids and the
+OpenAPI post-processing that lets client generators read it (file fields as ``format: binary``).
+
+The models describe the JSON the routes already return (the web page and the tests rely on it). Every model
+allows extra fields, and routes serialise with ``exclude_unset`` (:class:`ContractRoute`), so a field a route
+does not send is not added as ``null`` and a field added later is not dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- errors -------------------------------------------------------------------------------------------
+class FieldError(Model):
+    loc: list[str]
+    message: str
+
+
+class ErrorDetail(Model):
+    code: str = Field(..., examples=["not_found"], description="stable, machine-readable")
+    message: str = Field(..., description="for people; names the problem")
+    reasons: list[str] | None = Field(None, description="quality errors: why the face was refused")
+    details: list[FieldError] | None = Field(None, description="invalid_request: every invalid field")
+
+
+class ErrorResponse(Model):
+    error: ErrorDetail
+
+
+ERROR_TEXT = {400: "Bad request", 401: "No API key, or an unknown or revoked one",
+              403: "The key lacks the scope or the collection", 404: "Not found (collection, person, face, job)",
+              409: "Conflict: it exists already", 413: "Too large (bytes, pixels or files)",
+              415: "Not an accepted image or video type (read from the content)",
+              422: "Invalid request, or an image without a usable face", 429: "Rate limit reached (see Retry-After)",
+              503: "Not ready, or a model is missing"}
+
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds until the key's bucket has a token again",
+                               "schema": {"type": "integer"}}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for the error statuses a route can answer, each with the error model."""
+    out: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse, "description": ERROR_TEXT[s]}
+                                            for s in statuses}
+    if 429 in out:
+        out[429]["headers"] = RETRY_AFTER
+    return out
+
+
+def binary(media_type: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route answering bytes (a JPEG, an MP4): a binary string, as generators expect."""
+    return {200: {"description": media_type, "content": {media_type: {"schema": {"type": "string",
+                                                                                  "format": "binary"}}}}}
+
+
+AUTH = (401, 403, 429)  # every /v1 route: a key, its scope and collections, its rate
+
+
+def auth_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The errors of a /v1 route: :data:`AUTH`, 422 (dropped from the document for a route that takes no
+    parameters and no body, see :func:`contract_openapi`) and ``statuses``."""
+    return errors(*sorted({*AUTH, 422, *statuses}))
+
+
+class ContractRoute(APIRoute):
+    """Routes serialise only the fields they set (no ``null`` for a key the route leaves out)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["response_model_exclude_unset"] = True
+        super().__init__(*args, **kwargs)
+
+
+def operation_id(route: APIRoute) -> str:
+    """Short, stable operation ids: the route's name (its function's, or ``name=``)."""
+    return route.name
+
+
+# -- service --------------------------------------------------------------------------------------------
+class Health(Model):
+    status: str = Field(..., examples=["ok"])
+
+
+class Readiness(Model):
+    status: str = Field(..., examples=["ready"], description="ready | not ready")
+    checks: dict[str, bool]
+
+
+class KeyRef(Model):
+    key_id: str
+    name: str
+    scopes: list[str]
+    collections: list[str]
+
+
+class Limits(Model):
+    max_image_bytes: int
+    max_pixels: int
+    max_files: int
+    max_video_bytes: int
+
+
+class Me(Model):
+    key: KeyRef
+    version: str
+    default_profile: str
+    limits: Limits
+    analysis: dict[str, bool] = Field(..., description="liveness, head_pose, expression: installed here?")
+    video: bool
+
+
+class ProfileInfo(Model):
+    name: str
+    description: str
+    available: bool
+    commercial_use: bool | str
+    default: bool
+
+
+# -- keys and audit -------------------------------------------------------------------------------------
+class ApiKey(Model):
+    id: str
+    name: str
+    scopes: list[str]
+    collections: list[str]
+    rate: float | None
+    burst: int | None
+    created_at: str
+    created_by: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class CreatedKey(Model):
+    key: ApiKey
+    token: str = Field(..., description="shown once; never stored")
+
+
+class AuditEntry(Model):
+    id: int
+    ts: str
+    actor: str
+    action: str
+    collection: str | None
+    target: str | None
+    detail: Any
+    remote: str | None
+
+
+# -- collections, persons, faces ------------------------------------------------------------------------
+class Collection(Model):
+    name: str
+    profile: str
+    signature: str
+    dim: int
+    created_at: str
+    persons: int
+    samples: int
+
+
+class Decision(Model):
+    threshold: float | None
+    source: str | None
+    error: ErrorDetail | None = Field(None, description="the stored setting is invalid (PATCH sets a valid one)")
+
+
+class CollectionDetail(Collection):
+    decision: Decision
+
+
+class Person(Model):
+    id: int
+    name: str
+    metadata: dict[str, Any] | None
+    samples: int = Field(..., description="enrolled faces")
+    created_at: str
+
+
+class PersonPage(Model):
+    items: list[Person]
+    offset: int
+    limit: int
+    total: int
+
+
+class FaceSample(Model):
+    """An enrolled face."""
+
+    id: int
+    person_id: int
+    image_sha256: str
+    source: str
+    box: list[float] = Field(..., description="x1, y1, x2, y2 in the image's pixels")
+    quality: float
+    yaw: float
+    created_at: str
+
+
+class PersonDetail(Person):
+    faces: list[FaceSample]
+
+
+class PersonDeleted(Model):
+    deleted: Person
+    faces_deleted: int
+
+
+class EnrollItem(Model):
+    source: str = Field(..., description="the uploaded file's name")
+    person: str
+    status: str = Field(..., examples=["added"], description="added | duplicate | rejected")
+    sample_id: int | None
+    reason: str | None
+    quality_reasons: list[str]
+
+
+class EnrollResponse(Model):
+    person: Person
+    added: int
+    results: list[EnrollItem]
+
+
+# -- recognition ----------------------------------------------------------------------------------------
+class ImageSize(Model):
+    width: int
+    height: int
+
+
+class Liveness(Model):
+    score: float
+    is_live: bool
+    threshold: float | None = None
+
+
+class HeadPose(Model):
+    yaw: float
+    pitch: float
+    roll: float
+    source: str
+
+
+class Expression(Model):
+    label: str
+    score: float
+    probs: dict[str, float]
+
+
+class DetectedFace(Model):
+    index: int
+    box: list[float] = Field(..., description="x1, y1, x2, y2 in the image's pixels")
+    landmarks: list[list[float]]
+    det_score: float
+    yaw: float
+    quality: float
+    quality_reasons: list[str]
+    live: Liveness | None = Field(None, description="analyze, with the anti-spoofing model")
+    pose: HeadPose | None = Field(None, description="analyze")
+    expression: Expression | None = Field(None, description="analyze, with the expression model")
+
+
+class Candidate(Model):
+    person_id: int
+    person: str
+    score: float
+    far: float | None
+
+
+class IdentifiedFace(DetectedFace):
+    person: str = Field(..., description="a name, or unknown")
+    person_id: int | None
+    score: float
+    far: float | None
+    threshold: float
+    candidates: list[Candidate]
+
+
+class IdentifyResponse(Model):
+    image: ImageSize
+    profile: str
+    threshold: float
+    threshold_source: str
+    faces: list[IdentifiedFace]
+
+
+class ComparedFace(Model):
+    index: int
+    box: list[float]
+
+
+class VerifyResponse(Model):
+    score: float
+    same: bool
+    threshold: float
+    far: float | None
+    profile: str
+    reason: str | None = Field(None, description="why not same was forced (e.g. the probe is not live)")
+    faces: list[ComparedFace] = Field(..., description="the probe's face, then the other image's")
+    person: Person | None = Field(None, description="verify against person_id: that person")
+
+
+class DetectResponse(Model):
+    image: ImageSize
+    profile: str
+    faces: list[DetectedFace]
+    modules: list[str] | None = Field(None, description="analyze: the analysis modules that ran")
+
+
+# -- video jobs -----------------------------------------------------------------------------------------
+class VideoTrack(Model):
+    track: int
+    person: str = Field(..., description="a name, or unknown")
+    person_id: int | None
+    score: float | None = Field(..., description="null once the person was erased")
+    far: float | None
+    candidate: str | None
+    first_ms: float
+    last_ms: float
+    frames: int
+    vectors: int
+    thumbnail: int | None = Field(None, description="index for GET /v1/jobs/{job_id}/thumbnails/{index}")
+    best_frame_ms: float | None = None
+    best_box: list[float] | None = None
+    best_quality: float | None = None
+    erased: bool | None = Field(None, description="true: the person was erased; the track is de-identified")
+
+
+class VideoEvent(Model):
+    event: str
+    track: int
+    person: str
+    score: float | None
+    t_ms: float
+
+
+class Timeline(Model):
+    """The result of a finished job (fields beyond tracks and events depend on the video runner)."""
+
+    source: str | None = None
+    profile: str | None = None
+    collection: str | None = None
+    complete: bool | None = None
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+    tracks: list[VideoTrack] = []
+    events: list[VideoEvent] = []
+
+
+class JobError(Model):
+    code: str
+    message: str
+
+
+class Job(Model):
+    id: str
+    collection: str
+    filename: str
+    state: str = Field(..., description="queued | running | done | failed | cancelled")
+    progress: float
+    fps: float
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: JobError | None
+    thumbnails: int
+    annotated_video: bool
+    result: Timeline | None = Field(None, description="GET /v1/jobs/{job_id} of a done job")
+
+
+# -- the schema document ----------------------------------------------------------------------------------
+def _binary_files(node: Any) -> None:
+    """OpenAPI 3.1 file fields (``contentMediaType``) as ``type: string, format: binary``, which generators read."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and "contentMediaType" in node:
+            del node["contentMediaType"]
+            node["format"] = "binary"
+        for value in node.values():
+            _binary_files(value)
+    elif isinstance(node, list):
+        for value in node:
+            _binary_files(value)
+
+
+def _no_input_no_422(schema: dict[str, Any]) -> None:
+    """A route with no parameters and no body cannot answer 422: leave it out of that route's errors."""
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            if not op.get("parameters") and "requestBody" not in op:
+                op.get("responses", {}).pop("422", None)
+
+
+def contract_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``: FastAPI's document, file fields rewritten, built once."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                                 description=app.description, routes=app.routes, tags=app.openapi_tags,
+                                 servers=app.servers)
+            _binary_files(schema)
+            _no_input_no_422(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
