@@ -102,19 +102,28 @@ def milvus_server_exe() -> str | None:
     return shutil.which("milvus-server", path=str(Path(sys.executable).parent)) or shutil.which("milvus-server")
 
 
+ETCD_PEER_PORT = 2380
 _MILVUS_PORTS = ("etcd-port", "root-coord-port", "proxy-internal-port", "query-coord-port", "query-node-port",
                  "index-coord-port", "index-node-port", "data-coord-port", "data-node-port")
 
 
 class MilvusStandaloneServer:
-    """``milvus-server --data DIR --proxy-port P`` with every internal port free, so parallel runs do not clash.
+    """``milvus-server --data DIR --proxy-port P`` with every configurable port free.
 
-    (This server listens on every interface; its data folder is thrown away with the test session.)"""
+    Its embedded etcd keeps the fixed peer port 2380 (not configurable through ``milvus-server``), so one such
+    server runs per machine at a time: when 2380 is taken, the tests that need it are skipped (failed under CI).
+    This server listens on every interface; its data folder is thrown away with the test session."""
 
     def __init__(self, base: Path, ready_timeout: float = 180.0) -> None:
         exe = milvus_server_exe()
         if exe is None:
             unavailable("milvus-server is not installed (pip install milvus)")
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", ETCD_PEER_PORT))
+            except OSError:
+                unavailable(f"port {ETCD_PEER_PORT} (the embedded etcd's fixed peer port) is taken: another Milvus "
+                            "standalone server runs on this machine")
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         ports = [a for opt in _MILVUS_PORTS for a in (f"--{opt}", str(free_port()))]
@@ -142,14 +151,26 @@ class MilvusStandaloneServer:
             return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:  # the launcher starts milvus and etcd in its session: stop them all
+        """Stop the launcher and milvus (its own session, so its group): TERM, up to 30 s, then KILL."""
+        group = self.proc.pid
+        try:
+            os.killpg(group, 15)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # milvus outlives the launcher while it shuts down
             try:
-                os.killpg(self.proc.pid, 15)
-                self.proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, 9)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(5)
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            try:
+                os.killpg(group, 9)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - killed above
+            pass
         self.log.close()

@@ -354,7 +354,8 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
                      "INSERT INTO collections VALUES(1, 'c', 'p', 'sig', 16, '{}', '2024-01-01');"
                      "INSERT INTO persons VALUES(1, 1, 'ada', '{}', '2024-01-01');"
                      "INSERT INTO persons VALUES(5, 1, 'bob', '{\"k\": 1}', '2024-01-01');"
-                     "INSERT INTO persons VALUES(3, 1, 'unknown', '{}', '2024-01-01');")  # a name refused today
+                     "INSERT INTO persons VALUES(3, 1, 'unknown', '{}', '2024-01-01');"  # names refused today
+                     "INSERT INTO persons VALUES(4, 1, '42', '{}', '2024-01-01');")
     for i, v in enumerate(vecs):
         db.execute("INSERT INTO samples(id, person_id, collection_id, image_sha256, model, embedding, created_at) "
                    "VALUES(?,?,1,?,'m',?,'2024-01-01')", (10 + i, 1 if i < 2 else 5, f"h{i}", v.tobytes()))
@@ -369,15 +370,21 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
         assert store._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
         assert SCHEMA_VERSION == 2
         assert [(p.id, p.name, p.n_samples, p.metadata) for p in store.list_persons("c")] == \
-            [(1, "ada", 2, {}), (5, "bob", 2, {"k": 1}), (3, "unknown", 0, {})]
+            [(4, "42", 0, {}), (1, "ada", 2, {}), (5, "bob", 2, {"k": 1}), (3, "unknown", 0, {})]
         assert np.allclose(store.sample_vectors("c", [10, 11, 12, 13]), vecs)
         assert np.allclose(store.person_template("c", "bob"), template_of(vecs[2:], [1, 1]))
         assert store.search("c", vecs[3:4], 1)[0][0].name == "bob"
         assert store.integrity_check() == []
         assert [r[0] for r in store._db.execute("SELECT sample_id FROM side ORDER BY 1")] == [10, 11, 12, 13]
-        assert diagnose(store) == ["collection 'c': person 3: person name 'unknown': 'unknown' is reserved (the "
-                                   "answer when nobody matches); rename it: facewise people rename 3 NEW_NAME"]
+        assert diagnose(store) == [
+            "collection 'c': person 3: person name 'unknown': 'unknown' is reserved (the answer when nobody matches); "
+            "rename it: facewise people rename 3 NEW_NAME",
+            "collection 'c': person 4: person name '42': a name made only of digits would read as a person id; "
+            "rename it: facewise people rename 4 NEW_NAME"]
+        assert store.get_person("c", "42").id == 4  # no id 42: the legacy name is still found
+        assert store.get_person("c", "4").name == "42"  # (and its id finds it too)
         store.rename_person("c", 3, "Unknown Soldier")  # reachable by id; renamed, the gallery is healthy
+        store.rename_person("c", 4, "Forty-Two")
         assert diagnose(store) == []
         store.delete_person("c", 5)  # the newest: schema 1 would hand out 5 again
         assert store.add_person("c", "eve").id == 6
@@ -387,4 +394,4 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
         (sid,) = store.add_samples("c", [sample("ada", vecs[1], "again")])
         assert sid == 14
     with SQLiteStore(path, cipher=None) as again:  # opened twice: migrated once
-        assert [p.name for p in again.list_persons("c")] == ["Unknown Soldier", "ada", "eve"]
+        assert [p.name for p in again.list_persons("c")] == ["Forty-Two", "Unknown Soldier", "ada", "eve"]

@@ -148,7 +148,7 @@ def test_cli_commands_take_a_postgresql_url(dsn, knn):
         assert r.returncode == 0, r.stderr
         r = cli("people", "list", "--json")
         assert r.returncode == 0, r.stderr
-        assert [p["name"] for p in json.loads(r.stdout)] == ["obama"]
+        assert [json.loads(line)["name"] for line in r.stdout.splitlines()] == ["obama"]  # JSON Lines
         r = cli("identify", str(knn / "test" / "obama1.jpg"), "--json")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout.splitlines()[0])["person"] == "obama"

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from facewise.errors import CapabilityError, FacewiseError, ProfileMismatchError
+from facewise.errors import CapabilityError, FacewiseError, NotFoundError, ProfileMismatchError
 from facewise.gallery.names import check_id, check_name, person_ref, person_target
 from facewise.gallery.store import NewSample
 from facewise.types import Person, Sample
@@ -108,7 +108,15 @@ class StoreBase:
         return self._add_person(collection, check_name(name), dict(metadata or {}))
 
     def get_person(self, collection: str, person: str | int) -> Person:
-        return self._get_person(collection, person_ref(person))
+        """The person ``person`` names. Digits are an id; a name stored before all-digit names were refused is
+        still found by name when no id matches (then rename it: ``doctor`` lists such names)."""
+        ref = person_ref(person)
+        try:
+            return self._get_person(collection, ref)
+        except NotFoundError:
+            if isinstance(person, str) and isinstance(ref, int):
+                return self._get_person(collection, person.strip())
+            raise
 
     def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         ref = person_ref(person)
