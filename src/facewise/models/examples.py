@@ -92,16 +92,17 @@ def fetch_examples(dest: Path | None = None, base_url: str | None = None, timeou
         url = f"{base_url}/{rel}"
         log.info("downloading %s -> %s", url, target)
         try:
-            _download(url, target, timeout)
+            tmp = _download(url, target, None, timeout, limit=50 * 1024 * 1024)
         except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
             raise ExamplesUnavailableError(
                 f"could not download the demo's example photos ({url}: {exc}); this machine may be offline. "
                 f"Download the folders train/ and test/ of {SOURCE} into {dest}, "
                 "or run the demo on your own photos: make demo TRAIN=<folder of person/*.jpg> TEST=<photos>"
             ) from None
-        if sha256_file(target) != sha:
-            target.unlink(missing_ok=True)
+        if sha256_file(tmp) != sha:
+            tmp.unlink(missing_ok=True)
             raise ModelIntegrityError(f"downloaded example photo {rel!r} from {url} does not match its sha256 {sha}")
+        tmp.replace(target)
     return Examples(dest)
 
 
