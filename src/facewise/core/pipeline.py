@@ -34,7 +34,8 @@ class Pipeline:
     @cached_property
     def detector(self) -> Detector:
         with self._load_lock:
-            return load_detector(self.profile.detector, self.threads)
+            options = tuple(sorted(self.profile.detector_options.items()))
+            return load_detector(self.profile.detector, self.threads, options)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:
@@ -77,18 +78,26 @@ class Pipeline:
 
     def embed_landmarks(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:
         """Fused, L2-normalised profile vectors (N, dim) for faces given by their five landmarks."""
-        if not landmarks:
-            return np.zeros((0, self.dim), np.float32)
+        return self.embed_many([(pixels, landmarks)])[0]
+
+    def embed_many(self, items: list[tuple[np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
+        """:meth:`embed_landmarks` for the faces of several images, one inference call per embedder
+        (the crop and its mirror in the same call when the embedder flips)."""
+        counts = [len(lms) for _, lms in items]
+        total = sum(counts)
+        if total == 0:
+            return [np.zeros((0, self.dim), np.float32) for _ in items]
         blocks = []
         for emb, weight, flip in self.embedders:
-            crops = align_many(pixels, landmarks, emb.template, emb.size)
+            crops = np.concatenate([align_many(px, lms, emb.template, emb.size) for px, lms in items if lms])
             if flip:
                 both = emb.embed(np.concatenate([crops, crops[:, :, ::-1]]))
-                vec = l2_normalise(both[: len(crops)] + both[len(crops) :])
+                vec = l2_normalise(both[:total] + both[total:])
             else:
                 vec = emb.embed(crops)
             blocks.append(vec * np.sqrt(weight))
-        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+        fused = np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+        return np.split(fused, np.cumsum(counts)[:-1])
 
     def analyze(self, image: ImageInput, embed: bool = True) -> tuple[DecodedImage, list[Face]]:
         """Every face of an image, largest first, with quality and (optionally) its vector."""
@@ -100,23 +109,48 @@ class Pipeline:
                 f.embedding = v
         return img, faces
 
-    def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True,
+    def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True, batch: int = 32,
                      ) -> list[tuple[DecodedImage, list[Face]] | FacewiseError]:
-        """:meth:`analyze` over many images with a thread pool (inference releases the GIL; each backend
-        serialises its own calls, so decoding, detection and embedding of different images overlap).
-        Results keep the input order; an image that fails gives its exception in its place."""
+        """:meth:`analyze` over many images: decoding, detection and quality run on ``workers`` threads
+        (inference releases the GIL) while this thread embeds the faces found so far, ``batch`` faces of
+        several images per inference call. Results keep the input order; an image that fails gives its
+        exception in its place."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(img: ImageInput) -> tuple[DecodedImage, list[Face]] | FacewiseError:
+        def detect_one(img: ImageInput) -> tuple[DecodedImage, list[Face]] | FacewiseError:
             try:
-                return self.analyze(img, embed=embed)
+                decoded, dets = self.detect(img)
             except FacewiseError as exc:  # bad image: reported in its place
                 return exc
+            return decoded, self.make_faces(decoded.pixels, dets)
+
+        results: list[tuple[DecodedImage, list[Face]] | FacewiseError] = []
+        pending: list[tuple[DecodedImage, list[Face]]] = []
+
+        def flush() -> None:
+            vecs = self.embed_many([(d.pixels, [f.landmarks for f in faces]) for d, faces in pending])
+            for (_, faces), v in zip(pending, vecs, strict=True):
+                for f, row in zip(faces, v, strict=True):
+                    f.embedding = row
+            pending.clear()
+
+        def take(res: tuple[DecodedImage, list[Face]] | FacewiseError) -> None:
+            results.append(res)
+            if embed and not isinstance(res, FacewiseError) and res[1]:
+                pending.append(res)
+                if sum(len(f) for _, f in pending) >= batch:
+                    flush()
 
         if workers <= 1:
-            return [one(i) for i in images]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, images))
+            for img in images:
+                take(detect_one(img))
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for res in pool.map(detect_one, images):
+                    take(res)
+        if pending:
+            flush()
+        return results
 
     def block_slices(self) -> list[tuple[str, slice]]:
         """Where each embedder's (weighted) block sits in the fused vector."""

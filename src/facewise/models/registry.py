@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from facewise.errors import FacewiseError
 from facewise.models.catalogue import ModelCard, card, resolve
 from facewise.models.protocols import Detector, Embedder, Landmarker
 
@@ -26,13 +28,27 @@ def _card_and_files(model_id: str, task: str, role: str) -> tuple[ModelCard, lis
 
 
 @lru_cache(maxsize=16)
-def load_detector(model_id: str, threads: int = 0) -> Detector:
-    """A detector backend, loaded once per process (backends are thread-safe)."""
+def load_detector(model_id: str, threads: int = 0, options: tuple[tuple[str, Any], ...] = ()) -> Detector:
+    """A detector backend, loaded once per process (backends are thread-safe); ``options``: the profile's
+    ``detector_options`` as sorted (name, value) pairs, passed to the backend."""
     c, paths = _card_and_files(model_id, "detection", "a detector")
+    kwargs = dict(options)
     if c.backend == "yunet":
         from facewise.models.detectors.yunet import YuNetDetector
 
-        return YuNetDetector(paths[0], model_id=c.id)
+        engine = kwargs.pop("engine", "opencv")
+        try:
+            if engine == "openvino":
+                from facewise.models.detectors.yunet_ov import YuNetOpenVino
+
+                return YuNetOpenVino(paths[0], model_id=c.id, threads=threads, **kwargs)
+            if engine != "opencv":
+                raise TypeError(f"engine must be opencv or openvino, got {engine!r}")
+            return YuNetDetector(paths[0], model_id=c.id, **kwargs)
+        except TypeError as exc:
+            raise FacewiseError(f"model {model_id!r}: bad detector_options {kwargs}: {exc}") from None
+    if kwargs:
+        raise FacewiseError(f"model {model_id!r}: backend {c.backend!r} takes no detector_options, got {kwargs}")
     if c.backend == "dlib_hog":
         from facewise.models.detectors.dlib_hog import DlibHogDetector
 

@@ -51,6 +51,7 @@ class Profile:
     detector: str
     embedders: tuple[EmbedderSpec, ...]
     landmarks: str | None = None  # optional landmark refiner run on every detection
+    detector_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the detector backend
     flip: bool = False
     default_far: float = 1e-3
     fallback_threshold: float = 0.5
@@ -73,7 +74,7 @@ class Profile:
         embs = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale, e.flip) for e in embs)
         return cls(
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
-            landmarks=d.get("landmarks"),
+            landmarks=d.get("landmarks"), detector_options=dict(d.get("detector_options", {})),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
             fusion=d.get("fusion", {}),
@@ -82,7 +83,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "detector": self.detector,
-            "landmarks": self.landmarks,
+            "landmarks": self.landmarks, "detector_options": self.detector_options,
             "embedders": [self._embedder_dict(e) for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
