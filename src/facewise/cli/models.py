@@ -24,15 +24,15 @@ def models_list(as_json: JsonOpt = False) -> None:
         _emit_json({"search_path": [str(p) for p in search_path()],
                     "models": [{**c.summary(), "available": ok} for c, ok in rows],
                     "profiles": [{"name": p.name, "available": p.available(), "models": p.models,
-                                  "commercial_use": p.commercial_use} for p in profiles]})
+                                  "commercial_use": p.commercial} for p in profiles]})
         return
-    t = Table("id", "task", "licence", "available")
+    t = Table("id", "task", "licence", "commercial use", "available")
     for c, ok in rows:
-        t.add_row(c.id, c.task, c.licence, "[green]yes[/green]" if ok else "[red]no[/red]")
+        t.add_row(c.id, c.task, c.licence, c.commercial, "[green]yes[/green]" if ok else "[red]no[/red]")
     out.print(t)
     t = Table("profile", "models", "available", "commercial use")
     for p in profiles:
-        t.add_row(p.name, ", ".join(p.models), "yes" if p.available() else "no", "yes" if p.commercial_use else "no")
+        t.add_row(p.name, ", ".join(p.models), "yes" if p.available() else "no", p.commercial)
     out.print(t)
     out.print("search path: " + os.pathsep.join(str(p) for p in search_path()))
 

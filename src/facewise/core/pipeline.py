@@ -73,7 +73,10 @@ class Pipeline:
         for i, d in enumerate(dets):
             yaw = yaw_from_landmarks(d.landmarks)
             q = assess(pixels, d, yaw, self.quality_policy)
-            faces.append(Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw))
+            face = Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw)
+            if d.found_by != "first":  # a retry of the detector found it (reported per face)
+                face.attributes["found_by"] = d.found_by
+            faces.append(face)
         return faces
 
     def embed_landmarks(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:

@@ -22,8 +22,8 @@ def _card_and_files(model_id: str, task: str, role: str) -> tuple[ModelCard, lis
     if c.task != task:
         raise ValueError(f"model {model_id!r} is a {c.task} model, not {role}")
     paths = resolve(model_id)
-    if not c.commercial_use:
-        log.warning("model %s: licence %r (not for commercial use)", c.id, c.licence)
+    if c.commercial != "yes":
+        log.warning("model %s: licence %r, commercial use: %s (see its card)", c.id, c.licence, c.commercial)
     return c, paths
 
 

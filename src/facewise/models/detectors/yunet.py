@@ -25,9 +25,10 @@ class YuNetDetector:
 
     The image is brought to at most ``max_side`` px and, when ``min_side`` is set, small images are
     upsampled so their shorter side is ``min_side`` (finds small faces, costs time). When nothing is
-    found and ``retry`` is set, it looks again: upsampled to ``retry_min_side`` (when that is larger than the first
-    pass), then padded by a quarter of the image on every side (faces cut by the border: profiles,
-    tight crops). Each thread gets its own OpenCV detector, so threads detect in parallel.
+    found and ``retry`` is set, it looks again: upsampled to ``retry_min_side`` (when that is larger
+    than the first pass), then padded by a quarter of the image on every side (faces cut by the border:
+    profiles, tight crops); such detections say so in ``found_by``. Each thread gets its own OpenCV
+    detector, so threads detect in parallel.
     """
 
     def __init__(self, model: Path, model_id: str = "yunet-2023mar", score_threshold: float = 0.6,
@@ -42,11 +43,6 @@ class YuNetDetector:
         self._local = threading.local()
         self._make()  # fail early on a bad model file
 
-    @property
-    def last_pass(self) -> str:
-        """Which pass found the faces of this thread's last call: first, upscaled or padded."""
-        return str(getattr(self._local, "last_pass", "first"))
-
     def _make(self) -> cv2.FaceDetectorYN:
         det = getattr(self._local, "det", None)
         if det is None:
@@ -54,7 +50,7 @@ class YuNetDetector:
                                                                self.score_threshold, 0.3, 5000)
         return det
 
-    def _run(self, image: np.ndarray, min_side: int, pad: int = 0) -> list[Detection]:
+    def _run(self, image: np.ndarray, min_side: int, pad: int = 0, tag: str = "first") -> list[Detection]:
         if pad:
             image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         work, back = fit_scale(image, self.max_side, min_side)
@@ -72,21 +68,16 @@ class YuNetDetector:
             if box.width < 2 or box.height < 2:
                 continue
             lm = (r[4:14].reshape(5, 2) * back - pad).astype(np.float32)
-            out.append(Detection(box=box, landmarks=lm, score=float(r[14])))
+            out.append(Detection(box=box, landmarks=lm, score=float(r[14]), found_by=tag))
         out.sort(key=lambda d: -d.box.area)
         return out
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         out = self._run(image, self.min_side)
-        self._local.last_pass = "first"
         if out or not self.retry:
             return out
         if self.retry_min_side > max(self.min_side, 0) and min(image.shape[:2]) < self.retry_min_side:
-            out = self._run(image, self.retry_min_side)
+            out = self._run(image, self.retry_min_side, tag="upscaled")
             if out:
-                self._local.last_pass = "upscaled"
                 return out
-        out = self._run(image, max(self.min_side, self.retry_min_side), pad=max(image.shape[:2]) // 4)
-        if out:
-            self._local.last_pass = "padded"
-        return out
+        return self._run(image, max(self.min_side, self.retry_min_side), pad=max(image.shape[:2]) // 4, tag="padded")

@@ -97,7 +97,7 @@ class YuNetOpenVino(YuNetDetector):
                                top_k=5000)
         return det[np.asarray(idx, np.int64).reshape(-1)] if len(idx) else None
 
-    def _run(self, image: np.ndarray, min_side: int, pad: int = 0) -> list[Detection]:
+    def _run(self, image: np.ndarray, min_side: int, pad: int = 0, tag: str = "first") -> list[Detection]:
         from facewise.models._detect_util import fit_scale
 
         if pad:
@@ -115,6 +115,6 @@ class YuNetOpenVino(YuNetDetector):
             if box.width < 2 or box.height < 2:
                 continue
             lm = (r[4:14].reshape(5, 2) * back - pad).astype(np.float32)
-            out.append(Detection(box=box, landmarks=lm, score=float(r[14])))
+            out.append(Detection(box=box, landmarks=lm, score=float(r[14]), found_by=tag))
         out.sort(key=lambda d: -d.box.area)
         return out

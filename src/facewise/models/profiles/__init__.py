@@ -122,7 +122,14 @@ class Profile:
 
     @property
     def commercial_use(self) -> bool:
-        return all(card(m).commercial_use for m in self.models)
+        """True only when every model's card says yes."""
+        return self.commercial == "yes"
+
+    @property
+    def commercial(self) -> str:
+        """"no" if any model's card says no, else "unclear" if any says unclear, else "yes"."""
+        states = {card(m).commercial for m in self.models}
+        return "no" if "no" in states else "unclear" if "unclear" in states else "yes"
 
 
 def profile_names() -> list[str]:
