@@ -111,6 +111,7 @@ def main() -> None:
         if not prof.available():
             print(f"profile {name}: models not on FACEWISE_MODEL_PATH, skipped", file=info)
             continue
+        name = prof.name  # a profile given as a JSON path is keyed by its own name
         pipe = pipes[name] = Pipeline(prof, threads=args.threads).load()
 
         def one(paths: list[Path], pipe: Pipeline = pipe) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -50,13 +51,25 @@ class Pipeline:
             return [(load_embedder(e.model, self.threads), e.weight, self.profile.flips(e))
                     for e in self.profile.embedders]
 
+    @cached_property
+    def headpose(self) -> Any | None:
+        """FSA-Net, when the profile takes each face's yaw from it (right on profiles, where the
+        five-landmark estimate saturates)."""
+        if self.profile.yaw != "fsanet":
+            return None
+        from facewise.models.attributes.headpose import FSANet
+        from facewise.models.catalogue import resolve
+
+        with self._load_lock:
+            return FSANet(*resolve("fsanet"), threads=self.threads or 1)
+
     @property
     def dim(self) -> int:
         return self.profile.dim
 
     def load(self) -> Pipeline:
         """Load every model now (fails early with a clear error if one is missing)."""
-        _ = self.detector, self.landmarker, self.embedders
+        _ = self.detector, self.landmarker, self.embedders, self.headpose
         return self
 
     def detect(self, image: ImageInput) -> tuple[DecodedImage, list[Detection]]:
@@ -68,10 +81,16 @@ class Pipeline:
         dets = self.detector.detect(pixels)
         return self.landmarker.refine(pixels, dets) if self.landmarker is not None and dets else dets
 
+    def yaws(self, pixels: np.ndarray, dets: list[Detection]) -> list[float]:
+        """Each detection's yaw in degrees, from the profile's source (landmarks or FSA-Net)."""
+        if self.headpose is not None and dets:
+            boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in dets], np.float32)
+            return [float(y) for y in self.headpose.estimate(pixels, boxes)[:, 0]]
+        return [yaw_from_landmarks(d.landmarks) for d in dets]
+
     def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:
         faces = []
-        for i, d in enumerate(dets):
-            yaw = yaw_from_landmarks(d.landmarks)
+        for i, (d, yaw) in enumerate(zip(dets, self.yaws(pixels, dets), strict=True)):
             q = assess(pixels, d, yaw, self.quality_policy)
             face = Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw)
             if d.found_by != "first":  # a retry of the detector found it (reported per face)

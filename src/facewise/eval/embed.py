@@ -68,7 +68,8 @@ def centre_prior(width: int, height: int) -> Detection:
 
 def _cache_key(pipeline: Pipeline, no_face: NoFace) -> str:
     options = sorted(pipeline.profile.detector_options.items())
-    key = f"{pipeline.profile.signature}|{pipeline.profile.detector}|{options if options else ''}|{no_face}|v1"
+    yaw = "" if pipeline.profile.yaw == "landmarks" else pipeline.profile.yaw
+    key = f"{pipeline.profile.signature}|{pipeline.profile.detector}|{options if options else ''}{yaw}|{no_face}|v1"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

@@ -47,11 +47,12 @@ def openvino_config(threads: int = 0, precision: str | None = None) -> dict[str,
     return config
 
 
-def openvino_compiled(xml: Path, threads: int = 0, batch_dynamic: bool = True) -> Any:
+def openvino_compiled(xml: Path, threads: int = 0, batch_dynamic: bool = True, batch: int | None = None) -> Any:
+    """A compiled IR: batch dimension dynamic, or fixed to ``batch`` when given."""
     core = openvino_core()
     model = core.read_model(str(xml))
-    if batch_dynamic:
+    if batch_dynamic or batch:
         shape = model.input(0).get_partial_shape()
-        shape[0] = -1
+        shape[0] = batch or -1
         model.reshape({model.input(0).get_any_name(): shape})
     return core.compile_model(model, "CPU", openvino_config(threads))

@@ -52,6 +52,7 @@ class Profile:
     embedders: tuple[EmbedderSpec, ...]
     landmarks: str | None = None  # optional landmark refiner run on every detection
     detector_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the detector backend
+    yaw: str = "landmarks"  # where each face's yaw (quality, pose-aware fusion) comes from: landmarks | fsanet
     flip: bool = False
     default_far: float = 1e-3
     fallback_threshold: float = 0.5
@@ -75,6 +76,7 @@ class Profile:
         return cls(
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=embs,
             landmarks=d.get("landmarks"), detector_options=dict(d.get("detector_options", {})),
+            yaw=_yaw_source(d),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
             fusion=d.get("fusion", {}),
@@ -83,7 +85,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "detector": self.detector,
-            "landmarks": self.landmarks, "detector_options": self.detector_options,
+            "landmarks": self.landmarks, "detector_options": self.detector_options, "yaw": self.yaw,
             "embedders": [self._embedder_dict(e) for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
@@ -104,7 +106,8 @@ class Profile:
 
     @property
     def models(self) -> list[str]:
-        return [self.detector, *([self.landmarks] if self.landmarks else []), *(e.model for e in self.embedders)]
+        return [self.detector, *([self.landmarks] if self.landmarks else []), *(e.model for e in self.embedders),
+                *(["fsanet"] if self.yaw == "fsanet" else [])]
 
     @property
     def dim(self) -> int:
@@ -130,6 +133,13 @@ class Profile:
         """"no" if any model's card says no, else "unclear" if any says unclear, else "yes"."""
         states = {card(m).commercial for m in self.models}
         return "no" if "no" in states else "unclear" if "unclear" in states else "yes"
+
+
+def _yaw_source(d: dict[str, Any]) -> str:
+    yaw = str(d.get("yaw", "landmarks"))
+    if yaw not in ("landmarks", "fsanet"):
+        raise FacewiseError(f"profile {d.get('name')!r}: yaw must be landmarks or fsanet, got {yaw!r}")
+    return yaw
 
 
 def profile_names() -> list[str]:
