@@ -69,3 +69,34 @@ def test_pipeline_reports_which_pass_found_each_face(tight_profile):
     assert faces[0].to_dict()["found_by"] == "padded"
     _, faces = pipe.analyze(load_image(need(FERET / "00505" / "00505_pr.jpg")))
     assert faces and "found_by" not in faces[0].attributes  # found by the first pass
+
+
+@pytest.mark.parametrize("name", ["00737_pl", "00811_pl", "00883_pl", "00907_pr"])
+def test_fsanet_yaw_sees_profiles_the_landmark_rule_calls_frontal(name):
+    """Real FERET full profiles whose five YuNet landmarks collapse (landmark yaw under 30 deg):
+    a profile with ``"yaw": "fsanet"`` sees them turned, so the pose-aware fusion can fade."""
+    from dataclasses import replace
+
+    from facewise.core.imageio import load_image
+    from facewise.core.pipeline import Pipeline
+    from facewise.models.profiles import load_profile
+
+    prof = load_profile("fast")
+    if not replace(prof, yaw="fsanet").available():
+        pytest.skip("fast or fsanet models are not on the model path")
+    px = load_image(need(FERET / name.split("_")[0] / f"{name}.jpg")).pixels
+    landmark_pipe, fsanet_pipe = Pipeline(prof), Pipeline(replace(prof, yaw="fsanet"))
+    dets = landmark_pipe.detect_pixels(px)[:1]
+    assert abs(landmark_pipe.yaws(px, dets)[0]) < 30
+    assert abs(fsanet_pipe.yaws(px, dets)[0]) > 60
+    assert "fsanet" in replace(prof, yaw="fsanet").models
+
+
+def test_profile_rejects_an_unknown_yaw_source():
+    from facewise.errors import FacewiseError
+    from facewise.models.profiles import Profile, load_profile
+
+    d = load_profile("fast").to_dict()
+    d["yaw"] = "guess"
+    with pytest.raises(FacewiseError, match="yaw must be landmarks or fsanet"):
+        Profile.from_dict(d)
