@@ -9,7 +9,8 @@ pose-aware fusion driven by each yaw source. Prints 10-fold accuracy per pair li
 the best global threshold by the FERET pose label of the turned image (hl/hr about 67 deg, pl/pr
 about 90 deg) and by the estimated yaw bin. ``--fit`` also sweeps the fade points (full weight until
 ``a`` degrees, zero at ``b``) on the frontal-half pairs and scores the best on the frontal-profile
-pairs. ``--json`` prints one JSON object.
+pairs. ``--json`` prints one JSON object. ``--lfw-fade-changes`` instead counts the LFW pairs whose
+fade weight FSA-Net yaw would change (the pairs an LFW re-run has to look at).
 """
 
 from __future__ import annotations
@@ -113,13 +114,48 @@ def with_fade(d: dict[str, Any], a: float, b: float) -> dict[str, Any]:
     return d
 
 
+def lfw_fade_changes(prof: Any) -> dict[str, int]:
+    """How many LFW View-2 pairs get another fade weight when yaw comes from FSA-Net instead of the
+    landmarks (the pairs whose LFW score would change; everything else scores the same)."""
+    from facewise.eval.pairs import parse_lfw_pairs
+
+    rules = [r for r in prof.fusion.get("rules", []) if r.get("on") == "yaw"]
+    if not rules:
+        return {"pairs": 0, "changed": 0, "faded_more": 0}
+    lo, hi = float(rules[0]["full_until"]), float(rules[0]["zero_at"])
+    plist = parse_lfw_pairs(DATA / "lfw" / "pairs.txt", DATA / "lfw" / "images")
+    paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
+    pipe = Pipeline(replace(prof, yaw="fsanet"), threads=1)
+    yaws: dict[str, tuple[float, float]] = {}
+    for f in paths:
+        px = load_image(f).pixels
+        faces = pipe.make_faces(px, pipe.detect_pixels(px))
+        if faces:
+            c = central_face(faces, px.shape[1], px.shape[0])
+            yaws[f] = (abs(pose_from_landmarks(c.landmarks)[0]), abs(c.yaw))
+    changed = more = 0
+    for p in plist:
+        a, b = yaws.get(str(p.path1)), yaws.get(str(p.path2))
+        if a is None or b is None:
+            continue
+        w = [float(np.clip((hi - max(a[k], b[k])) / (hi - lo), 0, 1)) for k in (0, 1)]
+        changed += abs(w[0] - w[1]) > 1e-6
+        more += w[1] < w[0] - 1e-6
+    return {"pairs": len(plist), "changed": changed, "faded_more": more}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="accurate")
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--lfw-fade-changes", action="store_true",
+                    help="only count the LFW pairs whose fade weight FSA-Net yaw would change")
     args = ap.parse_args()
     prof = load_profile(args.profile)
+    if args.lfw_fade_changes:
+        print(json.dumps({"profile": prof.name, "lfw_fade_changes": lfw_fade_changes(prof)}))
+        return
     pipe = Pipeline(replace(prof, yaw="landmarks")).load()
     lists = {name: parse_pairs_csv(FERET / name) for name in LISTS}
     paths = list(dict.fromkeys(str(x) for pl in lists.values() for p in pl for x in (p.path1, p.path2)))
