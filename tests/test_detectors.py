@@ -100,3 +100,25 @@ def test_profile_rejects_an_unknown_yaw_source():
     d["yaw"] = "guess"
     with pytest.raises(FacewiseError, match="yaw must be landmarks or fsanet"):
         Profile.from_dict(d)
+
+
+def test_registry_only_yuface_finds_turned_faces_dlib_hog_misses():
+    """yuface (libfacedetection, BSD, weights inside the PyPI wheel) on the first 20 FERET full
+    profiles: it finds every one with mouth corners where dlib's HOG finds only a few."""
+    pytest.importorskip("yuface")
+    from facewise.core.imageio import load_image
+    from facewise.models.registry import load_detector
+
+    files = sorted(need(FERET).glob("*/*_p[lr].jpg"))[:20]
+    hog, yu = load_detector("dlib-hog"), load_detector("yuface")
+    found_hog = found_yu = 0
+    for f in files:
+        px = load_image(f).pixels
+        found_hog += bool(hog.detect(px))
+        dets = yu.detect(px)
+        if dets:
+            found_yu += 1
+            d = dets[0]
+            assert d.landmarks.shape == (5, 2) and 0 < d.score <= 1
+            assert d.box.x1 <= d.landmarks[:, 0].mean() <= d.box.x2
+    assert found_yu == len(files) and found_hog <= len(files) // 2

