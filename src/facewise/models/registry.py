@@ -50,7 +50,7 @@ def load_detector(model_id: str, threads: int = 0, options: tuple[tuple[str, Any
     if c.backend == "yuface":
         from facewise.models.detectors.yuface import YuFaceDetector
 
-        return YuFaceDetector(model_id=c.id, **kwargs)
+        return YuFaceDetector(model_id=c.id, threads=threads or 1, **kwargs)
     if kwargs:
         raise FacewiseError(f"model {model_id!r}: backend {c.backend!r} takes no detector_options, got {kwargs}")
     if c.backend == "dlib_hog":

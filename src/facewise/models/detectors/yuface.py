@@ -8,18 +8,38 @@ integer boxes and points; its confidences are percentages.
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from facewise.models._detect_util import fit_scale
 from facewise.types import Box, Detection
 
+log = logging.getLogger(__name__)
+
+
+def _limit_openmp(threads: int) -> None:
+    """The wheel bundles its own libgomp; at its default (one thread per core) OpenMP's spin-waits cost
+    several times the work on a shared machine. Set that library's thread count (and only its)."""
+    import yuface
+
+    libs = Path(yuface.__file__).resolve().parent.parent / "yuface.libs"
+    for lib in libs.glob("libgomp*.so*"):
+        try:
+            ctypes.CDLL(str(lib)).omp_set_num_threads(int(threads))
+        except (OSError, AttributeError) as exc:  # pragma: no cover - depends on the wheel
+            log.debug("could not set yuface's OpenMP threads: %s", exc)
+
 
 class YuFaceDetector:
-    def __init__(self, model_id: str = "yuface", score_threshold: float = 0.5, max_side: int = 960) -> None:
+    def __init__(self, model_id: str = "yuface", score_threshold: float = 0.5, max_side: int = 960,
+                 threads: int = 1) -> None:
         import yuface
 
+        _limit_openmp(threads)
         self.model_id = model_id
         self.score_threshold = score_threshold
         self.max_side = max_side
