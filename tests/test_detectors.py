@@ -122,3 +122,17 @@ def test_registry_only_yuface_finds_turned_faces_dlib_hog_misses():
             assert d.landmarks.shape == (5, 2) and 0 < d.score <= 1
             assert d.box.x1 <= d.landmarks[:, 0].mean() <= d.box.x2
     assert found_yu == len(files) and found_hog <= len(files) // 2
+
+
+def test_profile_falls_back_to_its_registry_detector_where_its_own_is_missing(monkeypatch, tmp_path, caplog, knn):
+    from facewise.core.pipeline import Pipeline
+    from facewise.models.profiles import Profile, load_profile
+
+    monkeypatch.setenv("FACEWISE_MODEL_PATH", str(tmp_path))  # YuNet's file is really absent here
+    monkeypatch.setenv("FACEWISE_CACHE", str(tmp_path / "cache"))
+    d = load_profile("default").to_dict() | {"detector": "yunet-2023mar", "detector_fallback": "dlib-hog"}
+    prof = Profile.from_dict(d)
+    assert prof.active_detector == "dlib-hog" and prof.available() and "yunet-2023mar" not in prof.models
+    with caplog.at_level("WARNING"):
+        faces = Pipeline(prof).analyze(knn / "test" / "obama1.jpg")[1]
+    assert len(faces) == 1 and "yunet-2023mar is not installed" in caplog.text

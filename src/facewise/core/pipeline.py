@@ -35,8 +35,13 @@ class Pipeline:
     @cached_property
     def detector(self) -> Detector:
         with self._load_lock:
+            name = self.profile.active_detector
+            if name != self.profile.detector:
+                log.warning("profile %s: detector %s is not installed (pip install 'facewise[%s]'); using %s",
+                            self.profile.name, self.profile.detector, self.profile.detector, name)
+                return load_detector(name, self.threads)
             options = tuple(sorted(self.profile.detector_options.items()))
-            return load_detector(self.profile.detector, self.threads, options)
+            return load_detector(name, self.threads, options)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:
