@@ -37,7 +37,7 @@ class Pipeline:
         with self._load_lock:
             name = self.profile.active_detector
             if name != self.profile.detector:
-                log.warning("profile %s: detector %s is not installed (pip install 'facewise[%s]'); using %s",
+                log.warning("profile %s: detector %s is not installed (see `facewise models info %s`); using %s",
                             self.profile.name, self.profile.detector, self.profile.detector, name)
                 return load_detector(name, self.threads)
             options = tuple(sorted(self.profile.detector_options.items()))
