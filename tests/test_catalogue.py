@@ -34,6 +34,41 @@ def test_non_commercial_weights_are_never_default():
             assert all(catalogue.card(m).commercial_use for m in prof.models)
 
 
+def test_every_card_states_licence_training_data_and_a_commercial_answer():
+    for c in catalogue.cards().values():
+        assert c.commercial in ("yes", "no", "unclear"), c.id
+        if c.id in ("dlib-hog", "dlib-hog-68", "dlib-resnet-v1", "yunet-2023mar", "fsanet"):
+            assert c.training_data and "not stated" not in c.training_data, c.id
+    # the 68-point predictor's training data (iBUG 300-W) excludes commercial use: never a yes
+    assert catalogue.card("dlib-hog-68").commercial == "no"
+    assert "shape_predictor_68" not in " ".join(f.path for f in catalogue.card("dlib-hog").files)
+
+
+def test_profile_commercial_answer_is_the_weakest_of_its_models():
+    assert load_profile("default").commercial == "yes"
+    assert load_profile("accurate").commercial == "no"  # MobileFaceNet y1 is non-commercial
+    prof = load_profile("default")
+    assert catalogue.ModelCard.from_dict({"id": "x", "task": "t", "commercial_use": False}).commercial == "no"
+    with pytest.raises(FacewiseError, match="commercial_use"):
+        catalogue.ModelCard.from_dict({"id": "x", "task": "t", "commercial_use": "maybe"})
+    assert prof.commercial_use is True
+
+
+def test_models_list_shows_commercial_use_per_model_and_profile():
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "facewise.cli", "models", "list", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    by_id = {m["id"]: m for m in doc["models"]}
+    assert by_id["dlib-hog-68"]["commercial_use"] == "no" and by_id["fsanet"]["commercial_use"] == "unclear"
+    assert "training_data" in by_id["dlib-resnet-v1"]
+    assert {p["name"]: p["commercial_use"] for p in doc["profiles"]}["default"] == "yes"
+
+
 def test_verify_checks_sha256_of_real_files(models_dir):
     statuses = catalogue.verify("yunet-2023mar")
     assert [s.ok for s in statuses] == [True]

@@ -42,3 +42,19 @@ def test_flip_can_be_set_per_embedder(models_dir, knn):
     assert np.allclose(pipe(True, model_flip=False).analyze(image)[1][0].embedding, plain, atol=1e-6)
     assert only_model.profile.signature != pipe(False).profile.signature
     assert Profile.from_dict(only_model.profile.to_dict()) == only_model.profile
+
+
+def test_analyze_many_batches_faces_of_several_images_with_the_same_vectors(fast_pipeline, knn):
+    """analyze_many embeds the faces of several images per inference call (batch smaller than the
+    face count, so it flushes more than once); every face gets the vector analyze gives it alone."""
+    images = sorted((knn / "test").glob("*.jpg"))
+    many = fast_pipeline.analyze_many(images, workers=2, batch=3)
+    n = 0
+    for path, res in zip(images, many, strict=True):
+        _, faces = res
+        alone = fast_pipeline.analyze(path)[1]
+        assert len(faces) == len(alone) > 0
+        for a, b in zip(faces, alone, strict=True):
+            assert a.embedding is not None and np.allclose(a.embedding, b.embedding, atol=1e-4)
+            n += 1
+    assert n > len(images)  # some photos hold several faces

@@ -51,12 +51,14 @@ class Detection:
     """A detector's output: box, five landmarks and confidence.
 
     Landmarks are (5, 2) float32 in this order: image-left eye, image-right eye, nose tip,
-    image-left mouth corner, image-right mouth corner (the ArcFace order).
+    image-left mouth corner, image-right mouth corner (the ArcFace order). ``found_by`` names the
+    detector pass that found it when that was not the first (``upscaled``, ``padded``).
     """
 
     box: Box
     landmarks: np.ndarray
     score: float
+    found_by: str = "first"
 
 
 @dataclass

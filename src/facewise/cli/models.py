@@ -28,18 +28,18 @@ def models_list(as_json: JsonOpt = False) -> None:
                         "fetchable": ok == "fetchable", "manual": ok == "manual", "state": ok})
         for p in profiles:
             _emit_json({"kind": "profile", "name": p.name, "available": p.available(), "models": p.models,
-                        "commercial_use": p.commercial_use})
+                        "commercial_use": p.commercial})
         _emit_json({"kind": "search_path", "paths": [str(p) for p in search_path()]})
         return
-    t = Table("id", "task", "licence", "available")
+    t = Table("id", "task", "licence", "commercial use", "available")
     shown = {"available": "[green]yes[/green]", "fetchable": "no: `facewise models fetch`",
              "manual": "[red]no: by hand (`models info`)[/red]"}
     for c, ok in rows:
-        t.add_row(c.id, c.task, c.licence, shown[ok])
+        t.add_row(c.id, c.task, c.licence, c.commercial, shown[ok])
     out.print(t)
     t = Table("profile", "models", "available", "commercial use")
     for p in profiles:
-        t.add_row(p.name, ", ".join(p.models), "yes" if p.available() else "no", "yes" if p.commercial_use else "no")
+        t.add_row(p.name, ", ".join(p.models), "yes" if p.available() else "no", p.commercial)
     out.print(t)
     out.print("search path: " + os.pathsep.join(str(p) for p in search_path()))
 

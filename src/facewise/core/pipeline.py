@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,13 @@ class Pipeline:
     @cached_property
     def detector(self) -> Detector:
         with self._load_lock:
-            return load_detector(self.profile.detector, self.threads)
+            name = self.profile.active_detector
+            if name != self.profile.detector:
+                log.warning("profile %s: detector %s is not installed (see `facewise models info %s`); using %s",
+                            self.profile.name, self.profile.detector, self.profile.detector, name)
+                return load_detector(name, self.threads)
+            options = tuple(sorted(self.profile.detector_options.items()))
+            return load_detector(name, self.threads, options)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:
@@ -110,13 +117,26 @@ class Pipeline:
             return [(load_embedder(e.model, self.threads), e.weight, self.profile.flips(e))
                     for e in self.profile.embedders]
 
+    @cached_property
+    def headpose(self) -> Any | None:
+        """FSA-Net, when the profile takes each face's yaw from it (right on profiles, where the
+        five-landmark estimate saturates)."""
+        if self.profile.yaw != "fsanet":
+            return None
+        from facewise.models.attributes.headpose import FSANet
+        from facewise.models.catalogue import resolve
+
+        with self._load_lock:
+            one_by_one, var = resolve("fsanet")
+            return FSANet(one_by_one, var, threads=self.threads or 1)
+
     @property
     def dim(self) -> int:
         return self.profile.dim
 
     def load(self) -> Pipeline:
         """Load every model now (fails early with a clear error if one is missing)."""
-        _ = self.detector, self.landmarker, self.embedders
+        _ = self.detector, self.landmarker, self.embedders, self.headpose
         return self
 
     def detect(self, image: ImageInput) -> tuple[DecodedImage, list[Detection]]:
@@ -132,12 +152,21 @@ class Pipeline:
             dets = sorted(dets, key=lambda d: -d.box.area)[: self.max_faces]
         return self.landmarker.refine(pixels, dets) if self.landmarker is not None and dets else dets
 
+    def yaws(self, pixels: np.ndarray, dets: list[Detection]) -> list[float]:
+        """Each detection's yaw in degrees, from the profile's source (landmarks or FSA-Net)."""
+        if self.headpose is not None and dets:
+            boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in dets], np.float32)
+            return [float(y) for y in self.headpose.estimate(pixels, boxes)[:, 0]]
+        return [yaw_from_landmarks(d.landmarks) for d in dets]
+
     def make_faces(self, pixels: np.ndarray, dets: list[Detection]) -> list[Face]:
         faces = []
-        for i, d in enumerate(dets):
-            yaw = yaw_from_landmarks(d.landmarks)
+        for i, (d, yaw) in enumerate(zip(dets, self.yaws(pixels, dets), strict=True)):
             q = assess(pixels, d, yaw, self.quality_policy)
-            faces.append(Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw))
+            face = Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw)
+            if d.found_by != "first":  # a retry of the detector found it (reported per face)
+                face.attributes["found_by"] = d.found_by
+            faces.append(face)
         return faces
 
     def embed_landmarks(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:
@@ -149,22 +178,29 @@ class Pipeline:
             with SMALL_WORK.crowd():
                 for i in range(0, len(landmarks), EMBED_BATCH):
                     SMALL_WORK.wait_idle(self.crowd_yield_s)
-                    parts.append(self._embed(pixels, landmarks[i:i + EMBED_BATCH]))
+                    parts.append(self.embed_many([(pixels, landmarks[i:i + EMBED_BATCH])])[0])
             return np.vstack(parts)
         with SMALL_WORK.running():
-            return self._embed(pixels, landmarks)
+            return self.embed_many([(pixels, landmarks)])[0]
 
-    def _embed(self, pixels: np.ndarray, landmarks: list[np.ndarray]) -> np.ndarray:
+    def embed_many(self, items: list[tuple[np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
+        """:meth:`embed_landmarks` for the faces of several images, one inference call per embedder
+        (the crop and its mirror in the same call when the embedder flips)."""
+        counts = [len(lms) for _, lms in items]
+        total = sum(counts)
+        if total == 0:
+            return [np.zeros((0, self.dim), np.float32) for _ in items]
         blocks = []
         for emb, weight, flip in self.embedders:
-            crops = align_many(pixels, landmarks, emb.template, emb.size)
+            crops = np.concatenate([align_many(px, lms, emb.template, emb.size) for px, lms in items if lms])
             if flip:
                 both = emb.embed(np.concatenate([crops, crops[:, :, ::-1]]))
-                vec = l2_normalise(both[: len(crops)] + both[len(crops) :])
+                vec = l2_normalise(both[:total] + both[total:])
             else:
                 vec = emb.embed(crops)
             blocks.append(vec * np.sqrt(weight))
-        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+        fused = np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+        return np.split(fused, np.cumsum(counts)[:-1])
 
     def analyze(self, image: ImageInput, embed: bool = True) -> tuple[DecodedImage, list[Face]]:
         """Every face of an image, largest first, with quality and (optionally) its vector."""
@@ -177,23 +213,48 @@ class Pipeline:
                     f.embedding = v
             return img, faces
 
-    def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True,
+    def analyze_many(self, images: list[ImageInput], workers: int = 2, embed: bool = True, batch: int = 32,
                      ) -> list[tuple[DecodedImage, list[Face]] | FacewiseError]:
-        """:meth:`analyze` over many images with a thread pool (inference releases the GIL; each backend
-        serialises its own calls, so decoding, detection and embedding of different images overlap).
-        Results keep the input order; an image that fails gives its exception in its place."""
+        """:meth:`analyze` over many images: decoding, detection and quality run on ``workers`` threads
+        (inference releases the GIL) while this thread embeds the faces found so far, ``batch`` faces of
+        several images per inference call. Results keep the input order; an image that fails gives its
+        exception in its place."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(img: ImageInput) -> tuple[DecodedImage, list[Face]] | FacewiseError:
+        def detect_one(img: ImageInput) -> tuple[DecodedImage, list[Face]] | FacewiseError:
             try:
-                return self.analyze(img, embed=embed)
+                decoded, dets = self.detect(img)
             except FacewiseError as exc:  # bad image: reported in its place
                 return exc
+            return decoded, self.make_faces(decoded.pixels, dets)
+
+        results: list[tuple[DecodedImage, list[Face]] | FacewiseError] = []
+        pending: list[tuple[DecodedImage, list[Face]]] = []
+
+        def flush() -> None:
+            vecs = self.embed_many([(d.pixels, [f.landmarks for f in faces]) for d, faces in pending])
+            for (_, faces), v in zip(pending, vecs, strict=True):
+                for f, row in zip(faces, v, strict=True):
+                    f.embedding = row
+            pending.clear()
+
+        def take(res: tuple[DecodedImage, list[Face]] | FacewiseError) -> None:
+            results.append(res)
+            if embed and not isinstance(res, FacewiseError) and res[1]:
+                pending.append(res)
+                if sum(len(f) for _, f in pending) >= batch:
+                    flush()
 
         if workers <= 1:
-            return [one(i) for i in images]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, images))
+            for img in images:
+                take(detect_one(img))
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for res in pool.map(detect_one, images):
+                    take(res)
+        if pending:
+            flush()
+        return results
 
     def block_slices(self) -> list[tuple[str, slice]]:
         """Where each embedder's (weighted) block sits in the fused vector."""

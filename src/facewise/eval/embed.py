@@ -63,11 +63,13 @@ def centre_prior(width: int, height: int) -> Detection:
     side = 0.5 * min(width, height)
     lm = ARCFACE_112 / 112.0 * side + np.array([(width - side) / 2, (height - side) / 2], np.float32)
     box = Box((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
-    return Detection(box=box, landmarks=lm.astype(np.float32), score=0.0)
+    return Detection(box=box, landmarks=lm.astype(np.float32), score=0.0, found_by="centre prior")
 
 
 def _cache_key(pipeline: Pipeline, no_face: NoFace) -> str:
-    key = f"{pipeline.profile.signature}|{pipeline.profile.detector}|{no_face}|v1"
+    options = sorted(pipeline.profile.detector_options.items())
+    yaw = "" if pipeline.profile.yaw == "landmarks" else pipeline.profile.yaw
+    key = f"{pipeline.profile.signature}|{pipeline.profile.detector}|{options if options else ''}{yaw}|{no_face}|v1"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

@@ -1,4 +1,4 @@
-"""Shared detector helpers: working-resolution scaling and non-maximum suppression."""
+"""Shared detector helpers: working-resolution scaling, non-maximum suppression, similarity fits."""
 
 from __future__ import annotations
 
@@ -57,3 +57,21 @@ def bgr_and_boxes(image_rgb: np.ndarray, boxes: object) -> tuple[np.ndarray, np.
     if box_arr.ndim != 2 or box_arr.shape[1] < 4:
         raise ValueError(f"boxes must be [N, >=4] (x1, y1, x2, y2), got shape {box_arr.shape}")
     return cv2.cvtColor(image.astype(np.uint8, copy=False), cv2.COLOR_RGB2BGR), box_arr
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama) mapping ``src`` points onto ``dst``; returns a 2x3 matrix."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1
+    rot = u @ np.diag(d) @ vt
+    var_s = (s0**2).sum() / len(src)
+    scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
+    t = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, t[:, None]]).astype(np.float32)

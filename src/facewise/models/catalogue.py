@@ -2,8 +2,11 @@
 
 A card is a JSON file describing one model: task, files (relative path, sha256, size, and how to get
 it: a public download ``url``, with ``member`` when the file is inside a zip archive there, or ``manual``
-instructions when no public artefact equals the file), licence, source and input specification.
-Files are looked up, in order, in:
+instructions when no public artefact equals the file), licence of the weights, the training data and its
+terms as published, source and input specification. ``commercial_use`` is ``"yes"`` (the weights' publisher
+allows it and states no exclusion), ``"no"`` (the publisher, or the data owners through it, exclude it) or
+``"unclear"`` (nothing published that settles it); older cards may say true / false. Files are looked up, in
+order, in:
 
 1. each folder of ``FACEWISE_MODEL_PATH`` (``os.pathsep``-separated),
 2. the per-user cache (``$FACEWISE_CACHE`` or ``$XDG_CACHE_HOME/facewise/models`` or ``~/.cache/facewise/models``),
@@ -65,14 +68,20 @@ class ModelCard:
     task: str
     backend: str
     licence: str
-    commercial_use: bool
+    commercial: str  # "yes" | "no" | "unclear", from the licence and training-data terms as published
     source: str
     files: tuple[ModelFile, ...]
     input: dict[str, Any] = field(default_factory=dict)
     output_dim: int | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    training_data: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def commercial_use(self) -> bool:
+        """True only when commercial use is a published yes."""
+        return self.commercial == "yes"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> ModelCard:
@@ -83,19 +92,26 @@ class ModelCard:
             files.append(ModelFile(f["path"], f.get("sha256"), f.get("size"), f.get("url"), f.get("package"),
                                    f.get("member"), f.get("manual")))
         known = {"id", "task", "backend", "licence", "commercial_use", "source", "files", "input", "output_dim",
-                 "thresholds", "notes", "sha256", "size"}
+                 "thresholds", "notes", "sha256", "size", "training_data"}
+        commercial = d.get("commercial_use", "unclear")
+        if isinstance(commercial, bool):
+            commercial = "yes" if commercial else "no"
+        if commercial not in ("yes", "no", "unclear"):
+            raise FacewiseError(f"model card {d.get('id')!r}: commercial_use must be yes, no or unclear")
         return cls(
             id=d["id"], task=d["task"], backend=d.get("backend", "onnx"), licence=d.get("licence", "unknown"),
-            commercial_use=bool(d.get("commercial_use", False)), source=d.get("source", ""),
+            commercial=commercial, source=d.get("source", ""),
             files=tuple(files), input=d.get("input", {}), output_dim=d.get("output_dim"),
             thresholds=d.get("thresholds", {}), notes=d.get("notes", ""),
+            training_data=d.get("training_data", "not stated on this card"),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id, "task": self.task, "backend": self.backend, "licence": self.licence,
-            "commercial_use": self.commercial_use, "source": self.source, "output_dim": self.output_dim,
+            "training_data": self.training_data, "commercial_use": self.commercial, "source": self.source,
+            "output_dim": self.output_dim,
             "files": [f.summary() for f in self.files],
             "input": self.input, "thresholds": self.thresholds, "notes": self.notes,
         }

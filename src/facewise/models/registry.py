@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from facewise.errors import FacewiseError
 from facewise.models.catalogue import ModelCard, card, resolve
 from facewise.models.protocols import Detector, Embedder, Landmarker
 
@@ -21,8 +22,8 @@ def _card_and_files(model_id: str, task: str, role: str) -> tuple[ModelCard, lis
     if c.task != task:
         raise ValueError(f"model {model_id!r} is a {c.task} model, not {role}")
     paths = resolve(model_id)
-    if not c.commercial_use:
-        log.warning("model %s: licence %r (not for commercial use)", c.id, c.licence)
+    if c.commercial != "yes":
+        log.warning("model %s: licence %r, commercial use: %s (see its card)", c.id, c.licence, c.commercial)
     return c, paths
 
 
@@ -41,22 +42,41 @@ def detector_knobs(model_id: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=16)
-def load_detector(model_id: str, threads: int = 0, *, score_threshold: float | None = None,
-                  min_side: int | None = None, max_side: int | None = None) -> Detector:
+def load_detector(model_id: str, threads: int = 0, options: tuple[tuple[str, Any], ...] = (), *,
+                  score_threshold: float | None = None, min_side: int | None = None,
+                  max_side: int | None = None) -> Detector:
     """A detector backend, loaded once per process and tuning (backends are thread-safe).
 
-    ``score_threshold``, ``min_side`` and ``max_side`` replace the backend's defaults where it has them
-    (:func:`detector_knobs`); asking a backend for a knob it lacks is a ``ValueError``."""
+    ``options``: the profile's ``detector_options`` as sorted (name, value) pairs, passed to the backend.
+    ``score_threshold``, ``min_side`` and ``max_side`` (video tracking) replace the backend's defaults where it
+    has them (:func:`detector_knobs`); asking a backend for a knob it lacks is a ``ValueError``."""
     c, paths = _card_and_files(model_id, "detection", "a detector")
     tuning: dict[str, Any] = {k: v for k, v in (("score_threshold", score_threshold), ("min_side", min_side),
                                 ("max_side", max_side)) if v is not None}
     unknown = set(tuning) - DETECTOR_KNOBS.get(c.backend, frozenset())
     if unknown:
         raise ValueError(f"detector {model_id!r} ({c.backend}) cannot be tuned by {', '.join(sorted(unknown))}")
+    kwargs = {**dict(options), **tuning}
     if c.backend == "yunet":
         from facewise.models.detectors.yunet import YuNetDetector
 
-        return YuNetDetector(paths[0], model_id=c.id, **tuning)
+        engine = kwargs.pop("engine", "opencv")
+        try:
+            if engine == "openvino":
+                from facewise.models.detectors.yunet_ov import YuNetOpenVino
+
+                return YuNetOpenVino(paths[0], model_id=c.id, threads=threads, **kwargs)
+            if engine != "opencv":
+                raise TypeError(f"engine must be opencv or openvino, got {engine!r}")
+            return YuNetDetector(paths[0], model_id=c.id, **kwargs)
+        except TypeError as exc:
+            raise FacewiseError(f"model {model_id!r}: bad detector_options {kwargs}: {exc}") from None
+    if c.backend == "yuface":
+        from facewise.models.detectors.yuface import YuFaceDetector
+
+        return YuFaceDetector(model_id=c.id, threads=threads or 1, **kwargs)
+    if set(kwargs) - set(tuning):
+        raise FacewiseError(f"model {model_id!r}: backend {c.backend!r} takes no detector_options, got {kwargs}")
     if c.backend == "dlib_hog":
         from facewise.models.detectors.dlib_hog import DlibHogDetector
 

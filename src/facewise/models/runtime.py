@@ -26,20 +26,32 @@ def onnx_session(path: Path, threads: int = 0) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def openvino_compiled(xml: Path, threads: int = 0, batch_dynamic: bool = True) -> Any:
+def openvino_core() -> Any:
+    """An ``openvino.Core``, or :class:`ModelNotFoundError` saying how to install OpenVINO."""
     try:
         import openvino as ov
     except ImportError as exc:  # pragma: no cover - depends on the install
         from facewise.errors import ModelNotFoundError
 
-        raise ModelNotFoundError(
-            f"{xml.name} needs OpenVINO: pip install 'facewise[openvino]'"
-        ) from exc
-    core = ov.Core()
+        raise ModelNotFoundError("this model needs OpenVINO: pip install 'facewise[openvino]'") from exc
+    return ov.Core()
+
+
+def openvino_config(threads: int = 0, precision: str | None = None) -> dict[str, Any]:
+    """Compile settings: ``threads`` inference threads (0: :func:`default_threads`); ``precision`` None
+    leaves OpenVINO's choice (bf16 on CPUs that have it), ``"f32"`` keeps full precision."""
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads or default_threads(), "PERFORMANCE_HINT": "LATENCY"}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    return config
+
+
+def openvino_compiled(xml: Path, threads: int = 0, batch_dynamic: bool = True, batch: int | None = None) -> Any:
+    """A compiled IR: batch dimension dynamic, or fixed to ``batch`` when given."""
+    core = openvino_core()
     model = core.read_model(str(xml))
-    if batch_dynamic:
+    if batch_dynamic or batch:
         shape = model.input(0).get_partial_shape()
-        shape[0] = -1
+        shape[0] = batch or -1
         model.reshape({model.input(0).get_any_name(): shape})
-    config = {"INFERENCE_NUM_THREADS": threads or default_threads(), "PERFORMANCE_HINT": "LATENCY"}
-    return core.compile_model(model, "CPU", config)
+    return core.compile_model(model, "CPU", openvino_config(threads))

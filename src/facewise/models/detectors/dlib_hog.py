@@ -1,6 +1,8 @@
-"""dlib's HOG face detector with its 68-point shape predictor reduced to 5 ArcFace-ordered points.
+"""dlib's HOG face detector with a shape predictor, its points brought to 5 ArcFace-ordered points.
 
 Ships with the registry packages ``dlib-bin`` and ``face_recognition_models``: always available.
+Two predictors: the 5-point one (eye corners and the bottom of the nose; dlib's own data set, for
+``default``) and the 68-point one (trained on iBUG 300-W, whose licence excludes commercial use).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import dlib
 import numpy as np
 
-from facewise.models._detect_util import fit_scale
+from facewise.models._detect_util import fit_scale, similarity_transform
 from facewise.types import Box, Detection
 
 log = logging.getLogger(__name__)
@@ -25,8 +27,29 @@ def five_from_68(points: np.ndarray) -> np.ndarray:
     )
 
 
+# Where the 5-point predictor's points and the ArcFace points sit in one face frame (dlib's 150 px chip),
+# the mean over 399 LFW faces run through both predictors (68-point: eye centres, nose tip 30, mouth
+# corners 48/54); measured once, see docs/ACCURACY.md ("default's landmarks").
+DLIB5_FRAME = np.array([[109.69, 46.93], [89.16, 47.45], [37.07, 46.99], [57.63, 47.47], [73.7, 87.14]], np.float32)
+NOSE_TIP_FROM_BOTTOM = np.array([0.04, -11.52], np.float32)
+MOUTH_IN_FRAME = np.array([[49.91, 103.64], [97.09, 103.72]], np.float32)
+
+
+def five_from_5(points: np.ndarray) -> np.ndarray:
+    """ArcFace-ordered points from dlib's 5-point layout: eye centres from the corners, the nose tip one
+    nose-length above the measured bottom of the nose, and mouth corners placed by the face frame
+    (the predictor has no mouth points; the eyes and nose decide the alignment)."""
+    pts = np.asarray(points, np.float32)
+    m = similarity_transform(DLIB5_FRAME, pts)  # frame -> image
+    lin = m[:, :2]
+    mouth = MOUTH_IN_FRAME @ lin.T + m[:, 2]
+    nose = pts[4] + lin @ NOSE_TIP_FROM_BOTTOM
+    return np.array([pts[2:4].mean(0), pts[0:2].mean(0), nose, mouth[0], mouth[1]], dtype=np.float32)
+
+
 class DlibHogDetector:
-    """Frontal faces only. Images are brought to at most ``max_side`` px; small ones are upsampled."""
+    """Frontal faces only. Images are brought to at most ``max_side`` px; small ones are upsampled.
+    The shape predictor file decides the landmark layout (5 or 68 points)."""
 
     def __init__(self, shape_predictor: Path, model_id: str = "dlib-hog", max_side: int = 1280,
                  upsample_below: int = 640) -> None:
@@ -63,6 +86,7 @@ class DlibHogDetector:
                 continue
             # map the SVM margin (about -0.2..3) to a 0..1 confidence
             conf = float(1.0 / (1.0 + np.exp(-2.0 * (s + 0.5))))
-            out.append(Detection(box=box, landmarks=five_from_68(pts), score=conf))
+            five = five_from_68(pts) if len(pts) == 68 else five_from_5(pts)
+            out.append(Detection(box=box, landmarks=five, score=conf))
         out.sort(key=lambda d: -d.box.area)
         return out

@@ -21,33 +21,64 @@ except AttributeError:  # pragma: no cover
 
 
 class YuNetDetector:
-    """Boxes, five ArcFace-ordered landmarks and scores; small images are upsampled to find small faces."""
+    """Boxes, five ArcFace-ordered landmarks and scores.
+
+    The image is brought to at most ``max_side`` px and, when ``min_side`` is set, small images are
+    upsampled so their shorter side is ``min_side`` (finds small faces, costs time). When nothing is
+    found and ``retry`` is set, it looks again: upsampled to ``retry_min_side`` (when that is larger
+    than the first pass), then padded by a quarter of the image on every side (faces cut by the border:
+    profiles, tight crops); such detections say so in ``found_by``. Each thread gets its own OpenCV
+    detector, so threads detect in parallel.
+    """
 
     def __init__(self, model: Path, model_id: str = "yunet-2023mar", score_threshold: float = 0.6,
-                 max_side: int = 1280, min_side: int = 320) -> None:
+                 max_side: int = 1280, min_side: int = 320, retry: bool = False, retry_min_side: int = 320) -> None:
         self.model_id = model_id
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.min_side = min_side
-        self._det = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score_threshold, 0.3, 5000)
-        self._lock = threading.Lock()
+        self.retry = retry
+        self.retry_min_side = retry_min_side
+        self.score_threshold = score_threshold
+        self._model = str(model)
+        self._local = threading.local()
+        self._make()  # fail early on a bad model file
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        work, back = fit_scale(image, self.max_side, self.min_side)
+    def _make(self) -> cv2.FaceDetectorYN:
+        det = getattr(self._local, "det", None)
+        if det is None:
+            det = self._local.det = cv2.FaceDetectorYN.create(self._model, "", (320, 320),
+                                                               self.score_threshold, 0.3, 5000)
+        return det
+
+    def _run(self, image: np.ndarray, min_side: int, pad: int = 0, tag: str = "first") -> list[Detection]:
+        if pad:
+            image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        work, back = fit_scale(image, self.max_side, min_side)
         bgr = np.ascontiguousarray(work[:, :, ::-1])
-        with self._lock:
-            self._det.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, rows = self._det.detect(bgr)
+        det = self._make()
+        det.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, rows = det.detect(bgr)
         out: list[Detection] = []
         if rows is None:
             return out
-        h, w = image.shape[:2]
+        h, w = image.shape[0] - 2 * pad, image.shape[1] - 2 * pad
         for r in rows:
-            x, y, bw, bh = (float(v) * back for v in r[:4])
+            x, y, bw, bh = (float(v) * back - (pad if i < 2 else 0) for i, v in enumerate(r[:4]))
             box = Box(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
             if box.width < 2 or box.height < 2:
                 continue
-            lm = (r[4:14].reshape(5, 2) * back).astype(np.float32)
-            out.append(Detection(box=box, landmarks=lm, score=float(r[14])))
+            lm = (r[4:14].reshape(5, 2) * back - pad).astype(np.float32)
+            out.append(Detection(box=box, landmarks=lm, score=float(r[14]), found_by=tag))
         out.sort(key=lambda d: -d.box.area)
         return out
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        out = self._run(image, self.min_side)
+        if out or not self.retry:
+            return out
+        if self.retry_min_side > max(self.min_side, 0) and min(image.shape[:2]) < self.retry_min_side:
+            out = self._run(image, self.retry_min_side, tag="upscaled")
+            if out:
+                return out
+        return self._run(image, max(self.min_side, self.retry_min_side), pad=max(image.shape[:2]) // 4, tag="padded")

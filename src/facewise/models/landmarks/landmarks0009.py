@@ -44,6 +44,6 @@ class Landmarks0009:
         refined = []
         for d, pts, (x1, y1, bw, bh) in zip(dets, out, origins, strict=True):
             lm = np.stack([x1 + pts[:, 0] * bw, y1 + pts[:, 1] * bh], axis=1).astype(np.float32)
-            refined.append(Detection(box=d.box, landmarks=lm, score=d.score))
+            refined.append(Detection(box=d.box, landmarks=lm, score=d.score, found_by=d.found_by))
         _ = (h, w)
         return refined

@@ -51,6 +51,9 @@ class Profile:
     detector: str
     embedders: tuple[EmbedderSpec, ...]
     landmarks: str | None = None  # optional landmark refiner run on every detection
+    detector_fallback: str | None = None  # used (with a log line) where the detector is not installed
+    detector_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the detector backend
+    yaw: str = "landmarks"  # where each face's yaw (quality, pose-aware fusion) comes from: landmarks | fsanet
     flip: bool = False
     default_far: float = 1e-3
     fallback_threshold: float = 0.5
@@ -73,7 +76,8 @@ class Profile:
         normalised = tuple(EmbedderSpec(e.model, e.weight / total, e.shift, e.scale, e.flip) for e in embs)
         return cls(
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=normalised,
-            landmarks=d.get("landmarks"),
+            landmarks=d.get("landmarks"), detector_options=dict(d.get("detector_options", {})),
+            yaw=_yaw_source(d), detector_fallback=d.get("detector_fallback"),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
             fusion=d.get("fusion", {}),
@@ -82,7 +86,8 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "detector": self.detector,
-            "landmarks": self.landmarks,
+            "landmarks": self.landmarks, "detector_options": self.detector_options, "yaw": self.yaw,
+            "detector_fallback": self.detector_fallback,
             "embedders": [self._embedder_dict(e) for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
@@ -102,8 +107,16 @@ class Profile:
         return self.flip if e.flip is None else e.flip
 
     @property
+    def active_detector(self) -> str:
+        """The detector that runs: the profile's, or its fallback where that one is not installed."""
+        if self.detector_fallback and not is_available(self.detector):
+            return self.detector_fallback
+        return self.detector
+
+    @property
     def models(self) -> list[str]:
-        return [self.detector, *([self.landmarks] if self.landmarks else []), *(e.model for e in self.embedders)]
+        return [self.active_detector, *([self.landmarks] if self.landmarks else []), *(e.model for e in self.embedders),
+                *(["fsanet"] if self.yaw == "fsanet" else [])]
 
     @property
     def dim(self) -> int:
@@ -121,7 +134,21 @@ class Profile:
 
     @property
     def commercial_use(self) -> bool:
-        return all(card(m).commercial_use for m in self.models)
+        """True only when every model's card says yes."""
+        return self.commercial == "yes"
+
+    @property
+    def commercial(self) -> str:
+        """"no" if any model's card says no, else "unclear" if any says unclear, else "yes"."""
+        states = {card(m).commercial for m in self.models}
+        return "no" if "no" in states else "unclear" if "unclear" in states else "yes"
+
+
+def _yaw_source(d: dict[str, Any]) -> str:
+    yaw = str(d.get("yaw", "landmarks"))
+    if yaw not in ("landmarks", "fsanet"):
+        raise FacewiseError(f"profile {d.get('name')!r}: yaw must be landmarks or fsanet, got {yaw!r}")
+    return yaw
 
 
 def profile_names() -> list[str]:
