@@ -62,11 +62,11 @@ def test_models_list_shows_commercial_use_per_model_and_profile():
     res = subprocess.run([sys.executable, "-m", "facewise.cli", "models", "list", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    doc = json.loads(res.stdout)
-    by_id = {m["id"]: m for m in doc["models"]}
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]  # JSON Lines, "kind" per row
+    by_id = {m["id"]: m for m in rows if m["kind"] == "model"}
     assert by_id["dlib-hog-68"]["commercial_use"] == "no" and by_id["fsanet"]["commercial_use"] == "unclear"
     assert "training_data" in by_id["dlib-resnet-v1"]
-    assert {p["name"]: p["commercial_use"] for p in doc["profiles"]}["default"] == "yes"
+    assert {p["name"]: p["commercial_use"] for p in rows if p["kind"] == "profile"}["default"] == "yes"
 
 
 def test_verify_checks_sha256_of_real_files(models_dir):

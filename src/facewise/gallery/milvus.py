@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -45,6 +46,16 @@ class MilvusStore(StoreBase):
     names the Milvus collections ``<prefix>_<id>`` so several galleries can share one Milvus.
     ``index_params``: the HNSW settings; ``ef``: the search breadth.
     """
+
+    @classmethod
+    def from_url(cls, url: str) -> MilvusStore:
+        """``milvus://host:port?meta=side.db&token=…&prefix=…`` (``milvus+https://`` for TLS)."""
+        parts = urlsplit(url)
+        first = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        scheme = "https" if parts.scheme.endswith("https") else "http"
+        return cls(f"{scheme}://{parts.netloc}", meta=first.get("meta", "facewise-milvus.db"),
+                   token=first.get("token", ""), prefix=first.get("prefix", "facewise"))
+
 
     # (the side file may be encrypted with FACEWISE_KEY, but Milvus holds plaintext vectors: no "encryption")
     capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann", "sync"})

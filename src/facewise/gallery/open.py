@@ -1,12 +1,23 @@
-"""Open a gallery from one string: a SQLite path, a PostgreSQL DSN or a Milvus URI."""
+"""Open a gallery from one string: a SQLite path, or a URL whose scheme names a store."""
 
 from __future__ import annotations
 
+import importlib
 import os
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from facewise.gallery.sqlite import SQLiteStore
 from facewise.gallery.store import Store
+
+# URL schemes → "module:Class"; the class builds itself with ``from_url(url)``. A new store is one module in
+# gallery/ (a StoreBase subclass with its storage hooks and declared capabilities) and one line here.
+STORES: dict[str, str] = {
+    "postgresql": "facewise.gallery.pgvector:PgVectorStore",
+    "postgres": "facewise.gallery.pgvector:PgVectorStore",
+    "milvus": "facewise.gallery.milvus:MilvusStore",
+    "milvus+http": "facewise.gallery.milvus:MilvusStore",
+    "milvus+https": "facewise.gallery.milvus:MilvusStore",
+}
 
 
 def open_store(spec: str | os.PathLike[str]) -> Store:
@@ -14,21 +25,10 @@ def open_store(spec: str | os.PathLike[str]) -> Store:
     ``?schema=…&halfvec=1`` read by facewise, the rest passed to libpq); ``milvus://host:port?meta=side.db
     &token=…&prefix=…`` (``milvus+https://`` for TLS) → :class:`MilvusStore`."""
     text = os.fspath(spec)
-    if text.startswith(("postgresql://", "postgres://")):
-        from facewise.gallery.pgvector import PgVectorStore
-
-        parts = urlsplit(text)
-        query = parse_qs(parts.query)
-        ours = {k: query.pop(k)[0] for k in ("schema", "halfvec") if k in query}
-        rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
-        dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
-        return PgVectorStore(dsn, schema=ours.get("schema", "facewise"), halfvec=ours.get("halfvec") in ("1", "true"))
-    if text.startswith(("milvus://", "milvus+http://", "milvus+https://")):
-        from facewise.gallery.milvus import MilvusStore
-
-        parts = urlsplit(text)
-        first = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        scheme = "https" if parts.scheme.endswith("https") else "http"
-        return MilvusStore(f"{scheme}://{parts.netloc}", meta=first.get("meta", "facewise-milvus.db"),
-                           token=first.get("token", ""), prefix=first.get("prefix", "facewise"))
-    return SQLiteStore(text)
+    scheme = urlsplit(text).scheme if "://" in text else ""
+    target = STORES.get(scheme)
+    if target is None:
+        return SQLiteStore(text)
+    module, _, name = target.partition(":")
+    store: Store = getattr(importlib.import_module(module), name).from_url(text)
+    return store

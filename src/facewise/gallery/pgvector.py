@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -74,6 +75,18 @@ class PgVectorStore(StoreBase):
     floats (exact re-scoring is then at fp16 precision). ``index_min_rows``: build the HNSW index once a
     collection holds that many samples (0: at creation). ``ef_search``: HNSW search breadth.
     """
+
+    @classmethod
+    def from_url(cls, url: str) -> PgVectorStore:
+        """``postgresql://…?schema=…&halfvec=1``: ``schema`` and ``halfvec`` are read by facewise, the rest of the
+        query goes to libpq."""
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        ours = {k: query.pop(k)[0] for k in ("schema", "halfvec") if k in query}
+        rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
+        dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+        return cls(dsn, schema=ours.get("schema", "facewise"), halfvec=ours.get("halfvec") in ("1", "true"))
+
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann"})
 

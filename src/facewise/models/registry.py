@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from facewise.errors import FacewiseError
 from facewise.models.catalogue import ModelCard, card, resolve
@@ -88,28 +87,29 @@ def load_detector(model_id: str, threads: int = 0, options: tuple[tuple[str, Any
     raise ValueError(f"model {model_id!r}: unknown detector backend {c.backend!r}")
 
 
+# Embedder backends: a card's "backend" → "module:Class"; the class builds itself with
+# ``from_card(card, paths, threads)``. A new embedder backend is one module in models/embedders/ and one line here.
+EMBEDDERS: dict[str, str] = {
+    "dlib_resnet": "facewise.models.embedders.dlib_resnet:DlibResNetEmbedder",
+    "onnx": "facewise.models.embedders.onnx:OnnxEmbedder",
+    "openvino": "facewise.models.embedders.openvino:OpenVinoEmbedder",
+}
+
+
+def _class(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @lru_cache(maxsize=16)
 def load_embedder(model_id: str, threads: int = 0) -> Embedder:
     """An embedder backend, loaded once per process (backends are thread-safe)."""
     c, paths = _card_and_files(model_id, "embedding", "an embedder")
-    spec = c.input
-    if c.backend == "dlib_resnet":
-        from facewise.models.embedders.dlib_resnet import DlibResNetEmbedder
-
-        return DlibResNetEmbedder(paths[0], model_id=c.id)
-    template = np.asarray(spec["template_points"], np.float32)
-    if c.backend == "openvino":
-        from facewise.models.embedders.openvino import OpenVinoEmbedder
-
-        xml = next(p for p in paths if p.suffix == ".xml")
-        return OpenVinoEmbedder(xml, c.id, int(spec["size"]), template, int(c.output_dim or 0), threads)
-    if c.backend == "onnx":
-        from facewise.models.embedders.onnx import OnnxEmbedder
-
-        return OnnxEmbedder(paths[0], c.id, int(spec["size"]), template, int(c.output_dim or 0),
-                            color=spec.get("color", "RGB"), mean=float(spec.get("mean", 127.5)),
-                            std=float(spec.get("std", 127.5)), threads=threads)
-    raise ValueError(f"model {model_id!r}: unknown embedder backend {c.backend!r}")
+    target = EMBEDDERS.get(c.backend)
+    if target is None:
+        raise ValueError(f"model {model_id!r}: unknown embedder backend {c.backend!r} (known: {', '.join(EMBEDDERS)})")
+    embedder: Embedder = _class(target).from_card(c, paths, threads)
+    return embedder
 
 
 @lru_cache(maxsize=8)

@@ -9,6 +9,7 @@ import dlib
 import numpy as np
 
 from facewise.models._embed_util import l2_normalise
+from facewise.models.catalogue import ModelCard
 
 # Where dlib's own 150 px chip (padding 0.25) puts the five ArcFace-ordered points: measured by
 # mapping 68-point landmarks of 149 LFW faces into dlib.get_face_chip() output (mean position).
@@ -18,6 +19,10 @@ DLIB_150_TEMPLATE = np.array(
 
 
 class DlibResNetEmbedder:
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0) -> DlibResNetEmbedder:
+        return cls(paths[0], model_id=card.id)
+
     def __init__(self, model: Path, model_id: str = "dlib-resnet-v1") -> None:
         self.model_id = model_id
         self.dim = 128

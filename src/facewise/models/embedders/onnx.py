@@ -8,10 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from facewise.models._embed_util import l2_normalise
+from facewise.models.catalogue import ModelCard
 from facewise.models.runtime import onnx_session
 
 
 class OnnxEmbedder:
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0) -> OnnxEmbedder:
+        spec = card.input
+        return cls(paths[0], card.id, int(spec["size"]), np.asarray(spec["template_points"], np.float32),
+                   int(card.output_dim or 0), color=spec.get("color", "RGB"), mean=float(spec.get("mean", 127.5)),
+                   std=float(spec.get("std", 127.5)), threads=threads)
+
     def __init__(self, model: Path, model_id: str, size: int, template: np.ndarray, dim: int,
                  color: str = "RGB", mean: float = 127.5, std: float = 127.5, threads: int = 0) -> None:
         self.model_id = model_id

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from facewise.models._embed_util import l2_normalise
+from facewise.models.catalogue import ModelCard
 from facewise.models.runtime import openvino_compiled
 
 
@@ -17,6 +18,13 @@ class OpenVinoEmbedder:
     One face goes through a model compiled for batch 1 (a static shape runs about 15 % faster than
     the dynamic one, with identical output); several go through the dynamic-batch model.
     """
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0) -> OpenVinoEmbedder:
+        spec = card.input
+        xml = next(p for p in paths if p.suffix == ".xml")
+        return cls(xml, card.id, int(spec["size"]), np.asarray(spec["template_points"], np.float32),
+                   int(card.output_dim or 0), threads)
 
     def __init__(self, xml: Path, model_id: str, size: int, template: np.ndarray, dim: int,
                  threads: int = 0, batch: int = 32) -> None:
