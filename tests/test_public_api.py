@@ -86,14 +86,14 @@ FUNCTIONS = {
 
 RECORD_FIELDS = {
     "Box": ("x1", "y1", "x2", "y2"),
-    "Detection": ("box", "landmarks", "score"),
+    "Detection": ("box", "landmarks", "score", "found_by"),
     "EnrollResult": ("source", "person", "status", "sample_id", "reason", "face"),
     "Face": ("index", "box", "landmarks", "det_score", "quality", "yaw", "embedding", "attributes"),
     "Identification": ("face", "person", "person_id", "score", "far", "threshold", "candidates"),
     "Person": ("id", "name", "metadata", "n_samples", "created_at"),
     "Profile": (
-        "name", "description", "detector", "embedders", "landmarks", "flip", "default_far",
-        "fallback_threshold", "calibration", "fusion"
+        "name", "description", "detector", "embedders", "landmarks", "detector_fallback", "detector_options", "yaw",
+        "flip", "default_far", "fallback_threshold", "calibration", "fusion"
     ),
     "Quality": ("score", "reasons", "metrics"),
     "Sample": ("id", "person_id", "image_sha256", "source", "box", "quality", "yaw", "created_at"),
