@@ -419,34 +419,9 @@ def calibrate_liveness(
 
 
 def _frames(source: str, stride: int) -> Iterator[tuple[float, Any]]:
-    """``(t, RGB frame)`` from a video file (t from its frame rate) or a camera index (wall-clock t)."""
-    import time
+    from facewise.eval.challenge import video_frames
 
-    import cv2
-
-    camera = source.isdigit()
-    if not camera and not Path(source).is_file():
-        raise NotFoundError(f"{source}: no such video file (or give a camera index such as 0)")
-    cap = cv2.VideoCapture(int(source) if camera else source)
-    if not cap.isOpened():
-        raise BadInputError(f"cannot open {'camera' if camera else 'video'} {source}")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-
-    def frames() -> Iterator[tuple[float, Any]]:
-        start, index = time.monotonic(), 0
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                if index % stride == 0:
-                    t = (time.monotonic() - start) if camera else index / fps
-                    yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                index += 1
-        finally:
-            cap.release()
-
-    return frames()
+    return video_frames(source, stride)
 
 
 @app.command("challenge")

@@ -7,13 +7,14 @@ in-plane, slid sideways and brought closer, via the homography of a plane seen b
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facewise.errors import FacewiseError
+from facewise.errors import BadInputError, NotFoundError
 
 __all__ = ["photo_attack_frames", "video_frames"]
 
@@ -48,20 +49,31 @@ def photo_attack_frames(photo_rgb: np.ndarray, seconds: float = 6.0, fps: float 
                                            borderValue=(90, 90, 90))
 
 
-def video_frames(path: Path, stride: int = 1) -> Iterator[tuple[float, np.ndarray]]:
-    """``(t, RGB frame)`` of every ``stride``-th frame of a video file, t from its frame rate."""
-    cap = cv2.VideoCapture(str(path))
+def video_frames(source: Path | str | int, stride: int = 1) -> Iterator[tuple[float, np.ndarray]]:
+    """``(t, RGB frame)`` of every ``stride``-th frame of a video file (t from its frame rate) or of a camera
+    given by its index (an int or an all-digit string; wall-clock t). The source is opened before the first frame
+    is asked for: a missing file is a :class:`NotFoundError`, one that cannot be opened a :class:`BadInputError`."""
+    text = str(source)
+    camera = isinstance(source, int) or text.isdigit()
+    if not camera and not Path(text).is_file():
+        raise NotFoundError(f"{text}: no such video file (or give a camera index such as 0)")
+    cap = cv2.VideoCapture(int(text) if camera else text)
     if not cap.isOpened():
-        raise FacewiseError(f"cannot open video {path}")
+        raise BadInputError(f"cannot open {'camera' if camera else 'video'} {text}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    index = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            if index % stride == 0:
-                yield index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            index += 1
-    finally:
-        cap.release()
+
+    def frames() -> Iterator[tuple[float, np.ndarray]]:
+        start, index = time.monotonic(), 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                if index % stride == 0:
+                    t = (time.monotonic() - start) if camera else index / fps
+                    yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            cap.release()
+
+    return frames()
