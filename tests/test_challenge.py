@@ -116,3 +116,29 @@ def test_cli_challenge_on_a_missing_video_is_a_clear_error(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "facewise.cli", "challenge", str(tmp_path / "none.mp4")],
                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)
     assert r.returncode == 5 and "no such video file" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_data
+def test_cli_live_video_mode_asks_for_the_challenge(tmp_path, knn) -> None:
+    """`facewise video SOURCE --live --challenge ...` (a camera index in real use): prompts as events, the result in
+    the timeline, exit code 10 when the motions are not seen."""
+    import json
+
+    from facewise import FaceWise
+
+    db = tmp_path / "g.db"
+    with FaceWise(str(db), profile="fast", create=True) as fw:
+        fw.enroll("biden", [knn / "train" / "biden" / "biden.jpg"])
+    base = [sys.executable, "-m", "facewise.cli", "video", str(TURNS), "--db", str(db), "--stride", "3", "--no-video",
+            "--out", str(tmp_path / "out"), "--json", "--live"]
+    env = {**os.environ, "COLUMNS": "200"}
+    ok = subprocess.run([*base, "--challenge", "left,right"], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    lines = [json.loads(x) for x in ok.stdout.splitlines()]
+    asked = [e["challenge"]["current"] for e in lines if e.get("event") == "challenge"]
+    assert asked == ["left", "right", None] and lines[-1]["challenge"]["passed"] is True
+    bad = subprocess.run([*base, "--challenge", "up", "--challenge-time", "3"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert bad.returncode == 10, bad.stderr
+    res = json.loads(bad.stdout.splitlines()[-1])["challenge"]
+    assert res["passed"] is False and "time limit 3 s" in res["reason"]

@@ -441,7 +441,7 @@ def challenge(
     """
     from facewise.cli.common import EXIT_DIFFERENT
     from facewise.core.analysis import Analyzer
-    from facewise.core.challenge import ChallengePolicy, parse_steps, random_steps, run_challenge
+    from facewise.core.challenge import PROMPTS, ChallengePolicy, parse_steps, random_steps, run_challenge
     from facewise.core.pipeline import Pipeline
 
     with handled(as_json):
@@ -450,13 +450,10 @@ def challenge(
         wanted = parse_steps(steps) if steps else random_steps(n_steps)
         pipe = Pipeline(profile).load()
         analyzer = Analyzer()
-        prompts = {"left": "turn your head so the camera sees it turn to the image's left",
-                   "right": "turn your head so the camera sees it turn to the image's right",
-                   "up": "look up", "closer": "come closer to the camera"}
 
         def prompt(step: str | None) -> None:
             if step is not None and not as_json:
-                err.print(f"now: {prompts[step]}")
+                err.print(f"now: {PROMPTS[step]}")
 
         res = run_challenge(_frames(source, stride), wanted, pipe, analyzer,
                             ChallengePolicy(time_limit_s=time_limit), on_step=prompt)

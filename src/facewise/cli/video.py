@@ -13,6 +13,7 @@ from rich.table import Table
 
 from facewise.cli.common import (
     DEFAULT_GALLERY,
+    EXIT_DIFFERENT,
     EXIT_INPUT,
     CollOpt,
     CollProfileOpt,
@@ -46,6 +47,14 @@ def _clock(ms: float) -> str:
 def _print_event(ev: VideoEvent, as_json: bool) -> None:
     if as_json:
         _emit(ev.to_dict())
+        return
+    if ev.kind == "challenge" and ev.detail is not None:
+        ch = ev.detail
+        if not ch["finished"]:
+            err.print(f"{_clock(ev.t_ms)}  challenge: now {ch['prompt']}")
+        else:
+            verdict = "[green]PASSED[/green]" if ch["passed"] else f"[red]FAILED[/red] ({escape(ch['reason'])})"
+            out.print(f"{_clock(ev.t_ms)}  challenge {','.join(ch['steps'])}: {verdict}")
         return
     who = ev.person or "unknown"
     what = {"entered": "entered", "identified": "identified as", "left": "left"}.get(ev.kind, ev.kind)
@@ -89,6 +98,10 @@ def video_cmd(
     max_age: Annotated[float, typer.Option(min=0.0, help="Seconds a lost face is waited for before its track ends.")]
     = 1.0,
     no_video: Annotated[bool, typer.Option("--no-video", help="Do not write the annotated video.")] = False,
+    challenge: Annotated[str | None, typer.Option(
+        help="Active liveness on the largest face: 'random' or motions like left,right (left, right, up, closer). "
+             "Exit code 10 when it fails.")] = None,
+    challenge_time: Annotated[float, typer.Option(min=0.1, help="Seconds to complete the challenge.")] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Track and name every face of a video: writes a timeline, thumbnails and an annotated video.
@@ -110,9 +123,15 @@ def video_cmd(
     with handled(as_json):
         if stride is not None and fps is not None:
             raise ValidationError("give --stride or --fps, not both")
+        steps: tuple[str, ...] = ()
+        if challenge is not None:
+            from facewise.core.challenge import parse_steps, random_steps
+
+            steps = tuple(random_steps(2) if challenge.strip().lower() == "random" else parse_steps(challenge))
         options = VideoOptions(
             decode=DecodeOptions(stride=stride or 1, fps=fps, start_s=start, duration_s=duration),
-            tracker=TrackerOptions(max_age_s=max_age), expression=expression)
+            tracker=TrackerOptions(max_age_s=max_age), expression=expression, challenge=steps,
+            challenge_time_limit_s=challenge_time)
         outputs = OutputOptions(out_dir, annotated_video=not no_video)
         fw = _fw(db, profile, collection)  # only reads the gallery: a missing one is exit 5, never created
         proc = VideoProcessor(fw, options)
@@ -137,3 +156,5 @@ def video_cmd(
                 raise typer.Exit(EXIT_INPUT) from None
         _print_result(result, as_json)
         fw.close()
+        if result.challenge is not None and not result.challenge["passed"]:
+            raise typer.Exit(EXIT_DIFFERENT)

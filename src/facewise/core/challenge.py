@@ -31,6 +31,10 @@ from facewise.errors import ModelNotFoundError, ValidationError
 log = logging.getLogger(__name__)
 
 STEPS: tuple[str, ...] = ("left", "right", "up", "closer")
+# what a person is asked to do for each step (the CLI's prompts, the web page's)
+PROMPTS: dict[str, str] = {"left": "turn your head so the camera sees it turn to the image's left",
+                           "right": "turn your head so the camera sees it turn to the image's right",
+                           "up": "look up", "closer": "come closer to the camera"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,10 @@ class ChallengePolicy:
     baseline_frames: int = 3
     hold_frames: int = 2  # a step counts when met on this many tracked frames in a row
     min_live: float | None = None  # mean passive P(live) required; None = the analyzer's threshold
-    max_jump: float = 0.5  # a face box whose centre moves more than this many widths is a new face
+    # a face box whose centre moves more than max_jump widths between frames -- or, between frames further apart
+    # (a web page's camera sends a few frames a second), more than max_speed widths per second -- is a new face
+    max_jump: float = 0.5
+    max_speed: float = 2.5
 
 
 def random_steps(n: int = 2, rng: random.Random | None = None) -> list[str]:
@@ -132,14 +139,19 @@ class ChallengeChecker:
             return o.pitch - float(np.median([b.pitch for b in base])) >= p.pitch_deg
         return o.width >= p.closer_ratio * float(np.median([b.width for b in base]))
 
+    def check_time(self, t: float) -> bool:
+        """Ends the challenge when ``t`` is past its time limit (counted from the first frame); True if ended."""
+        if not self.finished and self._t0 is not None and t - self._t0 > self.policy.time_limit_s:
+            self.reason = f"time limit {self.policy.time_limit_s:g} s passed during step {self.current!r}"
+        return bool(self.reason)
+
     def update(self, o: Observation | None, t: float) -> None:
         """One frame: ``o`` is the tracked face (None when no face was found), ``t`` seconds from the start."""
         if self.finished:
             return
         if self._t0 is None:
             self._t0 = t
-        if t - self._t0 > self.policy.time_limit_s:
-            self.reason = f"time limit {self.policy.time_limit_s:g} s passed during step {self.current!r}"
+        if self.check_time(t):
             return
         if o is None:
             self.lost += 1
@@ -147,7 +159,8 @@ class ChallengeChecker:
         if self._prev is not None:
             jump = np.hypot((o.box[0] + o.box[2] - self._prev.box[0] - self._prev.box[2]) / 2,
                             (o.box[1] + o.box[3] - self._prev.box[1] - self._prev.box[3]) / 2)
-            if jump > self.policy.max_jump * max(self._prev.width, 1.0):
+            allowed = max(self.policy.max_jump, self.policy.max_speed * (o.t - self._prev.t))
+            if jump > allowed * max(self._prev.width, 1.0):
                 self.reason = "the tracked face jumped (another face or a cut)"
                 return
         self._prev = o
@@ -180,46 +193,101 @@ class ChallengeChecker:
                 "passive_live": None if live is None else round(live, 4), "passive_threshold": thr}
 
 
+class ChallengeRun:
+    """One challenge fed frame by frame -- a camera, a video file or a web page's frames -- on the tracked face.
+
+    The tracked face is the detection nearest the previous one (the largest at first). Each frame gives
+    the head-pose model's yaw and pitch, the nose shift and (every ``live_every``-th tracked frame, unless the
+    caller scored it already) the passive P(live) to the :class:`ChallengeChecker`.
+    """
+
+    def __init__(self, steps: Sequence[str], analyzer: Any, policy: ChallengePolicy | None = None,
+                 live_every: int = 5) -> None:
+        if analyzer.headpose is None:
+            raise ModelNotFoundError("the active challenge needs the head-pose model fsanet on the model path")
+        self.policy = policy or ChallengePolicy()
+        self.checker = ChallengeChecker(steps, self.policy)
+        self.analyzer = analyzer
+        self.live_every = max(1, live_every)
+        self._prev: np.ndarray | None = None
+
+    @property
+    def current(self) -> str | None:
+        return self.checker.current
+
+    @property
+    def finished(self) -> bool:
+        return self.checker.finished
+
+    def track(self, boxes: np.ndarray) -> int | None:
+        """Which of this frame's boxes (N x 4: x1, y1, x2, y2) is the tracked face (``None``: no box)."""
+        if len(boxes) == 0:
+            return None
+        if self._prev is None:
+            return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        p = self._prev
+        return int(np.argmin(np.hypot(boxes[:, 0] + boxes[:, 2] - p[0] - p[2],
+                                      boxes[:, 1] + boxes[:, 3] - p[1] - p[3])))
+
+    def observe(self, t: float, rgb: np.ndarray, boxes: np.ndarray, landmarks: Sequence[np.ndarray],
+                live: float | None = None) -> int | None:
+        """One frame at ``t`` seconds: its face boxes and five-point landmarks (the same order). ``live``: the
+        tracked face's P(live) when the caller has scored it (else it is scored here every ``live_every``-th
+        tracked frame). Returns the index of the tracked face, or ``None``."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        k = self.track(boxes)
+        if k is None:
+            self.checker.update(None, t)
+            return None
+        if self.checker.finished:
+            return k
+        self._prev = boxes[k]
+        yaw, pitch, _ = self.analyzer.headpose.estimate(rgb, boxes[k : k + 1])[0]
+        live_model = self.analyzer.live_model
+        if live is None and live_model is not None and self.checker.frames % self.live_every == 0:
+            live = float(live_model.live_scores(rgb, boxes[k : k + 1])[0])
+        x1, y1, x2, y2 = (float(v) for v in boxes[k])
+        self.checker.update(Observation(t, (x1, y1, x2, y2), float(yaw), float(pitch), nose_shift(landmarks[k]),
+                                        live), t)
+        return k
+
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """Where the challenge stands: the step asked for now and its prompt, the steps done; once finished also
+        passed and the reason. ``now`` (seconds, the frames' clock) ends it when its time limit has passed."""
+        if now is not None:
+            self.checker.check_time(now)
+        res = self.result()
+        if not self.finished:
+            res.update(passed=None, reason="")
+        current = None if self.finished else self.current
+        return {**res, "current": current, "prompt": PROMPTS[current] if current else None,
+                "finished": self.finished, "time_limit_s": self.policy.time_limit_s}
+
+    def result(self) -> dict[str, Any]:
+        """Passed or not, the steps seen, the reason and the passive score (:meth:`ChallengeChecker.result`)."""
+        thr = self.analyzer.live_threshold()[0] if self.analyzer.live_model is not None else None
+        return self.checker.result(thr)
+
+
 def run_challenge(frames: Iterable[tuple[float, np.ndarray]], steps: Sequence[str], pipeline: Any, analyzer: Any,
                   policy: ChallengePolicy | None = None, live_every: int = 5,
                   on_step: Callable[[str | None], None] | None = None) -> dict[str, Any]:
     """Run a challenge over ``(t seconds, RGB frame)`` pairs with a pipeline's detector and the head-pose model.
 
-    The tracked face is the detection nearest the previous one (the largest at first). Every
-    ``live_every``-th tracked frame is also scored by the passive liveness model. ``on_step`` hears
+    Every ``live_every``-th tracked frame is also scored by the passive liveness model. ``on_step`` hears
     each step as it becomes the one asked for (``None`` at the end), e.g. to prompt the user.
     """
-    policy = policy or ChallengePolicy()
-    if analyzer.headpose is None:
-        raise ModelNotFoundError("the active challenge needs the head-pose model fsanet on the model path")
-    checker = ChallengeChecker(steps, policy)
-    live_model = analyzer.live_model
-    prev: np.ndarray | None = None
-    asked = checker.current
+    run = ChallengeRun(steps, analyzer, policy, live_every)
+    asked = run.current
     if on_step is not None:
         on_step(asked)
     for t, rgb in frames:
         dets = pipeline.detector.detect(rgb)
-        if not dets:
-            checker.update(None, t)
-        else:
-            boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in dets])
-            if prev is None:
-                k = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
-            else:
-                k = int(np.argmin(np.hypot(boxes[:, 0] + boxes[:, 2] - prev[0] - prev[2],
-                                           boxes[:, 1] + boxes[:, 3] - prev[1] - prev[3])))
-            prev = boxes[k]
-            yaw, pitch, _ = analyzer.headpose.estimate(rgb, boxes[k : k + 1])[0]
-            live = None
-            if live_model is not None and checker.frames % live_every == 0:
-                live = float(live_model.live_scores(rgb, boxes[k : k + 1])[0])
-            x1, y1, x2, y2 = (float(v) for v in boxes[k])
-            checker.update(Observation(t, (x1, y1, x2, y2), float(yaw), float(pitch),
-                                       nose_shift(dets[k].landmarks), live), t)
-        if on_step is not None and checker.current != asked:
-            asked = checker.current
+        boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in dets]).reshape(-1, 4)
+        run.observe(t, rgb, boxes, [d.landmarks for d in dets])
+        if on_step is not None and run.current != asked:
+            asked = run.current
             on_step(asked)
-        if checker.finished:
+        if run.finished:
             break
-    return checker.result(analyzer.live_threshold()[0] if live_model is not None else None)
+    return run.result()

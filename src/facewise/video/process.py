@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facewise.core.challenge import ChallengePolicy, ChallengeRun
 from facewise.models.protocols import Detector
 from facewise.types import Box, Face
 from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
@@ -70,21 +71,28 @@ class VideoOptions:
     refine_small_px: float = 48.0  # re-detect landmarks on an upscaled crop below this face height; 0 = never
     expression: bool = False  # per-track expression timeline (needs facewise.models.attributes.expression weights)
     expression_alpha: float = 0.3  # EMA weight of the newest frame
+    challenge: tuple[str, ...] = ()  # active liveness: head motions asked of the largest face (core.challenge)
+    challenge_time_limit_s: float = 10.0
 
 
 @dataclass(frozen=True)
 class VideoEvent:
-    """``entered`` (track confirmed), ``identified`` (its name changed), ``left`` (track ended)."""
+    """``entered`` (track confirmed), ``identified`` (its name changed), ``left`` (track ended); with a challenge
+    also ``challenge`` (a new step is asked for, or it ended: ``detail`` is its state)."""
 
     kind: str
     track: int
     person: str | None
     score: float
     t_ms: float
+    detail: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.kind, "track": self.track, "person": self.person or "unknown",
-                "score": round(self.score, 4), "t_ms": round(self.t_ms, 1)}
+        d = {"event": self.kind, "track": self.track, "person": self.person or "unknown",
+             "score": round(self.score, 4), "t_ms": round(self.t_ms, 1)}
+        if self.detail is not None:
+            d["challenge"] = self.detail
+        return d
 
 
 @dataclass
@@ -168,6 +176,7 @@ class VideoResult:
     error: str | None = None
     interrupted: bool = False
     outputs: dict[str, Any] | None = None
+    challenge: dict[str, Any] | None = None  # the active challenge's result, when one was asked
 
     @property
     def complete(self) -> bool:
@@ -177,6 +186,12 @@ class VideoResult:
         return {t.person for t in self.tracks if t.person}
 
     def to_dict(self) -> dict[str, Any]:
+        d = self._to_dict()
+        if self.challenge is not None:
+            d["challenge"] = self.challenge
+        return d
+
+    def _to_dict(self) -> dict[str, Any]:
         return {"format": "facewise-video-timeline", "version": 1, "source": self.source,
                 "video": self.info.to_dict() if self.info else None, "profile": self.profile,
                 "collection": self.collection, "threshold": round(self.threshold, 4),
@@ -187,6 +202,15 @@ class VideoResult:
 
 
 EventFn = Callable[[VideoEvent], None]
+CHALLENGE_MIN_SCORE = 0.5  # the challenge follows detections at least this sure (the tracker keeps weaker ones)
+
+
+def new_challenge(opts: VideoOptions) -> ChallengeRun | None:
+    if not opts.challenge:
+        return None
+    from facewise.core.analysis import Analyzer
+
+    return ChallengeRun(list(opts.challenge), Analyzer(), ChallengePolicy(time_limit_s=opts.challenge_time_limit_s))
 
 
 @dataclass(frozen=True)
@@ -282,6 +306,8 @@ class _Run:
             sampling={"stride": d.stride, "fps": d.fps, "start_s": d.start_s, "duration_s": d.duration_s})
         self.first_t: float | None = None
         self.last_t: float | None = None
+        self.challenge = new_challenge(self.opts)
+        self.asked: tuple[str | None, bool] | None = None
         self.writer: AnnotatedWriter | None = None
         if outputs is not None:
             outputs.out_dir.mkdir(parents=True, exist_ok=True)
@@ -305,6 +331,8 @@ class _Run:
         faces = self.fw.pipeline.make_faces(px, dets)
         stats.detect_s += time.perf_counter() - t0
         stats.faces += len(faces)
+        if self.challenge is not None:
+            self.challenge_step(px, faces, t)
         cut = self.cut_detector(px)
         stats.cuts += cut
         step = self.tracker.update(faces, t, embed=lambda fs: self.embed(px, fs), cut=cut)
@@ -386,6 +414,22 @@ class _Run:
             if idn.decide(h, self.decision) and tr.confirmed:
                 self.emit("identified", tr, idn, t)
 
+    def challenge_step(self, px: np.ndarray, faces: list[Face], t: float) -> None:
+        """The frame's confident faces to the challenge; a ``challenge`` event when the step asked for changes."""
+        run = self.challenge
+        if run is None or run.finished:
+            return
+        sure = [f for f in faces if f.det_score >= CHALLENGE_MIN_SCORE]
+        boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in sure], np.float64).reshape(-1, 4)
+        run.observe(t / 1000.0, px, boxes, [f.landmarks for f in sure])
+        status = run.status()
+        if (status["current"], status["finished"]) != self.asked:
+            self.asked = (status["current"], status["finished"])
+            ev = VideoEvent("challenge", 0, None, 0.0, t, detail=status)
+            self.result.events.append(ev)
+            if self.on_event:
+                self.on_event(ev)
+
     def expression(self, frame: Frame, tracks: list[Track]) -> None:
         model = self.proc.expression_model
         if not tracks or model is None:
@@ -442,6 +486,8 @@ class _Run:
     def finish(self) -> None:
         for tr in self.tracker.finish():
             self.end_track(tr)
+        if self.challenge is not None:
+            self.result.challenge = self.challenge.result()
         self.result.tracks.sort(key=lambda s: (s.first_ms, s.track))
         stats = self.result.stats
         if self.first_t is not None and self.last_t is not None:
