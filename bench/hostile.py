@@ -321,6 +321,12 @@ def attack_storm(server: Server, calls: int, idle: list[float]) -> dict[str, Any
             while not stop.is_set():
                 answers.extend(pool.map(one, range(6)))
 
+    return _measure_under(server, storm, stop, answers, calls, idle)
+
+
+def _measure_under(server: Server, storm: Callable[[], None], stop: threading.Event,
+                   answers: list[httpx.Response | str], calls: int, idle: list[float]) -> dict[str, Any]:
+    """The other key's identify latencies while ``storm`` runs in a thread."""
     thread = threading.Thread(target=storm, daemon=True)
     thread.start()
     time.sleep(2.0)  # the storm is under way
@@ -331,8 +337,31 @@ def attack_storm(server: Server, calls: int, idle: list[float]) -> dict[str, Any
             "slowdown": p95(loaded) / p95(idle), "calls": calls}
 
 
+def attack_livestorm(server: Server, calls: int, idle: list[float]) -> dict[str, Any]:
+    """The web page's live view abused: one key opens its live sessions (2) and sends the collage as camera
+    frames, 6 at a time, while another key measures identify."""
+    collage = _collage()
+    storm_key = server.new_key("camstorm", ["recognize"])
+    with server.client(storm_key) as c:
+        sessions = [c.post("/v1/collections/default/live", json={}).json()["session_id"] for _ in range(2)]
+    stop = threading.Event()
+    answers: list[httpx.Response | str] = []
+
+    def storm() -> None:
+        def one(i: int) -> httpx.Response:
+            with server.client(storm_key) as c:
+                return c.post(f"/v1/collections/default/live/{sessions[i % 2]}/frames",
+                              files={"image": ("c.jpg", collage)})
+
+        with ThreadPoolExecutor(6) as pool:
+            while not stop.is_set():
+                answers.extend(pool.map(one, range(6)))
+
+    return _measure_under(server, storm, stop, answers, calls, idle)
+
+
 # -- the run ----------------------------------------------------------------------------------------------
-ATTACKS = ("methods", "webp", "video", "json", "queue", "storm")
+ATTACKS = ("methods", "webp", "video", "json", "queue", "storm", "livestorm")
 EXTRA = ("limit",)  # run with --only
 
 
@@ -343,7 +372,7 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     try:
         server.new_key("tenant", ["recognize"])
         before = warm_up(server)
-        idle = _latencies(server, server.keys["tenant"], args.calls) if name == "storm" else []
+        idle = _latencies(server, server.keys["tenant"], args.calls) if name in ("storm", "livestorm") else []
         warm = server.memory()["VmRSS"]
         t0 = time.perf_counter()
         attacks: dict[str, Callable[[], dict[str, Any]]] = {
@@ -353,6 +382,7 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "json": lambda: attack_json(server, args.json_mib),
             "queue": lambda: attack_queue(server),
             "storm": lambda: attack_storm(server, args.calls, idle),
+            "livestorm": lambda: attack_livestorm(server, args.calls, idle),
             "limit": lambda: attack_limit(server),
         }
         result = attacks[name]()

@@ -26,6 +26,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 cv2 = pytest.importorskip("cv2")
 
+from conftest import DATA  # noqa: E402
 from service_helpers import Server, start_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -343,21 +344,26 @@ def test_video_job_timeline_download_and_enrol_a_track(console: Console) -> None
     assert console.problems[0].startswith("415 POST")
 
 
-def y4m_from_clip(clip: Path, dest: Path, start: int, frames: int) -> Path:
-    """Chromium's fake camera reads y4m: frames of the clip as I420 (a temp file, never committed)."""
+def y4m_from_clip(clip: Path, dest: Path, start: int, frames: int, pingpong: bool = False) -> Path:
+    """Chromium's fake camera reads y4m: frames of the clip as I420 (a temp file, never committed). The camera
+    loops the file; ``pingpong`` appends the frames backwards so the loop has no cut."""
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25
     cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-    with dest.open("wb") as out:
-        for i in range(frames):
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if i == 0:
-                h, w = bgr.shape[:2]
-                out.write(f"YUV4MPEG2 W{w} H{h} F{round(fps)}:1 Ip A1:1 C420jpeg\n".encode())
-            out.write(b"FRAME\n" + cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes())
+    images = []
+    for _ in range(frames):
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        images.append(bgr)
     cap.release()
+    if pingpong:
+        images += images[-2:0:-1]
+    h, w = images[0].shape[:2]
+    with dest.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F{round(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+        for bgr in images:
+            out.write(b"FRAME\n" + cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes())
     return dest
 
 
@@ -388,6 +394,9 @@ def test_live_camera_names_the_faces_it_sees(console: Console, tmp_path: Path, k
             page.get_by_role("button", name="Start camera").click()
             expect(page.locator("#live-names")).to_contain_text("lin-manuel", timeout=120_000)
             expect(page.locator("#live-canvas")).to_have_attribute("aria-label", re.compile("lin-manuel"))
+            # the tracked face's liveness, with its reasons, under the picture
+            expect(page.locator("#live-liveness")).to_contain_text(re.compile(r"Liveness of the tracked face: "
+                                                                              r"(not )?live, P\(live\) [01]\.\d\d"))
             shot(page.locator("#panel-live"), "live")
             page.get_by_role("button", name="Stop").click()
             expect(page.locator("#live-state")).to_contain_text("Camera off")
@@ -395,3 +404,46 @@ def test_live_camera_names_the_faces_it_sees(console: Console, tmp_path: Path, k
             browser.close()
     finally:
         server.stop()
+
+
+def test_live_camera_asks_for_head_motions_and_checks_them(console: Console, tmp_path: Path) -> None:
+    """The webcam view's active challenge: a recorded head turn (left, then right) passes when those motions are
+    asked for, with the liveness map drawn; asked to look up, the same person fails when time runs out."""
+    turns = DATA / "liveness" / "apfol" / "videos" / "real2.webm"
+    if not turns.is_file():
+        pytest.skip(f"{turns} not found")
+    cam = y4m_from_clip(turns, tmp_path / "turns.y4m", start=0, frames=214, pingpong=True)
+    browser = console.pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+        *ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={cam}"])
+    try:
+        context = browser.new_context(viewport={"width": 1000, "height": 1000})
+        context.grant_permissions(["camera"], origin=console.server.url)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        with console.server.client() as c:  # the fast profile: a few frames a second on two busy cores too
+            r = c.post("/v1/collections", json={"name": "door", "profile": "fast"})
+            assert r.status_code in (201, 409), r.text
+        sign_in(page, console.server)
+        page.get_by_label("Collection", exact=True).select_option("door")
+        page.get_by_role("tab", name="Live").click()
+        page.get_by_label("Send a frame every (ms)").fill("200")
+        page.get_by_label("Ask for head motions (active liveness)").check()
+        page.get_by_label("Motions (blank: random)").fill("left,right")
+        page.get_by_label("Show where liveness looked").check()
+        page.get_by_role("button", name="Start camera").click()
+        prompt = page.locator("#live-prompt")
+        expect(prompt).to_contain_text("now turn your head")
+        expect(prompt).to_contain_text("Challenge passed", timeout=120_000)
+        expect(prompt).to_contain_text("✓ left → ✓ right")
+        expect(page.locator("#live-liveness")).to_contain_text("Liveness of the tracked face")
+        shot(page.locator("#panel-live"), "live-challenge")
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_label("Motions (blank: random)").fill("up")
+        page.get_by_label("Show where liveness looked").uncheck()
+        page.get_by_role("button", name="Start camera").click()
+        expect(prompt).to_contain_text("Challenge failed", timeout=120_000)
+        expect(prompt).to_contain_text("time limit 20 s passed during step 'up'")
+        page.get_by_role("button", name="Stop").click()
+    finally:
+        browser.close()

@@ -306,6 +306,45 @@ def test_a_key_runs_a_bounded_number_of_image_requests_at_once(server: Server, a
     intact(admin, enrolled)
 
 
+def test_live_camera_frames_share_the_keys_image_budget(server: Server, admin: httpx.Client, enrolled: dict,
+                                                       lfw: Path) -> None:
+    """The web page's webcam view has its own session endpoint; its frames are image requests of the key like
+    identify: a storm of collage frames from one key is refused beyond its slots, and another key is served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = admin.post("/v1/keys", json={"name": "cam-storm", "scopes": ["recognize"], "collections": ["*"]})
+    storm = r.json()["token"]
+    with server.client(storm) as c:
+        sids = [c.post("/v1/collections/default/live", json={}).json()["session_id"] for _ in range(2)]
+        third = c.post("/v1/collections/default/live", json={})
+    assert third.status_code == 429 and code_of(third) == "live_sessions_full"
+    collage = _collage()
+    probe = next((lfw / "images" / "Aaron_Peirsol").glob("*.jpg")).read_bytes()
+
+    def frame(i: int) -> httpx.Response:
+        with server.client(storm) as c:
+            return c.post(f"/v1/collections/default/live/{sids[i % 2]}/frames", files={"image": ("c.jpg", collage)})
+
+    with ThreadPoolExecutor(4) as pool:
+        frames = list(pool.map(frame, range(4)))
+        time.sleep(0.2)
+    with server.client(other_key(admin)) as c:
+        r = c.post("/v1/collections/default/identify", files={"image": ("p.jpg", probe)})
+        assert r.status_code == 200 and r.json()["faces"][0]["person"] == "Before The Attacks", r.text
+    codes = sorted(x.status_code for x in frames)
+    assert codes.count(200) >= 1 and 429 in codes, codes
+    assert {code_of(x) for x in frames if x.status_code == 429} <= {"busy"}
+    with server.client(storm) as c:
+        for sid in sids:
+            assert c.delete(f"/v1/collections/default/live/{sid}").status_code == 200
+    intact(admin, enrolled)
+
+
+def other_key(admin: httpx.Client) -> str:
+    r = admin.post("/v1/keys", json={"name": "bystander", "scopes": ["recognize"], "collections": ["*"]})
+    return str(r.json()["token"])
+
+
 # -- 6. files with biometric data or secrets are owner-only ------------------------------------------------
 def _mode(p: Path) -> int:
     return p.stat().st_mode & 0o777

@@ -65,6 +65,12 @@ def serve(
     jobs_per_key: Annotated[int, typer.Option(min=1, help="Video jobs queued or running per key.")] = 2,
     jobs_total: Annotated[int, typer.Option(min=1, help="Video jobs queued or running in all.")] = 16,
     job_timeout: Annotated[float, typer.Option(min=1.0, help="Longest a video job may run, seconds.")] = 1800.0,
+    live_per_key: Annotated[int, typer.Option(min=1, help="Live camera sessions open per key.")] = 2,
+    live_total: Annotated[int, typer.Option(min=1, help="Live camera sessions open in all.")] = 32,
+    live_max_seconds: Annotated[float, typer.Option(min=1.0, help="Longest a live session lives, seconds.")]
+    = 600.0,
+    live_idle_seconds: Annotated[float, typer.Option(min=1.0, help="A live session without frames this long "
+                                                     "ends, seconds.")] = 60.0,
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="Believe X-Forwarded-For from this address or network (repeatable). Default: none."
     )] = None,
@@ -82,7 +88,7 @@ def serve(
         = Path("facewise-service.db"),
 ) -> None:
     """Run the REST API and the web page (http://HOST:PORT/, API docs at /docs)."""
-    from facewise.service.config import MIB, JobLimits, Limits, RateLimit, ServiceConfig
+    from facewise.service.config import MIB, JobLimits, Limits, LiveLimits, RateLimit, ServiceConfig
 
     with handled():
         _need_service_extra()
@@ -104,6 +110,8 @@ def serve(
                           busy_waiting=busy_waiting),
             rate=RateLimit(rate=rate, burst=burst),
             jobs=JobLimits(per_key=jobs_per_key, total=jobs_total, max_seconds=job_timeout),
+            live=LiveLimits(per_key=live_per_key, total=live_total, max_seconds=live_max_seconds,
+                            idle_seconds=live_idle_seconds),
             trusted_proxies=tuple(trusted_proxy or ()))
         logging.getLogger("facewise").setLevel(min(logging.getLogger("facewise").getEffectiveLevel(), logging.INFO))
         if not _is_loopback(host):

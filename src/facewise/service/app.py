@@ -25,6 +25,7 @@ from facewise.service.engine import Engines, Thumbnails
 from facewise.service.erasure import prepare_file
 from facewise.service.errors import error_body, install_error_handlers
 from facewise.service.jobs import JobManager, VideoRunner, remove_stale_uploads, video_runner
+from facewise.service.live import LiveSessions
 from facewise.service.metrics import Metrics, MetricsMiddleware
 from facewise.service.schemas import Health, Readiness, contract_openapi, operation_id
 from facewise.service.uploads import BodyLimitMiddleware
@@ -79,6 +80,8 @@ def _body_limit(config: ServiceConfig) -> Callable[[str], int]:
         path = path.rstrip("/")
         if path.startswith("/v1/") and path.endswith("/videos"):
             return config.limits.max_video_bytes + MIB
+        if path.startswith("/v1/") and path.endswith("/frames"):  # one camera frame of a live session
+            return config.limits.max_image_bytes + MIB
         if path.startswith("/v1/") and path.endswith(UPLOAD_ROUTES):
             return config.limits.max_request_bytes
         return config.limits.max_json_bytes
@@ -120,10 +123,13 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     engines.erasure.subscribe(jobs.erase)
     if thumbs is not None:
         engines.erasure.subscribe(thumbs.erase)
+    live = LiveSessions(config.live)
+    engines.erasure.subscribe(live.erase)
     metrics = Metrics()
     metrics.gauges["facewise_video_jobs"] = jobs.counts
+    metrics.gauges["facewise_live_sessions"] = lambda: {"": float(live.count())}
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,
-                          thumbs, BusyLimiter(config.busy_per_key, config.limits.busy_waiting), where)
+                          thumbs, BusyLimiter(config.busy_per_key, config.limits.busy_waiting), live, where)
 
 
 def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> FastAPI:
@@ -148,9 +154,9 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
     app.state.ctx = ctx
     install_error_handlers(app)
     _install_storage_handlers(app)
-    from facewise.service import routes_admin, routes_gallery, routes_jobs, routes_recognize
+    from facewise.service import routes_admin, routes_gallery, routes_jobs, routes_live, routes_recognize
 
-    for module in (routes_admin, routes_gallery, routes_recognize, routes_jobs):
+    for module in (routes_admin, routes_gallery, routes_recognize, routes_live, routes_jobs):
         app.include_router(module.router)
     _service_routes(app)
     app.openapi = contract_openapi(app)  # type: ignore[method-assign]

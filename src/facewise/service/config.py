@@ -56,12 +56,26 @@ class JobLimits:
 
 
 @dataclass(frozen=True)
+class LiveLimits:
+    """Live camera sessions (the web page's webcam view): open sessions per key and overall (429 beyond), the
+    longest a session lives, how long it may sit idle, and the frames it may send. Each frame is an image request
+    under the key's concurrency budget, like identify."""
+
+    per_key: int = 2
+    total: int = 32
+    max_seconds: float = 600.0
+    idle_seconds: float = 60.0
+    max_frames: int = 3000
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     db: Path  # the service's own SQLite file (API keys, audit log, thumbnails); also the gallery unless `gallery`
     profile: str = "default"
     limits: Limits = field(default_factory=Limits)
     rate: RateLimit = field(default_factory=RateLimit)
     jobs: JobLimits = field(default_factory=JobLimits)
+    live: LiveLimits = field(default_factory=LiveLimits)
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For is believed; default none
     cors_origins: tuple[str, ...] = ()
     workers: int = 0  # CPU worker threads for image work; 0 = one per core

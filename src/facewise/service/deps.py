@@ -17,6 +17,7 @@ from facewise.service.config import ServiceConfig
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.errors import ApiError
 from facewise.service.jobs import JobManager
+from facewise.service.live import LiveSessions
 from facewise.service.metrics import Metrics
 
 
@@ -30,6 +31,7 @@ class ServiceContext:
     jobs: JobManager
     thumbnails: Thumbnails | None
     busy: BusyLimiter
+    live: LiveSessions
     bootstrap: str | None = None  # where the bootstrap key went on first start
 
     def audit(self, request: Request, event: AuditEvent) -> None:

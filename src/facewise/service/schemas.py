@@ -237,10 +237,28 @@ class ImageSize(Model):
     height: int
 
 
+class LiveCue(Model):
+    value: float
+    pull: float = Field(..., description="its pull on the log-odds of live (negative: toward attack)")
+    fired: bool
+
+
+class LiveMap(Model):
+    box: list[int] = Field(..., description="x1, y1, x2, y2 of the region the grid covers")
+    grid: int
+    delta: list[list[float]] = Field(..., description="change of P(live) when each cell is blurred out (rows "
+                                     "top to bottom); a positive cell held evidence of an attack")
+
+
 class Liveness(Model):
     score: float
     is_live: bool
     threshold: float | None = None
+    threshold_source: str | None = None
+    model: str | None = Field(None, description="fused (MiniFASNet and cues) or minifasnet")
+    fired: list[str] | None = Field(None, description="the cues that pulled toward attack")
+    cues: dict[str, LiveCue] | None = None
+    map: LiveMap | None = Field(None, description="the occlusion map, when asked for")
 
 
 class HeadPose(Model):
@@ -314,6 +332,51 @@ class DetectResponse(Model):
     profile: str
     faces: list[DetectedFace]
     modules: list[str] | None = Field(None, description="analyze: the analysis modules that ran")
+
+
+# -- live sessions --------------------------------------------------------------------------------------
+class ChallengeStep(Model):
+    step: str
+    t: float = Field(..., description="seconds from the session's first frame")
+
+
+class ChallengeState(Model):
+    steps: list[str] = Field(..., description="the motions asked for, in order")
+    current: str | None = Field(None, description="the step asked for now (none once finished)")
+    prompt: str | None = Field(None, description="what to tell the person for the current step")
+    done: list[ChallengeStep]
+    finished: bool
+    passed: bool | None = Field(None, description="once finished: every step seen in time and the passive "
+                                "score passed")
+    reason: str = Field("", description="once finished and failed: why")
+    passive_live: float | None = Field(None, description="mean P(live) of the tracked face so far")
+    passive_threshold: float | None = None
+    time_limit_s: float
+
+
+class LiveSessionInfo(Model):
+    session_id: str
+    collection: str
+    frames: int
+    age_s: float
+    max_seconds: float
+    idle_seconds: float
+    max_frames: int
+    challenge: ChallengeState | None = None
+
+
+class LiveFrame(Model):
+    session_id: str
+    frame: int = Field(..., description="this frame's number in the session")
+    t: float = Field(..., description="seconds since the session opened (the server's clock)")
+    image: ImageSize
+    profile: str
+    threshold: float
+    threshold_source: str
+    tracked: int | None = Field(None, description="index in `faces` of the tracked face (it carries `live`)")
+    faces: list[IdentifiedFace]
+    challenge: ChallengeState | None = None
+    frames_left: int
 
 
 # -- video jobs -----------------------------------------------------------------------------------------

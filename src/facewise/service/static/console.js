@@ -284,7 +284,10 @@ function drawOver(canvas, size, faces) {
 }
 
 // -- live camera -------------------------------------------------------------------------------------
-const live = { stream: null, timer: null, busy: false, frames: 0 };
+// A live session on the server (POST …/live): each frame is named like identify, the tracked face gets its
+// liveness with the cues that fired (and, when asked, the occlusion map), and with the challenge box ticked
+// the server asks for random head motions and checks them on its own clock.
+const live = { stream: null, timer: null, busy: false, frames: 0, session: null, collection: null };
 
 async function liveStart() {
   clearMessages();
@@ -294,8 +297,19 @@ async function liveStart() {
     return;
   }
   try {
+    const steps = $("#live-steps").value.split(",").map((x) => x.trim().toLowerCase()).filter(Boolean);
+    const challenge = $("#live-challenge").checked;
+    const body = challenge ? { challenge, time_limit_s: 20, ...(steps.length ? { steps } : {}) } : {};
+    live.session = await api(`${coll()}/live`, { method: "POST", json: body });
+    live.collection = coll();
+  } catch (err) {
+    failed(err);
+    return;
+  }
+  try {
     live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   } catch (err) {
+    liveEnd();
     say(`The camera could not be opened: ${err.message}`, "error");
     return;
   }
@@ -305,9 +319,17 @@ async function liveStart() {
   $("#live-start").disabled = true;
   $("#live-stop").disabled = false;
   live.frames = 0;
-  $("#live-state").textContent = `Camera on; a frame every ${every} ms goes to identify.`;
+  showChallenge(live.session.challenge);
+  $("#live-liveness").replaceChildren();
+  $("#live-state").textContent = `Camera on; a frame every ${every} ms goes to the live session.`;
   live.timer = setInterval(liveTick, every);
   liveTick();
+}
+
+function liveEnd() {
+  // the session ends on the server too (best effort: an idle session expires anyway)
+  if (live.session) api(`${live.collection}/live/${live.session.session_id}`, { method: "DELETE" }).catch(() => {});
+  live.session = null;
 }
 
 function liveStop() {
@@ -318,13 +340,61 @@ function liveStop() {
     live.stream = null;
     $("#live-state").textContent = `Camera off after ${live.frames} frame${live.frames === 1 ? "" : "s"}.`;
   }
+  liveEnd();
   $("#live-start").disabled = false;
   $("#live-stop").disabled = true;
 }
 
+function showChallenge(ch) {
+  const p = $("#live-prompt");
+  if (!ch) { p.hidden = true; return; }
+  p.hidden = false;
+  const done = ch.done.map((d) => d.step);
+  const steps = ch.steps.map((s) => (done.includes(s) ? `✓ ${s}` : s)).join(" → ");
+  if (!ch.finished) {
+    p.className = "verdict";
+    p.textContent = `Challenge (${steps}): now ${ch.prompt}.`;
+  } else if (ch.passed) {
+    p.className = "verdict same";
+    p.textContent = `Challenge passed (${steps})` +
+      (ch.passive_live !== null ? `; passive P(live) ${fmt(ch.passive_live, 2)}.` : ".");
+  } else {
+    p.className = "verdict different";
+    p.textContent = `Challenge failed (${steps}): ${ch.reason}.`;
+  }
+}
+
+function showLiveness(face) {
+  const out = $("#live-liveness");
+  if (!face || !face.live) { out.replaceChildren(); return; }
+  const lv = face.live;
+  const verdict = lv.is_live ? "live" : "not live";
+  const cues = lv.cues ? Object.entries(lv.cues).filter(([, c]) => c.fired)
+    .map(([name, c]) => `${name} ${fmt(c.value, 2)} (pull ${fmt(c.pull, 2)})`) : [];
+  out.className = lv.is_live ? "liveness live" : "liveness attack";
+  out.textContent = `Liveness of the tracked face: ${verdict}, P(live) ${fmt(lv.score, 2)} ` +
+    `(threshold ${fmt(lv.threshold, 2)}, ${lv.model || "model"})` +
+    (cues.length ? `; cues toward attack: ${cues.join(", ")}` : "; no cue toward attack");
+}
+
+function drawLiveMap(canvas, size, map) {
+  // each cell: how much P(live) rose when it was blurred out (red: held evidence of an attack)
+  const ctx = canvas.getContext("2d");
+  const sx = canvas.width / size.width;
+  const sy = canvas.height / size.height;
+  const [x1, y1, x2, y2] = map.box;
+  const cw = ((x2 - x1) * sx) / map.grid;
+  const ch = ((y2 - y1) * sy) / map.grid;
+  map.delta.forEach((row, i) => row.forEach((d, j) => {
+    const a = Math.min(0.6, Math.abs(d) * 3);
+    ctx.fillStyle = d > 0 ? `rgba(217, 48, 37, ${a})` : `rgba(10, 143, 60, ${a})`;
+    ctx.fillRect(x1 * sx + j * cw, y1 * sy + i * ch, cw, ch);
+  }));
+}
+
 async function liveTick() {
   const video = $("#live-video");
-  if (live.busy || !live.stream || !video.videoWidth) return;  // one frame in flight at a time
+  if (live.busy || !live.stream || !live.session || !video.videoWidth) return;  // one frame in flight at a time
   live.busy = true;
   try {
     const grab = document.createElement("canvas");
@@ -334,17 +404,24 @@ async function liveTick() {
     const blob = await new Promise((res) => grab.toBlob(res, "image/jpeg", 0.85));
     const form = new FormData();
     form.append("image", blob, "frame.jpg");
-    const r = await api(`${coll()}/identify`, { method: "POST", form });
+    form.append("live_map", $("#live-map").checked ? "true" : "false");
+    const r = await api(`${live.collection}/live/${live.session.session_id}/frames`, { method: "POST", form });
     if (!live.stream) return;
     live.frames += 1;
-    drawBoxes($("#live-canvas"), grab, r.image, r.faces);
+    const canvas = $("#live-canvas");
+    drawBoxes(canvas, grab, r.image, r.faces);
+    const tracked = r.tracked === null ? null : r.faces[r.tracked];
+    if (tracked && tracked.live && tracked.live.map) drawLiveMap(canvas, r.image, tracked.live.map);
+    showLiveness(tracked);
+    if (r.challenge) showChallenge(r.challenge);
     const names = r.faces.map((f) => f.person);
-    $("#live-canvas").setAttribute("aria-label", names.length ? "Camera view: " + names.join(", ") : "Camera view: no face");
+    canvas.setAttribute("aria-label", names.length ? "Camera view: " + names.join(", ") : "Camera view: no face");
     $("#live-names").replaceChildren(...(names.length
       ? r.faces.map((f) => el("li", { class: f.person === "unknown" ? "rejected" : "added",
         text: f.person === "unknown" ? "unknown" : `${f.person} (${fmt(f.score, 2)})` }))
       : [el("li", { class: "muted", text: "no face in view" })]));
   } catch (err) {
+    if (err.status === 429 && err.code === "busy") return;  // the key's other image work is ahead: next tick
     liveStop();
     failed(err);
   } finally {
