@@ -432,7 +432,7 @@ class FaceWise:
     def export(self, path: str | os.PathLike[str]) -> int:
         """Write the collection (persons, samples, vectors, settings) to JSON (``.gz`` compresses)."""
         info = self.info
-        encrypted = bool(getattr(self.store, "_encrypted", False))
+        encrypted = self.store.encrypted
         doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": 1, "collection": info.to_dict(),
                                "plaintext_vectors": True, "source_encrypted": encrypted,
                                "persons": list(self.store.export_rows(self.collection))}

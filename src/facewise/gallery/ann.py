@@ -420,7 +420,7 @@ def exact_index(store: Any, collection: str, generation: int) -> VectorIndex:
     settings = json.loads(row[5])
     if not settings.get("mmap") or store.path == ":memory:":
         return store._load_index(collection)
-    if store._encrypted:
+    if store.encrypted:
         log.info("%s is encrypted at rest: collection %r's matrix stays in memory (no plaintext mmap file)",
                  store.path, collection)
         return store._load_index(collection)

@@ -95,6 +95,16 @@ class StoreBase:
     def store_name(self) -> str:
         return type(self).__name__
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether the vectors are encrypted at rest (stores with the ``encryption`` capability)."""
+        return False
+
+    @property
+    def locked(self) -> bool:
+        """Encrypted at rest and no key at hand: the vectors cannot be read or written."""
+        return False
+
     def require(self, capability: str, action: str) -> None:
         """Raise :class:`CapabilityError` unless this store declares ``capability``."""
         if capability not in CAPABILITIES:

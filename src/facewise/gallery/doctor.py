@@ -50,7 +50,7 @@ def diagnose(store: SQLiteStore) -> list[str]:
     problems = list(store.integrity_check())
     with store._lock:
         problems += _bookkeeping(store)
-        if store._encrypted and store._cipher is None:
+        if store.locked:
             from facewise.gallery.crypto import ENV_KEY, ENV_KEY_FILE
 
             return [*problems, f"the gallery is encrypted and no key is configured ({ENV_KEY} / {ENV_KEY_FILE}): "
@@ -74,10 +74,10 @@ def _bookkeeping(store: SQLiteStore) -> list[str]:
         if str(mode).lower() != "wal":
             out.append(f"journal mode is {mode}, expected wal")
         side = Path(store.path + ".ann")  # memory-mapped matrices and HNSW graphs (gallery/ann.py) hold plaintext
-        if store._encrypted and side.is_dir() and any(side.iterdir()):
+        if store.encrypted and side.is_dir() and any(side.iterdir()):
             out.append(f"the gallery is encrypted but {side} holds plaintext vector files (collection settings "
                        "mmap / index=hnsw): delete them or turn those settings off")
-    if store._encrypted and db.execute("SELECT 1 FROM sqlite_master WHERE name='service_thumbnails'").fetchone():
+    if store.encrypted and db.execute("SELECT 1 FROM sqlite_master WHERE name='service_thumbnails'").fetchone():
         plain = sum(not is_sealed(b) for (b,) in db.execute("SELECT jpeg FROM service_thumbnails"))
         if plain:
             out.append(f"the gallery is encrypted but {plain} service thumbnail(s) are plaintext: seal them with "

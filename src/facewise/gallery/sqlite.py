@@ -168,6 +168,14 @@ class SQLiteStore(StoreBase):
             cur.execute("ROLLBACK")
             raise
 
+    @property
+    def encrypted(self) -> bool:
+        return bool(self._encrypted)
+
+    @property
+    def locked(self) -> bool:
+        return bool(self._encrypted) and self._cipher is None
+
     def _seal(self, data: bytes, aad: bytes) -> bytes:
         if self._cipher is not None:
             return self._cipher.seal(data, aad)

@@ -74,6 +74,12 @@ class Store(Protocol):
 
     capabilities: ClassVar[frozenset[str]]
 
+    @property
+    def encrypted(self) -> bool: ...  # vectors encrypted at rest
+
+    @property
+    def locked(self) -> bool: ...  # encrypted and no key at hand
+
     def require(self, capability: str, action: str) -> None: ...
 
     # collections

@@ -24,7 +24,7 @@ from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.erasure import prepare_file
 from facewise.service.errors import error_body, install_error_handlers
-from facewise.service.jobs import JobManager, VideoRunner, remove_stale_uploads, video_runner
+from facewise.service.jobs import JobManager, VideoRunner, video_runner
 from facewise.service.live import LiveSessions
 from facewise.service.metrics import Metrics, MetricsMiddleware
 from facewise.service.schemas import Health, Readiness, contract_openapi, operation_id
@@ -110,7 +110,6 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     engines.ensure_default_collection()
     keys = KeyStore(config.db)
     where = bootstrap_admin(keys, config.bootstrap_key_file, tty=sys.stderr.isatty())
-    remove_stale_uploads(config.video_dir)  # uploads of jobs that died with an earlier process
     limits = config.limits
     jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines,
                       per_key=config.jobs.per_key, total=config.jobs.total, max_seconds=config.jobs.max_seconds,
@@ -211,7 +210,7 @@ def gallery_problem(ctx: ServiceContext) -> str | None:
     except Exception:  # any failure means not ready
         log.warning("readiness: the gallery cannot be read", exc_info=True)
         return "the gallery cannot be read"
-    if getattr(store, "_encrypted", False) and getattr(store, "_cipher", None) is None:
+    if store.locked:
         return "the gallery is encrypted at rest and this server has no key for it (FACEWISE_KEY_FILE)"
     return None
 

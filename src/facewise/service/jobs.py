@@ -100,20 +100,6 @@ class Job:
         return d
 
 
-def remove_stale_uploads(folder: Path) -> int:
-    """Delete what a previous process left in the jobs folder (its jobs died with it); returns how many."""
-    n = 0
-    for entry in folder.glob("*.video*") if folder.is_dir() else []:
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        n += 1
-    if n:
-        log.warning("removed %d stale video job file(s) from %s", n, folder)
-    return n
-
-
 class GalleryView(Protocol):
     """What the jobs ask the gallery on every read (see the module's note on erasure)."""
 
@@ -138,15 +124,19 @@ class JobManager:
         self._lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._remove_stale()
+
+    def _remove_stale(self) -> None:
+        """A killed process's uploads and outputs (jobs die with their process; only job files are touched)."""
+        if self.video_dir is None or not self.video_dir.is_dir():
+            return
+        stale = [f for f in self.video_dir.iterdir() if JOB_FILE.fullmatch(f.name)]
+        for f in stale:
+            _remove(f)
+        if stale:
+            log.warning("removed %d stale video job file(s) from %s", len(stale), self.video_dir)
 
     def start(self) -> None:
-        if self.video_dir is not None and self.video_dir.is_dir():  # a killed process's uploads and outputs
-            with self._lock:
-                live = {j.id for j in self._jobs.values()}
-            for stale in self.video_dir.iterdir():
-                owner = JOB_FILE.fullmatch(stale.name)
-                if owner is not None and owner.group(1) not in live:
-                    _remove(stale)
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="facewise-jobs", daemon=True)
             self._thread.start()
