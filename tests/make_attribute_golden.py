@@ -1,4 +1,5 @@
-"""Writes tests/data/attribute_golden.json: what each attribute gave on real photos before the plug-in rewrite.
+"""Writes tests/data/attribute_golden.json: what each attribute gave on real photos before the plug-in rewrite
+(the expression entries were re-taken when mirror test-time augmentation was switched on).
 
 Run with the code to take the goldens from on PYTHONPATH (they were taken from main before issue 12):
 ``PYTHONPATH=/work/main/src python tests/make_attribute_golden.py``. Faces are stored by box and landmarks so

@@ -79,7 +79,10 @@ class ExpressionModel:
     CLASSES: tuple[str, ...] = CLASSES
 
     def __init__(self, model_path: str | Path, intra_op_num_threads: int = 1, batch_size: int = 64,
-                 providers: Sequence[str] | None = None) -> None:
+                 providers: Sequence[str] | None = None, flip: bool = True) -> None:
+        """``flip``: average the logits of each crop and its mirror image (in the same batch): +0.45 points on
+        FER2013 PublicTest (72.11 % against 71.66 %) for about 7 ms more CPU per face (docs/ANALYSIS.md)."""
+        self.flip = flip
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"expression model not found: {self.model_path}")
@@ -100,9 +103,9 @@ class ExpressionModel:
         logger.debug("loaded expression model %s (threads=%d)", self.model_path, intra_op_num_threads)
 
     @classmethod
-    def from_default(cls, intra_op_num_threads: int = 1, batch_size: int = 64) -> ExpressionModel:
-        """The model shipped in ``facewise/models/weights/``."""
-        return cls(DEFAULT_MODEL_PATH, intra_op_num_threads=intra_op_num_threads, batch_size=batch_size)
+    def from_default(cls, intra_op_num_threads: int = 1, batch_size: int = 64, flip: bool = True) -> ExpressionModel:
+        """The model shipped in ``facewise/models/weights/``, with mirror test-time augmentation."""
+        return cls(DEFAULT_MODEL_PATH, intra_op_num_threads=intra_op_num_threads, batch_size=batch_size, flip=flip)
 
     def logits(self, faces_grey_or_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """Raw logits [N, 7] (float32) for a list of face crops."""
@@ -110,7 +113,11 @@ class ExpressionModel:
         for start in range(0, len(faces_grey_or_bgr), self.batch_size):
             chunk = faces_grey_or_bgr[start:start + self.batch_size]
             batch = preprocess(chunk)
-            out[start:start + len(chunk)] = self._session.run([self._output], {self._input: batch})[0]
+            if self.flip:  # the crops and their mirror images in one run, logits averaged
+                z = self._session.run([self._output], {self._input: np.concatenate([batch, batch[..., ::-1]])})[0]
+                out[start:start + len(chunk)] = (z[: len(chunk)] + z[len(chunk):]) / 2
+            else:
+                out[start:start + len(chunk)] = self._session.run([self._output], {self._input: batch})[0]
         return out
 
     def predict(self, faces_grey_or_bgr: Sequence[np.ndarray]) -> np.ndarray:
