@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -396,9 +397,10 @@ def convert(dat: Path, out: Path) -> float:
     model = build_onnx(read_dat(dat))
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{np.random.default_rng().integers(1 << 30)}.tmp")
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as fh:
+        fh.write(model.SerializeToString())
+        tmp = Path(fh.name)
     try:
-        tmp.write_bytes(model.SerializeToString())
         diff = max_difference(tmp, dat, check_chips())
         if not diff <= TOLERANCE:
             raise ModelIntegrityError(f"{dat}: the converted ONNX graph differs from dlib by {diff:.2e} "
