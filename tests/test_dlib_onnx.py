@@ -106,3 +106,13 @@ def test_other_files_are_refused(tmp_path):
     cut.write_bytes(dat_path().read_bytes()[:1_000_000])
     with pytest.raises(DatFormatError, match="truncated"):
         read_dat(cut)
+
+
+def test_an_unknown_engine_is_a_settings_error(monkeypatch):
+    from facewise.errors import SettingsError
+    from facewise.models.catalogue import card
+    from facewise.models.embedders.dlib_resnet import DlibResNetEmbedder
+
+    monkeypatch.setenv("FACEWISE_DLIB_ENGINE", "tensorrt")
+    with pytest.raises(SettingsError, match="FACEWISE_DLIB_ENGINE"):
+        DlibResNetEmbedder.from_card(card("dlib-resnet-v1"), [dat_path()], 1)
