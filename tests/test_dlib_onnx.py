@@ -21,7 +21,7 @@ def dat_path() -> Path:
 
 @pytest.fixture(scope="module")
 def lfw_chips() -> np.ndarray:
-    """150 px dlib chips of 24 LFW faces (one per person, aligned as the pipeline aligns them)."""
+    """150 px dlib chips of LFW faces (every 200th person: 22 faces; aligned as the pipeline aligns them)."""
     from facewise.core.align import align_many
     from facewise.core.imageio import load_image
     from facewise.core.pipeline import Pipeline
