@@ -5,12 +5,16 @@
     python bench/lfw_embed_all.py --detector yunet-2023mar --models dlib-resnet-v1   # optional: dlib without flip
     python bench/lfw_embed_all.py --detector scrfd-2.5g --models reid-0095,mobilefacenet-y1 --flip   # optional
     python bench/lfw_sweep.py [--steps 10] [--low-far]
+    python bench/lfw_sweep.py --from-profile accurate-commercial   # blocks from that profile's eval cache
 
 Fusion is done in normalised units: each model's cosine becomes (cos - mean) / std of its impostor
 cosines, both measured on the nine training folds. Fusion weights are chosen by AUC on the same nine
 folds and the threshold by accuracy there; the tenth fold is only tested (no peeking). "fade" rows let
 the named models' weights fall to zero between 30 and 60 degrees of the pair's worse |yaw|, as the
 profiles' fusion rules do. Fixed-weight rows ("w=...") show a profile's shipped weights.
+
+``--from-profile NAME`` reads the per-model blocks from the embedding cache that ``facewise calibrate`` or
+``facewise eval pairs --profile NAME`` left (each block renormalised, so the profile's weights do not matter).
 
 ``--low-far`` adds TAR at FAR 1e-3 / 1e-4 / 1e-5 of fixed-weight three-model profiles on the protocol of
 ``facewise calibrate`` (all 8,101 genuine pairs of the 7,701 images, 2,000,000 random impostor pairs,
@@ -43,16 +47,22 @@ SOURCES = [("", "yunet-2023mar", ["reid-0095", "mobilefacenet-y1", "mobilefacene
            ("scrfd:", "scrfd-2.5g", ["reid-0095", "mobilefacenet-y1"], True)]
 
 
+PROFILE_SOURCE: list[str] = []  # --from-profile: read that profile's eval cache instead of SOURCES
+
+
 def load_blocks() -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
     """Unit vectors of every cached source (label = prefix + model), rows in one image order, and the yaw of
     each image from the first YuNet cache."""
     keys: list[str] | None = None
     blocks: dict[str, np.ndarray] = {}
     yaw = np.zeros(0)
-    for prefix, detector, models, flip in SOURCES:
-        found = sorted(CACHE.glob(f"sweep-{detector}-{'-'.join(models)}-{'flip' if flip else 'noflip'}-*.npz"))
+    sources = [(f"{p}-{'?' * 16}.npz", "", [e.model for e in load_profile(p).embedders]) for p in PROFILE_SOURCE]
+    sources = sources or [(f"sweep-{d}-{'-'.join(ms)}-{'flip' if flip else 'noflip'}-*.npz", prefix, ms)
+                          for prefix, d, ms, flip in SOURCES]
+    for pattern, prefix, models in sources:
+        found = sorted(CACHE.glob(pattern))
         if not found:
-            print(f"(no cache for {detector} {models} flip={flip}: run bench/lfw_embed_all.py)")
+            print(f"(no cache {pattern} in {CACHE}: run bench/lfw_embed_all.py or facewise eval pairs)")
             continue
         z = np.load(found[0])
         these = [k.split("|")[0] for k in z["keys"]]
@@ -140,7 +150,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10, help="weight grid resolution (1/steps)")
     ap.add_argument("--low-far", action="store_true", help="also TAR at 1e-3..1e-5 on the calibration protocol")
+    ap.add_argument("--from-profile", help="per-model blocks from this profile's `facewise eval` embedding cache")
     args = ap.parse_args()
+    if args.from_profile:
+        PROFILE_SOURCE.append(args.from_profile)
     pairs = parse_lfw_pairs(DATA / "lfw" / "pairs.txt", DATA / "lfw" / "images")
     labels = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
@@ -156,7 +169,7 @@ def main() -> None:
     r95, y1, dlib, m128 = "reid-0095", "mobilefacenet-y1", "dlib-resnet-v1", "mobilefacenet-128"
     variants: list[tuple[list[str], tuple[str, ...], tuple[float, ...] | None]] = [
         ([r95, y1], (y1,), None), ([r95, y1], (y1,), (0.6, 0.4)),
-        ([r95, dlib], (dlib,), None), ([r95, y1, dlib], (y1, dlib), None),
+        ([r95, dlib], (dlib,), None), ([r95, dlib], (dlib,), (0.4, 0.6)), ([r95, y1, dlib], (y1, dlib), None),
         ([r95, y1, dlib, m128], (y1, dlib, m128), None), ([r95, y1, dlib], (y1, dlib), (0.3, 0.1, 0.6)),
         ([r95, y1, "noflip:" + dlib], (y1, "noflip:" + dlib), None), ([r95, "scrfd:" + r95], (), None),
     ]

@@ -34,6 +34,15 @@ def test_non_commercial_weights_are_never_default():
             assert all(catalogue.card(m).commercial_use for m in prof.models)
 
 
+def test_accurate_commercial_loads_only_models_whose_cards_say_yes():
+    prof = load_profile("accurate-commercial")
+    loaded = {*prof.models, prof.detector, *([prof.detector_fallback] if prof.detector_fallback else [])}
+    assert {"reid-0095", "dlib-resnet-v1"} <= loaded
+    for m in loaded:
+        assert catalogue.card(m).commercial == "yes", m
+    assert prof.commercial == "yes" and prof.flip and prof.calibration  # calibrated on its own
+
+
 def test_every_card_states_licence_training_data_and_a_commercial_answer():
     for c in catalogue.cards().values():
         assert c.commercial in ("yes", "no", "unclear"), c.id

@@ -28,7 +28,7 @@ def vectors(profile: str) -> list[np.ndarray]:
     return [pipe.analyze(load_image(LFW / "images" / rel))[1][0].embedding for rel in IMAGES]
 
 
-@pytest.mark.parametrize("profile", ["default", "fast", "balanced", "accurate"])
+@pytest.mark.parametrize("profile", ["default", "fast", "balanced", "accurate", "accurate-commercial"])
 def test_profile_vectors_match_the_golden_ones(profile, models_dir):
     from facewise.models.profiles import load_profile
 

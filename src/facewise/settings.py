@@ -21,6 +21,7 @@ VARIABLES: dict[str, str] = {
     "FACEWISE_CACHE": "per-user model cache folder (default $XDG_CACHE_HOME/facewise/models)",
     "XDG_CACHE_HOME": "base of the default cache folders (default ~/.cache)",
     "FACEWISE_THREADS": "inference threads per model session (a positive integer; default min(4, CPUs))",
+    "FACEWISE_DLIB_ENGINE": "what runs dlib's ResNet embedder: onnx (default; converted once, cached) or dlib",
     "FACEWISE_MAX_PIXELS": "largest image accepted, in pixels (decompression-bomb guard; default 80,000,000)",
     "FACEWISE_EVAL_CACHE": "embedding cache of `facewise eval` (default: an `eval` folder next to the model cache)",
     "FACEWISE_KEY": "gallery encryption key, base64 of 32 bytes (or use FACEWISE_KEY_FILE, not both)",
@@ -54,6 +55,15 @@ def _positive_int(name: str) -> int | None:
     if value < 1:
         raise SettingsError(f"{name}={raw!r}: expected a positive integer")
     return value
+
+
+def dlib_engine() -> str:
+    """``FACEWISE_DLIB_ENGINE``: ``"onnx"`` (default: dlib's ResNet converted to ONNX, run by onnxruntime) or
+    ``"dlib"`` (dlib itself)."""
+    raw = (_get("FACEWISE_DLIB_ENGINE") or "onnx").lower()
+    if raw not in ("onnx", "dlib"):
+        raise SettingsError(f"FACEWISE_DLIB_ENGINE={raw!r}: expected onnx or dlib")
+    return raw
 
 
 def model_path() -> list[Path]:

@@ -1,0 +1,1 @@
+"""Converters that turn a model file of another framework into an ONNX graph (run once, cached)."""
