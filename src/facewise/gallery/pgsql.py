@@ -1,0 +1,112 @@
+"""The PostgreSQL gallery's fast paths (used by :class:`~facewise.gallery.pgvector.PgVectorStore`).
+
+* :func:`copy_vectors`: vectors by binary ``COPY``, the rows encoded with numpy (no per-row Python);
+* :func:`insert_samples`: a batch's sample rows in one ``INSERT … SELECT unnest(…)`` that skips stored faces;
+* :func:`write_templates`: every touched person's template in one statement;
+* :func:`search_sql`: a batch of queries in one statement (ANN or exact scan, each distance computed once, the
+  person's name joined, the HNSW settings the statement's own).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from facewise.gallery.store import NewSample
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_COPY_CHUNK = 8192  # rows per buffer handed to COPY
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    """What a search needs of a collection's row (cached by the store)."""
+
+    id: int
+    dim: int
+    storage: str
+    ef_search: int
+    iterative: str
+    indexed: bool
+    at: float
+
+
+def copy_vectors(cur: Any, table: str, sample_ids: np.ndarray, person_ids: np.ndarray, vectors: np.ndarray,
+                 storage: str) -> None:
+    """``COPY table(sample_id, person_id, embedding) FROM STDIN (FORMAT BINARY)``. Binary COPY is a header, then
+    per row a field count and each field's length and big-endian value, then -1; pgvector's binary ``vector`` is
+    ``int16 dim, int16 0, float32[dim]`` (``halfvec``: float16)."""
+    n, dim = vectors.shape
+    size = 2 if storage == "halfvec" else 4
+    row = np.dtype([("fields", ">i2"), ("l1", ">i4"), ("sid", ">i8"), ("l2", ">i4"), ("pid", ">i8"), ("l3", ">i4"),
+                    ("dim", ">u2"), ("unused", ">u2"), ("v", f">f{size}", (dim,))])
+    with cur.copy(f"COPY {table}(sample_id, person_id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.write(_COPY_HEADER)
+        for a in range(0, n, _COPY_CHUNK):
+            b = min(n, a + _COPY_CHUNK)
+            rec = np.empty(b - a, row)
+            rec["fields"], rec["l1"], rec["l2"], rec["l3"] = 3, 8, 8, 4 + size * dim
+            rec["sid"], rec["pid"], rec["dim"], rec["unused"] = sample_ids[a:b], person_ids[a:b], dim, 0
+            rec["v"] = vectors[a:b]
+            cp.write(rec.tobytes())
+        cp.write(b"\xff\xff")
+
+
+def insert_samples(cur: Any, schema: str, cid: int, samples: list[NewSample], pids: np.ndarray) -> list[Any]:
+    """The sample rows (each person's id in ``pids``) in one statement, arrays sent in binary; a face already stored
+    is skipped. → ``(id, image_sha256, face_index)`` of the rows stored."""
+    return list(cur.execute(
+        f"INSERT INTO {schema}.samples(person_id, collection_id, image_sha256, face_index, source, box, landmarks, "
+        "quality, yaw, model) SELECT u.p, %b, u.h, u.f, u.src, u.b::jsonb, u.l::jsonb, u.q, u.y, u.m FROM "
+        "unnest(%b::bigint[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::real[], %b::real[], "
+        "%b::text[]) WITH ORDINALITY AS u(p, h, f, src, b, l, q, y, m, o) ORDER BY u.o "
+        "ON CONFLICT (collection_id, image_sha256, face_index) DO NOTHING RETURNING id, image_sha256, face_index",
+        (cid, pids.tolist(), [s.image_sha256 for s in samples], [int(s.face_index) for s in samples],
+         [s.source for s in samples], [_json_list(s.box) for s in samples],
+         [_json_list(s.landmarks) for s in samples], [float(s.quality) for s in samples],
+         [float(s.yaw) for s in samples], [s.model for s in samples])).fetchall())
+
+
+def write_templates(cur: Any, schema: str, pids: np.ndarray, temps: np.ndarray, counts: np.ndarray) -> None:
+    """Upsert templates (float32 rows, stored as little-endian bytes) in one statement: one ``bytea`` holds them
+    all, each row takes its slice."""
+    order = np.argsort(pids)  # (rows locked in id order)
+    size = temps.shape[1] * 4
+    cur.execute(
+        f"INSERT INTO {schema}.templates(person_id, embedding, n) SELECT u.p, "
+        "substring(%b FROM ((u.o - 1) * %s + 1)::int FOR %s), u.n "
+        "FROM unnest(%b::bigint[], %b::int[]) WITH ORDINALITY AS u(p, n, o) ON CONFLICT (person_id) "
+        "DO UPDATE SET embedding=EXCLUDED.embedding, n=EXCLUDED.n, updated_at=now()",
+        (np.ascontiguousarray(temps[order], "<f4").tobytes(), size, size, pids[order].tolist(),
+         counts[order].tolist()))
+
+
+def search_sql(schema: str, table: str, storage: str, m: int, hnsw: bool) -> str:
+    """Each query's ``m`` nearest samples in ``table``, the distance computed once (ordered by its alias), with the
+    person's name. Parameters: ``(ef_search, iterative_scan, queries)`` with ``hnsw``, else ``(queries,)``.
+
+    With an HNSW index, ``set_config(…, true)`` sets ``hnsw.ef_search`` and ``hnsw.iterative_scan`` for this
+    statement only, in a one-time filter that runs before each index scan; without one the statement calls nothing
+    parallel-unsafe, so PostgreSQL may scan in parallel."""
+    cfg, gate = "", ""
+    if hnsw:
+        cfg = ("(SELECT set_config('hnsw.ef_search', %s, true) AS ef, "
+               "set_config('hnsw.iterative_scan', %s, true) AS it) cfg CROSS JOIN ")
+        gate = "WHERE cfg.ef IS NOT NULL AND cfg.it IS NOT NULL "
+    cast = "::halfvec[]" if storage == "halfvec" else ""
+    return (f"SELECT q.i, w.sample_id, w.person_id, w.d, p.name FROM {cfg}"
+            f"unnest(%b::vector[]{cast}) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL ("
+            f"SELECT e.sample_id, e.person_id, e.embedding <=> q.v AS d FROM {table} e {gate}"
+            f"ORDER BY d LIMIT {int(m)}) w LEFT JOIN {schema}.persons p ON p.id = w.person_id ORDER BY q.i, w.d")
+
+
+def _json_list(value: list[Any]) -> str:
+    return json.dumps(value) if value else "[]"
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    arr = value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value)
+    return np.asarray(arr, np.float32)
