@@ -142,3 +142,37 @@ def test_a_search_is_one_round_trip(dsn, tmp_path, index_min_rows):
     finally:
         store.drop_schema()
         store.close()
+
+
+def test_schema_1_gallery_migrates_to_in_row_vectors(dsn):
+    """Migration 2 keeps a collection's vectors in the row (no TOAST) and stops compressing templates; data stays."""
+    import psycopg
+
+    from facewise.gallery.pgsql import MIGRATIONS
+    from facewise.gallery.pgvector import PgVectorStore
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as db:  # a gallery as schema version 1 left it
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(f"CREATE TABLE {schema}.schema_version(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ "
+                   "NOT NULL DEFAULT now())")
+        db.execute(MIGRATIONS[1].format(s=schema))
+        db.execute(f"INSERT INTO {schema}.schema_version(version) VALUES(1)")
+        cid = db.execute(f"INSERT INTO {schema}.collections(name, profile, signature, dim) VALUES('c','p','sig',"
+                         f"{DIM}) RETURNING id").fetchone()[0]
+        db.execute(f"CREATE TABLE {schema}.emb_{cid}(sample_id BIGINT PRIMARY KEY REFERENCES {schema}.samples(id) "
+                   f"ON DELETE CASCADE, person_id BIGINT NOT NULL, embedding vector({DIM}) NOT NULL)")
+    store = PgVectorStore(dsn, schema=schema, index_min_rows=1 << 40)
+    try:
+        assert store.schema_version() == 2
+        storage = dict(store._db.execute(
+            "SELECT c.relname, a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN "
+            "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND a.attname = 'embedding'",
+            (schema,)).fetchall())
+        assert storage == {f"emb_{cid}": "p", "templates": "e"}
+        v = face_like(10, DIM, seed=51).vectors
+        store.add_samples("c", [sample("ada", x, f"h{i}") for i, x in enumerate(v)])
+        assert store.search("c", v[:1], 1)[0][0].name == "ada"
+    finally:
+        store.drop_schema()
+        store.close()

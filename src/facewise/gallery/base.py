@@ -117,7 +117,7 @@ def prepare(s: NewSample, names: dict[str, str] | None = None) -> NewSample:
     name = names.get(s.person)
     if name is None:
         name = names[s.person] = check_name(s.person)
-    return s if name is s.person else dataclasses.replace(s, person=name)
+    return s if name == s.person else dataclasses.replace(s, person=name)
 
 
 class StoreBase:

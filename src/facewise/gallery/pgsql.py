@@ -1,4 +1,5 @@
-"""The PostgreSQL gallery's fast paths (used by :class:`~facewise.gallery.pgvector.PgVectorStore`).
+"""The PostgreSQL gallery's SQL: its schema (``MIGRATIONS``) and fast paths (used by
+:class:`~facewise.gallery.pgvector.PgVectorStore`).
 
 * :func:`copy_vectors`: vectors by binary ``COPY``, the rows encoded with numpy (no per-row Python);
 * :func:`insert_samples`: a batch's sample rows in one ``INSERT … SELECT unnest(…)`` that skips stored faces;
@@ -16,6 +17,44 @@ from typing import Any
 import numpy as np
 
 from facewise.gallery.store import NewSample
+
+SCHEMA_VERSION = 2  # MIGRATIONS run in order by PgVectorStore, each in its own transaction
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE {s}.collections(
+  id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, profile TEXT NOT NULL, signature TEXT NOT NULL,
+  dim INTEGER NOT NULL, settings JSONB NOT NULL DEFAULT '{{}}', storage TEXT NOT NULL DEFAULT 'vector',
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE {s}.persons(
+  id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, metadata JSONB NOT NULL DEFAULT '{{}}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE(collection_id, name));
+CREATE TABLE {s}.samples(
+  id BIGSERIAL PRIMARY KEY, person_id BIGINT NOT NULL REFERENCES {s}.persons(id) ON DELETE CASCADE,
+  collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
+  image_sha256 TEXT NOT NULL, face_index INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+  box JSONB NOT NULL DEFAULT '[]', landmarks JSONB NOT NULL DEFAULT '[]', quality REAL NOT NULL DEFAULT 1,
+  yaw REAL NOT NULL DEFAULT 0, model TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE(collection_id, image_sha256, face_index));
+CREATE INDEX samples_person ON {s}.samples(person_id);
+CREATE TABLE {s}.templates(
+  person_id BIGINT PRIMARY KEY REFERENCES {s}.persons(id) ON DELETE CASCADE,
+  embedding BYTEA NOT NULL, n INTEGER NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+""",
+    # vectors kept in the row (PLAIN) where they fit in a page, templates never compressed: a 512-d float32 is
+    # just over the 2 kB TOAST threshold, and moving every vector out of line halves COPY and exact-scan speed
+    2: """
+ALTER TABLE {s}.templates ALTER COLUMN embedding SET STORAGE EXTERNAL;
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT id FROM {s}.collections WHERE dim * (CASE WHEN storage = 'halfvec' THEN 2 ELSE 4 END) <= 8000 LOOP
+    IF to_regclass('{s}.emb_' || r.id) IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE {s}.emb_%s ALTER COLUMN embedding SET STORAGE PLAIN', r.id);
+    END IF;
+  END LOOP;
+END $$;
+""",
+}
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _COPY_CHUNK = 8192  # rows per buffer handed to COPY

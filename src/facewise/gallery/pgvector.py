@@ -32,41 +32,26 @@ import numpy as np
 
 from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
 from facewise.gallery.base import StoreBase, check_vectors, first_k_persons, first_window, templates_of
-from facewise.gallery.pgsql import CollectionRow, copy_vectors, insert_samples, search_sql, to_numpy, write_templates
+from facewise.gallery.pgsql import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    CollectionRow,
+    copy_vectors,
+    insert_samples,
+    search_sql,
+    to_numpy,
+    write_templates,
+)
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 BULK_ROWS = 1_000  # a batch this large into an empty collection is loaded before its HNSW index is (re)built
 COLLECTION_TTL_S = 2.0  # search trusts its copy of a collection's row this long (settings changed elsewhere)
 ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")  # hnsw.iterative_scan
 _LOCK_KEY = 0x6661636577697365  # "facewise": advisory lock for migrations and DDL
 
-MIGRATIONS: dict[int, str] = {
-    1: """
-CREATE TABLE {s}.collections(
-  id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, profile TEXT NOT NULL, signature TEXT NOT NULL,
-  dim INTEGER NOT NULL, settings JSONB NOT NULL DEFAULT '{{}}', storage TEXT NOT NULL DEFAULT 'vector',
-  created_at TIMESTAMPTZ NOT NULL DEFAULT now());
-CREATE TABLE {s}.persons(
-  id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
-  name TEXT NOT NULL, metadata JSONB NOT NULL DEFAULT '{{}}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  UNIQUE(collection_id, name));
-CREATE TABLE {s}.samples(
-  id BIGSERIAL PRIMARY KEY, person_id BIGINT NOT NULL REFERENCES {s}.persons(id) ON DELETE CASCADE,
-  collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
-  image_sha256 TEXT NOT NULL, face_index INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
-  box JSONB NOT NULL DEFAULT '[]', landmarks JSONB NOT NULL DEFAULT '[]', quality REAL NOT NULL DEFAULT 1,
-  yaw REAL NOT NULL DEFAULT 0, model TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  UNIQUE(collection_id, image_sha256, face_index));
-CREATE INDEX samples_person ON {s}.samples(person_id);
-CREATE TABLE {s}.templates(
-  person_id BIGINT PRIMARY KEY REFERENCES {s}.persons(id) ON DELETE CASCADE,
-  embedding BYTEA NOT NULL, n INTEGER NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
-""",
-}
 
 
 def _ts(value: Any) -> str:
@@ -202,6 +187,8 @@ class PgVectorStore(StoreBase):
                 cur.execute(f"CREATE TABLE {self._emb(cid)}("
                             f"sample_id BIGINT PRIMARY KEY REFERENCES {self.schema}.samples(id) ON DELETE CASCADE, "
                             f"person_id BIGINT NOT NULL, embedding {storage}({int(dim)}) NOT NULL)")
+                if dim * (2 if storage == "halfvec" else 4) <= 8000:  # (as migration 2)
+                    cur.execute(f"ALTER TABLE {self._emb(cid)} ALTER COLUMN embedding SET STORAGE PLAIN")
                 if self.index_min_rows <= 0:
                     self._create_hnsw(cur, cid, storage)
                 row = self._collection_row(cur, name)
