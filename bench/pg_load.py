@@ -60,6 +60,7 @@ def raw_load(db: Any, data: Any, how: str) -> float:
     db.execute("DROP TABLE IF EXISTS bench_raw")
     db.execute(f"CREATE TABLE bench_raw(sample_id BIGINT PRIMARY KEY, person_id BIGINT NOT NULL, "
                f"embedding vector({dim}) NOT NULL)")
+    db.execute("ALTER TABLE bench_raw ALTER COLUMN embedding SET STORAGE PLAIN")  # as the store's tables
     ids, pids = np.arange(1, n + 1, dtype=np.int64), data.labels.astype(np.int64)
     t = time.perf_counter()
     with db.transaction(), db.cursor() as cur:

@@ -2,7 +2,8 @@
 :class:`~facewise.gallery.pgvector.PgVectorStore`).
 
 * :func:`copy_vectors`: vectors by binary ``COPY``, the rows encoded with numpy (no per-row Python);
-* :func:`insert_samples`: a batch's sample rows in one ``INSERT … SELECT unnest(…)`` that skips stored faces;
+* :func:`insert_samples`: a batch's sample rows by binary ``COPY`` and one ``INSERT … SELECT`` that skips stored
+  faces;
 * :func:`write_templates`: every touched person's template in one statement;
 * :func:`search_sql`: a batch of queries in one statement (ANN or exact scan, each distance computed once, the
   person's name joined, the HNSW settings the statement's own).
@@ -95,18 +96,21 @@ def copy_vectors(cur: Any, table: str, sample_ids: np.ndarray, person_ids: np.nd
 
 
 def insert_samples(cur: Any, schema: str, cid: int, samples: list[NewSample], pids: np.ndarray) -> list[Any]:
-    """The sample rows (each person's id in ``pids``) in one statement, arrays sent in binary; a face already stored
-    is skipped. → ``(id, image_sha256, face_index)`` of the rows stored."""
+    """The sample rows (each person's id in ``pids``): binary ``COPY`` into a temporary table (dropped at commit),
+    then one ``INSERT … SELECT`` that skips a face already stored. → ``(id, image_sha256, face_index)`` of the
+    rows stored."""
+    cur.execute("CREATE TEMP TABLE fw_new_samples(o INT, p BIGINT, h TEXT, f INT, src TEXT, b TEXT, l TEXT, q REAL, "
+                "y REAL, m TEXT) ON COMMIT DROP")
+    with cur.copy("COPY fw_new_samples FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["int4", "int8", "text", "int4", "text", "text", "text", "float4", "float4", "text"])
+        for o, (s, p) in enumerate(zip(samples, pids.tolist(), strict=True)):
+            cp.write_row((o, p, s.image_sha256, int(s.face_index), s.source, _json_list(s.box),
+                          _json_list(s.landmarks), float(s.quality), float(s.yaw), s.model))
     return list(cur.execute(
         f"INSERT INTO {schema}.samples(person_id, collection_id, image_sha256, face_index, source, box, landmarks, "
-        "quality, yaw, model) SELECT u.p, %b, u.h, u.f, u.src, u.b::jsonb, u.l::jsonb, u.q, u.y, u.m FROM "
-        "unnest(%b::bigint[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::real[], %b::real[], "
-        "%b::text[]) WITH ORDINALITY AS u(p, h, f, src, b, l, q, y, m, o) ORDER BY u.o "
+        "quality, yaw, model) SELECT p, %s, h, f, src, b::jsonb, l::jsonb, q, y, m FROM fw_new_samples ORDER BY o "
         "ON CONFLICT (collection_id, image_sha256, face_index) DO NOTHING RETURNING id, image_sha256, face_index",
-        (cid, pids.tolist(), [s.image_sha256 for s in samples], [int(s.face_index) for s in samples],
-         [s.source for s in samples], [_json_list(s.box) for s in samples],
-         [_json_list(s.landmarks) for s in samples], [float(s.quality) for s in samples],
-         [float(s.yaw) for s in samples], [s.model for s in samples])).fetchall())
+        (cid,)).fetchall())
 
 
 def write_templates(cur: Any, schema: str, pids: np.ndarray, temps: np.ndarray, counts: np.ndarray) -> None:
