@@ -129,7 +129,8 @@ def write_templates(cur: Any, schema: str, pids: np.ndarray, temps: np.ndarray, 
 
 def search_sql(schema: str, table: str, storage: str, m: int, hnsw: bool) -> str:
     """Each query's ``m`` nearest samples in ``table``, the distance computed once (ordered by its alias), with the
-    person's name. Parameters: ``(ef_search, iterative_scan, queries)`` with ``hnsw``, else ``(queries,)``.
+    person's name (looked up by key for each row found, whatever the planner's estimates). Parameters:
+    ``(ef_search, iterative_scan, queries)`` with ``hnsw``, else ``(queries,)``.
 
     With an HNSW index, ``set_config(…, true)`` sets ``hnsw.ef_search`` and ``hnsw.iterative_scan`` for this
     statement only, in a one-time filter that runs before each index scan; without one the statement calls nothing
@@ -140,10 +141,10 @@ def search_sql(schema: str, table: str, storage: str, m: int, hnsw: bool) -> str
                "set_config('hnsw.iterative_scan', %s, true) AS it) cfg CROSS JOIN ")
         gate = "WHERE cfg.ef IS NOT NULL AND cfg.it IS NOT NULL "
     cast = "::halfvec[]" if storage == "halfvec" else ""
-    return (f"SELECT q.i, w.sample_id, w.person_id, w.d, p.name FROM {cfg}"
-            f"unnest(%b::vector[]{cast}) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL ("
+    return (f"SELECT q.i, w.sample_id, w.person_id, w.d, (SELECT p.name FROM {schema}.persons p WHERE p.id = "
+            f"w.person_id) FROM {cfg}unnest(%b::vector[]{cast}) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL ("
             f"SELECT e.sample_id, e.person_id, e.embedding <=> q.v AS d FROM {table} e {gate}"
-            f"ORDER BY d LIMIT {int(m)}) w LEFT JOIN {schema}.persons p ON p.id = w.person_id ORDER BY q.i, w.d")
+            f"ORDER BY d LIMIT {int(m)}) w ORDER BY q.i, w.d")
 
 
 def _json_list(value: list[Any]) -> str:
