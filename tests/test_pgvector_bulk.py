@@ -145,7 +145,7 @@ def test_a_search_is_one_round_trip(dsn, tmp_path, index_min_rows):
 
 
 def test_schema_1_gallery_migrates_to_in_row_vectors(dsn):
-    """Migration 2 keeps a collection's vectors in the row (no TOAST) and stops compressing templates; data stays."""
+    """Migration 2 keeps vectors and templates in the row (not TOASTed) while they fit a page."""
     import psycopg
 
     from facewise.gallery.pgsql import MIGRATIONS
@@ -165,14 +165,20 @@ def test_schema_1_gallery_migrates_to_in_row_vectors(dsn):
     store = PgVectorStore(dsn, schema=schema, index_min_rows=1 << 40)
     try:
         assert store.schema_version() == 2
-        storage = dict(store._db.execute(
-            "SELECT c.relname, a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN "
-            "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND a.attname = 'embedding'",
-            (schema,)).fetchall())
-        assert storage == {f"emb_{cid}": "p", "templates": "e"}
-        v = face_like(10, DIM, seed=51).vectors
-        store.add_samples("c", [sample("ada", x, f"h{i}") for i, x in enumerate(v)])
-        assert store.search("c", v[:1], 1)[0][0].name == "ada"
+        v = face_like(10, 512, seed=51).vectors  # 2 kB and more: over the TOAST threshold
+        store.ensure_collection("wide", "p", "sig", 512)
+        store.add_samples("wide", [sample("ada", x, f"h{i}") for i, x in enumerate(v)])
+        assert store.search("wide", v[:1], 1)[0][0].name == "ada"
+        wide = store._cached("wide").id
+        toast = dict(store._db.execute(
+            "SELECT c.relname, pg_relation_size(c.reltoastrelid) FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname IN (%s, %s, 'templates')",
+            (schema, f"emb_{cid}", f"emb_{wide}")).fetchall())
+        assert toast == {f"emb_{cid}": 0, f"emb_{wide}": 0, "templates": 0}  # nothing moved out of line
+        options = dict(store._db.execute(
+            "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname IN (%s, 'templates')", (schema, f"emb_{cid}")).fetchall())
+        assert options == {f"emb_{cid}": ["toast_tuple_target=8160"], "templates": ["toast_tuple_target=8160"]}
     finally:
         store.drop_schema()
         store.close()

@@ -186,9 +186,8 @@ class PgVectorStore(StoreBase):
                                   (name, profile, signature, dim, storage)).fetchone()[0]
                 cur.execute(f"CREATE TABLE {self._emb(cid)}("
                             f"sample_id BIGINT PRIMARY KEY REFERENCES {self.schema}.samples(id) ON DELETE CASCADE, "
-                            f"person_id BIGINT NOT NULL, embedding {storage}({int(dim)}) NOT NULL)")
-                if dim * (2 if storage == "halfvec" else 4) <= 8000:  # (as migration 2)
-                    cur.execute(f"ALTER TABLE {self._emb(cid)} ALTER COLUMN embedding SET STORAGE PLAIN")
+                            f"person_id BIGINT NOT NULL, embedding {storage}({int(dim)}) NOT NULL) "
+                            "WITH (toast_tuple_target = 8160)")  # vectors in the row while it fits (migration 2)
                 if self.index_min_rows <= 0:
                     self._create_hnsw(cur, cid, storage)
                 row = self._collection_row(cur, name)
