@@ -340,17 +340,20 @@ class PgVectorStore(StoreBase):
             sids = np.array([g[0] for g in got], np.int64)
             for i, sid in zip(rows.tolist(), sids.tolist(), strict=True):
                 ids[i] = sid
+            quality = np.array([samples[i].quality for i in rows.tolist()], np.float32)
+            if not np.array_equal(rows, np.arange(len(samples))):  # (else no copy: every sample was stored)
+                pids, vecs = pids[rows], vecs[rows]
             rebuild = self._drop_index_if_empty(cur, cid) if len(got) >= BULK_ROWS else None
-            copy_vectors(cur, self._emb(cid), sids, pids[rows], vecs[rows], storage)
+            copy_vectors(cur, self._emb(cid), sids, pids, vecs, storage)
             if rebuild is not None:
                 log.info("building HNSW index for collection %d after a bulk load of %d samples", cid, len(got))
                 cur.execute(rebuild)
                 self._indexed.add(cid)
-            quality = np.array([samples[i].quality for i in rows.tolist()], np.float32)
-            fresh = np.isin(pids[rows], np.fromiter(new_persons, np.int64, len(new_persons)))
-            touched = np.unique(pids[rows])
-            self._update_templates(cur, cid, touched[~np.isin(touched, pids[rows][fresh])].tolist(),
-                                   templates_of(vecs[rows][fresh], quality[fresh], pids[rows][fresh]))
+            fresh = np.isin(pids, np.fromiter(new_persons, np.int64, len(new_persons)))  # all their faces are here
+            mine = slice(None) if fresh.all() else fresh
+            touched = np.unique(pids)
+            self._update_templates(cur, cid, touched[~np.isin(touched, pids[mine])].tolist(),
+                                   templates_of(vecs[mine], quality[mine], pids[mine]))
             self._maybe_index(cur, cid, storage, len(got))
         return ids
 
