@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from _servers import postgres_dsn
-from facewise.errors import FacewiseError
+from facewise.errors import ValidationError
 from facewise.gallery import NewSample
 from facewise.gallery.base import first_k_persons, template_of
 from facewise.gallery.synthetic import face_like, probes
@@ -137,7 +137,7 @@ def test_a_search_is_one_round_trip(dsn, tmp_path, index_min_rows):
         assert len(round_trips(trace)) == 1, trace.read_text()[:2000]
         # the HNSW settings were the statement's own: the connection's stay as they were
         assert store._db.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
-        with pytest.raises(FacewiseError):
+        with pytest.raises(ValidationError):
             store.update_settings("c", index_iterative_scan="sometimes")
     finally:
         store.drop_schema()

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 
-from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
+from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError, ValidationError
 from facewise.gallery.base import StoreBase, check_vectors, first_k_persons, first_window, templates_of
 from facewise.gallery.pgsql import (
     MIGRATIONS,
@@ -229,9 +229,9 @@ class PgVectorStore(StoreBase):
         """Merge settings; ``index_ef`` (HNSW search breadth, default the store's ``ef_search``) and
         ``index_iterative_scan`` (off | relaxed_order | strict_order) steer search."""
         if settings.get("index_iterative_scan", "off") not in ITERATIVE_SCANS:
-            raise FacewiseError(f"index_iterative_scan must be one of {', '.join(ITERATIVE_SCANS)}")
+            raise ValidationError(f"index_iterative_scan must be one of {', '.join(ITERATIVE_SCANS)}")
         if settings.get("index_ef") is not None and not 1 <= int(settings["index_ef"]) <= 1000:
-            raise FacewiseError("index_ef must be 1..1000")
+            raise ValidationError("index_ef must be 1..1000")
         self._colls.pop(collection, None)
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
