@@ -182,3 +182,25 @@ def test_schema_1_gallery_migrates_to_in_row_vectors(dsn):
     finally:
         store.drop_schema()
         store.close()
+
+
+def test_the_collections_iterative_scan_setting_reaches_the_index_scan(dsn):
+    """Persons with 40 faces each: k=5 needs a 4x window. With ``hnsw.iterative_scan`` off (the collection's
+    setting, set inside the search statement) the HNSW scan stops at ef_search rows and fewer persons come back;
+    with the default (relaxed_order, also the connection's own) the window widens and all five are found."""
+    store = open_store(dsn, index_min_rows=0)
+    try:
+        data = face_like(1200, DIM, per_identity=40, seed=61)
+        store.add_samples("c", [sample(f"id{lab}", v, f"h{i}") for i, (v, lab) in
+                                enumerate(zip(data.vectors, data.labels, strict=True))])
+        assert store.has_hnsw("c")
+        store._db.execute("SET enable_seqscan = off")  # (1,200 rows: the planner would rather sort them all)
+        q, _ = probes(data, 5, seed=62)
+        assert all(len(row) == 5 for row in store.search("c", q, k=5))
+        store.update_settings("c", index_ef=56, index_iterative_scan="off")  # ef = the first window, 5*8+16
+        assert any(len(row) < 5 for row in store.search("c", q, k=5))
+        store.update_settings("c", index_iterative_scan="relaxed_order")
+        assert all(len(row) == 5 for row in store.search("c", q, k=5))
+    finally:
+        store.drop_schema()
+        store.close()

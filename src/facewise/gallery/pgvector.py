@@ -320,9 +320,8 @@ class PgVectorStore(StoreBase):
             return cur.execute(self._q(q), (cid, image_sha256, face_index)).fetchone() is not None
 
     def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
-        """One transaction: the persons checked (locked FOR KEY SHARE) or created in bulk, the sample rows in one
-        ``INSERT … SELECT unnest(…) ON CONFLICT DO NOTHING RETURNING``, the vectors by binary ``COPY``, one
-        template statement for every touched person."""
+        """One transaction: the persons checked (locked FOR KEY SHARE) or created in bulk, the sample rows and the
+        vectors by binary ``COPY`` (:mod:`.pgsql`), one template statement for every touched person."""
         ids: list[int | None] = [None] * len(samples)
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
