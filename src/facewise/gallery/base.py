@@ -51,12 +51,39 @@ def check_vector(s: NewSample, dim: int, collection: str) -> np.ndarray:
     return vec
 
 
+def check_vectors(samples: list[NewSample], dim: int, collection: str) -> np.ndarray:
+    """:func:`check_vector` over a batch at once: an ``(n, dim)`` float32 matrix, or the first bad sample's error."""
+    try:
+        mat = np.stack([np.asarray(s.embedding, dtype=np.float32).reshape(-1) for s in samples]) if samples else \
+            np.zeros((0, dim), np.float32)
+    except ValueError:  # vectors of different lengths: let the per-sample check name the first wrong one
+        mat = None
+    if mat is None or mat.shape[1] != dim or not np.isfinite(mat).all():
+        for s in samples:
+            check_vector(s, dim, collection)
+    assert mat is not None
+    return np.ascontiguousarray(mat)
+
+
 def template_of(vectors: np.ndarray, qualities: Iterable[float]) -> np.ndarray:
     """A person's template: the quality-weighted (at least :data:`MIN_WEIGHT`) mean of the vectors, unit length."""
     w = np.array([max(float(q), MIN_WEIGHT) for q in qualities], np.float32)
     t = (np.asarray(vectors, np.float32) * w[:, None]).sum(0)
     t /= max(float(np.linalg.norm(t)), 1e-12)
     return t.astype(np.float32)
+
+
+def templates_of(vectors: np.ndarray, qualities: np.ndarray, persons: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                         np.ndarray]:
+    """:func:`template_of` for many persons at once: rows of ``vectors`` belong to ``persons`` (ids) →
+    ``(person ids ascending, their templates, how many vectors each)``."""
+    order = np.argsort(persons, kind="stable")
+    pids, starts, counts = np.unique(np.asarray(persons)[order], return_index=True, return_counts=True)
+    w = np.maximum(np.asarray(qualities, np.float32)[order], np.float32(MIN_WEIGHT))
+    sums = np.add.reduceat(np.asarray(vectors, np.float32)[order] * w[:, None], starts, axis=0) if len(order) else \
+        np.zeros((0, np.shape(vectors)[1]), np.float32)
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.float32(1e-12))
+    return pids, sums.astype(np.float32), counts
 
 
 def first_window(k: int) -> int:
@@ -79,11 +106,18 @@ def first_k_persons(rows: Iterable[tuple[int, int, float]], k: int) -> list[tupl
     return hits
 
 
-def prepare(s: NewSample) -> NewSample:
-    """A sample with the identity rules applied: a checked ``person_id``, or a checked name."""
+def prepare(s: NewSample, names: dict[str, str] | None = None) -> NewSample:
+    """A sample with the identity rules applied: a checked ``person_id``, or a checked name (``names``: names
+    already checked in this batch, so a person's every face does not check the name again)."""
     if s.person_id is not None:
-        return dataclasses.replace(s, person_id=check_id(s.person_id))
-    return dataclasses.replace(s, person=check_name(s.person))
+        pid = check_id(s.person_id)
+        return s if type(s.person_id) is int and pid == s.person_id else dataclasses.replace(s, person_id=pid)
+    if names is None or not isinstance(s.person, str):
+        return dataclasses.replace(s, person=check_name(s.person))
+    name = names.get(s.person)
+    if name is None:
+        name = names[s.person] = check_name(s.person)
+    return s if name == s.person else dataclasses.replace(s, person=name)
 
 
 class StoreBase:
@@ -141,7 +175,8 @@ class StoreBase:
         """Store samples in ONE transaction; duplicates give ``None``. A sample with ``person_id`` goes to that
         person if it exists when the transaction runs (else :class:`NotFoundError`, nothing stored); one with
         only a name goes to that person, created when missing."""
-        return self._add_samples(collection, [prepare(s) for s in samples])
+        names: dict[str, str] = {}
+        return self._add_samples(collection, [prepare(s, names) for s in samples])
 
     def list_samples(self, collection: str, person: str | int | None = None) -> list[Sample]:
         return self._list_samples(collection, None if person is None else person_ref(person))

@@ -10,9 +10,10 @@ Layout (inside one PostgreSQL schema, ``facewise`` by default):
   index (``vector_cosine_ops`` / ``halfvec_cosine_ops``) built when the collection reaches
   ``index_min_rows`` (HNSW on a small table is slower than the exact scan).
 
-Every write is one transaction. Search returns the best ``k`` distinct persons: it asks for
-``k * 8 + 16`` nearest samples (widening while too few distinct persons come back), with pgvector's
-iterative index scan on so a filtered HNSW scan does not come back short.
+Every write is one transaction; a batch of samples is a few statements whatever its size (vectors by binary
+``COPY``, see :mod:`.pgsql`). Search returns the best ``k`` distinct persons: one statement per batch of queries
+asks for ``k * 8 + 16`` nearest samples each (widening while too few distinct persons come back), with the
+collection's ``hnsw.ef_search`` and iterative index scan (``relaxed_order`` unless its settings say otherwise).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -28,39 +30,28 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 
-from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError
-from facewise.gallery.base import StoreBase, check_vector, first_k_persons, first_window, template_of
+from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError, ValidationError
+from facewise.gallery.base import StoreBase, check_vectors, first_k_persons, first_window, templates_of
+from facewise.gallery.pgsql import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    CollectionRow,
+    copy_vectors,
+    insert_samples,
+    search_sql,
+    to_numpy,
+    write_templates,
+)
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+BULK_ROWS = 1_000  # a batch this large into an empty collection is loaded before its HNSW index is (re)built
+COLLECTION_TTL_S = 2.0  # search trusts its copy of a collection's row this long (settings changed elsewhere)
+ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")  # hnsw.iterative_scan
 _LOCK_KEY = 0x6661636577697365  # "facewise": advisory lock for migrations and DDL
 
-MIGRATIONS: dict[int, str] = {
-    1: """
-CREATE TABLE {s}.collections(
-  id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, profile TEXT NOT NULL, signature TEXT NOT NULL,
-  dim INTEGER NOT NULL, settings JSONB NOT NULL DEFAULT '{{}}', storage TEXT NOT NULL DEFAULT 'vector',
-  created_at TIMESTAMPTZ NOT NULL DEFAULT now());
-CREATE TABLE {s}.persons(
-  id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
-  name TEXT NOT NULL, metadata JSONB NOT NULL DEFAULT '{{}}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  UNIQUE(collection_id, name));
-CREATE TABLE {s}.samples(
-  id BIGSERIAL PRIMARY KEY, person_id BIGINT NOT NULL REFERENCES {s}.persons(id) ON DELETE CASCADE,
-  collection_id BIGINT NOT NULL REFERENCES {s}.collections(id) ON DELETE CASCADE,
-  image_sha256 TEXT NOT NULL, face_index INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
-  box JSONB NOT NULL DEFAULT '[]', landmarks JSONB NOT NULL DEFAULT '[]', quality REAL NOT NULL DEFAULT 1,
-  yaw REAL NOT NULL DEFAULT 0, model TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  UNIQUE(collection_id, image_sha256, face_index));
-CREATE INDEX samples_person ON {s}.samples(person_id);
-CREATE TABLE {s}.templates(
-  person_id BIGINT PRIMARY KEY REFERENCES {s}.persons(id) ON DELETE CASCADE,
-  embedding BYTEA NOT NULL, n INTEGER NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
-""",
-}
 
 
 def _ts(value: Any) -> str:
@@ -109,10 +100,16 @@ class PgVectorStore(StoreBase):
         except psycopg.OperationalError as exc:
             raise FacewiseError(f"cannot connect to PostgreSQL ({exc})".strip()) from None
         self._lock = threading.RLock()
+        self._colls: dict[str, CollectionRow] = {}  # search's cache of collection rows
+        self._indexed: set[int] = set()  # collections known to have their HNSW index
+        self._rows: dict[int, int] = {}  # collection id -> samples, as this handle last counted plus its own adds
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(self._db)
+        # this connection's defaults (a statement on a collection with an HNSW index sets its own)
+        self._db.execute("SELECT set_config('hnsw.ef_search', %s, false), "
+                         "set_config('hnsw.iterative_scan', 'relaxed_order', false)", (str(min(1000, ef_search)),))
         self._migrate()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -189,7 +186,8 @@ class PgVectorStore(StoreBase):
                                   (name, profile, signature, dim, storage)).fetchone()[0]
                 cur.execute(f"CREATE TABLE {self._emb(cid)}("
                             f"sample_id BIGINT PRIMARY KEY REFERENCES {self.schema}.samples(id) ON DELETE CASCADE, "
-                            f"person_id BIGINT NOT NULL, embedding {storage}({int(dim)}) NOT NULL)")
+                            f"person_id BIGINT NOT NULL, embedding {storage}({int(dim)}) NOT NULL) "
+                            "WITH (toast_tuple_target = 8160)")  # vectors in the row while it fits (migration 2)
                 if self.index_min_rows <= 0:
                     self._create_hnsw(cur, cid, storage)
                 row = self._collection_row(cur, name)
@@ -216,6 +214,7 @@ class PgVectorStore(StoreBase):
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             self._create_hnsw(cur, row[0], row[7], m, ef_construction)
+        self._indexed.add(int(row[0]))
 
     def get_collection(self, name: str) -> CollectionInfo:
         with self._tx() as cur:
@@ -227,6 +226,13 @@ class PgVectorStore(StoreBase):
             return [self._info(cur, r) for r in rows]
 
     def update_settings(self, collection: str, **settings: Any) -> CollectionInfo:
+        """Merge settings; ``index_ef`` (HNSW search breadth, default the store's ``ef_search``) and
+        ``index_iterative_scan`` (off | relaxed_order | strict_order) steer search."""
+        if settings.get("index_iterative_scan", "off") not in ITERATIVE_SCANS:
+            raise ValidationError(f"index_iterative_scan must be one of {', '.join(ITERATIVE_SCANS)}")
+        if settings.get("index_ef") is not None and not 1 <= int(settings["index_ef"]) <= 1000:
+            raise ValidationError("index_ef must be 1..1000")
+        self._colls.pop(collection, None)
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             merged = {k: v for k, v in {**dict(row[5]), **settings}.items() if v is not None}
@@ -236,6 +242,9 @@ class PgVectorStore(StoreBase):
     def delete_collection(self, name: str) -> None:
         with self._tx() as cur:
             cid = self._collection_row(cur, name)[0]
+            self._colls.pop(name, None)
+            self._indexed.discard(cid)
+            self._rows.pop(cid, None)
             cur.execute(f"DROP TABLE IF EXISTS {self._emb(cid)}")
             cur.execute(self._q("DELETE FROM {s}.collections WHERE id=%s"), (cid,))
 
@@ -311,82 +320,130 @@ class PgVectorStore(StoreBase):
             return cur.execute(self._q(q), (cid, image_sha256, face_index)).fetchone() is not None
 
     def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
-        ids: list[int | None] = []
+        """One transaction: the persons checked (locked FOR KEY SHARE) or created in bulk, the sample rows and the
+        vectors by binary ``COPY`` (:mod:`.pgsql`), one template statement for every touched person."""
+        ids: list[int | None] = [None] * len(samples)
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             cid, dim, storage = row[0], row[4], row[7]
-            emb_rows: list[tuple[int, int, Any]] = []
-            touched: set[int] = set()
-            pids: dict[str | int, int] = {}
-            for s in samples:
-                vec = check_vector(s, dim, collection)
-                key = s.person if s.person_id is None else s.person_id
-                if key not in pids:
-                    pids[key] = self._sample_person(cur, cid, collection, s)
-                pid = pids[key]
-                got = cur.execute(self._q(
-                    "INSERT INTO {s}.samples(person_id, collection_id, image_sha256, face_index, source, box, "
-                    "landmarks, quality, yaw, model) VALUES(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                    "ON CONFLICT (collection_id, image_sha256, face_index) DO NOTHING RETURNING id"),
-                    (pid, cid, s.image_sha256, s.face_index, s.source, json.dumps(s.box), json.dumps(s.landmarks),
-                     float(s.quality), float(s.yaw), s.model)).fetchone()
-                if got is None:
-                    ids.append(None)
-                    continue
-                ids.append(int(got[0]))
-                emb_rows.append((int(got[0]), pid, _pgvec(vec, storage)))
-                touched.add(pid)
-            if emb_rows:
-                cur.executemany(f"INSERT INTO {self._emb(cid)}(sample_id, person_id, embedding) VALUES(%s,%s,%s)",
-                                emb_rows)
-            for pid in touched:
-                self._update_template(cur, cid, pid)
-            if emb_rows and self.index_min_rows > 0:
-                self._maybe_index(cur, cid, storage)
+            vecs = check_vectors(samples, dim, collection)
+            pids, new_persons = self._sample_persons(cur, cid, collection, samples)
+            first: dict[tuple[str, int], int] = {}  # a batch holding one face twice stores it once
+            for i, s in enumerate(samples):
+                first.setdefault((s.image_sha256, int(s.face_index)), i)
+            keep = list(first.values())
+            got = insert_samples(cur, self.schema, cid, [samples[i] for i in keep], pids[keep]) if keep else []
+            if not got:
+                return ids
+            rows = np.array([first[(h, f)] for _, h, f in got], np.int64)  # batch positions of the stored samples
+            sids = np.array([g[0] for g in got], np.int64)
+            for i, sid in zip(rows.tolist(), sids.tolist(), strict=True):
+                ids[i] = sid
+            quality = np.array([samples[i].quality for i in rows.tolist()], np.float32)
+            if not np.array_equal(rows, np.arange(len(samples))):  # (else no copy: every sample was stored)
+                pids, vecs = pids[rows], vecs[rows]
+            rebuild = self._drop_index_if_empty(cur, cid) if len(got) >= BULK_ROWS else None
+            copy_vectors(cur, self._emb(cid), sids, pids, vecs, storage)
+            if rebuild is not None:
+                log.info("building HNSW index for collection %d after a bulk load of %d samples", cid, len(got))
+                cur.execute(rebuild)
+                self._indexed.add(cid)
+            fresh = np.isin(pids, np.fromiter(new_persons, np.int64, len(new_persons)))  # all their faces are here
+            mine = slice(None) if fresh.all() else fresh
+            touched = np.unique(pids)
+            self._update_templates(cur, cid, touched[~np.isin(touched, pids[mine])].tolist(),
+                                   templates_of(vecs[mine], quality[mine], pids[mine]))
+            self._maybe_index(cur, cid, storage, len(got))
         return ids
 
-    def _sample_person(self, cur: Any, cid: int, collection: str, s: NewSample) -> int:
-        """Inside the storing transaction: the sample's person id, its row locked (FOR KEY SHARE) so a concurrent
-        delete waits for this transaction or, having committed first, makes it fail (nothing stored)."""
-        if s.person_id is None:
-            return self._ensure_person(cur, cid, s.person, s.metadata)
-        row = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND id=%s FOR KEY SHARE"),
-                          (cid, s.person_id)).fetchone()
+    def _sample_persons(self, cur: Any, cid: int, collection: str, samples: list[NewSample]) -> tuple[np.ndarray,
+                                                                                                     set[int]]:
+        """Inside the storing transaction: each sample's person id (and which persons were created here). A person
+        given by id is locked FOR KEY SHARE, so a concurrent delete waits for this transaction or, having committed
+        first, makes it fail (nothing stored); a named person is found (locked the same way) or created."""
+        by_id = list(dict.fromkeys(s.person_id for s in samples if s.person_id is not None))
+        if by_id:
+            ok = {int(r[0]) for r in cur.execute(self._q(
+                "SELECT id FROM {s}.persons WHERE collection_id=%s AND id = ANY(%s) ORDER BY id FOR KEY SHARE"),
+                (cid, by_id)).fetchall()}
+            for p in by_id:
+                if p not in ok:
+                    raise NotFoundError(f"person {p} does not exist in collection {collection!r}; nothing stored")
+        names: dict[str, dict[str, Any] | None] = {}
+        for s in samples:
+            if s.person_id is None and s.person not in names:
+                names[s.person] = s.metadata
+        found, new = self._ensure_persons(cur, cid, names)
+        pids = np.fromiter((found[s.person] if s.person_id is None else s.person_id for s in samples), np.int64,
+                           len(samples))
+        return pids, new
+
+    def _ensure_persons(self, cur: Any, cid: int, names: dict[str, dict[str, Any] | None]) -> tuple[dict[str, int],
+                                                                                                  set[int]]:
+        """The ids of these names (locked FOR KEY SHARE), creating the missing persons in first-seen order."""
+        found: dict[str, int] = {}
+        new: set[int] = set()
+        todo = list(names)
+        while todo:  # (a concurrent writer may create or delete the same name between the two statements)
+            found.update((r[1], int(r[0])) for r in cur.execute(self._q(
+                "SELECT id, name FROM {s}.persons WHERE collection_id=%s AND name = ANY(%s) FOR KEY SHARE"),
+                (cid, todo)).fetchall())
+            todo = [n for n in todo if n not in found]
+            if not todo:
+                break
+            for pid, name in cur.execute(self._q(
+                    "INSERT INTO {s}.persons(collection_id, name, metadata) SELECT %s, u.n, u.m::jsonb "
+                    "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(n, m, o) ORDER BY u.o "
+                    "ON CONFLICT DO NOTHING RETURNING id, name"),
+                    (cid, todo, [json.dumps(names[n] or {}) for n in todo])).fetchall():
+                found[name] = int(pid)
+                new.add(int(pid))
+            todo = [n for n in todo if n not in found]
+        return found, new
+
+    def _drop_index_if_empty(self, cur: Any, cid: int) -> str | None:
+        """Before a bulk load into an empty collection: drop its HNSW index (built again after the load, faster than
+        inserting into it row by row) → the statement that re-creates it, or None."""
+        row = cur.execute(f"SELECT indexdef FROM pg_indexes WHERE schemaname=%s AND indexname=%s "
+                          f"AND NOT EXISTS (SELECT 1 FROM {self._emb(cid)})",
+                          (self.schema, f"emb_{int(cid)}_hnsw")).fetchone()
         if row is None:
-            raise NotFoundError(f"person {s.person_id} does not exist in collection {collection!r}; nothing stored")
-        return int(row[0])
+            return None
+        cur.execute(f"DROP INDEX {self.schema}.emb_{int(cid)}_hnsw")
+        return str(row[0])
 
-    def _ensure_person(self, cur: Any, cid: int, name: str, metadata: dict[str, Any] | None) -> int:
-        while True:  # (a concurrent writer may create or delete the same name between the two statements)
-            row = cur.execute(self._q("SELECT id FROM {s}.persons WHERE collection_id=%s AND name=%s FOR KEY SHARE"),
-                              (cid, name)).fetchone()
-            if row is not None:
-                return int(row[0])
-            row = cur.execute(self._q("INSERT INTO {s}.persons(collection_id, name, metadata) VALUES(%s,%s,%s) "
-                                      "ON CONFLICT DO NOTHING RETURNING id"),
-                              (cid, name, json.dumps(metadata or {}))).fetchone()
-            if row is not None:
-                return int(row[0])
-
-    def _maybe_index(self, cur: Any, cid: int, storage: str) -> None:
-        n = cur.execute(f"SELECT COUNT(*) FROM {self._emb(cid)}").fetchone()[0]
-        if n >= self.index_min_rows:
-            exists = cur.execute("SELECT 1 FROM pg_indexes WHERE schemaname=%s AND indexname=%s",
-                                 (self.schema, f"emb_{int(cid)}_hnsw")).fetchone()
-            if not exists:
+    def _maybe_index(self, cur: Any, cid: int, storage: str, added: int) -> None:
+        """Build the HNSW index once the collection holds ``index_min_rows`` samples. The row count is this
+        handle's estimate (its last count plus what it stored since); the table is counted only when that estimate
+        reaches the threshold, or on the first batch."""
+        if self.index_min_rows <= 0 or cid in self._indexed:
+            return
+        seen = self._rows.get(cid)
+        n = seen + added if seen is not None else None
+        if n is None or n >= self.index_min_rows:
+            n = int(cur.execute(f"SELECT COUNT(*) FROM {self._emb(cid)}").fetchone()[0])
+            if n >= self.index_min_rows:
                 log.info("building HNSW index for collection %d (%d samples)", cid, n)
                 self._create_hnsw(cur, cid, storage)
+                self._indexed.add(cid)
+        self._rows[cid] = n
 
-    def _update_template(self, cur: Any, cid: int, pid: int) -> None:
-        rows = cur.execute(f"SELECT e.embedding, s.quality FROM {self._emb(cid)} e JOIN {self.schema}.samples s "
-                           "ON s.id = e.sample_id WHERE e.person_id=%s", (pid,)).fetchall()
-        if not rows:
-            cur.execute(self._q("DELETE FROM {s}.templates WHERE person_id=%s"), (pid,))
-            return
-        t = template_of(np.stack([_np(r[0]) for r in rows]), [r[1] for r in rows])
-        cur.execute(self._q("INSERT INTO {s}.templates(person_id, embedding, n) VALUES(%s,%s,%s) "
-                            "ON CONFLICT (person_id) DO UPDATE SET embedding=EXCLUDED.embedding, n=EXCLUDED.n, "
-                            "updated_at=now()"), (pid, t.tobytes(), len(rows)))
+    def _update_templates(self, cur: Any, cid: int, stored: list[int],
+                          fresh: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Recompute in one statement the templates of the ``stored`` persons (from their vectors in the database)
+        and write them with the ``fresh`` ones (persons created in this transaction: computed from the batch)."""
+        parts = [] if fresh is None else [fresh]
+        rows = cur.execute(f"SELECT e.person_id, e.embedding, s.quality FROM {self._emb(cid)} e JOIN {self.schema}."
+                           "samples s ON s.id = e.sample_id WHERE e.person_id = ANY(%s)", (stored,),
+                           binary=True).fetchall() if stored else []
+        if rows:
+            parts.append(templates_of(np.stack([to_numpy(r[1]) for r in rows]), np.array([r[2] for r in rows]),
+                                      np.array([r[0] for r in rows], np.int64)))
+        gone = sorted(set(stored) - {int(r[0]) for r in rows})
+        if gone:
+            cur.execute(self._q("DELETE FROM {s}.templates WHERE person_id = ANY(%s)"), (gone,))
+        if sum(len(p[0]) for p in parts):
+            write_templates(cur, self.schema, *(np.concatenate([p[i] for p in parts]) for i in range(3)))
 
     def _list_samples(self, collection: str, person: str | int | None) -> list[Sample]:
         with self._tx() as cur:
@@ -407,13 +464,13 @@ class PgVectorStore(StoreBase):
                               (sample_id, cid)).fetchone()
             if row is None:
                 raise NotFoundError(f"sample {sample_id} does not exist in collection {collection!r}")
-            self._update_template(cur, cid, int(row[0]))
+            self._update_templates(cur, cid, [int(row[0])])
 
     def _move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             if isinstance(person, str):
-                pid = self._ensure_person(cur, cid, person, None)
+                pid = self._ensure_persons(cur, cid, {person: None})[0][person]
             else:
                 pid = self._person_row(cur, cid, person)[0]
             old = cur.execute(self._q("SELECT DISTINCT person_id FROM {s}.samples WHERE collection_id=%s "
@@ -421,14 +478,13 @@ class PgVectorStore(StoreBase):
             cur.execute(self._q("UPDATE {s}.samples SET person_id=%s WHERE collection_id=%s AND id = ANY(%s)"),
                         (pid, cid, list(sample_ids)))
             cur.execute(f"UPDATE {self._emb(cid)} SET person_id=%s WHERE sample_id = ANY(%s)", (pid, list(sample_ids)))
-            for (p,) in {*old, (pid,)}:
-                self._update_template(cur, cid, int(p))
+            self._update_templates(cur, cid, sorted({int(p) for (p,) in old} | {pid}))
             return self._person(cur, self._person_row(cur, cid, pid))
 
     def _vectors_where(self, cur: Any, cid: int, where: str, args: tuple[Any, ...]) -> list[tuple[int, np.ndarray]]:
         rows = cur.execute(f"SELECT sample_id, embedding FROM {self._emb(cid)} WHERE {where} ORDER BY sample_id",
                            args).fetchall()
-        return [(int(r[0]), _np(r[1])) for r in rows]
+        return [(int(r[0]), to_numpy(r[1])) for r in rows]
 
     def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
         with self._tx() as cur:
@@ -463,32 +519,52 @@ class PgVectorStore(StoreBase):
             return {int(r[0]): {"quality": float(r[1]), "yaw": float(r[2])} for r in rows}
 
     # -- search ---------------------------------------------------------------------------------
-    def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
-        with self._tx() as cur:
-            row = self._collection_row(cur, collection)
-            cid, dim, storage = row[0], row[4], row[7]
-            q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
-            cur.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(int(self.ef_search), first_window(k)))}")
-            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cast = f"::{storage}({int(dim)})"
-            sql = (f"SELECT e.sample_id, e.person_id, e.embedding <=> %s{cast} AS d FROM {self._emb(cid)} e "
-                   f"ORDER BY e.embedding <=> %s{cast} LIMIT %s")
-            out: list[list[tuple[int, float, int]]] = []
-            for vec in q:
-                out.append(self._top_persons(cur, sql, _pgvec(vec, storage), k))
-            pids = sorted({p for hits in out for p, _, _ in hits})
-            names = dict(cur.execute(self._q("SELECT id, name FROM {s}.persons WHERE id = ANY(%s)"),
-                                     (pids,)).fetchall()) if pids else {}
-        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
+    def _cached(self, collection: str, fresh: bool = False) -> CollectionRow:
+        """The collection's row as search needs it, kept ``COLLECTION_TTL_S`` (and dropped by this handle's
+        ``update_settings`` / ``delete_collection``), so a search is one round trip."""
+        c = self._colls.get(collection)
+        if c is None or fresh or time.monotonic() - c.at > COLLECTION_TTL_S:
+            row = self._db.execute(self._q(
+                f"SELECT {self._COLS}, EXISTS(SELECT 1 FROM pg_indexes WHERE schemaname=%s "
+                "AND indexname='emb_' || c.id || '_hnsw') FROM {s}.collections c WHERE name=%s"),
+                (self.schema, collection)).fetchone()
+            if row is None:
+                raise NotFoundError(f"collection {collection!r} does not exist")
+            settings = dict(row[5])
+            c = self._colls[collection] = CollectionRow(
+                int(row[0]), int(row[4]), str(row[7]), int(settings.get("index_ef", self.ef_search)),
+                str(settings.get("index_iterative_scan", "relaxed_order")), bool(row[8]), time.monotonic())
+        return c
 
-    def _top_persons(self, cur: Any, sql: str, vec: Any, k: int) -> list[tuple[int, float, int]]:
+    def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]:
+        """One statement per batch of queries (autocommit: no BEGIN/COMMIT), see :meth:`_search_sql`; a query
+        whose window held fewer than ``k`` persons is asked again with a 4x window."""
+        with self._lock:
+            c = self._cached(collection)
+            try:
+                return self._search(c, queries, k)
+            except self._psycopg.errors.UndefinedTable:  # deleted (and maybe re-created) by another client
+                return self._search(self._cached(collection, fresh=True), queries, k)
+
+    def _search(self, c: CollectionRow, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, c.dim)
         m = first_window(k)
-        while True:
-            rows = cur.execute(sql, (vec, vec, m)).fetchall()
-            hits = first_k_persons(((sid, pid, 1.0 - dist) for sid, pid, dist in rows), k)
-            if len(hits) == k or len(rows) < m:
-                return hits
+        ef = str(min(1000, max(c.ef_search, m)))
+        out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
+        names: dict[int, str] = {}
+        todo = list(range(len(q)))
+        while todo:
+            window: dict[int, list[tuple[int, int, float]]] = {i: [] for i in todo}
+            params = (ef, c.iterative, list(q[todo])) if c.indexed or c.id in self._indexed else (list(q[todo]),)
+            sql = search_sql(self.schema, self._emb(c.id), c.storage, m, len(params) > 1)
+            for qi, sid, pid, d, name in self._db.execute(sql, params, binary=True).fetchall():
+                window[todo[qi - 1]].append((sid, pid, 1.0 - d))
+                names[pid] = "?" if name is None else name
+            for i, rows in window.items():
+                out[i] = first_k_persons(rows, k)
+            todo = [i for i, rows in window.items() if len(out[i]) < k and len(rows) >= m]
             m *= 4
+        return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
 
     # -- export ---------------------------------------------------------------------------------
     def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
@@ -506,18 +582,6 @@ class PgVectorStore(StoreBase):
                     "name": name, "metadata": dict(meta),
                     "samples": [{"image_sha256": s[0], "face_index": s[1], "source": s[2], "box": list(s[3]),
                                  "landmarks": list(s[4]), "quality": s[5], "yaw": s[6], "model": s[7],
-                                 "embedding": _np(s[8]).tolist()} for s in samples],
+                                 "embedding": to_numpy(s[8]).tolist()} for s in samples],
                 })
         yield from docs
-
-
-def _pgvec(vec: np.ndarray, storage: str) -> Any:
-    from pgvector import HalfVector, Vector
-
-    return HalfVector(vec) if storage == "halfvec" else Vector(vec)
-
-
-def _np(value: Any) -> np.ndarray:
-    arr = value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value)
-    return np.asarray(arr, np.float32)
-
