@@ -39,7 +39,6 @@ class YuNetDetector:
         self.min_side = min_side
         self.retry = retry
         self.retry_min_side = retry_min_side
-        self.score_threshold = score_threshold
         self._model = str(model)
         self._local = threading.local()
         self._make()  # fail early on a bad model file
@@ -51,20 +50,27 @@ class YuNetDetector:
                                                                self.score_threshold, 0.3, 5000)
         return det
 
-    def _run(self, image: np.ndarray, min_side: int, pad: int = 0, tag: str = "first") -> list[Detection]:
-        if pad:
-            image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        work, back = fit_scale(image, self.max_side, min_side)
+    def _rows(self, work: np.ndarray) -> np.ndarray | None:
+        """The network's rows on an RGB image (x, y, w, h, five landmarks, score), or None: OpenCV runs it."""
         bgr = np.ascontiguousarray(work[:, :, ::-1])
         det = self._make()
         det.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, rows = det.detect(bgr)
+        return rows
+
+    def _run(self, image: np.ndarray, min_side: int, pad: int = 0, tag: str = "first") -> list[Detection]:
+        """One pass: pad, scale into [min_side, max_side], run, map the rows back to ``image``'s pixels."""
+        if pad:
+            image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        work, back = fit_scale(image, self.max_side, min_side)
+        rows = self._rows(work)
         out: list[Detection] = []
         if rows is None:
             return out
         h, w = image.shape[0] - 2 * pad, image.shape[1] - 2 * pad
         for r in rows:
-            x, y, bw, bh = (float(v) * back - (pad if i < 2 else 0) for i, v in enumerate(r[:4]))
+            x, y = float(r[0]) * back - pad, float(r[1]) * back - pad
+            bw, bh = float(r[2]) * back, float(r[3]) * back
             box = Box(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
             if box.width < 2 or box.height < 2:
                 continue

@@ -20,7 +20,6 @@ import numpy as np
 
 from facewise.models.detectors.yunet import YuNetDetector
 from facewise.models.runtime import openvino_config, openvino_core
-from facewise.types import Box, Detection
 
 STRIDES = (8, 16, 32)
 
@@ -97,24 +96,5 @@ class YuNetOpenVino(YuNetDetector):
                                top_k=5000)
         return det[np.asarray(idx, np.int64).reshape(-1)] if len(idx) else None
 
-    def _run(self, image: np.ndarray, min_side: int, pad: int = 0, tag: str = "first") -> list[Detection]:
-        from facewise.models._detect_util import fit_scale
-
-        if pad:
-            image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        work, back = fit_scale(image, self.max_side, min_side)
-        rows = self._infer(work[:, :, ::-1])
-        out: list[Detection] = []
-        if rows is None:
-            return out
-        h, w = image.shape[0] - 2 * pad, image.shape[1] - 2 * pad
-        for r in rows:
-            x, y = float(r[0]) * back - pad, float(r[1]) * back - pad
-            bw, bh = float(r[2]) * back, float(r[3]) * back
-            box = Box(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
-            if box.width < 2 or box.height < 2:
-                continue
-            lm = (r[4:14].reshape(5, 2) * back - pad).astype(np.float32)
-            out.append(Detection(box=box, landmarks=lm, score=float(r[14]), found_by=tag))
-        out.sort(key=lambda d: -d.box.area)
-        return out
+    def _rows(self, work: np.ndarray) -> np.ndarray | None:
+        return self._infer(work[:, :, ::-1])
