@@ -222,6 +222,23 @@ def test_enroll_identify_verify_delete(server: Server, admin: httpx.Client, knn:
     assert r.status_code == 200 and r.json()["same"] is False, r.text
     r = admin.post("/v1/collections/default/verify", files={"image": ("a.jpg", probe, "image/jpeg")})
     assert r.status_code == 422 and error_code(r) == "invalid_request"
+    # the group photo's faces, chosen by index (the order of identify/detect): each is the same as itself and
+    # only the one named obama is obama
+    for i, name in enumerate(names):
+        r = admin.post("/v1/collections/default/verify", files={"image": ("g.jpg", group, "image/jpeg")},
+                       data={"person_id": str(obama["id"]), "face": str(i)})
+        assert r.status_code == 200 and r.json()["same"] is (name == "obama"), (i, name, r.text)
+        assert r.json()["faces"][0]["box"] == body["faces"][i]["box"]
+    r = admin.post("/v1/collections/default/verify", data={"face": "0", "other_face": "1"},
+                   files={"image": ("g.jpg", group, "image/jpeg"), "other": ("g.jpg", group, "image/jpeg")})
+    assert r.status_code == 200 and r.json()["same"] is False, r.text
+    for bad in ("²", "-1", "first"):
+        r = admin.post("/v1/collections/default/verify", files={"image": ("g.jpg", group, "image/jpeg")},
+                       data={"person_id": str(obama["id"]), "face": bad})
+        assert r.status_code == 422 and error_code(r) == "invalid_request" and "face must be" in r.text
+    r = admin.post("/v1/collections/default/verify", files={"image": ("g.jpg", group, "image/jpeg")},
+                   data={"person_id": str(obama["id"]), "face": "9"})
+    assert r.status_code == 422, r.text  # no face 9 on the photo: the library's answer, not a 500
 
     r = admin.post("/v1/detect", files={"image": ("group.jpg", group, "image/jpeg")})
     assert r.status_code == 200 and len(r.json()["faces"]) == len(names)

@@ -140,5 +140,14 @@ def page(offset: int, limit: int, max_page: int) -> tuple[int, int]:
     return offset, min(limit, max_page)
 
 
+def face_choice(face: str) -> Any:
+    """A form's ``face`` field: only, largest or a face index (the library's ``FaceChoice``); else 422."""
+    if face in ("only", "largest"):
+        return face
+    if face.isascii() and face.isdigit() and len(face) <= 4:  # "²" is a digit to str.isdigit, not to int()
+        return int(face)
+    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index (0..9999), got {face[:20]!r}")
+
+
 def jsonable(obj: Any) -> Any:
     return obj.to_dict() if hasattr(obj, "to_dict") else obj

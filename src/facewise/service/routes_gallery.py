@@ -21,6 +21,7 @@ from facewise.service.deps import (
     Reader,
     RowId,
     ServiceContext,
+    face_choice,
     need_liveness,
     page,
 )
@@ -154,14 +155,6 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, person: StoredPerson, uploads: li
     return results
 
 
-def _face_choice(face: str) -> Any:
-    if face in ("only", "largest"):
-        return face
-    if face.isascii() and face.isdigit() and len(face) <= 4:  # "²" is a digit to str.isdigit, not to int()
-        return int(face)
-    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index (0..9999), got {face[:20]!r}")
-
-
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
              description="Each image must show the person; with several faces say which (`face=largest` or an "
                          "index). Per-image outcomes: added, duplicate or rejected (with the reason).",
@@ -177,7 +170,7 @@ async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx:
     uploads = await read_images(files, limits)
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
-    options = {"face": _face_choice(face), "gate": Gate(min_quality=min_quality, require_live=require_live)}
+    options = {"face": face_choice(face), "gate": Gate(min_quality=min_quality, require_live=require_live)}
     results = await ctx.engines.run(_enroll, ctx, fw, person, uploads, options)
     added = [r.sample_id for r in results if r.status == "added"]
     ctx.audit(request, AuditEvent(principal.key_id, "face.enroll", collection, str(person_id),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from facewise.core.analysis import Gate
 from facewise.core.imageio import DecodedImage
-from facewise.service.deps import MAX_OFFSET, BusyRecognizer, Ctx, ServiceContext, need_liveness
+from facewise.service.deps import MAX_OFFSET, BusyRecognizer, Ctx, ServiceContext, face_choice, need_liveness
 from facewise.service.errors import ApiError
 from facewise.service.schemas import (
     ContractRoute,
@@ -51,25 +51,32 @@ async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFil
 @router.post("/collections/{collection}/verify", tags=["recognition"],
              summary="Same person? Two images, or an image against an enrolled person",
              description="Send `image` and either `other` (a second image) or `person_id`. The largest face of "
-                         "each image is compared; the collection's threshold decides.",
+                         "each image is compared unless `face` (and `other_face`) say which: only, largest or "
+                         "an index in the order detect gives; the collection's threshold decides.",
              response_model=VerifyResponse, responses=auth_errors(400, 404, 409, 413, 415, 503))
 async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                  other: Annotated[UploadFile | None, File()] = None,
                  person_id: Annotated[int | None, Form(ge=0, le=MAX_OFFSET)] = None,
                  require_live: Annotated[bool, Form(description="answer not same if the probe `image` is "
-                                                    "not live")] = False) -> dict[str, Any]:
+                                                    "not live")] = False,
+                 face: Annotated[str, Form(description="the face of `image`: only, largest or an index")]
+                 = "largest",
+                 other_face: Annotated[str | None, Form(description="the face of `other` (default: as `face`)")]
+                 = None) -> dict[str, Any]:
     if (other is None) == (person_id is None):
         raise ApiError(422, "invalid_request", "send either a second image (other) or a person_id")
+    which = face_choice(face)
+    other_which = face_choice(other_face) if other_face is not None else which
     fw = ctx.engines.face_wise(collection)
     need_liveness(ctx, require_live)
     gate = Gate(require_live=True) if require_live else None
     a = await _one_image(ctx, image)
     if person_id is not None:
         person = fw.person(person_id)
-        v = await ctx.engines.run(functools.partial(fw.verify_person, a, person.id, gate=gate))
+        v = await ctx.engines.run(functools.partial(fw.verify_person, a, person.id, which, gate=gate))
         return {**v.to_dict(), "person": person.to_dict()}
     b = await _one_image(ctx, other) if other is not None else a
-    v = await ctx.engines.run(functools.partial(fw.verify, a, b, gate=gate))
+    v = await ctx.engines.run(functools.partial(fw.verify, a, b, which, gate=gate, other_face=other_which))
     return v.to_dict()
 
 
