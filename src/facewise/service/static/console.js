@@ -299,7 +299,8 @@ async function liveStart() {
   try {
     const steps = $("#live-steps").value.split(",").map((x) => x.trim().toLowerCase()).filter(Boolean);
     const challenge = $("#live-challenge").checked;
-    const body = challenge ? { challenge, time_limit_s: 20, ...(steps.length ? { steps } : {}) } : {};
+    const seconds = Math.min(120, Math.max(1, Number($("#live-time").value) || 20));
+    const body = challenge ? { challenge, time_limit_s: seconds, ...(steps.length ? { steps } : {}) } : {};
     live.session = await api(`${coll()}/live`, { method: "POST", json: body });
     live.collection = coll();
   } catch (err) {
