@@ -344,9 +344,10 @@ def test_video_job_timeline_download_and_enrol_a_track(console: Console) -> None
     assert console.problems[0].startswith("415 POST")
 
 
-def y4m_from_clip(clip: Path, dest: Path, start: int, frames: int, pingpong: bool = False) -> Path:
+def y4m_from_clip(clip: Path, dest: Path, start: int, frames: int, pingpong: bool = False, slow: int = 1) -> Path:
     """Chromium's fake camera reads y4m: frames of the clip as I420 (a temp file, never committed). The camera
-    loops the file; ``pingpong`` appends the frames backwards so the loop has no cut."""
+    loops the file; ``pingpong`` appends the frames backwards so the loop has no cut; ``slow`` plays it that
+    many times slower (a person turning slowly, as a prompt asks; a busy server sees each pose on more frames)."""
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25
     cap.set(cv2.CAP_PROP_POS_FRAMES, start)
@@ -361,7 +362,7 @@ def y4m_from_clip(clip: Path, dest: Path, start: int, frames: int, pingpong: boo
         images += images[-2:0:-1]
     h, w = images[0].shape[:2]
     with dest.open("wb") as out:
-        out.write(f"YUV4MPEG2 W{w} H{h} F{round(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+        out.write(f"YUV4MPEG2 W{w} H{h} F{max(1, round(fps / slow))}:1 Ip A1:1 C420jpeg\n".encode())
         for bgr in images:
             out.write(b"FRAME\n" + cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes())
     return dest
@@ -412,7 +413,7 @@ def test_live_camera_asks_for_head_motions_and_checks_them(console: Console, tmp
     turns = DATA / "liveness" / "apfol" / "videos" / "real2.webm"
     if not turns.is_file():
         pytest.skip(f"{turns} not found")
-    cam = y4m_from_clip(turns, tmp_path / "turns.y4m", start=0, frames=214, pingpong=True)
+    cam = y4m_from_clip(turns, tmp_path / "turns.y4m", start=0, frames=214, pingpong=True, slow=3)
     browser = console.pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
         *ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         f"--use-file-for-fake-video-capture={cam}"])

@@ -18,6 +18,7 @@ EXPECTED = {
     "QualityError": ("low_quality", 3, 422),
     "ModelNotFoundError": ("model_not_found", 4, 503),
     "ModelIntegrityError": ("model_integrity", 4, 503),
+    "DatFormatError": ("model_format", 4, 503),
     "SettingsError": ("bad_setting", 2, 503),
     "NotFoundError": ("not_found", 5, 404),
     "ConflictError": ("conflict", 2, 409),
@@ -43,6 +44,7 @@ def _rows() -> list[tuple[type[FacewiseError], str, int, int]]:
     from facewise.api import BadExportError  # noqa: F401  (registers its row)
     from facewise.eval.pairs import PairListError  # noqa: F401  (registers its row)
     from facewise.gallery.crypto import DecryptionError, EncryptionKeyError
+    from facewise.models.convert.dlib_dnn import DatFormatError  # noqa: F401  (registers its row)
     from facewise.models.examples import ExamplesUnavailableError  # noqa: F401  (registers its row)
     from facewise.video.decode import VideoError
 

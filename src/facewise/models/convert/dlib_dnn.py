@@ -49,6 +49,8 @@ OPSET = 17
 class DatFormatError(ModelIntegrityError):
     """The .dat file is not the network this converter knows."""
 
+    code = "model_format"
+
 
 # ---------------------------------------------------------------------------------------------- reading
 
