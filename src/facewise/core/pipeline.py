@@ -100,21 +100,21 @@ class Pipeline:
             if name != self.profile.detector:
                 log.warning("profile %s: detector %s is not installed (see `facewise models info %s`); using %s",
                             self.profile.name, self.profile.detector, self.profile.detector, name)
-                return load_detector(name, self.threads)
+                return load_detector(name, self.threads, providers=self.profile.providers)
             options = tuple(sorted(self.profile.detector_options.items()))
-            return load_detector(name, self.threads, options)
+            return load_detector(name, self.threads, options, providers=self.profile.providers)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:
         if not self.profile.landmarks:
             return None
         with self._load_lock:
-            return load_landmarker(self.profile.landmarks, self.threads)
+            return load_landmarker(self.profile.landmarks, self.threads, self.profile.providers)
 
     @cached_property
     def embedders(self) -> list[tuple[Embedder, float, bool]]:
         with self._load_lock:
-            return [(load_embedder(e.model, self.threads), e.weight, self.profile.flips(e))
+            return [(load_embedder(e.model, self.threads, self.profile.providers), e.weight, self.profile.flips(e))
                     for e in self.profile.embedders]
 
     @cached_property
@@ -125,8 +125,9 @@ class Pipeline:
             return None
         from facewise.models.attributes.headpose import FSANet
         from facewise.models.catalogue import resolve
+        from facewise.models.runtime import requested
 
-        with self._load_lock:
+        with self._load_lock, requested(self.profile.providers):
             one_by_one, var = resolve("fsanet")
             return FSANet(one_by_one, var, threads=self.threads or 1)
 

@@ -59,6 +59,7 @@ class Profile:
     fallback_threshold: float = 0.5
     calibration: dict[str, Any] | None = None
     fusion: dict[str, Any] = field(default_factory=dict)
+    providers: tuple[str, ...] = ()  # execution providers in order (models/runtime.py); FACEWISE_PROVIDERS wins
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
@@ -80,7 +81,7 @@ class Profile:
             yaw=_yaw_source(d), detector_fallback=d.get("detector_fallback"),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
-            fusion=d.get("fusion", {}),
+            fusion=d.get("fusion", {}), providers=_providers(d),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +92,7 @@ class Profile:
             "embedders": [self._embedder_dict(e) for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
+            **({"providers": list(self.providers)} if self.providers else {}),
         }
 
     def _embedder_dict(self, e: EmbedderSpec) -> dict[str, Any]:
@@ -149,6 +151,18 @@ def _yaw_source(d: dict[str, Any]) -> str:
     if yaw not in ("landmarks", "fsanet"):
         raise FacewiseError(f"profile {d.get('name')!r}: yaw must be landmarks or fsanet, got {yaw!r}")
     return yaw
+
+
+def _providers(d: dict[str, Any]) -> tuple[str, ...]:
+    from facewise.settings import PROVIDER_NAMES
+
+    raw = d.get("providers", [])
+    names = tuple(str(x).lower() for x in (raw if isinstance(raw, list) else [raw]))
+    bad = [x for x in names if x not in PROVIDER_NAMES]
+    if bad:
+        raise FacewiseError(f"profile {d.get('name')!r}: unknown providers {bad}; "
+                            f"choose from {', '.join(PROVIDER_NAMES)}")
+    return names
 
 
 def profile_names() -> list[str]:
