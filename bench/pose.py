@@ -71,7 +71,7 @@ def embed(pipe: Pipeline, paths: list[str]) -> dict[str, np.ndarray]:
 class _Emb:  # the slice of EmbeddedImages that PairScores.from_embedded reads
     def __init__(self, paths: list[str], e: dict[str, np.ndarray], yaw: np.ndarray) -> None:
         self.paths, self.vectors, self.yaw, self.quality = paths, e["vec"], yaw, e["quality"]
-        self.no_face, self.failed = e["no_face"], np.zeros(len(paths), bool)
+        self.no_face, self.failed, self.found_by = e["no_face"], np.zeros(len(paths), bool), None
         self._where = {p: i for i, p in enumerate(paths)}
 
     def rows(self, ps: list[Any]) -> np.ndarray:

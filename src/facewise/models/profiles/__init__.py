@@ -53,6 +53,7 @@ class Profile:
     landmarks: str | None = None  # optional landmark refiner run on every detection
     detector_fallback: str | None = None  # used (with a log line) where the detector is not installed
     detector_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the detector backend
+    detector_cascade: tuple[str, ...] = ()  # detectors asked in turn when the detector finds no face (core/cascade)
     yaw: str = "landmarks"  # where each face's yaw (quality, pose-aware fusion) comes from: landmarks | fsanet
     flip: bool = False
     default_far: float = 1e-3
@@ -79,6 +80,7 @@ class Profile:
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=normalised,
             landmarks=d.get("landmarks"), detector_options=dict(d.get("detector_options", {})),
             yaw=_yaw_source(d), detector_fallback=d.get("detector_fallback"),
+            detector_cascade=tuple(str(m) for m in d.get("detector_cascade", [])),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
             fusion=d.get("fusion", {}), providers=_providers(d),
@@ -93,6 +95,7 @@ class Profile:
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
             **({"providers": list(self.providers)} if self.providers else {}),
+            **({"detector_cascade": list(self.detector_cascade)} if self.detector_cascade else {}),
         }
 
     def _embedder_dict(self, e: EmbedderSpec) -> dict[str, Any]:
@@ -141,8 +144,9 @@ class Profile:
 
     @property
     def commercial(self) -> str:
-        """"no" if any model's card says no, else "unclear" if any says unclear, else "yes"."""
-        states = {card(m).commercial for m in self.models}
+        """"no" if any model's card says no, else "unclear" if any says unclear, else "yes" (the installed
+        models of the detector cascade count: they run when the detector misses)."""
+        states = {card(m).commercial for m in [*self.models, *(m for m in self.detector_cascade if is_available(m))]}
         return "no" if "no" in states else "unclear" if "unclear" in states else "yes"
 
 
