@@ -108,7 +108,7 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
     cache_file = None
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cache_file = cache_dir / f"{pipeline.profile.name}-{_cache_key(pipeline, no_face)}.npz"
+        cache_file = cache_path(pipeline, cache_dir, no_face)
         if cache_file.exists():
             with np.load(cache_file, allow_pickle=False) as z:
                 keys = list(z["keys"])
@@ -155,12 +155,25 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
             vec[i] = pipeline.embed_landmarks(img.pixels, [lm])[0]
         if progress:
             progress(1)
+    emb = EmbeddedImages(uniq, vec, yaw, qual, noface, failed, found)
     if cache_file is not None and len(cached) < n:
-        tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
-        np.savez(tmp, keys=np.array([_file_key(p) for p in uniq]), vectors=vec, yaw=yaw, quality=qual,
-                 no_face=noface, failed=failed, found_by=found)
-        tmp.replace(cache_file)
+        save_cache(cache_file, emb)
     if noface.any():
         log.info("no face found in %d of %d images (%s)", int(noface.sum()), n,
                  "scored on the centre prior" if no_face == "center" else "rejected")
-    return EmbeddedImages(uniq, vec, yaw, qual, noface, failed, found)
+    return emb
+
+
+def cache_path(pipeline: Pipeline, cache_dir: Path, no_face: NoFace = "center") -> Path:
+    """Where :func:`embed_images` keeps this pipeline's rows in ``cache_dir``."""
+    return cache_dir / f"{pipeline.profile.name}-{_cache_key(pipeline, no_face)}.npz"
+
+
+def save_cache(cache_file: Path, emb: EmbeddedImages) -> None:
+    """Write ``emb`` where :func:`embed_images` reads it (``bench/pose.py`` hands its vectors to
+    ``facewise calibrate --cache`` this way, so the calibration does not embed LFW again)."""
+    found = emb.found_by if emb.found_by is not None else np.full(len(emb.paths), "not recorded")
+    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
+    np.savez(tmp, keys=np.array([_file_key(p) for p in emb.paths]), vectors=emb.vectors, yaw=emb.yaw,
+             quality=emb.quality, no_face=emb.no_face, failed=emb.failed, found_by=found)
+    tmp.replace(cache_file)
