@@ -1,6 +1,6 @@
 """Accuracy on turned faces: Color FERET frontal-half and frontal-profile pairs, by pose, per yaw source.
 
-    python bench/pose.py --profile accurate [--fit]
+    python bench/pose.py --profile accurate [--fit] [--cache DIR] [--lfw [--rows] [--eval-cache EVALDIR]]
 
 Embeds every image of ``pose/feret/{frontal_half,frontal_profile}_pairs.csv`` once with the profile
 (central face, centre prior when none is found, as ``facewise eval pairs`` does), keeps both yaw
@@ -11,6 +11,13 @@ about 90 deg) and by the estimated yaw bin. ``--fit`` also sweeps the fade point
 ``a`` degrees, zero at ``b``) on the frontal-half pairs and scores the best on the frontal-profile
 pairs. ``--json`` prints one JSON object. ``--lfw-fade-changes`` instead counts the LFW pairs whose
 fade weight FSA-Net yaw would change (the pairs an LFW re-run has to look at).
+
+``--lfw`` also embeds the 7,701 LFW images of ``lfw/pairs.txt`` (the same record per image) and scores
+every yaw source x faded models x fade points variant on LFW (10-fold) and both FERET lists; the pick
+(``fit_variants``) sees only frontal-half and LFW. ``--cache DIR`` keeps every pass on disk, written
+in checkpoints, so reruns embed nothing; ``--eval-cache EVALDIR`` writes LFW's rows for the profile as
+shipped where ``facewise calibrate --cache EVALDIR`` and ``facewise eval pairs --cache EVALDIR`` read
+them. Rows of images the detector missed are embedded again when the profile's detector cascade changed.
 """
 
 from __future__ import annotations
@@ -39,39 +46,81 @@ FERET = DATA / "pose" / "feret"
 LISTS = ("frontal_half_pairs.csv", "frontal_profile_pairs.csv")
 
 
-def embed(pipe: Pipeline, paths: list[str]) -> dict[str, np.ndarray]:
-    """Vectors, landmark yaw, FSA-Net yaw, quality and the no-face flag of every image."""
+def _cache_file(cache: Path | None, tag: str, prof: Any) -> Path | None:
+    if cache is None:
+        return None
+    import hashlib
+
+    opts = sorted(prof.detector_options.items())
+    key = hashlib.sha256(f"{prof.signature}|{prof.detector}|{opts}|{tag}|v2".encode()).hexdigest()[:12]
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / f"pose-{prof.name}-{tag}-{key}.npz"
+
+
+def embed(pipe: Pipeline, paths: list[str], cache: Path | None = None, tag: str = "feret",
+          checkpoint: int = 250) -> dict[str, np.ndarray]:
+    """Fused vectors (the profile's weights), landmark yaw, FSA-Net yaw, quality, the no-face flag and
+    which detector pass found the face, for every image. With ``cache`` the rows go to
+    ``cache/pose-<profile>-<tag>-<key>.npz`` every ``checkpoint`` images, and a rerun reuses them."""
     from facewise.core.quality import assess
 
-    fsanet = Pipeline(replace(pipe.profile, yaw="fsanet")).headpose
+    fsanet = Pipeline(replace(pipe.profile, yaw="fsanet"), threads=pipe.threads).headpose
     n = len(paths)
     out = {"vec": np.zeros((n, pipe.dim), np.float32), "yaw_landmarks": np.zeros(n, np.float32),
-           "yaw_fsanet": np.zeros(n, np.float32), "quality": np.zeros(n, np.float32), "no_face": np.zeros(n, bool)}
-    for i, p in enumerate(paths):
-        px = load_image(p).pixels
+           "yaw_fsanet": np.zeros(n, np.float32), "quality": np.zeros(n, np.float32), "no_face": np.zeros(n, bool),
+           "found_by": np.full(n, "", dtype="<U32"), "done": np.zeros(n, bool)}
+    where = {p: i for i, p in enumerate(paths)}
+    file = _cache_file(cache, tag, pipe.profile)
+    cascade = ",".join(pipe.profile.detector_cascade)
+    if file is not None and file.exists():
+        with np.load(file, allow_pickle=False) as z:
+            # rows embedded without this detector cascade are kept, except those the detector missed
+            made_with = str(z["cascade"]) if "cascade" in z.files else ""
+            redo = z["no_face"] if made_with != cascade else np.zeros(len(z["paths"]), bool)
+            for j, p in enumerate(z["paths"]):
+                i = where.get(str(p))
+                if i is not None and z["done"][j] and not redo[j]:
+                    for k in out:
+                        out[k][i] = z[k][j]
+        print(f"  cache {file}: {int(out['done'].sum())} of {n} images", file=sys.stderr)
+
+    def save() -> None:
+        if file is not None:
+            tmp = file.with_name(file.name + ".tmp.npz")
+            np.savez(tmp, paths=np.array(paths), cascade=np.array(cascade), **out)
+            tmp.replace(file)
+
+    todo = [i for i in range(n) if not out["done"][i]]
+    for k, i in enumerate(todo):
+        px = load_image(paths[i]).pixels
         h, w = px.shape[:2]
         faces = pipe.make_faces(px, pipe.detect_pixels(px))
         if faces:
             f = central_face(faces, w, h)
             det_box, lm, q = f.box, f.landmarks, f.quality.score
+            out["found_by"][i] = str(f.attributes.get("found_by", "first"))
         else:
             d = centre_prior(w, h)
             det_box, lm = d.box, d.landmarks
             q = assess(px, d, pose_from_landmarks(lm)[0], pipe.quality_policy).score
-            out["no_face"][i] = True
+            out["no_face"][i], out["found_by"][i] = True, "centre prior"
         out["vec"][i] = pipe.embed_landmarks(px, [lm])[0]
         out["yaw_landmarks"][i] = pose_from_landmarks(lm)[0]
         out["yaw_fsanet"][i] = fsanet.estimate(px, [[det_box.x1, det_box.y1, det_box.x2, det_box.y2]])[0, 0]
-        out["quality"][i] = q
-        if i % 100 == 0:
-            print(f"  {i}/{n}", file=sys.stderr)
+        out["quality"][i], out["done"][i] = q, True
+        if k % 100 == 0:
+            print(f"  {tag} {k}/{len(todo)}", file=sys.stderr)
+        if (k + 1) % checkpoint == 0:
+            save()
+    if todo:
+        save()
     return out
 
 
 class _Emb:  # the slice of EmbeddedImages that PairScores.from_embedded reads
     def __init__(self, paths: list[str], e: dict[str, np.ndarray], yaw: np.ndarray) -> None:
         self.paths, self.vectors, self.yaw, self.quality = paths, e["vec"], yaw, e["quality"]
-        self.no_face, self.failed = e["no_face"], np.zeros(len(paths), bool)
+        self.no_face, self.failed, self.found_by = e["no_face"], np.zeros(len(paths), bool), e["found_by"]
         self._where = {p: i for i, p in enumerate(paths)}
 
     def rows(self, ps: list[Any]) -> np.ndarray:
@@ -144,11 +193,75 @@ def lfw_fade_changes(prof: Any) -> dict[str, int]:
     return {"pairs": len(plist), "changed": changed, "faded_more": more}
 
 
+YAW_SOURCES = ("landmarks", "fsanet", "max")  # max: the larger |yaw| of the two estimates
+FADED = {"y1+dlib": ("mobilefacenet-y1", "dlib-resnet-v1"), "dlib": ("dlib-resnet-v1",), "y1": ("mobilefacenet-y1",)}
+FADE_GRID = [(a, b) for a in (15, 20, 25, 30, 35, 40) for b in (35, 45, 50, 60, 75, 90) if b > a]
+
+
+def yaw_of(e: dict[str, np.ndarray], src: str) -> np.ndarray:
+    if src == "max":
+        return np.maximum(np.abs(e["yaw_landmarks"]), np.abs(e["yaw_fsanet"]))
+    return e[f"yaw_{src}"]
+
+
+def variant(base: dict[str, Any], a: float, b: float, models: tuple[str, ...]) -> dict[str, Any]:
+    d = json.loads(json.dumps(base))
+    d["fusion"] = {"rules": [{"model": m, "on": "yaw", "full_until": a, "zero_at": b} for m in models]}
+    return d
+
+
+def quick(profile_dict: dict[str, Any], plist: list[Any], emb: _Emb) -> tuple[float, float]:
+    """10-fold accuracy and AUC of the pairs under a profile's fusion."""
+    from facewise.eval import metrics as mt
+    from facewise.models.profiles import Profile
+
+    scorer = FusionScorer(Profile.from_dict(profile_dict))
+    v, y, q = emb.vectors, emb.yaw, emb.quality
+    fn = None if scorer.plain else (lambda a, b: scorer.scores(v[a], v[b], y[a], y[b], q[a], q[b]))
+    ps = PairScores.from_embedded(plist, emb, fn)  # type: ignore[arg-type]
+    return float(mt.ten_fold_accuracy(ps.scores, ps.labels, ps.folds).mean), float(mt.auc(ps.scores, ps.labels))
+
+
+def fit_variants(base: dict[str, Any], fh: list[Any], fp: list[Any], lfw: list[Any],
+                 feret: dict[str, _Emb], lfw_emb: dict[str, _Emb], lfw_floor: float = 0.996) -> dict[str, Any]:
+    """Every yaw source x faded models x fade points scored on frontal-half, LFW and frontal-profile. The pick
+    sees only frontal-half and LFW: LFW at least ``lfw_floor``, then fewest errors on frontal-half + LFW
+    together, then the higher frontal-half AUC, then the higher LFW AUC; frontal-profile is the test."""
+    rows = []
+    for src in YAW_SOURCES:
+        for tag, models in FADED.items():
+            for a, b in FADE_GRID:
+                d = variant(base, a, b, models)
+                acc_fh, auc_fh = quick(d, fh, feret[src])
+                acc_l, auc_l = quick(d, lfw, lfw_emb[src])
+                acc_fp, _ = quick(d, fp, feret[src])
+                rows.append({"yaw": src, "faded": tag, "full_until": a, "zero_at": b, "frontal_half": round(acc_fh, 5),
+                             "frontal_half_auc": round(auc_fh, 6), "lfw": round(acc_l, 5), "lfw_auc": round(auc_l, 6),
+                             "errors_fit": round((1 - acc_fh) * len(fh) + (1 - acc_l) * len(lfw)),
+                             "frontal_profile": round(acc_fp, 5)})
+    ok = [r for r in rows if r["lfw"] >= lfw_floor] or rows
+    best = min(ok, key=lambda r: (r["errors_fit"], -r["frontal_half_auc"], -r["lfw_auc"]))
+    per_src = {src: min((r for r in ok if r["yaw"] == src),
+                        key=lambda r: (r["errors_fit"], -r["frontal_half_auc"], -r["lfw_auc"]), default=None)
+               for src in YAW_SOURCES}
+    shipped = [r for r in rows if r["faded"] == "y1+dlib" and (r["full_until"], r["zero_at"]) == (30, 60)]
+    rule = f"LFW >= {lfw_floor:.4f}, then fewest errors on frontal-half + LFW, then frontal-half AUC, then LFW AUC"
+    return {"rule": rule, "best": best, "best_per_yaw_source": per_src, "shipped_fade_30_60": shipped,
+            "variants": len(rows), "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="accurate")
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--cache", type=Path, help="keep the embeddings here (reruns reuse them)")
+    ap.add_argument("--lfw", action="store_true", help="also embed LFW (7,701 images) and fit the yaw source, "
+                    "faded models and fade points on frontal-half + LFW (frontal-profile is the test)")
+    ap.add_argument("--eval-cache", type=Path, help="with --lfw: write LFW's rows for the profile as shipped where "
+                    "`facewise calibrate --cache DIR` reads them (no second LFW pass)")
+    ap.add_argument("--rows", action="store_true", help="with --lfw: print every variant's row too")
+    ap.add_argument("--embed-only", action="store_true", help="only fill the cache")
     ap.add_argument("--lfw-fade-changes", action="store_true",
                     help="only count the LFW pairs whose fade weight FSA-Net yaw would change")
     args = ap.parse_args()
@@ -159,10 +272,43 @@ def main() -> None:
     pipe = Pipeline(replace(prof, yaw="landmarks")).load()
     lists = {name: parse_pairs_csv(FERET / name) for name in LISTS}
     paths = list(dict.fromkeys(str(x) for pl in lists.values() for p in pl for x in (p.path1, p.path2)))
-    e = embed(pipe, paths)
+    e = embed(pipe, paths, args.cache, "feret")
+    if args.lfw:
+        from facewise.eval.pairs import parse_lfw_pairs
+
+        lfw_pairs = parse_lfw_pairs(DATA / "lfw" / "pairs.txt", DATA / "lfw" / "images")
+        lfw_paths = list(dict.fromkeys(str(x) for p in lfw_pairs for x in (p.path1, p.path2)))
+        e_lfw = embed(pipe, lfw_paths, args.cache, "lfw")
+    if args.embed_only:
+        return
     base = prof.to_dict()
     result: dict[str, Any] = {"profile": prof.name, "images": len(paths), "no_face_images": int(e["no_face"].sum()),
                               "results": {}}
+    if args.lfw:
+        feret = {src: _Emb(paths, e, yaw_of(e, src)) for src in YAW_SOURCES}
+        lfw_emb = {src: _Emb(lfw_paths, e_lfw, yaw_of(e_lfw, src)) for src in YAW_SOURCES}
+        fit = fit_variants(base, lists[LISTS[0]], lists[LISTS[1]], lfw_pairs, feret, lfw_emb)
+        rows = fit.pop("rows")
+        if args.rows:
+            fit["rows"] = rows
+        b = fit["best"]
+        d = variant(base, b["full_until"], b["zero_at"], FADED[b["faded"]])
+        fit["best_by_bin"] = {name: score(d, plist, feret[b["yaw"]]) for name, plist in lists.items()}
+        fit["lfw_no_face_images"] = int(e_lfw["no_face"].sum())
+        fit["lfw_found_by"] = {str(k): int(c) for k, c in zip(*np.unique(e_lfw["found_by"], return_counts=True),
+                                                               strict=True)}
+        acc, auc = quick(base, lfw_pairs, lfw_emb[prof.yaw])
+        fit["as_shipped"] = {"yaw": prof.yaw, "fusion": base.get("fusion"), "lfw": round(acc, 5),
+                             "lfw_auc": round(auc, 6),
+                             **{name: score(base, plist, feret[prof.yaw]) for name, plist in lists.items()}}
+        result["lfw_fit"] = fit
+        if args.eval_cache:
+            from facewise.eval.embed import EmbeddedImages, cache_path, save_cache
+
+            args.eval_cache.mkdir(parents=True, exist_ok=True)
+            rows = EmbeddedImages(lfw_paths, e_lfw["vec"], yaw_of(e_lfw, prof.yaw), e_lfw["quality"], e_lfw["no_face"],
+                                  np.zeros(len(lfw_paths), bool), e_lfw["found_by"])
+            save_cache(cache_path(Pipeline(prof), args.eval_cache), rows)
     for src in ("landmarks", "fsanet"):
         emb = _Emb(paths, e, e[f"yaw_{src}"])
         for name, plist in lists.items():

@@ -92,8 +92,8 @@ RECORD_FIELDS = {
     "Identification": ("face", "person", "person_id", "score", "far", "threshold", "candidates"),
     "Person": ("id", "name", "metadata", "n_samples", "created_at"),
     "Profile": (
-        "name", "description", "detector", "embedders", "landmarks", "detector_fallback", "detector_options", "yaw",
-        "flip", "default_far", "fallback_threshold", "calibration", "fusion"
+        "name", "description", "detector", "embedders", "landmarks", "detector_fallback", "detector_options",
+        "detector_cascade", "yaw", "flip", "default_far", "fallback_threshold", "calibration", "fusion", "providers"
     ),
     "Quality": ("score", "reasons", "metrics"),
     "Sample": ("id", "person_id", "image_sha256", "source", "box", "quality", "yaw", "created_at"),

@@ -22,6 +22,9 @@ VARIABLES: dict[str, str] = {
     "XDG_CACHE_HOME": "base of the default cache folders (default ~/.cache)",
     "FACEWISE_THREADS": "inference threads per model session (a positive integer; default min(4, CPUs))",
     "FACEWISE_DLIB_ENGINE": "what runs dlib's ResNet embedder: onnx (default; converted once, cached) or dlib",
+    "FACEWISE_PROVIDERS": "where models run, in order of preference, comma-separated: cuda, tensorrt, rocm, "
+                          "directml, coreml, openvino (onnxruntime) and gpu, npu (OpenVINO devices), cpu "
+                          "(default: the profile's \"providers\", else cpu); what is missing falls back to cpu",
     "FACEWISE_MAX_PIXELS": "largest image accepted, in pixels (decompression-bomb guard; default 80,000,000)",
     "FACEWISE_EVAL_CACHE": "embedding cache of `facewise eval` (default: an `eval` folder next to the model cache)",
     "FACEWISE_KEY": "gallery encryption key, base64 of 32 bytes (or use FACEWISE_KEY_FILE, not both)",
@@ -122,6 +125,22 @@ def eval_cache_dir() -> Path:
 def threads() -> int | None:
     """``FACEWISE_THREADS`` as a positive integer; ``None`` when unset (the caller picks its default)."""
     return _positive_int("FACEWISE_THREADS")
+
+
+PROVIDER_NAMES = ("cuda", "tensorrt", "rocm", "directml", "coreml", "openvino", "gpu", "npu", "cpu")
+
+
+def providers() -> tuple[str, ...] | None:
+    """``FACEWISE_PROVIDERS`` as a tuple of names from :data:`PROVIDER_NAMES`; ``None`` when unset."""
+    raw = _get("FACEWISE_PROVIDERS")
+    if raw is None:
+        return None
+    names = tuple(x.strip().lower() for x in raw.split(",") if x.strip())
+    bad = [x for x in names if x not in PROVIDER_NAMES]
+    if bad or not names:
+        raise SettingsError(f"FACEWISE_PROVIDERS={raw!r}: expected a comma-separated list of "
+                            f"{', '.join(PROVIDER_NAMES)}")
+    return names
 
 
 def max_pixels(default: int) -> int:

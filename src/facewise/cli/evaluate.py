@@ -91,7 +91,8 @@ def eval_pairs(
         ps = PairScores.from_embedded(plist, emb, fused_score_fn(pipe, emb))
         report = evaluate(ps, n_boot=n_boot)
         report.no_face.update({"images": int(emb.no_face.sum()), "unreadable": int(emb.failed.sum()),
-                               "scored_as": "centre-prior alignment" if no_face == "center" else "score -1 (reject)"})
+                               "scored_as": "centre-prior alignment" if no_face == "center" else "score -1 (reject)",
+                               "found_by": emb.found_by_counts()})
         if out_dir:
             write_outputs(ps, report, out_dir, f"{pipe.profile.name} on {pairs.name}")
         d = report.to_dict()

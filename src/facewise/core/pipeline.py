@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from facewise.core.align import align_many
+from facewise.core.cascade import cascade_detectors, next_stages
 from facewise.core.imageio import DecodedImage, ImageInput, load_image
 from facewise.core.quality import QualityPolicy, assess, yaw_from_landmarks
 from facewise.errors import FacewiseError
@@ -100,21 +101,28 @@ class Pipeline:
             if name != self.profile.detector:
                 log.warning("profile %s: detector %s is not installed (see `facewise models info %s`); using %s",
                             self.profile.name, self.profile.detector, self.profile.detector, name)
-                return load_detector(name, self.threads)
+                return load_detector(name, self.threads, providers=self.profile.providers)
             options = tuple(sorted(self.profile.detector_options.items()))
-            return load_detector(name, self.threads, options)
+            return load_detector(name, self.threads, options, providers=self.profile.providers)
+
+    @cached_property
+    def cascade(self) -> list[Detector]:
+        """The profile's ``detector_cascade`` (those installed): asked in turn when the detector finds no face
+        (loaded then, so a profile whose detector always finds a face never pays for it)."""
+        with self._load_lock:
+            return cascade_detectors(self.profile.detector_cascade, self.threads, self.profile.providers)
 
     @cached_property
     def landmarker(self) -> Landmarker | None:
         if not self.profile.landmarks:
             return None
         with self._load_lock:
-            return load_landmarker(self.profile.landmarks, self.threads)
+            return load_landmarker(self.profile.landmarks, self.threads, self.profile.providers)
 
     @cached_property
     def embedders(self) -> list[tuple[Embedder, float, bool]]:
         with self._load_lock:
-            return [(load_embedder(e.model, self.threads), e.weight, self.profile.flips(e))
+            return [(load_embedder(e.model, self.threads, self.profile.providers), e.weight, self.profile.flips(e))
                     for e in self.profile.embedders]
 
     @cached_property
@@ -125,8 +133,9 @@ class Pipeline:
             return None
         from facewise.models.attributes.headpose import FSANet
         from facewise.models.catalogue import resolve
+        from facewise.models.runtime import requested
 
-        with self._load_lock:
+        with self._load_lock, requested(self.profile.providers):
             one_by_one, var = resolve("fsanet")
             return FSANet(one_by_one, var, threads=self.threads or 1)
 
@@ -145,8 +154,11 @@ class Pipeline:
             return img, self.detect_pixels(img.pixels)
 
     def detect_pixels(self, pixels: np.ndarray) -> list[Detection]:
-        """Detections on decoded pixels, landmarks refined when the profile names a refiner."""
+        """Detections on decoded pixels (the profile's detector, then its cascade where it finds nothing),
+        landmarks refined when the profile names a refiner."""
         dets = self.detector.detect(pixels)
+        if not dets and self.profile.detector_cascade:  # the cascade loads on the first miss
+            dets = next_stages(self.cascade, pixels, self.detector.model_id)
         if self.max_faces is not None and len(dets) > self.max_faces:
             log.info("%d faces found, analysing the %d largest", len(dets), self.max_faces)
             dets = sorted(dets, key=lambda d: -d.box.area)[: self.max_faces]
@@ -164,7 +176,7 @@ class Pipeline:
         for i, (d, yaw) in enumerate(zip(dets, self.yaws(pixels, dets), strict=True)):
             q = assess(pixels, d, yaw, self.quality_policy)
             face = Face(index=i, box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, yaw=yaw)
-            if d.found_by != "first":  # a retry of the detector found it (reported per face)
+            if d.found_by != "first":  # a retry of the detector or the cascade found it (reported per face)
                 face.attributes["found_by"] = d.found_by
             faces.append(face)
         return faces

@@ -4,7 +4,9 @@ Face choice: the most central of the faces at least half as large as the largest
 images are cropped around their subject). When no face is found, ``no_face="center"`` places the
 first embedder's alignment template on a centred square of half the image's shorter side (the
 usual prior for cropped-face benchmarks; counted and reported), and ``no_face="reject"`` marks the
-image so every pair using it is scored -1 (always "different").
+image so every pair using it is scored -1 (always "different"). Each image records what found its
+face (``found_by``): ``first``, a retry of the detector (``upscaled``, ``padded``), a stage of the
+profile's detector cascade (``cascade:<model>``, core/cascade.py), ``centre prior`` or ``rejected``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class EmbeddedImages:
     quality: np.ndarray
     no_face: np.ndarray  # bool: no face detected (fallback used or rejected)
     failed: np.ndarray  # bool: image could not be read
+    found_by: np.ndarray | None = None  # str: what found each image's face (module docstring)
+
+    def found_by_counts(self) -> dict[str, int]:
+        """How many images each way other than the detector's first pass found their face."""
+        if self.found_by is None:
+            return {}
+        kinds, counts = np.unique(self.found_by[self.found_by != "first"], return_counts=True)
+        return {str(k): int(c) for k, c in zip(kinds, counts, strict=True)}
 
     def rows(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         where = {p: i for i, p in enumerate(self.paths)}
@@ -69,7 +79,9 @@ def centre_prior(width: int, height: int) -> Detection:
 def _cache_key(pipeline: Pipeline, no_face: NoFace) -> str:
     options = sorted(pipeline.profile.detector_options.items())
     yaw = "" if pipeline.profile.yaw == "landmarks" else pipeline.profile.yaw
+    cascade = ",".join(pipeline.profile.detector_cascade)
     key = f"{pipeline.profile.signature}|{pipeline.profile.detector}|{options if options else ''}{yaw}|{no_face}|v1"
+    key += f"|{cascade}" if cascade else ""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -91,20 +103,24 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
     qual = np.zeros(n, np.float32)
     noface = np.zeros(n, bool)
     failed = np.zeros(n, bool)
+    found = np.full(n, "first", dtype="<U40")
     cached: dict[str, int] = {}
     cache_file = None
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cache_file = cache_dir / f"{pipeline.profile.name}-{_cache_key(pipeline, no_face)}.npz"
+        cache_file = cache_path(pipeline, cache_dir, no_face)
         if cache_file.exists():
             with np.load(cache_file, allow_pickle=False) as z:
                 keys = list(z["keys"])
                 where = {k: i for i, k in enumerate(keys)}
+                # caches written before found_by was kept: "not recorded" (or centre prior / rejected)
+                fb = z["found_by"] if "found_by" in z.files else np.where(
+                    z["no_face"], "centre prior" if no_face == "center" else "rejected", "not recorded")
                 for i, p in enumerate(uniq):
                     j = where.get(_file_key(p))
                     if j is not None:
                         vec[i], yaw[i], qual[i] = z["vectors"][j], z["yaw"][j], z["quality"][j]
-                        noface[i], failed[i] = z["no_face"][j], z["failed"][j]
+                        noface[i], failed[i], found[i] = z["no_face"][j], z["failed"][j], fb[j]
                         cached[p] = i
             log.info("eval cache %s: %d of %d images reused", cache_file, len(cached), n)
     for i, p in enumerate(uniq):
@@ -117,6 +133,7 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
         except ImageError as exc:
             log.warning("%s", exc)
             failed[i] = noface[i] = True
+            found[i] = "unreadable"
             if progress:
                 progress(1)
             continue
@@ -126,8 +143,10 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
         if faces:
             f = central_face(faces, w, h)
             lm, yaw[i], qual[i] = f.landmarks, f.yaw, f.quality.score
+            found[i] = str(f.attributes.get("found_by", "first"))
         else:
             noface[i] = True
+            found[i] = "centre prior" if no_face == "center" else "rejected"
             d = centre_prior(w, h)
             lm = d.landmarks
             yaw[i] = yaw_from_landmarks(lm)
@@ -136,9 +155,25 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
             vec[i] = pipeline.embed_landmarks(img.pixels, [lm])[0]
         if progress:
             progress(1)
+    emb = EmbeddedImages(uniq, vec, yaw, qual, noface, failed, found)
     if cache_file is not None and len(cached) < n:
-        tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
-        np.savez(tmp, keys=np.array([_file_key(p) for p in uniq]), vectors=vec, yaw=yaw, quality=qual,
-                 no_face=noface, failed=failed)
-        tmp.replace(cache_file)
-    return EmbeddedImages(uniq, vec, yaw, qual, noface, failed)
+        save_cache(cache_file, emb)
+    if noface.any():
+        log.info("no face found in %d of %d images (%s)", int(noface.sum()), n,
+                 "scored on the centre prior" if no_face == "center" else "rejected")
+    return emb
+
+
+def cache_path(pipeline: Pipeline, cache_dir: Path, no_face: NoFace = "center") -> Path:
+    """Where :func:`embed_images` keeps this pipeline's rows in ``cache_dir``."""
+    return cache_dir / f"{pipeline.profile.name}-{_cache_key(pipeline, no_face)}.npz"
+
+
+def save_cache(cache_file: Path, emb: EmbeddedImages) -> None:
+    """Write ``emb`` where :func:`embed_images` reads it (``bench/pose.py`` hands its vectors to
+    ``facewise calibrate --cache`` this way, so the calibration does not embed LFW again)."""
+    found = emb.found_by if emb.found_by is not None else np.full(len(emb.paths), "not recorded")
+    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
+    np.savez(tmp, keys=np.array([_file_key(p) for p in emb.paths]), vectors=emb.vectors, yaw=emb.yaw,
+             quality=emb.quality, no_face=emb.no_face, failed=emb.failed, found_by=found)
+    tmp.replace(cache_file)

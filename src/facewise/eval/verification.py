@@ -38,6 +38,7 @@ class PairScores:
     yaw: np.ndarray  # (P, 2)
     quality: np.ndarray  # (P, 2)
     no_face: np.ndarray  # (P, 2) bool
+    found_by: np.ndarray | None = None  # (P, 2) str: what found each face (eval/embed.py), when known
 
     @classmethod
     def from_embedded(cls, pairs: Sequence[Pair], emb: EmbeddedImages,
@@ -52,7 +53,8 @@ class PairScores:
         scores = np.where(rejected, -1.0, scores).astype(np.float64)
         return cls(list(pairs), scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]),
                    np.stack([emb.yaw[a], emb.yaw[b]], 1), np.stack([emb.quality[a], emb.quality[b]], 1),
-                   np.stack([emb.no_face[a], emb.no_face[b]], 1))
+                   np.stack([emb.no_face[a], emb.no_face[b]], 1),
+                   None if emb.found_by is None else np.stack([emb.found_by[a], emb.found_by[b]], 1))
 
 
 @dataclass
@@ -131,11 +133,12 @@ def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str
     with open(out_dir / "scores.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path1", "path2", "same", "fold", "score", "yaw1", "yaw2", "quality1", "quality2",
-                    "no_face1", "no_face2"])
+                    "no_face1", "no_face2", "found_by1", "found_by2"])
+        found = ps.found_by if ps.found_by is not None else np.full((len(ps.pairs), 2), "")
         for i, p in enumerate(ps.pairs):
             w.writerow([p.path1, p.path2, int(p.same), p.fold, f"{ps.scores[i]:.6f}", f"{ps.yaw[i, 0]:.1f}",
                         f"{ps.yaw[i, 1]:.1f}", f"{ps.quality[i, 0]:.3f}", f"{ps.quality[i, 1]:.3f}",
-                        int(ps.no_face[i, 0]), int(ps.no_face[i, 1])])
+                        int(ps.no_face[i, 0]), int(ps.no_face[i, 1]), found[i, 0], found[i, 1]])
     written.append(out_dir / "scores.csv")
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     written.append(out_dir / "report.json")

@@ -11,6 +11,7 @@ from typing import Any
 from facewise.errors import FacewiseError
 from facewise.models.catalogue import ModelCard, card, resolve
 from facewise.models.protocols import Detector, Embedder, Landmarker
+from facewise.models.runtime import requested
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,19 @@ def detector_knobs(model_id: str) -> frozenset[str]:
 @lru_cache(maxsize=16)
 def load_detector(model_id: str, threads: int = 0, options: tuple[tuple[str, Any], ...] = (), *,
                   score_threshold: float | None = None, min_side: int | None = None,
-                  max_side: int | None = None) -> Detector:
+                  max_side: int | None = None, providers: tuple[str, ...] = ()) -> Detector:
     """A detector backend, loaded once per process and tuning (backends are thread-safe).
 
     ``options``: the profile's ``detector_options`` as sorted (name, value) pairs, passed to the backend.
     ``score_threshold``, ``min_side`` and ``max_side`` (video tracking) replace the backend's defaults where it
-    has them (:func:`detector_knobs`); asking a backend for a knob it lacks is a ``ValueError``."""
+    has them (:func:`detector_knobs`); asking a backend for a knob it lacks is a ``ValueError``.
+    ``providers``: the profile's execution providers (``runtime``; ``FACEWISE_PROVIDERS`` overrides them)."""
+    with requested(providers):
+        return _build_detector(model_id, threads, options, score_threshold, min_side, max_side)
+
+
+def _build_detector(model_id: str, threads: int, options: tuple[tuple[str, Any], ...], score_threshold: float | None,
+                    min_side: int | None, max_side: int | None) -> Detector:
     c, paths = _card_and_files(model_id, "detection", "a detector")
     tuning: dict[str, Any] = {k: v for k, v in (("score_threshold", score_threshold), ("min_side", min_side),
                                 ("max_side", max_side)) if v is not None}
@@ -102,23 +110,25 @@ def _class(target: str) -> Any:
 
 
 @lru_cache(maxsize=16)
-def load_embedder(model_id: str, threads: int = 0) -> Embedder:
-    """An embedder backend, loaded once per process (backends are thread-safe)."""
+def load_embedder(model_id: str, threads: int = 0, providers: tuple[str, ...] = ()) -> Embedder:
+    """An embedder backend, loaded once per process and provider list (backends are thread-safe)."""
     c, paths = _card_and_files(model_id, "embedding", "an embedder")
     target = EMBEDDERS.get(c.backend)
     if target is None:
         raise ValueError(f"model {model_id!r}: unknown embedder backend {c.backend!r} (known: {', '.join(EMBEDDERS)})")
-    embedder: Embedder = _class(target).from_card(c, paths, threads)
+    with requested(providers):
+        embedder: Embedder = _class(target).from_card(c, paths, threads)
     return embedder
 
 
 @lru_cache(maxsize=8)
-def load_landmarker(model_id: str, threads: int = 0) -> Landmarker:
+def load_landmarker(model_id: str, threads: int = 0, providers: tuple[str, ...] = ()) -> Landmarker:
     """A landmark refiner (re-estimates a detection's five points), loaded once per process."""
     c, paths = _card_and_files(model_id, "landmarks", "a landmark refiner")
     if c.backend == "openvino":
         from facewise.models.landmarks.landmarks0009 import Landmarks0009
 
         xml = next(p for p in paths if p.suffix == ".xml")
-        return Landmarks0009(xml, c.id, roi_scale=float(c.input.get("roi_scale", 1.15)), threads=threads)
+        with requested(providers):
+            return Landmarks0009(xml, c.id, roi_scale=float(c.input.get("roi_scale", 1.15)), threads=threads)
     raise ValueError(f"model {model_id!r}: unknown landmark backend {c.backend!r}")

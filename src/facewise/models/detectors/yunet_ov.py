@@ -10,6 +10,7 @@ size = exp(log-size) * stride, landmarks = (cell + offset) * stride; then non-ma
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -19,8 +20,9 @@ import cv2
 import numpy as np
 
 from facewise.models.detectors.yunet import YuNetDetector
-from facewise.models.runtime import openvino_config, openvino_core
+from facewise.models.runtime import openvino_config, openvino_core, openvino_device
 
+log = logging.getLogger(__name__)
 STRIDES = (8, 16, 32)
 
 
@@ -41,7 +43,9 @@ class YuNetOpenVino(YuNetDetector):
         self._local = threading.local()
         self._core = openvino_core()
         self._model: Any = self._core.read_model(str(model))
-        self._config = openvino_config(threads, precision)
+        self._device = openvino_device(self._core)
+        self._config = openvino_config(threads, precision, self._device)
+        log.info("OpenVINO model %s on %s", model.name, self._device)
         self._cached_shapes = cached_shapes
         self._compiled: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self._compile_lock = threading.Lock()
@@ -56,7 +60,7 @@ class YuNetOpenVino(YuNetDetector):
                 return got
             model = self._model.clone()
             model.reshape({model.input(0).get_any_name(): [1, 3, h, w]})
-            got = self._core.compile_model(model, "CPU", self._config)
+            got = self._core.compile_model(model, self._device, self._config)
             self._compiled[(h, w)] = got
             if len(self._compiled) > self._cached_shapes:
                 self._compiled.popitem(last=False)

@@ -53,12 +53,14 @@ class Profile:
     landmarks: str | None = None  # optional landmark refiner run on every detection
     detector_fallback: str | None = None  # used (with a log line) where the detector is not installed
     detector_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the detector backend
+    detector_cascade: tuple[str, ...] = ()  # detectors asked in turn when the detector finds no face (core/cascade)
     yaw: str = "landmarks"  # where each face's yaw (quality, pose-aware fusion) comes from: landmarks | fsanet
     flip: bool = False
     default_far: float = 1e-3
     fallback_threshold: float = 0.5
     calibration: dict[str, Any] | None = None
     fusion: dict[str, Any] = field(default_factory=dict)
+    providers: tuple[str, ...] = ()  # execution providers in order (models/runtime.py); FACEWISE_PROVIDERS wins
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
@@ -78,9 +80,10 @@ class Profile:
             name=d["name"], description=d.get("description", ""), detector=d["detector"], embedders=normalised,
             landmarks=d.get("landmarks"), detector_options=dict(d.get("detector_options", {})),
             yaw=_yaw_source(d), detector_fallback=d.get("detector_fallback"),
+            detector_cascade=tuple(str(m) for m in d.get("detector_cascade", [])),
             flip=bool(d.get("flip", False)), default_far=float(d.get("default_far", 1e-3)),
             fallback_threshold=float(d.get("fallback_threshold", 0.5)), calibration=d.get("calibration"),
-            fusion=d.get("fusion", {}),
+            fusion=d.get("fusion", {}), providers=_providers(d),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +94,8 @@ class Profile:
             "embedders": [self._embedder_dict(e) for e in self.embedders],
             "flip": self.flip, "default_far": self.default_far, "fallback_threshold": self.fallback_threshold,
             "calibration": self.calibration, "fusion": self.fusion,
+            **({"providers": list(self.providers)} if self.providers else {}),
+            **({"detector_cascade": list(self.detector_cascade)} if self.detector_cascade else {}),
         }
 
     def _embedder_dict(self, e: EmbedderSpec) -> dict[str, Any]:
@@ -139,8 +144,9 @@ class Profile:
 
     @property
     def commercial(self) -> str:
-        """"no" if any model's card says no, else "unclear" if any says unclear, else "yes"."""
-        states = {card(m).commercial for m in self.models}
+        """"no" if any model's card says no, else "unclear" if any says unclear, else "yes" (the installed
+        models of the detector cascade count: they run when the detector misses)."""
+        states = {card(m).commercial for m in [*self.models, *(m for m in self.detector_cascade if is_available(m))]}
         return "no" if "no" in states else "unclear" if "unclear" in states else "yes"
 
 
@@ -149,6 +155,18 @@ def _yaw_source(d: dict[str, Any]) -> str:
     if yaw not in ("landmarks", "fsanet"):
         raise FacewiseError(f"profile {d.get('name')!r}: yaw must be landmarks or fsanet, got {yaw!r}")
     return yaw
+
+
+def _providers(d: dict[str, Any]) -> tuple[str, ...]:
+    from facewise.settings import PROVIDER_NAMES
+
+    raw = d.get("providers", [])
+    names = tuple(str(x).lower() for x in (raw if isinstance(raw, list) else [raw]))
+    bad = [x for x in names if x not in PROVIDER_NAMES]
+    if bad:
+        raise FacewiseError(f"profile {d.get('name')!r}: unknown providers {bad}; "
+                            f"choose from {', '.join(PROVIDER_NAMES)}")
+    return names
 
 
 def profile_names() -> list[str]:
