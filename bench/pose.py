@@ -1,6 +1,6 @@
 """Accuracy on turned faces: Color FERET frontal-half and frontal-profile pairs, by pose, per yaw source.
 
-    python bench/pose.py --profile accurate [--fit] [--cache DIR] [--lfw [--rows] [--eval-cache EVALDIR]]
+    python bench/pose.py --profile accurate [--fit] [--cache DIR] [--lfw [--rows] [--per-model] [--eval-cache EVALDIR]]
 
 Embeds every image of ``pose/feret/{frontal_half,frontal_profile}_pairs.csv`` once with the profile
 (central face, centre prior when none is found, as ``facewise eval pairs`` does), keeps both yaw
@@ -17,7 +17,9 @@ every yaw source x faded models x fade points variant on LFW (10-fold) and both 
 (``fit_variants``) sees only frontal-half and LFW. ``--cache DIR`` keeps every pass on disk, written
 in checkpoints, so reruns embed nothing; ``--eval-cache EVALDIR`` writes LFW's rows for the profile as
 shipped where ``facewise calibrate --cache EVALDIR`` and ``facewise eval pairs --cache EVALDIR`` read
-them. Rows of images the detector missed are embedded again when the profile's detector cascade changed.
+them. ``--lfw --per-model`` instead fits each model's fade separately (``per_model_fit``: its own AUC by yaw
+bin on frontal-half + LFW, a rule fixed in the code) and scores that fusion on frontal-profile, the test.
+Rows of images the detector missed are embedded again when the profile's detector cascade changed.
 """
 
 from __future__ import annotations
@@ -250,6 +252,108 @@ def fit_variants(base: dict[str, Any], fh: list[Any], fp: list[Any], lfw: list[A
             "variants": len(rows), "rows": rows}
 
 
+FIT_BINS = ((0.0, 30.0), (30.0, 45.0), (45.0, 60.0), (60.0, float("inf")))  # worse FSA-Net |yaw| of the pair
+FADE_END = 90.0  # where a fade across the open last bin reaches zero (a full profile)
+
+
+def model_cosines(plist: list[Any], emb: _Emb, scorer: FusionScorer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, models) cosine of each embedder alone, the worse |yaw| and the label of every pair."""
+    a, b = emb.rows([p.path1 for p in plist]), emb.rows([p.path2 for p in plist])
+    yaw = np.maximum(np.abs(emb.yaw[a]), np.abs(emb.yaw[b]))
+    return scorer.block_cosines(emb.vectors[a], emb.vectors[b]), yaw, np.array([p.same for p in plist])
+
+
+def _bin_name(lo: float, hi: float) -> str:
+    return f"{lo:g}-{hi:g}" if np.isfinite(hi) else f"{lo:g}+"
+
+
+def per_model_fit(base: dict[str, Any], fit_sets: list[tuple[list[Any], _Emb]], n_boot: int = 1000, seed: int = 0,
+                  n_se: float = 2.0) -> dict[str, Any]:
+    """Fade points for each model of the fusion separately, from its own verification quality by pose.
+
+    Fit data: the pairs of ``fit_sets`` pooled (frontal-half + LFW View 2; never frontal-profile), binned by
+    the worse FSA-Net |yaw| of the pair into ``FIT_BINS`` (0-30, 30-45, 45-60, 60+ degrees). In each bin k
+    every model m is scored alone (its own cosine): ``AUC[m, k]``. Its gap to the best single model there is
+    ``gap[m, k] = max_j AUC[j, k] - AUC[m, k]``, and its *excess* is ``gap[m, k] - gap[m, 0]``: how much further
+    behind the best it falls than in the near-frontal bin 0-30, where the profile's weights were fitted (on
+    LFW). The noise level delta[m, k] is ``n_se`` (2) bootstrap standard errors of that excess: ``n_boot``
+    (1,000) resamples, seed 0, of the fit pairs within each bin x label stratum, the best model and both bins
+    re-evaluated in each resample.
+
+    Rule (fixed before frontal-profile is scored): model m keeps its full weight up to the upper edge of the
+    last bin k such that ``excess[m, j] <= delta[m, j]`` for every bin j <= k, and fades linearly to zero across
+    the first bin where that fails (full at its lower edge, zero at its upper edge; ``FADE_END``, 90 degrees,
+    for the open last bin). A model that holds in every bin gets no rule (full weight at any yaw). The caller
+    also requires LFW 10-fold accuracy >= 99.60 % of the fitted fusion.
+    """
+    from facewise.eval import metrics as mt
+    from facewise.models.profiles import Profile
+
+    scorer = FusionScorer(Profile.from_dict(base))
+    parts = [model_cosines(plist, emb, scorer) for plist, emb in fit_sets]
+    cos = np.concatenate([p[0] for p in parts])
+    yaw = np.concatenate([p[1] for p in parts])
+    lab = np.concatenate([p[2] for p in parts])
+    n_models = cos.shape[1]
+    bins = [np.flatnonzero((yaw >= lo) & (yaw < hi)) for lo, hi in FIT_BINS]
+
+    def aucs(idx: np.ndarray) -> np.ndarray:
+        return np.array([mt.auc(cos[idx, m], lab[idx]) for m in range(n_models)])
+
+    point = np.stack([aucs(ix) for ix in bins])  # (bins, models)
+    rng = np.random.default_rng(seed)
+    strata = [(ix[lab[ix]], ix[~lab[ix]]) for ix in bins]
+    boot = np.empty((n_boot, len(bins), n_models))
+    for r in range(n_boot):
+        for k, (g, i) in enumerate(strata):
+            boot[r, k] = aucs(np.r_[rng.choice(g, g.size), rng.choice(i, i.size)])
+
+    def excess(a: np.ndarray) -> np.ndarray:  # (..., bins, models)
+        gap = a.max(-1, keepdims=True) - a
+        return gap - gap[..., :1, :]
+
+    ex, ex_boot = excess(point), excess(boot)
+    delta = n_se * ex_boot.std(0, ddof=1)
+    holds = ex <= delta + 1e-12
+    rules, table = [], []
+    for m, model in enumerate(scorer.models):
+        ok = np.logical_and.accumulate(holds[:, m])
+        first_bad = int(np.argmin(ok)) if not ok.all() else None
+        if first_bad is not None:
+            lo, hi = FIT_BINS[first_bad]
+            zero_at = hi if np.isfinite(hi) else FADE_END
+            rules.append({"model": model, "on": "yaw", "full_until": lo, "zero_at": zero_at})
+        for k, (lo, hi) in enumerate(FIT_BINS):
+            table.append({"model": model, "bin": _bin_name(lo, hi), "pairs": int(bins[k].size),
+                          "genuine": int(lab[bins[k]].sum()), "auc": round(float(point[k, m]), 5),
+                          "best_auc": round(float(point[k].max()), 5), "excess": round(float(ex[k, m]), 5),
+                          "delta": round(float(delta[k, m]), 5), "holds": bool(holds[k, m])})
+    rule = (f"keep full weight through the last bin where (AUC gap to the best model) - (gap at 0-30) <= "
+            f"{n_se:g} bootstrap SE ({n_boot} resamples); fade linearly to zero across the first bin where not")
+    return {"rule": rule, "bins": [_bin_name(lo, hi) for lo, hi in FIT_BINS], "table": table,
+            "fusion": {"rules": rules}}
+
+
+def accuracy_by_fit_bin(profile_dict: dict[str, Any], plist: list[Any], emb: _Emb) -> dict[str, Any]:
+    """Accuracy at the best global threshold by ``FIT_BINS`` of the worse |yaw| (and errors per bin)."""
+    from facewise.models.profiles import Profile
+
+    scorer = FusionScorer(Profile.from_dict(profile_dict))
+    v, y, q = emb.vectors, emb.yaw, emb.quality
+    fn = None if scorer.plain else (lambda a, b: scorer.scores(v[a], v[b], y[a], y[b], q[a], q[b]))
+    ps = PairScores.from_embedded(plist, emb, fn)  # type: ignore[arg-type]
+    _, thr = _best_threshold(ps)
+    right = (ps.scores >= thr) == ps.labels
+    worse = np.abs(ps.yaw).max(1)
+    out = {}
+    for lo, hi in FIT_BINS:
+        m = (worse >= lo) & (worse < hi)
+        if m.any():
+            out[_bin_name(lo, hi)] = {"pairs": int(m.sum()), "errors": int((~right[m]).sum()),
+                                      "accuracy": round(float(right[m].mean()), 4)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="accurate")
@@ -261,6 +365,9 @@ def main() -> None:
     ap.add_argument("--eval-cache", type=Path, help="with --lfw: write LFW's rows for the profile as shipped where "
                     "`facewise calibrate --cache DIR` reads them (no second LFW pass)")
     ap.add_argument("--rows", action="store_true", help="with --lfw: print every variant's row too")
+    ap.add_argument("--per-model", action="store_true", help="with --lfw: fit each model's fade separately from "
+                    "its own AUC by yaw bin on frontal-half + LFW (per_model_fit), then score it on frontal-profile "
+                    "(the test)")
     ap.add_argument("--embed-only", action="store_true", help="only fill the cache")
     ap.add_argument("--lfw-fade-changes", action="store_true",
                     help="only count the LFW pairs whose fade weight FSA-Net yaw would change")
@@ -287,6 +394,20 @@ def main() -> None:
     if args.lfw:
         feret = {src: _Emb(paths, e, yaw_of(e, src)) for src in YAW_SOURCES}
         lfw_emb = {src: _Emb(lfw_paths, e_lfw, yaw_of(e_lfw, src)) for src in YAW_SOURCES}
+        if args.per_model:
+            fh, fp = lists[LISTS[0]], lists[LISTS[1]]
+            pm = per_model_fit(base, [(fh, feret["fsanet"]), (lfw_pairs, lfw_emb["fsanet"])])
+            d = json.loads(json.dumps(base))
+            d["yaw"], d["fusion"] = "fsanet", pm["fusion"]
+            acc_l, auc_l = quick(d, lfw_pairs, lfw_emb["fsanet"])
+            pm["lfw"], pm["lfw_auc"], pm["lfw_ok"] = round(acc_l, 5), round(auc_l, 6), acc_l >= 0.996
+            pm["frontal_half"] = round(quick(d, fh, feret["fsanet"])[0], 5)
+            pm["frontal_half_by_bin"] = accuracy_by_fit_bin(d, fh, feret["fsanet"])
+            # the test, scored once with the fitted rules
+            pm["frontal_profile"] = score(d, fp, feret["fsanet"])
+            pm["frontal_profile_by_bin"] = accuracy_by_fit_bin(d, fp, feret["fsanet"])
+            print(json.dumps({"profile": prof.name, "per_model_fit": pm}, indent=1))
+            return
         fit = fit_variants(base, lists[LISTS[0]], lists[LISTS[1]], lfw_pairs, feret, lfw_emb)
         rows = fit.pop("rows")
         if args.rows:
