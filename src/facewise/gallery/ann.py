@@ -13,6 +13,10 @@ and :meth:`SQLiteStore.search` then uses it once the collection holds ``index_mi
   ``sq8`` (int8 scalar quantiser: a quarter of the memory). With ``fp16``/``sq8`` every candidate of the
   beam is re-scored exactly against float32 rows kept in a row-major, memory-mapped file next to the
   database (only the candidate rows are read).
+* ``pq4``: no graph. Every sample's 4-bit PQ code (faiss fast-scan, OPQ-rotated, 32 B at 256-d) is scanned
+  in full (SIMD look-ups) and the best ``max(index_ef, PQ4_RERANK)`` codes are re-scored exactly as above.
+  A stranger's best impostor is a tail point of a ~100-dimensional score distribution that graph walks
+  miss; the scan does not. At 1M samples it meets recall@1 ≥ 0.999 under 2 ms (docs/SCALE.md).
 * Search answers the identification question: the best person and every person above the collection's
   threshold. The beam (``index_ef``, default :data:`DEFAULT_EF`, chosen with ``bench/search.py``) is
   re-scored exactly; a query is done once it holds ``k`` persons or reaches below the threshold, else
@@ -51,13 +55,14 @@ REBUILD_FRACTION = 0.2
 DEFAULT_MIN_SIZE = 50_000
 DEFAULT_EF = 128  # measured at 100k (docs/SCALE.md): every mate found, 99.65 % of decisions as exact
 MAX_EF = 2048  # a query still unanswered past this beam is searched exactly
+PQ4_RERANK = 1000  # pq4: codes re-scored exactly per query (1M × 256: recall@1 0.9993, docs/SCALE.md)
 
 
 @dataclass(frozen=True)
 class AnnConfig:
     """HNSW settings of one collection (from its settings: ``index_*`` keys)."""
 
-    storage: str = "sq8"  # flat | fp16 | sq8
+    storage: str = "sq8"  # flat | fp16 | sq8 | pq4 (no graph: a full scan of 4-bit codes)
     m: int = 48  # m 48 / efConstruction 200 over 32 / 80: above-threshold recall 0.995 vs 0.972 at efSearch
     ef_construction: int = 200  # 128, for 3.3x the build time (docs/SCALE.md)
     ef_search: int = DEFAULT_EF  # the first beam; it doubles while a query is not answered
@@ -69,8 +74,8 @@ class AnnConfig:
                   ef_construction=int(settings.get("index_ef_construction", 200)),
                   ef_search=int(settings.get("index_ef", DEFAULT_EF)),
                   min_size=int(settings.get("index_min_size", DEFAULT_MIN_SIZE)))
-        if cfg.storage not in ("flat", "fp16", "sq8"):
-            raise ValueError(f"index_storage must be flat, fp16 or sq8, got {cfg.storage!r}")
+        if cfg.storage not in ("flat", "fp16", "sq8", "pq4"):
+            raise ValueError(f"index_storage must be flat, fp16, sq8 or pq4, got {cfg.storage!r}")
         return cfg
 
     def key(self) -> str:
@@ -86,17 +91,22 @@ def _faiss() -> Any:
 
 
 class HnswIndex:
-    """faiss HNSW over (sample id → unit vector), with tombstones and exact re-ranking."""
+    """faiss HNSW (or, storage ``pq4``, fast-scan codes scanned in full) over (sample id → unit vector), with
+    tombstones and exact re-ranking."""
 
     def __init__(self, dim: int, cfg: AnnConfig) -> None:
         faiss = _faiss()
         self.dim, self.cfg = dim, cfg
-        if cfg.storage == "flat":
+        if cfg.storage == "pq4":  # 4 dims per sub-quantizer, at most 64 of them (the scan's cost grows with them)
+            sub = next(d for d in (64, 32, 16, 8, 4, 2, 1) if dim % d == 0 and (d * 4 <= dim or d == 1))
+            base = faiss.index_factory(dim, f"OPQ{sub},PQ{sub}x4fs", faiss.METRIC_INNER_PRODUCT)
+        elif cfg.storage == "flat":
             base = faiss.IndexHNSWFlat(dim, cfg.m, faiss.METRIC_INNER_PRODUCT)
         else:
             qt = faiss.ScalarQuantizer.QT_fp16 if cfg.storage == "fp16" else faiss.ScalarQuantizer.QT_8bit
             base = faiss.IndexHNSWSQ(dim, qt, cfg.m, faiss.METRIC_INNER_PRODUCT)
-        base.hnsw.efConstruction = cfg.ef_construction
+        if cfg.storage != "pq4":
+            base.hnsw.efConstruction = cfg.ef_construction
         self.index = faiss.IndexIDMap2(base)
         self.ids = np.zeros(0, np.int64)  # sample ids in the graph, ascending; row i of `rows` is ids[i]
         self.tombstones: set[int] = set()
@@ -162,14 +172,16 @@ class HnswIndex:
         faiss.omp_set_num_threads(max(1, min(len(q), os.cpu_count() or 1)))
         out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
         todo = np.arange(len(q))
-        ef = max(self.cfg.ef_search, k)
+        scan = self.cfg.storage == "pq4"  # codes are approximate: their order says little near the threshold
+        ef = max(self.cfg.ef_search, k, PQ4_RERANK if scan else 0)
         while len(todo):
             fetch = min(len(self.ids), ef + min(len(self.tombstones), 1000))
-            dist, labels = self.index.search(q[todo], fetch, params=faiss.SearchParametersHNSW(efSearch=fetch))
+            params = None if scan else faiss.SearchParametersHNSW(efSearch=fetch)
+            dist, labels = self.index.search(q[todo], fetch, params=params)
             again = []
             for j, qi in enumerate(todo):
                 hits, low = self._answer(q[qi], labels[j], dist[j], k, exact)
-                enough = len(hits) >= k or (threshold is not None and low < threshold)
+                enough = len(hits) >= k or (threshold is not None and low < threshold and not scan)
                 if enough or fetch >= len(self.ids):
                     out[qi] = hits
                 else:
