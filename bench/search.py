@@ -1,7 +1,7 @@
 """Identification search at scale: exact vs the HNSW index vs the memory-bandwidth floor, on face-like galleries.
 
     python bench/search.py --n 100000 --json                       # ≈ 5 min on 2 cores
-    python bench/search.py --n 1000000 --probes 5000 --strangers 5000 --index-dir ~/fw-ann --json
+    python bench/search.py --n 1000000 --probes 5000 --strangers 5000 --indexes fastscan --index-dir ~/fw-ann --json
 
 Gallery: ``--n`` samples, ``--per-identity`` per identity, drawn from a Gaussian model of real embeddings
 (``facewise.gallery.synthetic.FaceModel``) fitted to LFW images embedded with the ``fast`` profile (people
@@ -21,7 +21,9 @@ and ``--strangers`` samples of identities not enrolled; never a gallery vector.
   ``build_s``, ``bytes_per_face`` (graph + codes in RAM; re-ranking reads float32 rows from a memory-mapped
   file, ``rerank_bytes_per_face``); ``raw_ms``: faiss alone at the same efSearch (k=1), no re-ranking.
   ``template``: one vector per person (the mean of its samples) in the graph; the persons found are
-  re-scored exactly over all their samples.
+  re-scored exactly over all their samples. ``fastscan``: the store's ``index_storage="pq4"`` (no graph:
+  every sample's 4-bit OPQ/PQ code scanned in full, the ``--rerank`` best re-scored exactly; in the
+  rows, ``ef_search`` is that re-rank count).
 
 ``--index-dir DIR`` saves each built index (and the fitted model) there and loads it on the next run with
 the same ``--n``, ``--per-identity``, ``--seed`` and graph settings. Every ratio is between numbers of one run.
@@ -198,60 +200,9 @@ class TemplateIndex:
         return out
 
 
-class FastScanIndex:
-    """Every sample's 4-bit PQ code (faiss fast-scan, SIMD look-ups; ``spec``: e.g. ``OPQ64,PQ64x4fs``),
-    scanned in full per query; the ``rerank`` best codes are re-scored exactly against float32 rows and
-    grouped into persons (max over their samples). No graph and no partition: a face's best impostor is a
-    tail point of a ~100-dimensional score distribution, which neither walks nor cells find cheaply."""
-
-    def __init__(self, ix: VectorIndex, spec: str, rerank: int = 1000, train: int = 50_000) -> None:
-        self.ix, self.spec, self.rerank, self.train = ix, spec, rerank, train
-        self.rows = np.ascontiguousarray(ix.matrix)  # row-major float32 for the re-rank (sample order)
-        self.index: Any = None
-
-    def build(self) -> None:
-        faiss = _faiss()
-        faiss.omp_set_num_threads(1)
-        self.index = faiss.index_factory(self.ix.dim, self.spec, faiss.METRIC_INNER_PRODUCT)
-        pick = np.random.default_rng(0).choice(len(self.rows), min(len(self.rows), self.train), replace=False)
-        self.index.train(self.rows[np.sort(pick)])
-        for a in range(0, len(self.rows), 65_536):
-            self.index.add(self.rows[a:a + 65_536])
-
-    def search(self, q: np.ndarray, k: int, threshold: float) -> list[list[tuple[int, float, int]]]:
-        _faiss().omp_set_num_threads(1)
-        _, labels = self.index.search(q, self.rerank)
-        out = []
-        for qi in range(len(q)):
-            pos = np.sort(labels[qi][labels[qi] >= 0])  # ascending rows: a forward pass over the matrix
-            s = self.rows[pos] @ q[qi]
-            o = np.argsort(-s, kind="stable")
-            out.append(distinct_persons(o, s[o], self.ix.person_ids[pos[o]], self.ix.sample_ids[pos[o]], k))
-        return out
-
-
 def graph_bytes(ann: HnswIndex) -> int:
     faiss = _faiss()
     return int(faiss.serialize_index(ann.index).nbytes)
-
-
-def built_fastscan(ix: VectorIndex, spec: str, where: Path | None) -> tuple[FastScanIndex, float]:
-    """A built (or loaded) fast-scan index and its build seconds (from the saved run if loaded)."""
-    faiss = _faiss()
-    obj = FastScanIndex(ix, spec)
-    base = where / f"fastscan-{spec.replace(',', '_')}" if where else None
-    if base is not None and Path(str(base) + ".json").exists():
-        obj.index = faiss.read_index(str(base) + ".faiss")
-        log.info("loaded %s", base)
-        return obj, float(json.loads(Path(str(base) + ".json").read_text())["build_s"])
-    t = time.perf_counter()
-    obj.build()
-    secs = time.perf_counter() - t
-    log.info("built fastscan %s in %.1f s", spec, secs)
-    if base is not None:
-        faiss.write_index(obj.index, str(base) + ".faiss")
-        Path(str(base) + ".json").write_text(json.dumps({"build_s": secs}))
-    return obj, secs
 
 
 def built(kind: str, ix: VectorIndex, cfg: AnnConfig, where: Path | None) -> tuple[Any, float]:
@@ -294,8 +245,7 @@ def main() -> None:
     ap.add_argument("--efs", default="16,24,32,48,64,96", help="efSearch values to measure")
     ap.add_argument("--indexes", default="hnsw",
                     help="hnsw (one vector per sample), template (per person), fastscan (PQ codes, full scan)")
-    ap.add_argument("--fastscan", default="OPQ64,PQ64x4fs", help="faiss factory string of the fastscan index")
-    ap.add_argument("--rerank", default="1000,1500,2000", help="fastscan: candidates re-scored exactly")
+    ap.add_argument("--rerank", default="500,1000,1500,2000", help="fastscan: codes re-scored exactly (index_ef)")
     ap.add_argument("--model", type=Path, default=None, help="a saved FaceModel (.npz) instead of fitting to LFW")
     ap.add_argument("--index-dir", type=Path, default=None, help="save built indexes here and reuse them")
     ap.add_argument("--json", action="store_true", help="print one JSON object (else a Markdown table)")
@@ -340,47 +290,37 @@ def main() -> None:
     log.info("%s", {k: v for k, v in out.items() if k != "ann"})
     faiss = _faiss()
     kinds = args.indexes.split(",")
-    if "fastscan" in kinds:
-        kinds.remove("fastscan")
-        fs, build_s = built_fastscan(ix, args.fastscan, where)
-        code_bytes = int(faiss.serialize_index(fs.index).nbytes)
-        for r in [int(x) for x in args.rerank.split(",")]:
-            fs.rerank = r
-            ms, res = timed(lambda x: fs.search(x, K, threshold), q)
+    runs = [("hnsw", "pq4")] if "fastscan" in kinds else []  # the store's pq4 path: no graph, --rerank for efs
+    runs += [(kind, storage) for storage in args.storage.split(",") for kind in kinds if kind != "fastscan"]
+    for kind, storage in runs:
+        cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction)
+        faiss.omp_set_num_threads(1)  # builds too: the machine is shared
+        obj, build_s = built(kind, ix, cfg, where)
+        ann = obj if kind == "hnsw" else obj.ann
+        gbytes = graph_bytes(ann)
+        scan = storage == "pq4"
+        for ef in [int(x) for x in (args.rerank if scan else args.efs).split(",")]:
+            ann.cfg = obj.cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction,
+                                          ef_search=ef)
+            if kind == "hnsw":
+                ms, res = timed(lambda x, a=ann: a.search(x, K, ix, threshold), q)
+            else:
+                ms, res = timed(lambda x, o=obj: o.search(x, K, threshold), q)
+            params = None if scan else faiss.SearchParametersHNSW(efSearch=ef)
             faiss.omp_set_num_threads(1)
-            raw_ms, _ = timed(lambda x, r=r: fs.index.search(x, r)[1], q)
-            row = {"index": "fastscan", "storage": args.fastscan, "rerank": r, "ms": ms, "raw_ms": raw_ms,
-                   **grade(res, best, above, mated), "build_s": build_s, "bytes_per_face": code_bytes / args.n,
-                   "rerank_bytes_per_face": 4 * model.dim}
+            raw_ms, _ = timed(lambda x, a=ann, p=params, r=ef if scan else 1: a.index.search(x, r, params=p)[1],
+                              q)
+            row: dict[str, Any] = {"index": "fastscan" if scan else kind, "storage": storage, "m": args.m,
+                                   "ef_construction": args.ef_construction, "ef_search": ef, "ms": ms,
+                                   "raw_ms": raw_ms, **grade(res, best, above, mated), "build_s": build_s,
+                                   "bytes_per_face": gbytes / args.n,
+                                   "rerank_bytes_per_face": 0 if ann.exact_scores else 4 * model.dim}
+            if kind == "hnsw" and not scan:
+                _, lab = ann.index.search(q, K, params=faiss.SearchParametersHNSW(efSearch=max(ef, K)))
+                row["knn_recall_at_10"] = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(lab, top,
+                                                                                                 strict=True)]))
             log.info("%s", row)
             out["ann"].append(row)
-    for storage in args.storage.split(","):
-        for kind in kinds:
-            cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction)
-            obj, build_s = built(kind, ix, cfg, where)
-            ann = obj if kind == "hnsw" else obj.ann
-            gbytes = graph_bytes(ann)
-            for ef in [int(x) for x in args.efs.split(",")]:
-                ann.cfg = obj.cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction,
-                                              ef_search=ef)
-                if kind == "hnsw":
-                    ms, res = timed(lambda x, a=ann: a.search(x, K, ix, threshold), q)
-                else:
-                    ms, res = timed(lambda x, o=obj: o.search(x, K, threshold), q)
-                params = faiss.SearchParametersHNSW(efSearch=ef)
-                faiss.omp_set_num_threads(1)
-                raw_ms, _ = timed(lambda x, a=ann, p=params: a.index.search(x, 1, params=p)[1], q)
-                row: dict[str, Any] = {"index": kind, "storage": storage, "m": args.m,
-                                       "ef_construction": args.ef_construction, "ef_search": ef, "ms": ms,
-                                       "raw_ms": raw_ms, **grade(res, best, above, mated), "build_s": build_s,
-                                       "bytes_per_face": gbytes / args.n,
-                                       "rerank_bytes_per_face": 0 if ann.exact_scores else 4 * model.dim}
-                if kind == "hnsw":
-                    _, lab = ann.index.search(q, K, params=faiss.SearchParametersHNSW(efSearch=max(ef, K)))
-                    row["knn_recall_at_10"] = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(lab, top,
-                                                                                                     strict=True)]))
-                log.info("%s", row)
-                out["ann"].append(row)
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -390,7 +330,7 @@ def main() -> None:
           "same decision | kNN@10 | build s | B/face |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in out["ann"]:
-        print(f"| {r['index']} | {r['storage']} | {r.get('ef_search', r.get('rerank'))} | {r['ms']:.3f} | "
+        print(f"| {r['index']} | {r['storage']} | {r['ef_search']} | {r['ms']:.3f} | "
               f"{r['raw_ms']:.3f} | {r['recall_at_1']:.4f} | {r['recall_at_1_mated']:.4f} | "
               f"{r['recall_above_threshold']:.4f} | {r['same_decision']:.4f} | "
               f"{r.get('knn_recall_at_10', float('nan')):.3f} | {r['build_s']:.1f} | {r['bytes_per_face']:.0f} |")

@@ -14,7 +14,7 @@ and :meth:`SQLiteStore.search` then uses it once the collection holds ``index_mi
   beam is re-scored exactly against float32 rows kept in a row-major, memory-mapped file next to the
   database (only the candidate rows are read).
 * ``pq4``: no graph. Every sample's 4-bit PQ code (faiss fast-scan, OPQ-rotated, 32 B at 256-d) is scanned
-  in full (SIMD look-ups) and the best ``max(index_ef, PQ4_RERANK)`` codes are re-scored exactly as above.
+  in full (SIMD look-ups) and the best ``index_ef`` (default ``PQ4_RERANK``) are re-scored exactly as above.
   A stranger's best impostor is a tail point of a ~100-dimensional score distribution that graph walks
   miss; the scan does not. At 1M samples it meets recall@1 ≥ 0.999 under 2 ms (docs/SCALE.md).
 * Search answers the identification question: the best person and every person above the collection's
@@ -55,7 +55,7 @@ REBUILD_FRACTION = 0.2
 DEFAULT_MIN_SIZE = 50_000
 DEFAULT_EF = 128  # measured at 100k (docs/SCALE.md): every mate found, 99.65 % of decisions as exact
 MAX_EF = 2048  # a query still unanswered past this beam is searched exactly
-PQ4_RERANK = 1000  # pq4: codes re-scored exactly per query (1M × 256: recall@1 0.9993, docs/SCALE.md)
+PQ4_RERANK = 1000  # pq4's index_ef: codes re-scored exactly per query (1M × 256: recall@1 0.9993, SCALE.md)
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,10 @@ class AnnConfig:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> AnnConfig:
-        cfg = cls(storage=str(settings.get("index_storage", "sq8")), m=int(settings.get("index_m", 48)),
+        storage = str(settings.get("index_storage", "sq8"))
+        cfg = cls(storage=storage, m=int(settings.get("index_m", 48)),
                   ef_construction=int(settings.get("index_ef_construction", 200)),
-                  ef_search=int(settings.get("index_ef", DEFAULT_EF)),
+                  ef_search=int(settings.get("index_ef", PQ4_RERANK if storage == "pq4" else DEFAULT_EF)),
                   min_size=int(settings.get("index_min_size", DEFAULT_MIN_SIZE)))
         if cfg.storage not in ("flat", "fp16", "sq8", "pq4"):
             raise ValueError(f"index_storage must be flat, fp16, sq8 or pq4, got {cfg.storage!r}")
@@ -173,7 +174,7 @@ class HnswIndex:
         out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
         todo = np.arange(len(q))
         scan = self.cfg.storage == "pq4"  # codes are approximate: their order says little near the threshold
-        ef = max(self.cfg.ef_search, k, PQ4_RERANK if scan else 0)
+        ef = max(self.cfg.ef_search, k)
         while len(todo):
             fetch = min(len(self.ids), ef + min(len(self.tombstones), 1000))
             params = None if scan else faiss.SearchParametersHNSW(efSearch=fetch)
