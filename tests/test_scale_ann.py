@@ -91,7 +91,8 @@ def test_hnsw_index_recall_consistency_and_persistence(hnsw_store, tmp_path, sto
     s = hnsw_store
     data = face_like(4_000, DIM, per_identity=5, seed=5)
     _fill(s, data)
-    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_ef=64, index_storage=storage)
+    ef = 1_000 if storage == "pq4" else 64  # pq4: the codes re-scored exactly (its default)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_ef=ef, index_storage=storage)
     q, labels = probes(data, 50, seed=6)
     first = s.search("c", q, 10)  # exact while the index builds in the background
     mgr = s._ann["c"]

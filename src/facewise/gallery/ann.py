@@ -112,6 +112,9 @@ class HnswIndex:
         self.ids = np.zeros(0, np.int64)  # sample ids in the graph, ascending; row i of `rows` is ids[i]
         self.tombstones: set[int] = set()
         self._rows = np.zeros((0, dim), np.float32)  # row-major float32 copy for re-ranking (capacity)
+        self._lookup: np.ndarray | None = None  # sample id → row (dense ids), or empty: binary search
+        self._person_key: tuple[int, int, int] | None = None  # (id(exact), its version, rows) of _person_rows
+        self._person_rows = np.zeros(0, np.int64)  # person of each row, from the exact index
 
     def __len__(self) -> int:
         return len(self.ids) - len(self.tombstones)
@@ -147,6 +150,7 @@ class HnswIndex:
                 self._rows = grown
             self._rows[n:need] = vecs
         self.ids = np.concatenate([self.ids, sids])
+        self._lookup = None
         if n and sids.min() <= self.ids[n - 1]:  # ids normally arrive ascending; keep them sorted
             order = np.argsort(self.ids, kind="stable")
             self.ids = self.ids[order]
@@ -205,14 +209,37 @@ class HnswIndex:
             cand, scores = cand[live], scores[live]
         if len(cand) == 0:
             return [], -np.inf
-        if not self.exact_scores:
-            pos = np.sort(np.searchsorted(self.ids, cand))  # ascending rows: a forward pass over the file
-            scores = self.rows[pos] @ q
-            cand = self.ids[pos]
+        pos = self._positions(cand)
+        srt = np.argsort(pos)  # ascending rows: a forward pass over the file
+        pos, scores = pos[srt], scores[srt]
+        if not self.exact_scores:  # einsum: one thread (BLAS wakes its pool past ~2,000 rows: ms on a busy box)
+            scores = np.einsum("ij,j->i", self.rows[pos], q)
         order = np.argsort(-scores, kind="stable")
-        cand, scores = cand[order], scores[order]
-        persons = exact.person_ids[np.searchsorted(exact.sample_ids, cand)]
-        return distinct_persons(order, scores, persons, cand, k), float(scores[-1])
+        return distinct_persons(order, scores[order], self._persons(exact)[pos[order]], self.ids[pos[order]],
+                                k), float(scores.min())
+
+    def _positions(self, sample_ids: np.ndarray) -> np.ndarray:
+        """Rows of sample ids in the graph: one read each from a dense id → row table when the ids allow it
+        (SQLite row ids do), else a binary search (≈ 0.5 ms per 1,000 ids at 1M: cache misses)."""
+        lk = self._lookup
+        if lk is None:
+            n, top = len(self.ids), int(self.ids[-1])
+            lk = np.zeros(0, np.int64)
+            if self.ids[0] >= 0 and top < 4 * n + 1024:
+                lk = np.zeros(top + 1, np.int64)
+                lk[self.ids] = np.arange(n)
+            self._lookup = lk
+        return lk[sample_ids] if len(lk) else np.searchsorted(self.ids, sample_ids)
+
+    def _persons(self, exact: VectorIndex) -> np.ndarray:
+        """The person of each row, from the exact index (which follows moves), once per version of it."""
+        key = (id(exact), exact.version, len(self.ids))
+        if self._person_key != key:
+            at = np.minimum(np.searchsorted(exact.sample_ids, self.ids), max(0, len(exact) - 1))
+            # rows not in the exact index are tombstones: filtered out before their person is read
+            self._person_rows = exact.person_ids[at] if len(exact) else np.full(len(self.ids), -1, np.int64)
+            self._person_key = key
+        return self._person_rows
 
     # -- persistence ------------------------------------------------------------------------------
     _EXTS = (".faiss", ".ids.npy", ".rows.npy", ".json")
