@@ -1,7 +1,7 @@
 """Identification search at scale: exact vs the HNSW index vs the memory-bandwidth floor, on face-like galleries.
 
     python bench/search.py --n 100000 --json                       # ≈ 5 min on 2 cores
-    python bench/search.py --n 1000000 --probes 5000 --strangers 5000 --index-dir ~/fw-ann --json
+    python bench/search.py --n 1000000 --probes 5000 --strangers 5000 --indexes fastscan --index-dir ~/fw-ann --json
 
 Gallery: ``--n`` samples, ``--per-identity`` per identity, drawn from a Gaussian model of real embeddings
 (``facewise.gallery.synthetic.FaceModel``) fitted to LFW images embedded with the ``fast`` profile (people
@@ -21,7 +21,9 @@ and ``--strangers`` samples of identities not enrolled; never a gallery vector.
   ``build_s``, ``bytes_per_face`` (graph + codes in RAM; re-ranking reads float32 rows from a memory-mapped
   file, ``rerank_bytes_per_face``); ``raw_ms``: faiss alone at the same efSearch (k=1), no re-ranking.
   ``template``: one vector per person (the mean of its samples) in the graph; the persons found are
-  re-scored exactly over all their samples.
+  re-scored exactly over all their samples. ``fastscan``: the store's ``index_storage="pq4"`` (no graph:
+  every sample's 4-bit OPQ/PQ code scanned in full, the ``--rerank`` best re-scored exactly; in the
+  rows, ``ef_search`` is that re-rank count).
 
 ``--index-dir DIR`` saves each built index (and the fitted model) there and loads it on the next run with
 the same ``--n``, ``--per-identity``, ``--seed`` and graph settings. Every ratio is between numbers of one run.
@@ -241,7 +243,9 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=48, help="HNSW M (the store's default)")
     ap.add_argument("--ef-construction", type=int, default=200, help="efConstruction (the store's default)")
     ap.add_argument("--efs", default="16,24,32,48,64,96", help="efSearch values to measure")
-    ap.add_argument("--indexes", default="hnsw", help="hnsw (one vector per sample) and/or template (per person)")
+    ap.add_argument("--indexes", default="hnsw",
+                    help="hnsw (one vector per sample), template (per person), fastscan (PQ codes, full scan)")
+    ap.add_argument("--rerank", default="500,1000,1500,2000", help="fastscan: codes re-scored exactly (index_ef)")
     ap.add_argument("--model", type=Path, default=None, help="a saved FaceModel (.npz) instead of fitting to LFW")
     ap.add_argument("--index-dir", type=Path, default=None, help="save built indexes here and reuse them")
     ap.add_argument("--json", action="store_true", help="print one JSON object (else a Markdown table)")
@@ -285,46 +289,51 @@ def main() -> None:
     out.update(exact_ms=exact_ms, floor_ms=floor_ms, exact_vs_floor=exact_ms / floor_ms, ann=[])
     log.info("%s", {k: v for k, v in out.items() if k != "ann"})
     faiss = _faiss()
-    for storage in args.storage.split(","):
-        for kind in args.indexes.split(","):
-            cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction)
-            obj, build_s = built(kind, ix, cfg, where)
-            ann = obj if kind == "hnsw" else obj.ann
-            gbytes = graph_bytes(ann)
-            for ef in [int(x) for x in args.efs.split(",")]:
-                ann.cfg = obj.cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction,
-                                              ef_search=ef)
-                if kind == "hnsw":
-                    ms, res = timed(lambda x, a=ann: a.search(x, K, ix, threshold), q)
-                else:
-                    ms, res = timed(lambda x, o=obj: o.search(x, K, threshold), q)
-                params = faiss.SearchParametersHNSW(efSearch=ef)
-                faiss.omp_set_num_threads(1)
-                raw_ms, _ = timed(lambda x, a=ann, p=params: a.index.search(x, 1, params=p)[1], q)
-                row: dict[str, Any] = {"index": kind, "storage": storage, "m": args.m,
-                                       "ef_construction": args.ef_construction, "ef_search": ef, "ms": ms,
-                                       "raw_ms": raw_ms, **grade(res, best, above, mated), "build_s": build_s,
-                                       "bytes_per_face": gbytes / args.n,
-                                       "rerank_bytes_per_face": 0 if ann.exact_scores else 4 * model.dim}
-                if kind == "hnsw":
-                    _, lab = ann.index.search(q, K, params=faiss.SearchParametersHNSW(efSearch=max(ef, K)))
-                    row["knn_recall_at_10"] = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(lab, top,
-                                                                                                     strict=True)]))
-                log.info("%s", row)
-                out["ann"].append(row)
+    kinds = args.indexes.split(",")
+    runs = [("hnsw", "pq4")] if "fastscan" in kinds else []  # the store's pq4 path: no graph, --rerank for efs
+    runs += [(kind, storage) for storage in args.storage.split(",") for kind in kinds if kind != "fastscan"]
+    for kind, storage in runs:
+        cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction)
+        faiss.omp_set_num_threads(1)  # builds too: the machine is shared
+        obj, build_s = built(kind, ix, cfg, where)
+        ann = obj if kind == "hnsw" else obj.ann
+        gbytes = graph_bytes(ann)
+        scan = storage == "pq4"
+        for ef in [int(x) for x in (args.rerank if scan else args.efs).split(",")]:
+            ann.cfg = obj.cfg = AnnConfig(storage=storage, m=args.m, ef_construction=args.ef_construction,
+                                          ef_search=ef)
+            if kind == "hnsw":
+                ms, res = timed(lambda x, a=ann: a.search(x, K, ix, threshold), q)
+            else:
+                ms, res = timed(lambda x, o=obj: o.search(x, K, threshold), q)
+            params = None if scan else faiss.SearchParametersHNSW(efSearch=ef)
+            faiss.omp_set_num_threads(1)
+            raw_ms, _ = timed(lambda x, a=ann, p=params, r=ef if scan else 1: a.index.search(x, r, params=p)[1],
+                              q)
+            row: dict[str, Any] = {"index": "fastscan" if scan else kind, "storage": storage, "m": args.m,
+                                   "ef_construction": args.ef_construction, "ef_search": ef, "ms": ms,
+                                   "raw_ms": raw_ms, **grade(res, best, above, mated), "build_s": build_s,
+                                   "bytes_per_face": gbytes / args.n,
+                                   "rerank_bytes_per_face": 0 if ann.exact_scores else 4 * model.dim}
+            if kind == "hnsw" and not scan:
+                _, lab = ann.index.search(q, K, params=faiss.SearchParametersHNSW(efSearch=max(ef, K)))
+                row["knn_recall_at_10"] = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(lab, top,
+                                                                                                 strict=True)]))
+            log.info("%s", row)
+            out["ann"].append(row)
     if args.json:
         print(json.dumps(out, indent=1))
         return
     print(f"N={args.n:,} dim={model.dim} threshold={threshold:.3f} (FAR {FAR:g}) exact {exact_ms:.2f} ms, "
           f"floor {floor_ms:.2f} ms")
-    print("| index | storage | efSearch | ms | raw ms | recall@1 | recall@1 mated | above-threshold | same decision | "
-          "kNN@10 | build s | B/face |")
+    print("| index | storage | efSearch / rerank | ms | raw ms | recall@1 | recall@1 mated | above-threshold | "
+          "same decision | kNN@10 | build s | B/face |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in out["ann"]:
-        print(f"| {r['index']} | {r['storage']} | {r['ef_search']} | {r['ms']:.3f} | {r['raw_ms']:.3f} | "
-              f"{r['recall_at_1']:.4f} | {r['recall_at_1_mated']:.4f} | {r['recall_above_threshold']:.4f} | "
-              f"{r['same_decision']:.4f} | {r.get('knn_recall_at_10', float('nan')):.3f} | {r['build_s']:.1f} | "
-              f"{r['bytes_per_face']:.0f} |")
+        print(f"| {r['index']} | {r['storage']} | {r['ef_search']} | {r['ms']:.3f} | "
+              f"{r['raw_ms']:.3f} | {r['recall_at_1']:.4f} | {r['recall_at_1_mated']:.4f} | "
+              f"{r['recall_above_threshold']:.4f} | {r['same_decision']:.4f} | "
+              f"{r.get('knn_recall_at_10', float('nan')):.3f} | {r['build_s']:.1f} | {r['bytes_per_face']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -86,12 +86,13 @@ def _recall(store: SQLiteStore, q: np.ndarray, k: int) -> float:
                           for a, x in zip(approx, exact, strict=True)]))
 
 
-@pytest.mark.parametrize("storage", ["sq8", "flat"])
+@pytest.mark.parametrize("storage", ["sq8", "flat", "pq4"])
 def test_hnsw_index_recall_consistency_and_persistence(hnsw_store, tmp_path, storage):
     s = hnsw_store
     data = face_like(4_000, DIM, per_identity=5, seed=5)
     _fill(s, data)
-    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_ef=64, index_storage=storage)
+    ef = 1_000 if storage == "pq4" else 64  # pq4: the codes re-scored exactly (its default)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_ef=ef, index_storage=storage)
     q, labels = probes(data, 50, seed=6)
     first = s.search("c", q, 10)  # exact while the index builds in the background
     mgr = s._ann["c"]
@@ -208,10 +209,11 @@ def lfw_face_model(lfw, fast_pipeline):
     return FaceModel.fit(emb.vectors[ok], labels[ok])
 
 
-def test_hnsw_answers_the_identification_question_on_a_face_like_gallery(lfw_face_model, tmp_path):
+@pytest.mark.parametrize("storage", ["sq8", "pq4"])
+def test_hnsw_answers_the_identification_question_on_a_face_like_gallery(lfw_face_model, tmp_path, storage):
     """Held-out probes (mates and strangers) against an anisotropic gallery fitted to LFW: the HNSW path with its
-    default beam finds the exact search's best person and the persons it puts above the threshold (FAR 1e-5
-    of this gallery's impostors)."""
+    default beam (or the pq4 scan with its default re-rank) finds the exact search's best person and the persons
+    it puts above the threshold (FAR 1e-5 of this gallery's impostors)."""
     pytest.importorskip("faiss")
     model = lfw_face_model
     data = model.gallery(10_000, per_identity=5, seed=11)
@@ -223,7 +225,7 @@ def test_hnsw_answers_the_identification_question_on_a_face_like_gallery(lfw_fac
     s = SQLiteStore(tmp_path / "g.db")
     s.ensure_collection("c", "fast", "sig", model.dim)
     _fill(s, data)
-    s.update_settings("c", index="hnsw", index_min_size=1_000, threshold=threshold)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, threshold=threshold, index_storage=storage)
     s.search("c", q[:1], 10)
     assert s._ann["c"].wait(300) and s._ann["c"].ann is not None
     approx = s.search("c", q, 10)

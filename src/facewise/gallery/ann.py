@@ -13,6 +13,10 @@ and :meth:`SQLiteStore.search` then uses it once the collection holds ``index_mi
   ``sq8`` (int8 scalar quantiser: a quarter of the memory). With ``fp16``/``sq8`` every candidate of the
   beam is re-scored exactly against float32 rows kept in a row-major, memory-mapped file next to the
   database (only the candidate rows are read).
+* ``pq4``: no graph. Every sample's 4-bit PQ code (faiss fast-scan, OPQ-rotated, 32 B at 256-d) is scanned
+  in full (SIMD look-ups) and the best ``index_ef`` (default ``PQ4_RERANK``) are re-scored exactly as above.
+  A stranger's best impostor is a tail point of a ~100-dimensional score distribution that graph walks
+  miss; the scan does not. At 1M samples it meets recall@1 ≥ 0.999 under 2 ms (docs/SCALE.md).
 * Search answers the identification question: the best person and every person above the collection's
   threshold. The beam (``index_ef``, default :data:`DEFAULT_EF`, chosen with ``bench/search.py``) is
   re-scored exactly; a query is done once it holds ``k`` persons or reaches below the threshold, else
@@ -51,13 +55,14 @@ REBUILD_FRACTION = 0.2
 DEFAULT_MIN_SIZE = 50_000
 DEFAULT_EF = 128  # measured at 100k (docs/SCALE.md): every mate found, 99.65 % of decisions as exact
 MAX_EF = 2048  # a query still unanswered past this beam is searched exactly
+PQ4_RERANK = 1000  # pq4's index_ef: codes re-scored exactly per query (1M × 256: recall@1 0.9993, SCALE.md)
 
 
 @dataclass(frozen=True)
 class AnnConfig:
     """HNSW settings of one collection (from its settings: ``index_*`` keys)."""
 
-    storage: str = "sq8"  # flat | fp16 | sq8
+    storage: str = "sq8"  # flat | fp16 | sq8 | pq4 (no graph: a full scan of 4-bit codes)
     m: int = 48  # m 48 / efConstruction 200 over 32 / 80: above-threshold recall 0.995 vs 0.972 at efSearch
     ef_construction: int = 200  # 128, for 3.3x the build time (docs/SCALE.md)
     ef_search: int = DEFAULT_EF  # the first beam; it doubles while a query is not answered
@@ -65,12 +70,13 @@ class AnnConfig:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> AnnConfig:
-        cfg = cls(storage=str(settings.get("index_storage", "sq8")), m=int(settings.get("index_m", 48)),
+        storage = str(settings.get("index_storage", "sq8"))
+        cfg = cls(storage=storage, m=int(settings.get("index_m", 48)),
                   ef_construction=int(settings.get("index_ef_construction", 200)),
-                  ef_search=int(settings.get("index_ef", DEFAULT_EF)),
+                  ef_search=int(settings.get("index_ef", PQ4_RERANK if storage == "pq4" else DEFAULT_EF)),
                   min_size=int(settings.get("index_min_size", DEFAULT_MIN_SIZE)))
-        if cfg.storage not in ("flat", "fp16", "sq8"):
-            raise ValueError(f"index_storage must be flat, fp16 or sq8, got {cfg.storage!r}")
+        if cfg.storage not in ("flat", "fp16", "sq8", "pq4"):
+            raise ValueError(f"index_storage must be flat, fp16, sq8 or pq4, got {cfg.storage!r}")
         return cfg
 
     def key(self) -> str:
@@ -86,21 +92,29 @@ def _faiss() -> Any:
 
 
 class HnswIndex:
-    """faiss HNSW over (sample id → unit vector), with tombstones and exact re-ranking."""
+    """faiss HNSW (or, storage ``pq4``, fast-scan codes scanned in full) over (sample id → unit vector), with
+    tombstones and exact re-ranking."""
 
     def __init__(self, dim: int, cfg: AnnConfig) -> None:
         faiss = _faiss()
         self.dim, self.cfg = dim, cfg
-        if cfg.storage == "flat":
+        if cfg.storage == "pq4":  # 4 dims per sub-quantizer, at most 64 of them (the scan's cost grows with them)
+            sub = next(d for d in (64, 32, 16, 8, 4, 2, 1) if dim % d == 0 and (d * 4 <= dim or d == 1))
+            base = faiss.index_factory(dim, f"OPQ{sub},PQ{sub}x4fs", faiss.METRIC_INNER_PRODUCT)
+        elif cfg.storage == "flat":
             base = faiss.IndexHNSWFlat(dim, cfg.m, faiss.METRIC_INNER_PRODUCT)
         else:
             qt = faiss.ScalarQuantizer.QT_fp16 if cfg.storage == "fp16" else faiss.ScalarQuantizer.QT_8bit
             base = faiss.IndexHNSWSQ(dim, qt, cfg.m, faiss.METRIC_INNER_PRODUCT)
-        base.hnsw.efConstruction = cfg.ef_construction
+        if cfg.storage != "pq4":
+            base.hnsw.efConstruction = cfg.ef_construction
         self.index = faiss.IndexIDMap2(base)
         self.ids = np.zeros(0, np.int64)  # sample ids in the graph, ascending; row i of `rows` is ids[i]
         self.tombstones: set[int] = set()
         self._rows = np.zeros((0, dim), np.float32)  # row-major float32 copy for re-ranking (capacity)
+        self._lookup: np.ndarray | None = None  # sample id → row (dense ids), or empty: binary search
+        self._person_key: tuple[int, int, int] | None = None  # (id(exact), its version, rows) of _person_rows
+        self._person_rows = np.zeros(0, np.int64)  # person of each row, from the exact index
 
     def __len__(self) -> int:
         return len(self.ids) - len(self.tombstones)
@@ -136,6 +150,7 @@ class HnswIndex:
                 self._rows = grown
             self._rows[n:need] = vecs
         self.ids = np.concatenate([self.ids, sids])
+        self._lookup = None
         if n and sids.min() <= self.ids[n - 1]:  # ids normally arrive ascending; keep them sorted
             order = np.argsort(self.ids, kind="stable")
             self.ids = self.ids[order]
@@ -162,14 +177,16 @@ class HnswIndex:
         faiss.omp_set_num_threads(max(1, min(len(q), os.cpu_count() or 1)))
         out: list[list[tuple[int, float, int]]] = [[] for _ in range(len(q))]
         todo = np.arange(len(q))
+        scan = self.cfg.storage == "pq4"  # codes are approximate: their order says little near the threshold
         ef = max(self.cfg.ef_search, k)
         while len(todo):
             fetch = min(len(self.ids), ef + min(len(self.tombstones), 1000))
-            dist, labels = self.index.search(q[todo], fetch, params=faiss.SearchParametersHNSW(efSearch=fetch))
+            params = None if scan else faiss.SearchParametersHNSW(efSearch=fetch)
+            dist, labels = self.index.search(q[todo], fetch, params=params)
             again = []
             for j, qi in enumerate(todo):
                 hits, low = self._answer(q[qi], labels[j], dist[j], k, exact)
-                enough = len(hits) >= k or (threshold is not None and low < threshold)
+                enough = len(hits) >= k or (threshold is not None and low < threshold and not scan)
                 if enough or fetch >= len(self.ids):
                     out[qi] = hits
                 else:
@@ -192,14 +209,37 @@ class HnswIndex:
             cand, scores = cand[live], scores[live]
         if len(cand) == 0:
             return [], -np.inf
-        if not self.exact_scores:
-            pos = np.sort(np.searchsorted(self.ids, cand))  # ascending rows: a forward pass over the file
-            scores = self.rows[pos] @ q
-            cand = self.ids[pos]
+        pos = self._positions(cand)
+        srt = np.argsort(pos)  # ascending rows: a forward pass over the file
+        pos, scores = pos[srt], scores[srt]
+        if not self.exact_scores:  # einsum: one thread (BLAS wakes its pool past ~2,000 rows: ms on a busy box)
+            scores = np.einsum("ij,j->i", self.rows[pos], q)
         order = np.argsort(-scores, kind="stable")
-        cand, scores = cand[order], scores[order]
-        persons = exact.person_ids[np.searchsorted(exact.sample_ids, cand)]
-        return distinct_persons(order, scores, persons, cand, k), float(scores[-1])
+        return distinct_persons(order, scores[order], self._persons(exact)[pos[order]], self.ids[pos[order]],
+                                k), float(scores.min())
+
+    def _positions(self, sample_ids: np.ndarray) -> np.ndarray:
+        """Rows of sample ids in the graph: one read each from a dense id → row table when the ids allow it
+        (SQLite row ids do), else a binary search (≈ 0.5 ms per 1,000 ids at 1M: cache misses)."""
+        lk = self._lookup
+        if lk is None:
+            n, top = len(self.ids), int(self.ids[-1])
+            lk = np.zeros(0, np.int64)
+            if self.ids[0] >= 0 and top < 4 * n + 1024:
+                lk = np.zeros(top + 1, np.int64)
+                lk[self.ids] = np.arange(n)
+            self._lookup = lk
+        return lk[sample_ids] if len(lk) else np.searchsorted(self.ids, sample_ids)
+
+    def _persons(self, exact: VectorIndex) -> np.ndarray:
+        """The person of each row, from the exact index (which follows moves), once per version of it."""
+        key = (id(exact), exact.version, len(self.ids))
+        if self._person_key != key:
+            at = np.minimum(np.searchsorted(exact.sample_ids, self.ids), max(0, len(exact) - 1))
+            # rows not in the exact index are tombstones: filtered out before their person is read
+            self._person_rows = exact.person_ids[at] if len(exact) else np.full(len(self.ids), -1, np.int64)
+            self._person_key = key
+        return self._person_rows
 
     # -- persistence ------------------------------------------------------------------------------
     _EXTS = (".faiss", ".ids.npy", ".rows.npy", ".json")
