@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from facewise.models.attributes import Attribute
 from facewise.types import Face
@@ -79,9 +78,12 @@ class ExpressionModel:
     CLASSES: tuple[str, ...] = CLASSES
 
     def __init__(self, model_path: str | Path, intra_op_num_threads: int = 1, batch_size: int = 64,
-                 providers: Sequence[str] | None = None, flip: bool = True) -> None:
+                 flip: bool = True) -> None:
         """``flip``: average the logits of each crop and its mirror image (in the same batch): +0.45 points on
-        FER2013 PublicTest (72.11 % against 71.66 %) for about 7 ms more CPU per face (docs/ANALYSIS.md)."""
+        FER2013 PublicTest (72.11 % against 71.66 %) for about 7 ms more CPU per face (docs/ANALYSIS.md). The
+        session comes from :func:`facewise.models.runtime.onnx_session` (threads, execution providers)."""
+        from facewise.models.runtime import onnx_session
+
         self.flip = flip
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
@@ -89,12 +91,7 @@ class ExpressionModel:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.batch_size = batch_size
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(self.model_path), sess_options=options,
-                                             providers=list(providers or ["CPUExecutionProvider"]))
+        self._session = onnx_session(self.model_path, intra_op_num_threads)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         n_out = self._session.get_outputs()[0].shape[-1]
