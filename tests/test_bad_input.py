@@ -376,3 +376,17 @@ def test_atheris_fuzzes_image_decoding(tmp_path: Path) -> None:
     tail = (r.stdout + r.stderr)[-3000:]
     assert r.returncode == 0, tail
     assert "stat::number_of_executed_units" in tail, tail
+
+
+def test_face_choice_has_one_rule_for_the_library_cli_and_rest(tmp_path: Path) -> None:
+    """only | largest | an ASCII index 0..9999, parsed by the library; the CLI (exit 2) and REST (422) say the same."""
+    from facewise.api import parse_face_choice
+    from facewise.errors import ValidationError
+
+    assert [parse_face_choice(t) for t in ("only", "largest", "0", "12")] == ["only", "largest", 0, 12]
+    for bad in ("²", "-1", "first", "10000", ""):
+        with pytest.raises(ValidationError, match="face must be only, largest or a face index"):
+            parse_face_choice(bad)
+    r = run_cli("verify", "a.jpg", "b.jpg", "--face", "²", cwd=tmp_path)
+    assert r.returncode == 2 and "--face must be only, largest or a face index" in text(r.stderr), text(r.stderr)
+    assert "Traceback" not in text(r.stderr)

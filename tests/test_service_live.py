@@ -87,10 +87,11 @@ def test_frames_are_named_and_the_tracked_face_says_why_it_is_live_or_not(api: A
     # a printed photo (NUAA attack frame) is not live, and the answer names the cues that fired
     fake = sorted(NUAA_FAKE.rglob("*.jpg"))[0]
     g = api.frame(s["session_id"], fake.read_bytes()).json()
-    assert g["frame"] == 2
-    if g["tracked"] is not None:
-        lv = g["faces"][g["tracked"]]["live"]
-        assert "map" not in lv and isinstance(lv["fired"], list)
+    assert g["frame"] == 2 and g["tracked"] is not None
+    lv = g["faces"][g["tracked"]]["live"]
+    assert lv["is_live"] is False and lv["score"] < lv["threshold"] and "map" not in lv
+    assert lv["fired"] and all(lv["cues"][n]["fired"] and lv["cues"][n]["pull"] < 0 for n in lv["fired"])
+    assert any(r.startswith("not live") for r in g["faces"][g["tracked"]]["quality_reasons"])
     assert api.c.delete(f"/v1/collections/default/live/{s['session_id']}", headers=api.h()).json()["frames"] == 2
     assert api.frame(s["session_id"], photo.read_bytes()).status_code == 404  # ended
 
@@ -181,3 +182,17 @@ def test_idle_sessions_end(tmp_path: Path) -> None:
     time.sleep(0.3)
     assert sessions.count() == 0
     sessions.open("k1", "default", None)  # the idle one no longer counts against the key
+
+
+def test_a_session_ends_when_its_frames_are_used(tmp_path: Path, knn: Path) -> None:
+    from facewise.service.config import LiveLimits
+
+    app, token = service_app(tmp_path, profile="fast", live=LiveLimits(max_frames=2))
+    photo = (knn / "train" / "biden" / "biden.jpg").read_bytes()
+    with fastapi_testclient.TestClient(app) as client:
+        a = Api(client, token)
+        sid = a.open().json()["session_id"]
+        assert [a.frame(sid, photo).json()["frames_left"] for _ in range(2)] == [1, 0]
+        over = a.frame(sid, photo)
+        assert over.status_code == 404 and "used its 2 frames" in over.json()["error"]["message"]
+        assert client.get(f"/v1/collections/default/live/{sid}", headers=a.h()).status_code == 404

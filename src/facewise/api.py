@@ -44,6 +44,17 @@ FaceChoice = Literal["only", "largest"] | int
 EXPORT_FORMAT = "facewise-collection"
 
 
+def parse_face_choice(text: str, option: str = "face") -> FaceChoice:
+    """A face choice written as text (a CLI option, a form field): ``only``, ``largest`` or a face index 0..9999;
+    anything else is a :class:`ValidationError` naming ``option`` (``"²"`` is a digit to ``str.isdigit``, not to
+    ``int``, so only ASCII digits count)."""
+    if text in ("only", "largest"):
+        return "only" if text == "only" else "largest"
+    if text.isascii() and text.isdigit() and len(text) <= 4:
+        return int(text)
+    raise ValidationError(f"{option} must be only, largest or a face index 0..9999 (got {text[:20]!r})")
+
+
 def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
     """Select the face to use from an image; refuse ambiguity unless told which one."""
     if not faces:

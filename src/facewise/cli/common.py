@@ -147,12 +147,10 @@ def _images_in(paths: list[Path]) -> list[Path]:
 
 
 def _face_choice(face: str, option: str = "--face") -> Any:
-    """``--face``: only | largest | N (a face index, 0 or more); anything else is a usage error (exit 2)."""
-    if face in ("only", "largest"):
-        return face
-    if face.isdigit():
-        return int(face)
-    raise ValidationError(f"{option} must be only, largest or a face index 0, 1, ... (got {face!r})")
+    """``--face``: only | largest | N (the library's rule); anything else is a usage error (exit 2)."""
+    from facewise.api import parse_face_choice
+
+    return parse_face_choice(face, option)
 
 
 def person_ref(text: str) -> str | int:

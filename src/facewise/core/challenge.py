@@ -193,6 +193,13 @@ class ChallengeChecker:
                 "passive_live": None if live is None else round(live, 4), "passive_threshold": thr}
 
 
+def largest(boxes: np.ndarray) -> int | None:
+    """Index of the largest of N x 4 boxes (x1, y1, x2, y2): the face a track starts on; ``None`` for no box."""
+    if len(boxes) == 0:
+        return None
+    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+
+
 class ChallengeRun:
     """One challenge fed frame by frame -- a camera, a video file or a web page's frames -- on the tracked face.
 
@@ -221,10 +228,8 @@ class ChallengeRun:
 
     def track(self, boxes: np.ndarray) -> int | None:
         """Which of this frame's boxes (N x 4: x1, y1, x2, y2) is the tracked face (``None``: no box)."""
-        if len(boxes) == 0:
-            return None
-        if self._prev is None:
-            return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        if self._prev is None or len(boxes) == 0:
+            return largest(boxes)
         p = self._prev
         return int(np.argmin(np.hypot(boxes[:, 0] + boxes[:, 2] - p[0] - p[2],
                                       boxes[:, 1] + boxes[:, 3] - p[1] - p[3])))

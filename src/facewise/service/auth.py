@@ -108,7 +108,9 @@ class Principal:
 
 
 @dataclass(frozen=True)
-class KeyInfo:
+class ApiKey:
+    """A key as the store keeps it and the REST API shows it (never its token); also the response schema."""
+
     id: str
     name: str
     scopes: list[str]
@@ -158,7 +160,7 @@ class KeyStore:
             return self._db.execute(sql, args)
 
     # -- keys -----------------------------------------------------------------------------------
-    def create(self, spec: KeySpec, created_by: str) -> tuple[KeyInfo, str]:
+    def create(self, spec: KeySpec, created_by: str) -> tuple[ApiKey, str]:
         """A new key and its token. The token is returned once and never stored."""
         spec = spec.validate()
         key_id = secrets.token_hex(6)
@@ -180,16 +182,16 @@ class KeyStore:
                 "revoked_at, hash FROM service_keys WHERE id=?", (key_id,)).fetchone()
 
     @staticmethod
-    def _info(r: tuple[Any, ...]) -> KeyInfo:
-        return KeyInfo(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])
+    def _info(r: tuple[Any, ...]) -> ApiKey:
+        return ApiKey(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])
 
-    def get(self, key_id: str) -> KeyInfo:
+    def get(self, key_id: str) -> ApiKey:
         row = self._row(key_id)
         if row is None:
             raise NotFoundError(f"key {key_id!r} does not exist")
         return self._info(row)
 
-    def list_keys(self, include_revoked: bool = True) -> list[KeyInfo]:
+    def list_keys(self, include_revoked: bool = True) -> list[ApiKey]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, name, scopes, collections, rate, burst, created_at, created_by, last_used_at, "
@@ -201,7 +203,7 @@ class KeyStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM service_keys").fetchone()[0])
 
-    def revoke(self, key_id: str, by: str) -> KeyInfo:
+    def revoke(self, key_id: str, by: str) -> ApiKey:
         with self._lock:
             cur = self._db.execute("UPDATE service_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
                                    (_now(), key_id))

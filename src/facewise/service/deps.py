@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import AfterValidator
 
 from facewise.core.pipeline import SMALL_WORK
+from facewise.errors import ValidationError
 from facewise.service.auth import AuditEvent, BusyLimiter, KeyStore, Principal, RateLimiter
 from facewise.service.config import ServiceConfig
 from facewise.service.engine import Engines, Thumbnails
@@ -141,12 +142,13 @@ def page(offset: int, limit: int, max_page: int) -> tuple[int, int]:
 
 
 def face_choice(face: str) -> Any:
-    """A form's ``face`` field: only, largest or a face index (the library's ``FaceChoice``); else 422."""
-    if face in ("only", "largest"):
-        return face
-    if face.isascii() and face.isdigit() and len(face) <= 4:  # "²" is a digit to str.isdigit, not to int()
-        return int(face)
-    raise ApiError(422, "invalid_request", f"face must be only, largest or a face index (0..9999), got {face[:20]!r}")
+    """A form's ``face`` field by the library's rule (:func:`facewise.api.parse_face_choice`); else 422."""
+    from facewise.api import parse_face_choice
+
+    try:
+        return parse_face_choice(face)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
 
 
 def jsonable(obj: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from facewise.core.challenge import ChallengePolicy, ChallengeRun, random_steps
+from facewise.core.challenge import ChallengePolicy, ChallengeRun, largest, random_steps
 from facewise.core.imageio import DecodedImage
 from facewise.gallery.maintenance import Erasure
 from facewise.service.config import LiveLimits
@@ -124,8 +124,7 @@ def process_frame(session: LiveSession, fw: Any, analyzer: Any, img: DecodedImag
     now = time.monotonic()
     t = session.age(now)
     run = session.challenge
-    tracked = run.track(boxes) if run is not None else (
-        int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))) if len(boxes) else None)
+    tracked = run.track(boxes) if run is not None else largest(boxes)
     live: float | None = None
     if tracked is not None and analyzer is not None:
         what = ("live", "live_map") if with_map else ("live",)

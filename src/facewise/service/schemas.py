@@ -16,6 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
+from facewise.service.auth import ApiKey
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -129,19 +131,6 @@ class ProfileInfo(Model):
 
 
 # -- keys and audit -------------------------------------------------------------------------------------
-class ApiKey(Model):
-    id: str
-    name: str
-    scopes: list[str]
-    collections: list[str]
-    rate: float | None
-    burst: int | None
-    created_at: str
-    created_by: str
-    last_used_at: str | None
-    revoked_at: str | None
-
-
 class CreatedKey(Model):
     key: ApiKey
     token: str = Field(..., description="shown once; never stored")

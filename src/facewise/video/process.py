@@ -186,19 +186,16 @@ class VideoResult:
         return {t.person for t in self.tracks if t.person}
 
     def to_dict(self) -> dict[str, Any]:
-        d = self._to_dict()
+        d: dict[str, Any] = {"format": "facewise-video-timeline", "version": 1, "source": self.source,
+                             "video": self.info.to_dict() if self.info else None, "profile": self.profile,
+                             "collection": self.collection, "threshold": round(self.threshold, 4),
+                             "threshold_source": self.threshold_source, "sampling": self.sampling,
+                             "complete": self.complete, "error": self.error, "interrupted": self.interrupted,
+                             "stats": self.stats.to_dict(), "outputs": self.outputs,
+                             "tracks": [t.to_dict() for t in self.tracks], "events": [e.to_dict() for e in self.events]}
         if self.challenge is not None:
             d["challenge"] = self.challenge
         return d
-
-    def _to_dict(self) -> dict[str, Any]:
-        return {"format": "facewise-video-timeline", "version": 1, "source": self.source,
-                "video": self.info.to_dict() if self.info else None, "profile": self.profile,
-                "collection": self.collection, "threshold": round(self.threshold, 4),
-                "threshold_source": self.threshold_source, "sampling": self.sampling,
-                "complete": self.complete, "error": self.error, "interrupted": self.interrupted,
-                "stats": self.stats.to_dict(), "outputs": self.outputs,
-                "tracks": [t.to_dict() for t in self.tracks], "events": [e.to_dict() for e in self.events]}
 
 
 EventFn = Callable[[VideoEvent], None]

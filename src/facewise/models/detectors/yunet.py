@@ -33,15 +33,20 @@ class YuNetDetector:
 
     def __init__(self, model: Path, model_id: str = "yunet-2023mar", score_threshold: float = 0.6,
                  max_side: int = 1280, min_side: int = 320, retry: bool = False, retry_min_side: int = 320) -> None:
+        self._set_passes(model_id, score_threshold, max_side, min_side, retry, retry_min_side)
+        self._model = str(model)
+        self._make()  # fail early on a bad model file
+
+    def _set_passes(self, model_id: str, score_threshold: float, max_side: int, min_side: int, retry: bool,
+                    retry_min_side: int) -> None:
+        """The options every backend shares: the passes :meth:`detect` makes and the score kept."""
         self.model_id = model_id
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.min_side = min_side
         self.retry = retry
         self.retry_min_side = retry_min_side
-        self._model = str(model)
         self._local = threading.local()
-        self._make()  # fail early on a bad model file
 
     def _make(self) -> cv2.FaceDetectorYN:
         det = getattr(self._local, "det", None)

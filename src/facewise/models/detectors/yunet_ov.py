@@ -33,14 +33,8 @@ class YuNetOpenVino(YuNetDetector):
                  max_side: int = 1280, min_side: int = 320, retry: bool = False, retry_min_side: int = 320,
                  threads: int = 0, nms_threshold: float = 0.3, cached_shapes: int = 8,
                  precision: str | None = "f32") -> None:
-        self.model_id = model_id
-        self.max_side = max_side
-        self.min_side = min_side
-        self.retry = retry
-        self.retry_min_side = retry_min_side
-        self.score_threshold = score_threshold
+        self._set_passes(model_id, score_threshold, max_side, min_side, retry, retry_min_side)
         self.nms_threshold = nms_threshold
-        self._local = threading.local()
         self._core = openvino_core()
         self._model: Any = self._core.read_model(str(model))
         self._device = openvino_device(self._core)
