@@ -92,3 +92,16 @@ def test_bad_provider_names_are_refused(monkeypatch: pytest.MonkeyPatch) -> None
         Profile.from_dict({**d, "providers": ["quantum"]})
     assert Profile.from_dict({**d, "providers": ["CUDA", "cpu"]}).providers == ("cuda", "cpu")
     assert Profile.from_dict({**d, "providers": ["cuda"]}).to_dict()["providers"] == ["cuda"]
+
+
+def test_idle_onnxruntime_threads_sleep_unless_asked_to_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = resolve("fsanet")[0]
+    monkeypatch.delenv("FACEWISE_ORT_SPIN", raising=False)
+    opts = runtime.onnx_session(path, threads=2).get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setenv("FACEWISE_ORT_SPIN", "1")
+    opts = runtime.onnx_session(path, threads=2).get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    monkeypatch.setenv("FACEWISE_ORT_SPIN", "sometimes")
+    with pytest.raises(SettingsError, match="FACEWISE_ORT_SPIN='sometimes': expected 0 or 1"):
+        runtime.onnx_session(path, threads=2)

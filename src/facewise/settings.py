@@ -21,6 +21,8 @@ VARIABLES: dict[str, str] = {
     "FACEWISE_CACHE": "per-user model cache folder (default $XDG_CACHE_HOME/facewise/models)",
     "XDG_CACHE_HOME": "base of the default cache folders (default ~/.cache)",
     "FACEWISE_THREADS": "inference threads per model session (a positive integer; default min(4, CPUs))",
+    "FACEWISE_ORT_SPIN": "1 lets onnxruntime's idle inference threads busy-wait for the next run (default 0: "
+                         "they sleep, leaving the cores to the next stage; see docs/SPEED.md)",
     "FACEWISE_DLIB_ENGINE": "what runs dlib's ResNet embedder: onnx (default; converted once, cached) or dlib",
     "FACEWISE_PROVIDERS": "where models run, in order of preference, comma-separated: cuda, tensorrt, rocm, "
                           "directml, coreml, openvino (onnxruntime) and gpu, npu (OpenVINO devices), cpu "
@@ -128,6 +130,18 @@ def threads() -> int | None:
 
 
 PROVIDER_NAMES = ("cuda", "tensorrt", "rocm", "directml", "coreml", "openvino", "gpu", "npu", "cpu")
+
+
+def ort_spin() -> bool:
+    """``FACEWISE_ORT_SPIN``: ``True`` lets onnxruntime's intra-op threads spin between runs (its own default);
+    ``False`` (the default here) makes them sleep, so a pipeline mixing onnxruntime and OpenVINO stages on a
+    few cores does not lose the next stage's first milliseconds to threads that are only waiting."""
+    raw = _get("FACEWISE_ORT_SPIN")
+    if raw is None or raw in ("0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"FACEWISE_ORT_SPIN={raw!r}: expected 0 or 1")
 
 
 def providers() -> tuple[str, ...] | None:

@@ -80,6 +80,10 @@ def onnx_session(path: Path, threads: int = 0) -> Any:
     opts.intra_op_num_threads = threads or default_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # idle intra-op threads spin for ~10 ms after a run by default: on 2 cores that delays the next stage
+    # (an OpenVINO model, decoding) by as much; sleeping threads cost nothing measurable here (docs/SPEED.md)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.ort_spin() else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings.ort_spin() else "0")
     chosen = ort_providers()
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
