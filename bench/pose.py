@@ -1,6 +1,7 @@
 """Accuracy on turned faces: Color FERET frontal-half and frontal-profile pairs, by pose, per yaw source.
 
-    python bench/pose.py --profile accurate [--fit] [--cache DIR] [--lfw [--rows] [--per-model] [--eval-cache EVALDIR]]
+    python bench/pose.py --profile accurate [--fit] [--cache DIR]
+        [--lfw [--rows] [--per-model | --group-cv] [--eval-cache EVALDIR]]
 
 Embeds every image of ``pose/feret/{frontal_half,frontal_profile}_pairs.csv`` once with the profile
 (central face, centre prior when none is found, as ``facewise eval pairs`` does), keeps both yaw
@@ -334,6 +335,54 @@ def per_model_fit(base: dict[str, Any], fit_sets: list[tuple[list[Any], _Emb]], 
             "fusion": {"rules": rules}}
 
 
+def identity_groups(plist: list[Any], size: int = 20) -> np.ndarray:
+    """Group id of every pair: the FERET lists draw impostors within ten groups of 20 identities, in list order."""
+    order: dict[str, int] = {}
+    for p in plist:
+        order.setdefault(Path(p.path1).parent.name, len(order))
+    return np.array([order[Path(p.path1).parent.name] // size for p in plist])
+
+
+def group_cv(base: dict[str, Any], fp: list[Any], lfw: list[Any], feret: dict[str, _Emb], lfw_emb: dict[str, _Emb],
+             lfw_floor: float = 0.996) -> dict[str, Any]:
+    """What fitting the fade on real profiles would give, measured without scoring a pair the fit saw.
+
+    Nested cross-validation over FERET's ten identity groups (no identity in two groups, impostors drawn
+    within a group): for each group g, every variant of ``fit_variants`` (yaw source x faded models x fade
+    points) with LFW >= ``lfw_floor`` is scored on the frontal-profile pairs of the other nine groups at its
+    best threshold there; the best variant (ties: higher AUC there) and that threshold then score group g.
+    The result estimates the accuracy of the procedure "fit the fade on frontal-profile pairs" on unseen people.
+    """
+    from facewise.eval import metrics as mt
+    from facewise.models.profiles import Profile
+
+    grp = identity_groups(fp)
+    lab = np.array([p.same for p in fp], bool)
+    cands: dict[tuple[str, str, float, float], np.ndarray] = {}
+    for src in YAW_SOURCES:
+        for tag, models in FADED.items():
+            for a, b in FADE_GRID:
+                d = variant(base, a, b, models)
+                if quick(d, lfw, lfw_emb[src])[0] < lfw_floor:
+                    continue
+                sc, e = FusionScorer(Profile.from_dict(d)), feret[src]
+                ia, ib = e.rows([p.path1 for p in fp]), e.rows([p.path2 for p in fp])
+                cands[(src, tag, a, b)] = sc.scores(e.vectors[ia], e.vectors[ib], e.yaw[ia], e.yaw[ib],
+                                                    e.quality[ia], e.quality[ib])
+    right, picks = 0, []
+    for g in np.unique(grp):
+        tr, te = grp != g, grp == g
+        best = max(cands, key=lambda k: (mt.best_accuracy_threshold(cands[k][tr], lab[tr])[0],
+                                         mt.auc(cands[k][tr], lab[tr])))
+        _, thr = mt.best_accuracy_threshold(cands[best][tr], lab[tr])
+        right += int(((cands[best][te] >= thr) == lab[te]).sum())
+        picks.append({"group": int(g), "yaw": best[0], "faded": best[1], "full_until": best[2], "zero_at": best[3]})
+    return {"rule": f"per held-out identity group: variant with LFW >= {lfw_floor:.4f} and the best accuracy "
+                    "(then AUC) on the other groups' frontal-profile pairs, at its best threshold there",
+            "variants": len(cands), "groups": int(grp.max()) + 1,
+            "frontal_profile_nested_cv": round(right / len(fp), 5), "picks": picks}
+
+
 def accuracy_by_fit_bin(profile_dict: dict[str, Any], plist: list[Any], emb: _Emb) -> dict[str, Any]:
     """Accuracy at the best global threshold by ``FIT_BINS`` of the worse |yaw| (and errors per bin)."""
     from facewise.models.profiles import Profile
@@ -368,6 +417,8 @@ def main() -> None:
     ap.add_argument("--per-model", action="store_true", help="with --lfw: fit each model's fade separately from "
                     "its own AUC by yaw bin on frontal-half + LFW (per_model_fit), then score it on frontal-profile "
                     "(the test)")
+    ap.add_argument("--group-cv", action="store_true", help="with --lfw: nested cross-validation of fitting the "
+                    "fade on frontal-profile pairs, over FERET's ten identity groups (group_cv)")
     ap.add_argument("--embed-only", action="store_true", help="only fill the cache")
     ap.add_argument("--lfw-fade-changes", action="store_true",
                     help="only count the LFW pairs whose fade weight FSA-Net yaw would change")
@@ -394,6 +445,10 @@ def main() -> None:
     if args.lfw:
         feret = {src: _Emb(paths, e, yaw_of(e, src)) for src in YAW_SOURCES}
         lfw_emb = {src: _Emb(lfw_paths, e_lfw, yaw_of(e_lfw, src)) for src in YAW_SOURCES}
+        if args.group_cv:
+            cv = group_cv(base, lists[LISTS[1]], lfw_pairs, feret, lfw_emb)
+            print(json.dumps({"profile": prof.name, "group_cv": cv}, indent=1))
+            return
         if args.per_model:
             fh, fp = lists[LISTS[0]], lists[LISTS[1]]
             pm = per_model_fit(base, [(fh, feret["fsanet"]), (lfw_pairs, lfw_emb["fsanet"])])
