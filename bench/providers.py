@@ -115,8 +115,8 @@ def main() -> None:
                 print(f"{model} {path.name} {prov} done", file=sys.stderr)
         base = providers[-1]
         for key, row in list(rows.items()):
-            name, prov, b = key.rsplit(" ", 2)
-            ref = rows.get(f"{name} {base} {b}", {})
+            name, prov, bs = key.rsplit(" ", 2)
+            ref = rows.get(f"{name} {base} {bs}", {})
             if prov != base and "items_per_s" in row and "items_per_s" in ref:
                 row[f"vs_{base}"] = round(row["items_per_s"] / ref["items_per_s"], 2)
         result["models"][model] = rows
@@ -131,9 +131,9 @@ def main() -> None:
             print(f"| {model} | | | skipped: {rows['skipped']} | | |")
             continue
         for key, row in rows.items():
-            name, prov, b = key.rsplit(" ", 2)
+            name, prov, bs = key.rsplit(" ", 2)
             up = next((f"{v}x" for k, v in row.items() if k.startswith("vs_")), "")
-            print(f"| {name} | {prov} | {b[1:]} | {row.get('ran_on', row.get('skipped', ''))} | "
+            print(f"| {name} | {prov} | {bs[1:]} | {row.get('ran_on', row.get('skipped', ''))} | "
                   f"{row.get('items_per_s', '')} | {up} |")
 
 
