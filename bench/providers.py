@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--batches", default="1,16,64")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: facewise's default)")
+    ap.add_argument("--onnx", type=Path, action="append", default=[],
+                    help="another ONNX file to time (repeatable), e.g. a converted graph whose source is not here")
+    ap.add_argument("--models", default=",".join(MODELS), help="model ids to time (default: every ONNX model)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import onnxruntime as ort
@@ -90,21 +93,26 @@ def main() -> None:
     result: dict[str, Any] = {"onnxruntime": ort.__version__, "available": ort.get_available_providers(),
                               "cpus": os.cpu_count(), "threads": args.threads or runtime.default_threads(),
                               "models": {}}
-    for model in MODELS:
-        if model != "expression-fer7" and not is_available(model):
+    todo: list[tuple[str, list[Path] | None]] = [(m, None) for m in args.models.split(",") if m]
+    todo += [(f"file:{p.name}", [p]) for p in args.onnx]
+    for model, given in todo:
+        if given is None and model != "expression-fer7" and not is_available(model):
             result["models"][model] = {"skipped": "files not on the model path"}
             continue
         try:
-            files = onnx_files(model)
+            files = given or onnx_files(model)
         except Exception as exc:  # a converter that cannot run here, say
             result["models"][model] = {"skipped": f"{type(exc).__name__}: {exc}"}
             continue
         rows: dict[str, Any] = {}
+        outputs: dict[tuple[str, str], np.ndarray] = {}
         for path in files:
             for prov in providers:
                 with runtime.requested((prov, "cpu")):
                     sess = runtime.onnx_session(path, args.threads)
                 ran_on = sess.get_providers()[0]
+                probe = feed(sess, 1, np.random.default_rng(1))  # the same input on every provider
+                outputs[(path.name, prov)] = np.asarray(sess.run(None, probe)[0], np.float64)
                 for b in batches:
                     try:
                         rate = time_runs(sess, feed(sess, b, rng), args.seconds) * b
@@ -114,7 +122,15 @@ def main() -> None:
                     rows[f"{path.name} {prov} b{b}"] = {"ran_on": ran_on, "items_per_s": round(rate, 1)}
                 print(f"{model} {path.name} {prov} done", file=sys.stderr)
         base = providers[-1]
+        for path in files:  # do the providers agree? (largest absolute difference of the first output)
+            ref_out = outputs.get((path.name, base))
+            for prov in providers[:-1]:
+                got = outputs.get((path.name, prov))
+                if got is not None and ref_out is not None and got.shape == ref_out.shape:
+                    rows[f"{path.name} {prov} agrees"] = {f"max_abs_diff_vs_{base}": float(np.abs(got - ref_out).max())}
         for key, row in list(rows.items()):
+            if key.endswith(" agrees"):
+                continue
             name, prov, bs = key.rsplit(" ", 2)
             ref = rows.get(f"{name} {base} {bs}", {})
             if prov != base and "items_per_s" in row and "items_per_s" in ref:
@@ -131,6 +147,10 @@ def main() -> None:
             print(f"| {model} | | | skipped: {rows['skipped']} | | |")
             continue
         for key, row in rows.items():
+            if key.endswith(" agrees"):
+                print(f"| {key.rsplit(' ', 2)[0]} | {key.rsplit(' ', 2)[1]} vs {providers[-1]} | | "
+                      f"max abs diff {next(iter(row.values())):.2e} | | |")
+                continue
             name, prov, bs = key.rsplit(" ", 2)
             up = next((f"{v}x" for k, v in row.items() if k.startswith("vs_")), "")
             print(f"| {name} | {prov} | {bs[1:]} | {row.get('ran_on', row.get('skipped', ''))} | "
