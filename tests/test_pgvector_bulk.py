@@ -204,3 +204,47 @@ def test_the_collections_iterative_scan_setting_reaches_the_index_scan(dsn):
     finally:
         store.drop_schema()
         store.close()
+
+
+def test_two_bulk_loads_of_the_same_faces_in_opposite_orders_do_not_deadlock(dsn):
+    """Two clients load the same 1,500 faces of 300 new people into one empty collection at once, one in reverse
+    order: rows are inserted in key order (names, then image and face), so neither waits on the other in a
+    cycle; both succeed and every face is stored once."""
+    import threading
+
+    store = open_store(dsn, index_min_rows=0)
+    other = store.__class__(dsn, schema=store.schema)
+    try:
+        data = face_like(1500, DIM, per_identity=5, seed=31)
+        batch = [sample(f"id{lab}", v, f"h{i}") for i, (v, lab) in enumerate(zip(data.vectors, data.labels,
+                                                                                     strict=True))]
+        results: dict[str, object] = {}
+
+        def load(name: str, s, rows) -> None:
+            try:
+                results[name] = s.add_samples("c", rows)
+            except Exception as exc:  # what the test reports
+                results[name] = exc
+
+        for _ in range(3):  # a deadlock is a matter of timing: three rounds, each on an emptied collection
+            go = [threading.Thread(target=load, args=("a", store, batch)),
+                  threading.Thread(target=load, args=("b", other, batch[::-1]))]
+            for t in go:
+                t.start()
+            for t in go:
+                t.join(120)
+            errors = {k: v for k, v in results.items() if isinstance(v, Exception)}
+            assert not errors, errors
+            stored = [i for r in results.values() for i in r if i is not None]  # type: ignore[union-attr]
+            assert len(stored) == len(set(stored)) == 1500
+            assert counts(store) == (300, 1500)
+            for lab in (0, 299):
+                mine = data.vectors[data.labels == lab]
+                assert np.allclose(store.person_template("c", f"id{lab}"), template_of(mine, [1.0] * len(mine)),
+                                   atol=1e-5)
+            store.delete_collection("c")
+            store.ensure_collection("c", "p", "sig", DIM)
+    finally:
+        other.close()
+        store.drop_schema()
+        store.close()

@@ -97,8 +97,8 @@ def copy_vectors(cur: Any, table: str, sample_ids: np.ndarray, person_ids: np.nd
 
 def insert_samples(cur: Any, schema: str, cid: int, samples: list[NewSample], pids: np.ndarray) -> list[Any]:
     """The sample rows (each person's id in ``pids``): binary ``COPY`` into a temporary table (dropped at commit),
-    then one ``INSERT … SELECT`` that skips a face already stored. → ``(id, image_sha256, face_index)`` of the
-    rows stored."""
+    then one ``INSERT … SELECT`` in key order that skips a face already stored. → ``(id, image_sha256,
+    face_index)`` of the rows stored."""
     cur.execute("CREATE TEMP TABLE fw_new_samples(o INT, p BIGINT, h TEXT, f INT, src TEXT, b TEXT, l TEXT, q REAL, "
                 "y REAL, m TEXT) ON COMMIT DROP")
     with cur.copy("COPY fw_new_samples FROM STDIN (FORMAT BINARY)") as cp:
@@ -108,7 +108,8 @@ def insert_samples(cur: Any, schema: str, cid: int, samples: list[NewSample], pi
                           _json_list(s.landmarks), float(s.quality), float(s.yaw), s.model))
     return list(cur.execute(
         f"INSERT INTO {schema}.samples(person_id, collection_id, image_sha256, face_index, source, box, landmarks, "
-        "quality, yaw, model) SELECT p, %s, h, f, src, b::jsonb, l::jsonb, q, y, m FROM fw_new_samples ORDER BY o "
+        "quality, yaw, model) SELECT p, %s, h, f, src, b::jsonb, l::jsonb, q, y, m FROM fw_new_samples "
+        "ORDER BY h COLLATE \"C\", f "  # key order: concurrent loads of the same faces queue instead of deadlocking
         "ON CONFLICT (collection_id, image_sha256, face_index) DO NOTHING RETURNING id, image_sha256, face_index",
         (cid,)).fetchall())
 

@@ -380,7 +380,9 @@ class PgVectorStore(StoreBase):
 
     def _ensure_persons(self, cur: Any, cid: int, names: dict[str, dict[str, Any] | None]) -> tuple[dict[str, int],
                                                                                                   set[int]]:
-        """The ids of these names (locked FOR KEY SHARE), creating the missing persons in first-seen order."""
+        """The ids of these names (locked FOR KEY SHARE), creating the missing ones in name order: every writer takes
+        the unique index's entries in the same order, so two loads of overlapping people wait in line, never in a
+        cycle (PostgreSQL would cancel one as a deadlock)."""
         found: dict[str, int] = {}
         new: set[int] = set()
         todo = list(names)
@@ -393,7 +395,7 @@ class PgVectorStore(StoreBase):
                 break
             for pid, name in cur.execute(self._q(
                     "INSERT INTO {s}.persons(collection_id, name, metadata) SELECT %s, u.n, u.m::jsonb "
-                    "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(n, m, o) ORDER BY u.o "
+                    "FROM unnest(%s::text[], %s::text[]) AS u(n, m) ORDER BY u.n COLLATE \"C\" "
                     "ON CONFLICT DO NOTHING RETURNING id, name"),
                     (cid, todo, [json.dumps(names[n] or {}) for n in todo])).fetchall():
                 found[name] = int(pid)
