@@ -147,9 +147,12 @@ def score(profile_dict: dict[str, Any], plist: list[Any], emb: _Emb) -> dict[str
         for key in (f"label {label}", f"estimated yaw {pose_bin(float(yw))}"):
             n, k = by_label.get(key, (0, 0))
             by_label[key] = (n + 1, k + int(ok))
+    wrong = [{"pair": f"{Path(p.path1).stem} {Path(p.path2).stem}", "same": bool(p.same), "score": round(float(sc), 3)}
+             for p, ok, sc in zip(plist, right, ps.scores, strict=True) if not ok]
     return {"accuracy": round(rep.accuracy, 5), "std": round(rep.accuracy_std, 5),
             "by_bin": {k: {"pairs": n, "accuracy_at_global_threshold": round(k2 / n, 4)}
-                       for k, (n, k2) in sorted(by_label.items())}}
+                       for k, (n, k2) in sorted(by_label.items())},
+            "errors_at_global_threshold": wrong}
 
 
 def _best_threshold(ps: PairScores) -> tuple[float, float]:
