@@ -201,6 +201,11 @@ def test_the_collections_iterative_scan_setting_reaches_the_index_scan(dsn):
         assert any(len(row) < 5 for row in store.search("c", q, k=5))
         store.update_settings("c", index_iterative_scan="relaxed_order")
         assert all(len(row) == 5 for row in store.search("c", q, k=5))
+        store.update_settings("c", index_ef=None, index_iterative_scan=None)  # None: back to the defaults
+        assert not {"index_ef", "index_iterative_scan"} & set(store.get_collection("c").settings)
+        for bad in ({"index_ef": "many"}, {"index_ef": 0}, {"index_iterative_scan": "sideways"}):
+            with pytest.raises(ValidationError, match="index_"):
+                store.update_settings("c", **bad)
     finally:
         store.drop_schema()
         store.close()

@@ -99,12 +99,12 @@ def insert_samples(cur: Any, schema: str, cid: int, samples: list[NewSample], pi
     """The sample rows (each person's id in ``pids``): binary ``COPY`` into a temporary table (dropped at commit),
     then one ``INSERT … SELECT`` in key order that skips a face already stored. → ``(id, image_sha256,
     face_index)`` of the rows stored."""
-    cur.execute("CREATE TEMP TABLE fw_new_samples(o INT, p BIGINT, h TEXT, f INT, src TEXT, b TEXT, l TEXT, q REAL, "
+    cur.execute("CREATE TEMP TABLE fw_new_samples(p BIGINT, h TEXT, f INT, src TEXT, b TEXT, l TEXT, q REAL, "
                 "y REAL, m TEXT) ON COMMIT DROP")
     with cur.copy("COPY fw_new_samples FROM STDIN (FORMAT BINARY)") as cp:
-        cp.set_types(["int4", "int8", "text", "int4", "text", "text", "text", "float4", "float4", "text"])
-        for o, (s, p) in enumerate(zip(samples, pids.tolist(), strict=True)):
-            cp.write_row((o, p, s.image_sha256, int(s.face_index), s.source, _json_list(s.box),
+        cp.set_types(["int8", "text", "int4", "text", "text", "text", "float4", "float4", "text"])
+        for s, p in zip(samples, pids.tolist(), strict=True):
+            cp.write_row((p, s.image_sha256, int(s.face_index), s.source, _json_list(s.box),
                           _json_list(s.landmarks), float(s.quality), float(s.yaw), s.model))
     return list(cur.execute(
         f"INSERT INTO {schema}.samples(person_id, collection_id, image_sha256, face_index, source, box, landmarks, "

@@ -228,15 +228,21 @@ class PgVectorStore(StoreBase):
     def update_settings(self, collection: str, **settings: Any) -> CollectionInfo:
         """Merge settings; ``index_ef`` (HNSW search breadth, default the store's ``ef_search``) and
         ``index_iterative_scan`` (off | relaxed_order | strict_order) steer search."""
-        if settings.get("index_iterative_scan", "off") not in ITERATIVE_SCANS:
+        scan, ef = settings.get("index_iterative_scan"), settings.get("index_ef")  # None: back to the default
+        if scan is not None and scan not in ITERATIVE_SCANS:
             raise ValidationError(f"index_iterative_scan must be one of {', '.join(ITERATIVE_SCANS)}")
-        if settings.get("index_ef") is not None and not 1 <= int(settings["index_ef"]) <= 1000:
-            raise ValidationError("index_ef must be 1..1000")
-        self._colls.pop(collection, None)
+        if ef is not None:
+            try:
+                ok = 1 <= int(ef) <= 1000
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValidationError(f"index_ef must be a whole number 1..1000, got {ef!r}")
         with self._tx() as cur:
             row = self._collection_row(cur, collection)
             merged = {k: v for k, v in {**dict(row[5]), **settings}.items() if v is not None}
             cur.execute(self._q("UPDATE {s}.collections SET settings=%s WHERE id=%s"), (json.dumps(merged), row[0]))
+            self._colls.pop(collection, None)  # (after the update: a search meanwhile cannot cache the old settings)
         return self.get_collection(collection)
 
     def delete_collection(self, name: str) -> None:
