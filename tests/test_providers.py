@@ -68,17 +68,26 @@ def test_openvino_gpu_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch, caplog:
 
 
 def test_pipeline_with_gpu_profile_embeds_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
-    """A profile that asks for CUDA and an OpenVINO GPU still runs here, and says where."""
-    prof = load_profile("fast")
-    if not prof.available():
-        pytest.skip("fast profile's models not installed")
+    """A profile that asks for CUDA and an OpenVINO GPU still embeds a real face here, and says where each of
+    its runtimes went: dlib's ResNet on onnxruntime, YuNet and reid-0095 on OpenVINO."""
+    import onnxruntime as ort
+
+    from conftest import LFW, need
+    from facewise.core.imageio import load_image
     from facewise.core.pipeline import Pipeline
 
+    prof = load_profile("accurate-commercial")
+    if not prof.available():
+        pytest.skip("accurate-commercial's models not installed")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: nothing falls back")
     gpu = replace(prof, providers=("cuda", "gpu", "cpu"))
     with caplog.at_level(logging.INFO, logger="facewise.models.runtime"):
-        Pipeline(gpu, threads=1).load()
-    assert "running on CPU" in caplog.text
-    assert " on CPU" in caplog.text
+        _, faces = Pipeline(gpu, threads=1).analyze(load_image(need(LFW / "images" / "Zico" / "Zico_0003.jpg")))
+    assert len(faces) == 1 and faces[0].embedding.shape == (Pipeline(prof).dim,)
+    assert "onnxruntime: asked for CUDAExecutionProvider" in caplog.text
+    assert "OpenVINO: asked for GPU" in caplog.text and "running on CPU" in caplog.text
+    assert "on CPUExecutionProvider" in caplog.text
 
 
 def test_bad_provider_names_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,9 @@
 """Hardware sessions, kept apart from model code: onnxruntime and OpenVINO with a thread budget, on the
 execution providers asked for, with CPU fallback.
 
-Which providers a session asks for: the ``providers`` argument, else those of the model loading in progress
-(:func:`requested`, set by the registry from a profile's ``"providers"``), else ``FACEWISE_PROVIDERS``, else
-CPU; ``FACEWISE_PROVIDERS`` overrides a profile's list (it describes the machine). Names: ``cuda``,
+Which providers a session asks for: ``FACEWISE_PROVIDERS`` (it describes the machine, so it wins), else those
+of the model loading in progress (:func:`requested`, set by the registry from a profile's ``"providers"``),
+else CPU. Names: ``cuda``,
 ``tensorrt``, ``rocm``, ``directml``, ``coreml``, ``openvino`` (onnxruntime execution providers), ``gpu``,
 ``npu`` (OpenVINO devices, for OpenVINO IR models) and ``cpu``. What this install or machine lacks is left
 out with one WARNING line naming what was asked, what is available and what runs; each session's provider is
@@ -43,9 +43,9 @@ def requested(providers: tuple[str, ...]) -> Iterator[None]:
         _PROFILE_PROVIDERS.reset(token)
 
 
-def wanted_providers(providers: tuple[str, ...] | None = None) -> tuple[str, ...]:
+def wanted_providers() -> tuple[str, ...]:
     """The provider names a new session asks for, in order (see the module docstring)."""
-    return providers or settings.providers() or _PROFILE_PROVIDERS.get() or ("cpu",)
+    return settings.providers() or _PROFILE_PROVIDERS.get() or ("cpu",)
 
 
 def _warn_once(key: tuple[str, ...], msg: str, *args: Any) -> None:
@@ -54,11 +54,11 @@ def _warn_once(key: tuple[str, ...], msg: str, *args: Any) -> None:
         log.warning(msg, *args)
 
 
-def ort_providers(providers: tuple[str, ...] | None = None) -> list[str]:
+def ort_providers() -> list[str]:
     """The onnxruntime providers to ask for: the wanted ones this install has, CPU always last."""
     import onnxruntime as ort
 
-    asked = [ORT_PROVIDERS[p] for p in wanted_providers(providers) if p in ORT_PROVIDERS]
+    asked = [ORT_PROVIDERS[p] for p in wanted_providers() if p in ORT_PROVIDERS]
     available = ort.get_available_providers()
     chosen = [p for p in dict.fromkeys(asked) if p in available and p != "CPUExecutionProvider"]
     chosen.append("CPUExecutionProvider")
@@ -111,10 +111,10 @@ def openvino_core() -> Any:
     return ov.Core()
 
 
-def openvino_device(core: Any, providers: tuple[str, ...] | None = None) -> str:
+def openvino_device(core: Any) -> str:
     """The OpenVINO device to compile for: the first wanted device (``gpu``, ``npu``) that ``core`` lists,
     else ``"CPU"`` (with one WARNING line when a device was asked for and is not there)."""
-    asked = [OPENVINO_DEVICES[p] for p in wanted_providers(providers) if p in OPENVINO_DEVICES]
+    asked = [OPENVINO_DEVICES[p] for p in wanted_providers() if p in OPENVINO_DEVICES]
     available = list(core.available_devices)
     present = [d for d in asked if d == "CPU" or any(a == d or a.startswith(d + ".") for a in available)]
     device = present[0] if present else "CPU"

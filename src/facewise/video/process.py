@@ -233,10 +233,11 @@ def tracking_detector(fw: FaceWise, low_score: float) -> tuple[Detector, Detecto
     if "score_threshold" not in knobs:
         return base, None
     default = float(getattr(base, "score_threshold", low_score))
-    det = load_detector(model_id, threads, score_threshold=min(low_score, default))
+    providers = fw.profile.providers  # (the profile's devices, as Pipeline loads its detector)
+    det = load_detector(model_id, threads, score_threshold=min(low_score, default), providers=providers)
     refine = None
     if {"min_side", "max_side"} <= knobs:
-        refine = load_detector(model_id, threads, score_threshold=0.3, min_side=0, max_side=640)
+        refine = load_detector(model_id, threads, score_threshold=0.3, min_side=0, max_side=640, providers=providers)
     return det, refine
 
 
