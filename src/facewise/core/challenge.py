@@ -244,9 +244,9 @@ class ChallengeRun:
         if k is None:
             self.checker.update(None, t)
             return None
+        self._prev = boxes[k]  # (followed after the challenge ends too: the session keeps naming this face)
         if self.checker.finished:
             return k
-        self._prev = boxes[k]
         yaw, pitch, _ = self.analyzer.headpose.estimate(rgb, boxes[k : k + 1])[0]
         live_model = self.analyzer.live_model
         if live is None and live_model is not None and self.checker.frames % self.live_every == 0:

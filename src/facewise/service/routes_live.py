@@ -64,14 +64,14 @@ async def send_live_frame(collection: str, session_id: str, ctx: Ctx, principal:
                           ) -> dict[str, Any]:
     session = ctx.live.get(session_id, principal.key_id, collection)  # too old or idle: gone already (404)
     limits = ctx.config.live
-    if session.frames >= limits.max_frames:
-        ctx.live.end(session)
-        raise ApiError(404, "not_found", f"live session {session_id!r} has ended: it used its {limits.max_frames} "
-                       "frames; open a new one")
     if not session.lock.acquire(blocking=False):
-        raise ApiError(429, "busy", f"live session {session_id!r} is still working on its previous frame; send "
-                       "one frame at a time", headers={"Retry-After": "1"})
+        raise ApiError(429, "session_busy", f"live session {session_id!r} is still working on its previous frame; "
+                       "send one frame at a time", headers={"Retry-After": "1"})
     try:
+        if session.frames >= limits.max_frames:  # (under the lock: a frame finishing meanwhile is counted)
+            ctx.live.end(session)
+            raise ApiError(404, "not_found", f"live session {session_id!r} has ended: it used its "
+                           f"{limits.max_frames} frames; open a new one")
         img = await _one_image(ctx, image)
         fw = ctx.engines.face_wise(collection)
         return await ctx.engines.run(process_frame, session, fw, ctx.engines.analysers.analyzer, img, limits,

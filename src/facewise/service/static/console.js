@@ -422,7 +422,7 @@ async function liveTick() {
         text: f.person === "unknown" ? "unknown" : `${f.person} (${fmt(f.score, 2)})` }))
       : [el("li", { class: "muted", text: "no face in view" })]));
   } catch (err) {
-    if (err.status === 429 && err.code === "busy") return;  // the key's other image work is ahead: next tick
+    if (err.status === 429 && (err.code === "busy" || err.code === "session_busy")) return;  // the key's other image work is ahead: next tick
     liveStop();
     failed(err);
   } finally {
