@@ -47,10 +47,13 @@ def test_bulk_load_counts_templates_duplicates_and_search(dsn):
         data = face_like(5000, DIM, per_identity=5, seed=21)
         batch = [sample(f"id{lab}", v, f"h{i}") for i, (v, lab) in enumerate(zip(data.vectors, data.labels,
                                                                                      strict=True))]
+        assert store.has_hnsw("c")
+        before = index_oid(store)
         ids = store.add_samples("c", batch)
         assert all(isinstance(i, int) for i in ids) and len(set(ids)) == 5000
         info = store.get_collection("c")
         assert (info.persons, info.samples) == (1000, 5000) and store.has_hnsw("c")
+        assert index_oid(store) != before  # dropped for the load and built again (a new index)
         for lab in (0, 417, 999):
             mine = data.vectors[data.labels == lab]
             want = mine.sum(0) / np.linalg.norm(mine.sum(0))
@@ -73,6 +76,33 @@ def test_bulk_load_counts_templates_duplicates_and_search(dsn):
         weights = [1.0] * int((data.labels == lab).sum()) + [0.5] * (len(mine) - int((data.labels == lab).sum()))
         assert np.allclose(store.person_template("c", f"id{lab}"), template_of(mine, weights), atol=1e-5)
         assert counts(store) == (1001, 5003)  # (the newcomer is created; its face was a duplicate)
+    finally:
+        store.drop_schema()
+        store.close()
+
+
+def index_oid(store) -> int:
+    """The HNSW index of collection "c" as PostgreSQL knows it (a rebuilt index gets a new oid)."""
+    with store._tx() as cur:
+        cid = store._collection_row(cur, "c")[0]
+        return int(cur.execute("SELECT %s::regclass::oid", (f"{store.schema}.emb_{int(cid)}_hnsw",)).fetchone()[0])
+
+
+def test_the_index_is_built_once_the_collection_reaches_its_size(dsn):
+    """index_min_rows 1,000, batches of 400: no index after 400 and 800 rows (the handle's row estimate stays
+    under the size, so the table is not counted), one after 1,200."""
+    store = open_store(dsn, index_min_rows=1000)
+    try:
+        data = face_like(1200, DIM, per_identity=4, seed=41)
+        rows = [sample(f"id{lab}", v, f"h{i}") for i, (v, lab) in enumerate(zip(data.vectors, data.labels,
+                                                                                   strict=True))]
+        for start in (0, 400):
+            store.add_samples("c", rows[start : start + 400])
+            assert not store.has_hnsw("c")
+        store.add_samples("c", rows[800:])
+        assert store.has_hnsw("c") and counts(store) == (300, 1200)
+        q, labels = probes(data, 20, seed=42)
+        assert [h[0].name for h in store.search("c", q, k=1)] == [f"id{lab}" for lab in labels]
     finally:
         store.drop_schema()
         store.close()
