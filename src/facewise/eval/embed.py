@@ -115,7 +115,8 @@ def embed_images(pipeline: Pipeline, paths: Sequence[str | os.PathLike[str]], *,
                 where = {k: i for i, k in enumerate(keys)}
                 # caches written before found_by was kept: "not recorded" (or centre prior / rejected)
                 fb = z["found_by"] if "found_by" in z.files else np.where(
-                    z["no_face"], "centre prior" if no_face == "center" else "rejected", "not recorded")
+                    z["failed"], "unreadable", np.where(
+                        z["no_face"], "centre prior" if no_face == "center" else "rejected", "not recorded"))
                 for i, p in enumerate(uniq):
                     j = where.get(_file_key(p))
                     if j is not None:
