@@ -56,6 +56,7 @@ from facewise.video.tracker import Track, Tracker, TrackerOptions
 
 if TYPE_CHECKING:
     from facewise.api import FaceWise
+    from facewise.core.analysis import Analyzer
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +200,6 @@ class VideoResult:
 
 
 EventFn = Callable[[VideoEvent], None]
-CHALLENGE_MIN_SCORE = 0.5  # the challenge follows detections at least this sure (the tracker keeps weaker ones)
-
-
-def new_challenge(opts: VideoOptions) -> ChallengeRun | None:
-    if not opts.challenge:
-        return None
-    from facewise.core.analysis import Analyzer
-
-    return ChallengeRun(list(opts.challenge), Analyzer(), ChallengePolicy(time_limit_s=opts.challenge_time_limit_s))
 
 
 @dataclass(frozen=True)
@@ -245,7 +237,7 @@ class VideoProcessor:
     """Runs the video pipeline of one :class:`~facewise.api.FaceWise` (its profile, gallery and collection)."""
 
     def __init__(self, fw: FaceWise, options: VideoOptions | None = None,
-                 expression_model: ExpressionPredictor | None = None) -> None:
+                 expression_model: ExpressionPredictor | None = None, analyzer: Analyzer | None = None) -> None:
         self.fw = fw
         self.options = options or VideoOptions()
         fw.pipeline.load()
@@ -253,6 +245,22 @@ class VideoProcessor:
         self.expression_model = expression_model
         if self.options.expression and self.expression_model is None:
             self.expression_model = load_expression_model()
+        # the challenge's head pose and liveness models, loaded once here (a missing model fails before any video
+        # is opened); it follows the faces the profile's detector itself would keep (the tracker keeps weaker ones),
+        # as `facewise challenge` and a live session do
+        self.analyzer = analyzer
+        if self.options.challenge and self.analyzer is None:
+            from facewise.core.analysis import Analyzer
+
+            self.analyzer = Analyzer()
+        self.challenge_min_score = float(getattr(fw.pipeline.detector, "score_threshold", 0.5))
+
+    def new_challenge(self) -> ChallengeRun | None:
+        """A fresh challenge for one run, or None when the options ask for none."""
+        if not self.options.challenge or self.analyzer is None:
+            return None
+        return ChallengeRun(list(self.options.challenge), self.analyzer,
+                            ChallengePolicy(time_limit_s=self.options.challenge_time_limit_s))
 
     def run(self, source: VideoSource, outputs: OutputOptions | None = None,
             hooks: RunHooks | None = None) -> VideoResult:
@@ -304,7 +312,7 @@ class _Run:
             sampling={"stride": d.stride, "fps": d.fps, "start_s": d.start_s, "duration_s": d.duration_s})
         self.first_t: float | None = None
         self.last_t: float | None = None
-        self.challenge = new_challenge(self.opts)
+        self.challenge = proc.new_challenge()
         self.asked: tuple[str | None, bool] | None = None
         self.writer: AnnotatedWriter | None = None
         if outputs is not None:
@@ -417,7 +425,7 @@ class _Run:
         run = self.challenge
         if run is None or run.finished:
             return
-        sure = [f for f in faces if f.det_score >= CHALLENGE_MIN_SCORE]
+        sure = [f for f in faces if f.det_score >= self.proc.challenge_min_score]
         boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in sure], np.float64).reshape(-1, 4)
         run.observe(t / 1000.0, px, boxes, [f.landmarks for f in sure])
         status = run.status()
