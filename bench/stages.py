@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,23 @@ from facewise.core.pipeline import Pipeline
 from facewise.models.profiles import load_profile
 
 DATA = Path(os.environ.get("FACEWISE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+STAGES = ("decode", "detect", "quality", "align+embed")
+
+
+def stage_times(pipe: Pipeline, path: str, clock: Callable[[], float]) -> tuple[float, float, float, float]:
+    """One image through ``pipe``, stage by stage (:data:`STAGES`), each timed by ``clock``."""
+    t0 = clock()
+    img = load_image(path)
+    t1 = clock()
+    dets = pipe.detect_pixels(img.pixels)
+    t2 = clock()
+    faces = pipe.make_faces(img.pixels, dets)
+    t3 = clock()
+    pipe.embed_landmarks(img.pixels, [x.landmarks for x in faces])
+    t4 = clock()
+    return t1 - t0, t2 - t1, t3 - t2, t4 - t3
 
 
 def main() -> None:
@@ -37,21 +55,12 @@ def main() -> None:
     for spec in args.profiles.split(","):
         prof = load_profile(spec)
         pipes[spec] = Pipeline(prof, threads=1).load()
-    stages = ("decode", "detect", "quality", "align+embed")
+    stages = STAGES
     spent = {k: dict.fromkeys(stages, 0.0) for k in pipes}
     for _ in range(args.rounds):  # interleaved, so drift in machine load hits every profile alike
         for f in files:
             for k, pipe in pipes.items():
-                t0 = time.process_time()
-                img = load_image(f)
-                t1 = time.process_time()
-                dets = pipe.detect_pixels(img.pixels)
-                t2 = time.process_time()
-                faces = pipe.make_faces(img.pixels, dets)
-                t3 = time.process_time()
-                pipe.embed_landmarks(img.pixels, [x.landmarks for x in faces])
-                t4 = time.process_time()
-                for s, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                for s, dt in zip(stages, stage_times(pipe, f, time.process_time), strict=True):
                     spent[k][s] += dt
     n = len(files) * args.rounds
     peer_ms = None

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from stages import STAGES, stage_times
 
 from facewise.core.imageio import load_image
 from facewise.core.pipeline import Pipeline
@@ -44,19 +45,10 @@ def main() -> None:
         chunk = files[c : c + 20]
         before.analyze_many(chunk)
         for i, f in enumerate(chunk[:3]):
-            t0 = time.perf_counter()
-            img = load_image(f)
-            t1 = time.perf_counter()
-            dets = after.detect_pixels(img.pixels)
-            t2 = time.perf_counter()
-            faces = after.make_faces(img.pixels, dets)
-            t3 = time.perf_counter()
-            after.embed_landmarks(img.pixels, [x.landmarks for x in faces])
-            t4 = time.perf_counter()
-            spent[i] += (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+            spent[i] += stage_times(after, f, time.perf_counter)
     ms = spent / args.chunks * 1000
     print(json.dumps({"before": args.before, "after": args.after, "ort_spin": os.environ.get("FACEWISE_ORT_SPIN", "0"),
-                      "ms_per_stage": {f"image {i + 1}": dict(zip(("decode", "detect", "quality", "align+embed"),
+                      "ms_per_stage": {f"image {i + 1}": dict(zip(STAGES,
                                                                    np.round(ms[i], 2).tolist(), strict=True))
                                        for i in range(3)}}, indent=1))
 
