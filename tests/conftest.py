@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ MODELS = Path(os.environ.get("FACEWISE_MODEL_PATH", str(REPO.parent / "shared" /
 os.environ.setdefault("FACEWISE_MODEL_PATH", str(MODELS))
 KNN = DATA / "video" / "face_recognition_examples" / "examples" / "knn_examples"
 LFW = DATA / "lfw"
+# Browser tests' screenshots: a temp folder, so `make test` changes no tracked file; `make screenshots` points
+# this at docs/screenshots to refresh the ones the docs show.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "facewise-screenshots")
 
 
 def need(path: Path) -> Path:

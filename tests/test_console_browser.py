@@ -26,11 +26,10 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 cv2 = pytest.importorskip("cv2")
 
-from conftest import DATA  # noqa: E402
+from conftest import DATA, SCREENSHOTS  # noqa: E402
 from service_helpers import Server, start_server  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = SCREENSHOTS
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 90_000

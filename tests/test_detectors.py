@@ -33,6 +33,37 @@ def test_yunet_on_openvino_matches_opencv_on_real_photos():
         assert n >= len(files)  # every photo has at least one face
 
 
+@pytest.mark.parametrize(("cached", "promote", "n"), [(2, 1, 24), (8, 3, 80)])
+def test_yunet_on_openvino_holds_on_many_image_sizes_in_one_process(cached, promote, n):
+    """Eighty image sizes in one detector, with garbage collection between them (the repro of the shape-cache
+    crash at the 79th size: a request cached by ``id()`` of an evicted compiled model was reused for another
+    shape). (2, 1)
+    compiles and evicts on nearly every image; (8, 3) is the shipped policy (recurring shapes compiled, the rest
+    on the dynamic model). Every answer matches OpenCV's own wrapper."""
+    import gc
+
+    from PIL import Image
+
+    from facewise.models.detectors.yunet import YuNetDetector
+    from facewise.models.detectors.yunet_ov import YuNetOpenVino
+
+    need(YUNET), need(LFW)
+    face = Image.open(LFW / "images" / "Zico" / "Zico_0003.jpg").convert("RGB")
+    ref = YuNetDetector(YUNET)
+    ov = YuNetOpenVino(YUNET, threads=1, cached_shapes=cached, promote_after=promote)
+    found = 0
+    for i in range(n):
+        px = np.asarray(face.resize((300 + i * 37 % 900, 260 + (i * 53) % 400)))
+        a, b = ref.detect(px), ov.detect(px)
+        assert len(a) == len(b), (i, px.shape)
+        found += len(a)
+        for x, y in zip(a, b, strict=True):
+            assert np.allclose(x.box.as_list(), y.box.as_list(), atol=1e-2), (i, px.shape)
+        gc.collect()
+    assert found >= n * 3 // 4
+    assert len(ov._compiled) <= cached
+
+
 @pytest.fixture(scope="module")
 def tight_profile():
     """A real full profile (FERET 00505_pr) cropped to exactly the face box YuNet gives on the full photo:

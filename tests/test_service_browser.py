@@ -16,10 +16,10 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from conftest import SCREENSHOTS  # noqa: E402
 from service_helpers import start_server  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO / "docs" / "screenshots" / "service.png"
+SCREENSHOT = SCREENSHOTS / "service.png"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 60_000

@@ -17,8 +17,11 @@ __all__ = [
     "InvalidSettingError",
     "ModelIntegrityError", "ModelNotFoundError",
     "MultipleFacesError", "NoFaceError", "NotFoundError", "ProfileMismatchError", "QualityError",
-    "ValidationError", "error_table",
+    "ValidationError", "error_table", "install_hint",
 ]
+
+import sys
+from pathlib import Path
 
 EXIT_UNCLASSIFIED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 
@@ -164,3 +167,18 @@ def error_table() -> list[tuple[type[FacewiseError], str, int, int]]:
         rows.append((cls, cls.code, cls.exit_code, cls.http_status))
         todo += sorted(cls.__subclasses__(), key=lambda c: c.__name__)
     return rows
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional extra into the Python running facewise, as it can be run here.
+
+    facewise is installed from a source tree (a clone: ``make install`` / ``pip install -e .``) or from a wheel
+    built from one; it is not on a package index, so ``pip install 'facewise[extra]'`` would fail. From a clone
+    the hint names the clone; otherwise it names the installed version, for the wheel or folder it came from.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "src" / "facewise").is_dir():
+        target = f"-e '{root}[{extra}]'"
+    else:
+        target = f"'<the facewise wheel or source folder you installed from>[{extra}]'"
+    return f"{sys.executable} -m pip install {target}"

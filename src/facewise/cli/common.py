@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,8 +37,25 @@ models_app = typer.Typer(help="The model catalogue: list, info, verify, fetch.",
 app.add_typer(people_app, name="people")
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+class _Console(Console):
+    """A console whose output survives pipes and logs: a message never wraps mid-word (URLs and ids stay whole,
+    ``soft_wrap``), and where the stream is not a terminal, tables take their natural width instead of rich's
+    80 columns (``keys list`` printed cut key ids that ``keys revoke`` needs whole)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.is_terminal or self._width is not None or self._environ.get("COLUMNS"):
+            return super().size
+        return ConsoleDimensions(PIPE_WIDTH, super().size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+PIPE_WIDTH = 10_000
+out = _Console(soft_wrap=True)
+err = _Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("facewise")
 
 # Exit codes, read from the error table (facewise/errors.py); 10 is an answer, not an error.

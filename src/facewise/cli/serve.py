@@ -23,7 +23,7 @@ from facewise.cli.common import (
     handled,
     out,
 )
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, NotFoundError, install_hint
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _need_service_extra() -> None:
         import multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        raise FacewiseError(f"the service needs the 'service' extra: pip install 'facewise[service]' ({exc})") from None
+        raise FacewiseError(f"the service needs the 'service' extra ({exc}): {install_hint('service')}") from None
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from facewise.errors import install_hint
 from facewise.eval import metrics as mt
 from facewise.eval.embed import EmbeddedImages
 from facewise.eval.pairs import Pair
@@ -150,7 +151,7 @@ def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str
         plot_det({title: (far, 1 - tar)}, out_dir / "det.png", title=f"DET — {title}")
         written += [out_dir / "roc.png", out_dir / "det.png"]
     except ImportError:
-        log.warning("matplotlib is not installed: no ROC/DET plots (pip install 'facewise[eval]')")
+        log.warning("matplotlib is not installed: no ROC/DET plots (%s)", install_hint("eval"))
     (out_dir / "report.md").write_text(markdown(report, title))
     written.append(out_dir / "report.md")
     return written

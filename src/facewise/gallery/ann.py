@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from facewise.decision.matching import decide
-from facewise.errors import FacewiseError
+from facewise.errors import FacewiseError, install_hint
 from facewise.gallery.index import VectorIndex, distinct_persons
 from facewise.models.profiles import load_profile
 
@@ -87,7 +87,7 @@ def _faiss() -> Any:
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("the HNSW index needs faiss: pip install 'facewise[ann]'") from exc
+        raise ImportError(f"the HNSW index needs faiss: {install_hint('ann')}") from exc
     return faiss
 
 
@@ -113,7 +113,7 @@ class HnswIndex:
         self.tombstones: set[int] = set()
         self._rows = np.zeros((0, dim), np.float32)  # row-major float32 copy for re-ranking (capacity)
         self._lookup: np.ndarray | None = None  # sample id → row (dense ids), or empty: binary search
-        self._person_key: tuple[int, int, int] | None = None  # (id(exact), its version, rows) of _person_rows
+        self._person_key: tuple[int, int, int] | None = None  # (exact.serial, its version, rows) of _person_rows
         self._person_rows = np.zeros(0, np.int64)  # person of each row, from the exact index
 
     def __len__(self) -> int:
@@ -233,7 +233,7 @@ class HnswIndex:
 
     def _persons(self, exact: VectorIndex) -> np.ndarray:
         """The person of each row, from the exact index (which follows moves), once per version of it."""
-        key = (id(exact), exact.version, len(self.ids))
+        key = (exact.serial, exact.version, len(self.ids))
         if self._person_key != key:
             at = np.minimum(np.searchsorted(exact.sample_ids, self.ids), max(0, len(exact) - 1))
             # rows not in the exact index are tombstones: filtered out before their person is read
@@ -287,12 +287,12 @@ class AnnManager:
     def __init__(self, dim: int, cfg: AnnConfig, path: Path | None) -> None:
         self.dim, self.cfg, self.path = dim, cfg, path
         self.ann: HnswIndex | None = None
-        self._synced: tuple[int, int] | None = None  # (id(exact index), its version) the ANN reflects
+        self._synced: tuple[int, int] | None = None  # (serial of the exact index, its version) the ANN reflects
         self._lock = threading.Lock()
         self._builder: threading.Thread | None = None
         self.builds = 0
         self._loaded = False  # loaded from disk and not yet checked against the gallery
-        self._removed_seen: tuple[int, int] = (0, 0)  # (id(exact index), removals it logged) already applied
+        self._removed_seen: tuple[int, int] = (0, 0)  # (serial of the exact index, removals it logged) already applied
         if path is not None:
             loaded = HnswIndex.load(path, dim, cfg)
             if loaded is not None:
@@ -314,7 +314,7 @@ class AnnManager:
         if self.building:
             return
         snap = (exact.sample_ids.copy(), np.ascontiguousarray(exact.matrix))
-        mark = (id(exact), len(exact.removed))  # removals after the snapshot still have to be applied
+        mark = (exact.serial, len(exact.removed))  # removals after the snapshot still have to be applied
 
         def run() -> None:
             t = time.perf_counter()
@@ -356,7 +356,7 @@ class AnnManager:
             ann = self.ann
             if ann is None:
                 return None
-            key = (id(exact), exact.version)
+            key = (exact.serial, exact.version)
             if self._synced == key:
                 return ann
             if self._synced is not None and self._synced[0] != key[0]:
@@ -369,11 +369,11 @@ class AnnManager:
             self._loaded = False
             live = ann.ids if not ann.tombstones else ann.ids[~np.isin(ann.ids, list(ann.tombstones))]
             gone = np.setdiff1d(live, exact.sample_ids, assume_unique=True)
-            seen = self._removed_seen[1] if self._removed_seen[0] == id(exact) else 0
+            seen = self._removed_seen[1] if self._removed_seen[0] == exact.serial else 0
             if len(exact.removed) > seen:  # removed, and perhaps stored again under the same id, since then
                 recent = np.asarray(exact.removed[seen:], np.int64)
                 gone = np.union1d(gone, np.intersect1d(live, recent))
-            self._removed_seen = (id(exact), len(exact.removed))
+            self._removed_seen = (exact.serial, len(exact.removed))
             live = np.setdiff1d(live, gone, assume_unique=True)
             new_mask = ~np.isin(exact.sample_ids, live, assume_unique=True)
             ann.remove(gone)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from facewise import settings
-from facewise.errors import FacewiseError
+from facewise.errors import FacewiseError, install_hint
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _aesgcm(key: bytes) -> Any:
     try:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:
-        raise FacewiseError("encryption at rest needs the 'crypto' extra: pip install 'facewise[crypto]'") from None
+        raise FacewiseError(f"encryption at rest needs the 'crypto' extra: {install_hint('crypto')}") from None
     return AESGCM(key)
 
 

@@ -14,6 +14,7 @@ share one copy in the page cache.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 
 _SUBSAMPLE = 32  # stride of the subsample used to estimate the top-m threshold
 _MIN_PREFILTER = 65_536  # below this many rows a plain argpartition is as fast
+_SERIALS = itertools.count(1)
 _HEADER = 4096  # bytes reserved for the JSON header of a saved matrix
 
 
@@ -36,6 +38,7 @@ class VectorIndex:
         self.person_ids = np.zeros(0, np.int64)
         self.mapped: Path | None = None
         self.version = 0  # bumped by every change, so derived indexes (ANN) know when to catch up
+        self.serial = next(_SERIALS)  # never reused (``id()`` is, once an index is freed): names this object
         self.removed: list[int] = []  # log of every sample id removed from this object (ids can come back)
 
     def __len__(self) -> int:

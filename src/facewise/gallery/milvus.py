@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from facewise.errors import FacewiseError
+from facewise.errors import FacewiseError, install_hint
 from facewise.gallery.base import StoreBase, first_k_persons, first_window
 from facewise.gallery.sqlite import Added, SQLiteStore
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
@@ -65,7 +65,7 @@ class MilvusStore(StoreBase):
         try:
             from pymilvus import MilvusClient
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise FacewiseError("MilvusStore needs `pip install facewise[milvus]` (pymilvus)") from exc
+            raise FacewiseError(f"MilvusStore needs pymilvus: {install_hint('milvus')}") from exc
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,100}", prefix):
             raise FacewiseError(f"prefix {prefix!r}: letters, digits and _ only")
         self.uri = uri

@@ -30,7 +30,14 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 
-from facewise.errors import ConflictError, FacewiseError, NotFoundError, ProfileMismatchError, ValidationError
+from facewise.errors import (
+    ConflictError,
+    FacewiseError,
+    NotFoundError,
+    ProfileMismatchError,
+    ValidationError,
+    install_hint,
+)
 from facewise.gallery.base import StoreBase, check_vectors, first_k_persons, first_window, templates_of
 from facewise.gallery.pgsql import (
     MIGRATIONS,
@@ -87,7 +94,7 @@ class PgVectorStore(StoreBase):
             import psycopg
             from pgvector.psycopg import register_vector
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise FacewiseError("PgVectorStore needs `pip install facewise[pgvector]` (psycopg, pgvector)") from exc
+            raise FacewiseError(f"PgVectorStore needs psycopg and pgvector: {install_hint('pgvector')}") from exc
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", schema):
             raise FacewiseError(f"schema name {schema!r}: lower-case letters, digits and _ only")
         self.schema = schema

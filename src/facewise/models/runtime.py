@@ -105,9 +105,9 @@ def openvino_core() -> Any:
     try:
         import openvino as ov
     except ImportError as exc:  # pragma: no cover - depends on the install
-        from facewise.errors import ModelNotFoundError
+        from facewise.errors import ModelNotFoundError, install_hint
 
-        raise ModelNotFoundError("this model needs OpenVINO: pip install 'facewise[openvino]'") from exc
+        raise ModelNotFoundError(f"this model needs OpenVINO (a core dependency): {install_hint('openvino')}") from exc
     return ov.Core()
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError
+from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError, install_hint
 
 if TYPE_CHECKING:
     from facewise.video.process import VideoResult
@@ -149,8 +149,8 @@ class AnnotatedWriter:
         try:
             self._open_h264(rate)
         except ImportError:
-            log.info("PyAV is not installed (pip install facewise[video]): the annotated video is mp4v, "
-                     "which browsers do not play")
+            log.info("PyAV is not installed (%s): the annotated video is mp4v, "
+                     "which browsers do not play", install_hint("video"))
         except Exception as exc:  # an FFmpeg build without libx264, a path it cannot write...
             log.warning("%s: no H.264 encoder (%s); writing mp4v, which browsers do not play", path, exc)
             self._av = None

@@ -90,7 +90,7 @@ def face_cues(image_rgb: np.ndarray, box: Sequence[float]) -> dict[str, float]:
     edges[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = 0  # the face itself is not a border
     lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=60, minLineLength=40, maxLineGap=4)
     edge = 0.0
-    if lines is not None:
+    if lines is not None and len(lines):  # OpenCV 4 answers None for no line, OpenCV 5 an empty (0, 4) array
         seg = lines.reshape(-1, 4).astype(np.float32)
         edge = float(np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]).max() / 256.0)
     return {"hf_energy": hf, "moire": moire, "specular": specular, "saturation": float(sat.mean()),

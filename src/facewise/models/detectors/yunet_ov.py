@@ -4,7 +4,8 @@ OpenCV's wrapper runs the network through its own DNN module (2.6 ms of CPU for 
 OpenVINO runs it in 0.8-1.0 ms. The decoding below is OpenCV's (``face_detect.cpp``): per stride
 8/16/32 and grid cell, score = sqrt(clip(cls) * clip(obj)), box centre = (cell + offset) * stride,
 size = exp(log-size) * stride, landmarks = (cell + offset) * stride; then non-maximum suppression
-(``cv2.dnn.NMSBoxes``). The input is BGR 0..255, zero-padded right and bottom to a multiple of 32.
+(``cv2.dnn.NMSBoxes``). The input is BGR 0..255, zero-padded right and bottom to a multiple of 32. Shapes that
+recur get a model compiled for them; the rest run on one dynamic-shape model (``_compiled_for``).
 ``tests/test_detectors.py`` checks it against ``cv2.FaceDetectorYN`` on real photos.
 """
 
@@ -31,7 +32,7 @@ class YuNetOpenVino(YuNetDetector):
 
     def __init__(self, model: Path, model_id: str = "yunet-2023mar", score_threshold: float = 0.6,
                  max_side: int = 1280, min_side: int = 320, retry: bool = False, retry_min_side: int = 320,
-                 threads: int = 0, nms_threshold: float = 0.3, cached_shapes: int = 8,
+                 threads: int = 0, nms_threshold: float = 0.3, cached_shapes: int = 8, promote_after: int = 3,
                  precision: str | None = "f32") -> None:
         self._set_passes(model_id, score_threshold, max_side, min_side, retry, retry_min_side)
         self.nms_threshold = nms_threshold
@@ -41,37 +42,71 @@ class YuNetOpenVino(YuNetDetector):
         self._config = openvino_config(threads, precision, self._device)
         log.info("OpenVINO model %s on %s", model.name, self._device)
         self._cached_shapes = cached_shapes
+        self._promote_after = promote_after
         self._compiled: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._compile_lock = threading.Lock()
-        self._compiled_for(256, 256)  # fail early on a bad model file
+        self._dynamic = self._compile(-1, -1)  # fails early on a bad model file
+
+    def _compile(self, h: int, w: int) -> Any:
+        model = self._model.clone()
+        model.reshape({model.input(0).get_any_name(): [1, 3, h, w]})
+        return self._core.compile_model(model, self._device, self._config)
 
     def _compiled_for(self, h: int, w: int) -> Any:
-        """A model compiled for one padded input shape (static shapes run faster than a dynamic one)."""
+        """The model to run a padded input shape on.
+
+        A shape seen ``promote_after`` times among the recent ones gets a model compiled for it (static shapes
+        run a little faster); any other runs on the one dynamic-shape model. Compiling costs 1-3 s of CPU, so a
+        process fed photos of many sizes (a service, a photo library, anyone's pair list) would otherwise compile
+        for nearly every image; a stream of one size (a camera, LFW) compiles once.
+        """
         with self._compile_lock:
             got = self._compiled.get((h, w))
             if got is not None:
                 self._compiled.move_to_end((h, w))
                 return got
-            model = self._model.clone()
-            model.reshape({model.input(0).get_any_name(): [1, 3, h, w]})
-            got = self._core.compile_model(model, self._device, self._config)
-            self._compiled[(h, w)] = got
+            seen = self._seen.pop((h, w), 0) + 1
+            self._seen[(h, w)] = seen
+            while len(self._seen) > 16 * self._cached_shapes:
+                self._seen.popitem(last=False)
+            if seen < self._promote_after or self._cached_shapes <= 0:
+                return self._dynamic
+            got = self._compiled[(h, w)] = self._compile(h, w)
             if len(self._compiled) > self._cached_shapes:
                 self._compiled.popitem(last=False)
             return got
+
+    def _request_for(self, h: int, w: int) -> Any:
+        """This thread's infer request for one padded shape.
+
+        Requests are kept per thread (an infer request is not thread-safe) and keyed by the shape, holding the
+        compiled model they came from: a request is reused only while that very model is the one chosen for the
+        shape. (Keying by ``id(compiled)`` reused a request of another shape once an evicted model's id was given
+        to a new one.) The per-thread table is bounded like the compiled-model cache.
+        """
+        compiled = self._compiled_for(h, w)
+        key = (0, 0) if compiled is self._dynamic else (h, w)
+        table: OrderedDict[tuple[int, int], tuple[Any, Any]] | None = getattr(self._local, "requests", None)
+        if table is None:
+            table = self._local.requests = OrderedDict()
+        held = table.get(key)
+        if held is not None and held[0] is compiled:
+            table.move_to_end(key)
+            return held[1]
+        request = compiled.create_infer_request()
+        table[key] = (compiled, request)
+        table.move_to_end(key)
+        while len(table) > self._cached_shapes + 1:
+            table.popitem(last=False)
+        return request
 
     def _infer(self, bgr: np.ndarray) -> np.ndarray | None:
         h, w = bgr.shape[:2]
         ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
         blob = np.zeros((1, 3, ph, pw), np.float32)
         blob[0, :, :h, :w] = bgr.transpose(2, 0, 1)
-        compiled = self._compiled_for(ph, pw)
-        req = getattr(self._local, "requests", None)
-        if req is None:
-            req = self._local.requests = {}
-        r = req.get(id(compiled))
-        if r is None:
-            r = req[id(compiled)] = compiled.create_infer_request()
+        r = self._request_for(ph, pw)
         r.infer({0: blob})
         outs = [np.asarray(r.get_output_tensor(i).data)[0] for i in range(12)]
         rows = []
