@@ -284,13 +284,9 @@ def _infer_layout(path: Path, records: list[tuple[int, list[str]]], columns: Col
     width = len(first)
     where = f"{path}:{first_ln}"
     named = columns is not None and any(isinstance(n, str) for n in columns.names())
-    if named:
-        is_header = True
-    elif width == 3:
-        is_header = not any(_looks_like_file(c) for c in first) and (
-            first[2].strip().lower() in _HEADER_SAME or not _is_label(first[2]))
-    else:
-        is_header = not any(_looks_like_file(c) for c in first) and not any(_is_label(c) for c in first)
+    cells = [c.strip().lower() for c in first]
+    is_header = named or (not any(_looks_like_file(c) for c in cells) and (
+        any(c in _LABEL_HEADERS for c in cells) or not any(_is_label(c) for c in cells)))
     header = [c.strip() for c in first] if is_header else None
     if columns is not None:
         idx = _resolve_columns(columns, header, width, where)
@@ -451,7 +447,7 @@ def parse_pairs_csv(
       in that order with or without a header row, whatever its names; a wider list needs a header row naming
       a label column (``same``, ``label``, ``decision``, ``is_same``…) and exactly two columns holding file names
       (an optional ``fold`` column gives the folds). The first row is a header when it holds no file name and
-      its label cell is not a label (or is a label column's name).
+      names a label column or holds no label value.
     * Labels: 1/0, yes/no, true/false, same/different (also y/n, t/f, genuine/impostor, match/mismatch),
       case-insensitive.
     * Relative paths are joined to ``root``, else to the list's folder.  Blank rows are skipped.
