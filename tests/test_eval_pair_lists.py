@@ -122,6 +122,9 @@ def test_all_missing_never_prints_an_accuracy(tmp_path: Path, cache: Path) -> No
     failed(eval_pairs(cache, "--pairs", f, "--allow-missing", "100%"), 3, "missing_images", "no pair")
     r = cli("eval", "pairs", "--pairs", f, "--cache", cache)  # tables: no accuracy either
     assert r.exit_code == 3 and "accuracy" not in r.stdout and "33 of 33" in r.stderr.replace("\n", " ")
+    # the other commands that read pair lists read them the same way, and refuse the same way
+    failed(cli("eval", "degrade", "--pairs", f, "--json"), 3, "missing_images", "33 of 33 images")
+    failed(cli("calibrate", "--pairs", f, "--json"), 3, "missing_images", "33 of 33 images")
 
 
 def test_some_missing_fails_unless_allowed_then_names_them(tmp_path: Path, cache: Path) -> None:

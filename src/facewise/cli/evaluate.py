@@ -13,6 +13,7 @@ import typer
 from facewise import settings
 from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
 from facewise.errors import BadInputError, ModelNotFoundError, NotFoundError, ValidationError
+from facewise.eval.coverage import check_files
 from facewise.eval.pairs import limit_per_fold
 
 if TYPE_CHECKING:
@@ -47,14 +48,6 @@ def load_pairs(fmt: str, pairs: Path, root: Path | None, columns: str | None = N
 
     choice(fmt, "--format", FORMATS)  # checked before the file is read: a usage error is exit 2
     return load_pair_list(pairs, fmt=fmt, root=root, columns=columns)
-
-
-def require_images(plist: PairList) -> None:
-    """Commands without --allow-missing: every image of the list must be a file (exit 3 before any model loads)."""
-    from facewise.eval.coverage import check_unreadable, missing_files
-
-    paths = list(dict.fromkeys(str(x) for p in plist.pairs for x in (p.path1, p.path2)))
-    check_unreadable(missing_files(paths), len(paths), 0.0, plist, "are not files")
 
 
 def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
@@ -105,8 +98,9 @@ def eval_pairs(
         plist = replace(plist, pairs=limit_per_fold(plist.pairs, limit))
         for warning in plist.warnings:
             err.print(f"[yellow]warning:[/yellow] {warning}")
+        check_files(plist, allowance)  # before the models load (measure_pair_list checks again, cheaply)
         pipe = Pipeline(profile).load()
-        images = len({str(x) for p in plist.pairs for x in (p.path1, p.path2)})
+        images = len(plist.images())
         with progress_bar() as bar:
             task = bar.add_task(f"embedding ({pipe.profile.name})", total=images)
             ps, report = measure_pair_list(pipe, plist, allow_missing=allowance, no_face=cast("NoFace", no_face),
@@ -197,7 +191,7 @@ def eval_degrade(
 
     with handled(as_json):
         listed = load_pairs(fmt, pairs, root, columns)
-        require_images(listed)
+        check_files(listed)  # no --allow-missing here: every image must be there
         plist = limit_per_fold(listed.pairs, limit)
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
@@ -288,7 +282,7 @@ def calibrate(
             items = [(n, f) for n, files in ids.items() for f in files]
         else:
             listed = load_pairs(fmt, pairs, root, columns)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
-            require_images(listed)
+            check_files(listed)  # no --allow-missing here: every image must be there
             paths = list(dict.fromkeys(str(x) for p in listed.pairs for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
         if db:  # the gallery and collection must exist before the (long) embedding: nothing is created

@@ -19,7 +19,7 @@ from facewise.errors import BadInputError, ValidationError
 if TYPE_CHECKING:
     from facewise.eval.pairlist import PairList
 
-__all__ = ["MissingImagesError", "check_unreadable", "format_share", "missing_files", "parse_allowance"]
+__all__ = ["MissingImagesError", "check_files", "check_unreadable", "format_share", "missing_files", "parse_allowance"]
 
 NAMED = 5  # image names an error message shows
 LISTED = 100  # image names a report lists (with the count of the rest)
@@ -79,6 +79,12 @@ def check_unreadable(bad: Sequence[str], total: int, allowance: float, plist: Pa
     raise MissingImagesError(
         f"{source}{len(bad)} of {total} images ({format_share(share)}) {what}, more than --allow-missing allows "
         f"({format_share(allowance)}): {', '.join(named(list(bad), NAMED))}{where_paths_point(plist)}")
+
+
+def check_files(plist: PairList, allowance: float = 0.0) -> None:
+    """Before anything is loaded: more missing files than ``allowance`` is a :class:`MissingImagesError`."""
+    paths = plist.images()
+    check_unreadable(missing_files(paths), len(paths), allowance, plist, "are not files")
 
 
 def coverage(listed: int, measured: int, images: int, unreadable: Sequence[str], no_face: Sequence[str],

@@ -68,6 +68,10 @@ class PairList:
     folds_by: FoldsBy
     warnings: list[str] = field(default_factory=list)
 
+    def images(self) -> list[str]:
+        """The distinct image paths, in list order."""
+        return list(dict.fromkeys(str(x) for p in self.pairs for x in (p.path1, p.path2)))
+
     @property
     def n_folds(self) -> int:
         return len({p.fold for p in self.pairs})

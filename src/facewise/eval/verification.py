@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facewise.eval import metrics as mt
-from facewise.eval.coverage import MissingImagesError, check_unreadable, coverage, missing_files
+from facewise.eval.coverage import MissingImagesError, check_files, check_unreadable, coverage
 from facewise.eval.embed import EmbeddedImages, NoFace, embed_images
 from facewise.eval.pairs import Pair, PairListError
 
@@ -167,8 +167,8 @@ def measure_pair_list(pipe: Pipeline, plist: PairList, *, allow_missing: float =
     """Verification on a parsed pair list, with eval/coverage.py's rule: missing files beyond ``allow_missing``
     (a share of the distinct images) fail before any embedding, unreadable ones after it; pairs with an
     unreadable image leave the headline numbers and are named in ``report.coverage``."""
-    paths = list(dict.fromkeys(str(x) for p in plist.pairs for x in (p.path1, p.path2)))
-    check_unreadable(missing_files(paths), len(paths), allow_missing, plist, "are not files")
+    paths = plist.images()
+    check_files(plist, allow_missing)
     emb = embed_images(pipe, paths, cache_dir=cache_dir, no_face=no_face, progress=progress)
     unreadable = [p for p, bad in zip(emb.paths, emb.failed, strict=True) if bad]
     check_unreadable(unreadable, len(paths), allow_missing, plist)
