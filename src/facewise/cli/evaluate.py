@@ -96,8 +96,6 @@ def eval_pairs(
         allowance = parse_allowance(allow_missing)
         plist = load_pairs(fmt, pairs, root, columns)
         plist = replace(plist, pairs=limit_per_fold(plist.pairs, limit))
-        for warning in plist.warnings:
-            err.print(f"[yellow]warning:[/yellow] {warning}")
         check_files(plist, allowance)  # before the models load (measure_pair_list checks again, cheaply)
         pipe = Pipeline(profile).load()
         images = len(plist.images())
