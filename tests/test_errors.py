@@ -33,6 +33,7 @@ EXPECTED = {
     "BadInputError": ("bad_input", 3, 422),
     "BadExportError": ("bad_export", 3, 422),
     "PairListError": ("bad_pair_list", 3, 422),
+    "MissingImagesError": ("missing_images", 3, 422),
 }
 
 
@@ -42,6 +43,7 @@ def _table() -> dict[str, tuple[str, int, int]]:
 
 def _rows() -> list[tuple[type[FacewiseError], str, int, int]]:
     from facewise.api import BadExportError  # noqa: F401  (registers its row)
+    from facewise.eval.coverage import MissingImagesError  # noqa: F401  (registers its row)
     from facewise.eval.pairs import PairListError  # noqa: F401  (registers its row)
     from facewise.gallery.crypto import DecryptionError, EncryptionKeyError
     from facewise.models.convert.dlib_dnn import DatFormatError  # noqa: F401  (registers its row)

@@ -13,6 +13,7 @@ import typer
 from facewise import settings
 from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
 from facewise.errors import BadInputError, ModelNotFoundError, NotFoundError, ValidationError
+from facewise.eval.coverage import check_files
 from facewise.eval.pairs import limit_per_fold
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from facewise.core.pipeline import Pipeline
     from facewise.eval.embed import EmbeddedImages, NoFace
-    from facewise.eval.pairs import Pair
+    from facewise.eval.pairlist import PairList
 
 eval_app = typer.Typer(help="Measure accuracy: pairs (verification), identify (open-set), fidelity.",
                        no_args_is_help=True)
@@ -41,31 +42,39 @@ def _cache_default() -> Path:
     return settings.eval_cache_dir()
 
 
-def load_pairs(fmt: str, pairs: Path, root: Path | None) -> list[Pair]:
-    from facewise.eval.pairs import parse_lfw_pairs, parse_pairs_csv
+def load_pairs(fmt: str, pairs: Path, root: Path | None, columns: str | None = None) -> PairList:
+    """The pair list through the eval layer's one reader (format, paths, folds: facewise/eval/pairlist.py)."""
+    from facewise.eval.pairlist import FORMATS, load_pair_list
 
-    choice(fmt, "--format", ("lfw", "csv"))  # checked before the file is read: a usage error is exit 2
-    if fmt == "lfw":
-        return parse_lfw_pairs(pairs, root)
-    return parse_pairs_csv(pairs)
+    choice(fmt, "--format", FORMATS)  # checked before the file is read: a usage error is exit 2
+    return load_pair_list(pairs, fmt=fmt, root=root, columns=columns)
 
 
 def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
-    """The profile's pose/quality-aware pair scorer over embedded rows, or None for plain dot products."""
-    from facewise.decision.fusion import FusionScorer
+    """The profile's pair scorer (kept here for bench scripts): facewise.eval.verification.fused_score_fn."""
+    from facewise.eval.verification import fused_score_fn as scorer
 
-    scorer = FusionScorer(pipe.profile)
-    if scorer.plain:
-        return None
-    v, y, q = emb.vectors, emb.yaw, emb.quality
-    return lambda a, b: scorer.scores(v[a], v[b], y[a], y[b], q[a], q[b])
+    return scorer(pipe, emb)
+
+
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="auto | lfw | csv | tsv | cfp | cfp-fp | cfp-ff (auto: told from the file or folder)")]
+RootOpt = Annotated[Path | None, typer.Option(
+    "--root", help="Join relative image paths to this folder (every format; default: the list's folder).")]
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", help="CSV/TSV: IMAGE1,IMAGE2,LABEL[,FOLD] header names or 1-based numbers.")]
 
 
 @eval_app.command("pairs")
 def eval_pairs(
-    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.txt (LFW format) or a path1,path2,same CSV")],
-    fmt: Annotated[str, typer.Option("--format", help="lfw | csv")] = "lfw",
-    root: Annotated[Path | None, typer.Option("--root", help="Image root for LFW format.")] = None,
+    pairs: Annotated[Path, typer.Option(
+        "--pairs", help="LFW pairs.txt, a CSV/TSV image1,image2,label list, or a CFP dataset/Protocol folder")],
+    fmt: FormatOpt = "auto",
+    root: RootOpt = None,
+    columns: ColumnsOpt = None,
+    allow_missing: Annotated[str | None, typer.Option(
+        "--allow-missing", metavar="N%", help="Share of unreadable images tolerated (their pairs are left out; "
+        "default 0%: any is an error, exit 3).")] = None,
     profile: ProfileOpt = "default",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write scores.csv, plots and report here.")] = None,
     no_face: Annotated[str, typer.Option(help="center | reject: images with no detected face")] = "center",
@@ -74,38 +83,50 @@ def eval_pairs(
     n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for intervals.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verification accuracy on a pair list: 10-fold accuracy, AUC, EER, TAR at FAR (with 95 % intervals)."""
+    """Verification accuracy on a pair list: 10-fold accuracy, AUC, EER, TAR at FAR (with 95 % intervals), over
+    the pairs whose images could be read (the report names the others)."""
+    from dataclasses import replace
+
     from facewise.core.pipeline import Pipeline
-    from facewise.eval.embed import embed_images
-    from facewise.eval.verification import PairScores, evaluate, write_outputs
+    from facewise.eval.coverage import parse_allowance
+    from facewise.eval.verification import measure_pair_list, write_outputs
 
     with handled(as_json):
         choice(no_face, "--no-face", ("center", "reject"))
-        plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
+        allowance = parse_allowance(allow_missing)
+        plist = load_pairs(fmt, pairs, root, columns)
+        plist = replace(plist, pairs=limit_per_fold(plist.pairs, limit))
+        check_files(plist, allowance)  # before the models load (measure_pair_list checks again, cheaply)
         pipe = Pipeline(profile).load()
-        paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
+        images = len(plist.images())
         with progress_bar() as bar:
-            task = bar.add_task(f"embedding ({pipe.profile.name})", total=len(paths))
-            emb = embed_images(pipe, paths, cache_dir=cache or _cache_default(), no_face=cast("NoFace", no_face),
-                               progress=lambda k: bar.advance(task, k))
-        ps = PairScores.from_embedded(plist, emb, fused_score_fn(pipe, emb))
-        report = evaluate(ps, n_boot=n_boot)
-        report.no_face.update({"images": int(emb.no_face.sum()), "unreadable": int(emb.failed.sum()),
-                               "scored_as": "centre-prior alignment" if no_face == "center" else "score -1 (reject)",
-                               "found_by": emb.found_by_counts()})
+            task = bar.add_task(f"embedding ({pipe.profile.name})", total=images)
+            ps, report = measure_pair_list(pipe, plist, allow_missing=allowance, no_face=cast("NoFace", no_face),
+                                           cache_dir=cache or _cache_default(), n_boot=n_boot,
+                                           progress=lambda k: bar.advance(task, k))
         if out_dir:
             write_outputs(ps, report, out_dir, f"{pipe.profile.name} on {pairs.name}")
         d = report.to_dict()
         if as_json:
             sys.stdout.write(json.dumps({"profile": pipe.profile.name, **d}) + "\n")
-        else:
-            out.print(f"profile {pipe.profile.name}: {d['pairs']} pairs, accuracy {100 * d['accuracy']:.2f} % "
-                      f"± {100 * d['accuracy_std']:.2f}, AUC {d['auc']:.5f}, EER {100 * d['eer']:.2f} %")
-            for far, v in d["tar_at_far_ci"].items():
-                out.print(f"  TAR @ FAR {far}: {v['tar']:.4f} [{v['low']:.4f}, {v['high']:.4f}]")
-            out.print(f"  no face: {d['no_face']}")
-            if out_dir:
-                err.print(f"report written to {out_dir}")
+            return
+        cov, src = d["coverage"], d["pair_list"]
+        out.print(f"profile {pipe.profile.name}: {cov['measured_pairs']} of {cov['listed_pairs']} pairs measured, "
+                  f"accuracy {100 * d['accuracy']:.2f} % ± {100 * d['accuracy_std']:.2f}, AUC {d['auc']:.5f}, "
+                  f"EER {100 * d['eer']:.2f} %")
+        for far, v in d["tar_at_far_ci"].items():
+            out.print(f"  TAR @ FAR {far}: {v['tar']:.4f} [{v['low']:.4f}, {v['high']:.4f}]")
+        out.print(f"  list: {src['format']} {src['file']}; images under {src['root']} ({src['root_from']}); "
+                  f"{src['folds']} folds by {src['folds_by']}")
+        if cov["unreadable_images"]:
+            out.print(f"  unreadable: {cov['unreadable_images']} of {cov['images']} images (allowed "
+                      f"{cov['allow_missing']}), {cov['excluded_pairs']} pairs left out: "
+                      f"{', '.join(cov['unreadable'])}")
+        if cov["no_face_images"]:
+            out.print(f"  no face: {cov['no_face_images']} images ({cov['no_face_scored_as']}): "
+                      f"{', '.join(cov['no_face'])}")
+        if out_dir:
+            err.print(f"report written to {out_dir}")
 
 
 def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
@@ -153,9 +174,10 @@ def eval_identify(
 
 @eval_app.command("degrade")
 def eval_degrade(
-    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.txt (LFW format) or CSV")],
-    fmt: Annotated[str, typer.Option("--format")] = "lfw",
-    root: Annotated[Path | None, typer.Option("--root")] = None,
+    pairs: Annotated[Path, typer.Option("--pairs", help="A pair list, as for eval pairs")],
+    fmt: FormatOpt = "auto",
+    root: RootOpt = None,
+    columns: ColumnsOpt = None,
     profile: ProfileOpt = "default",
     limit: Annotated[int | None, typer.Option(min=1, help="First N same + N different pairs per fold.")] = None,
     cache: CacheOpt = None,
@@ -166,7 +188,9 @@ def eval_degrade(
     from facewise.eval.degrade import run_degradation
 
     with handled(as_json):
-        plist = limit_per_fold(load_pairs(fmt, pairs, root), limit)
+        listed = load_pairs(fmt, pairs, root, columns)
+        check_files(listed)  # no --allow-missing here: every image must be there
+        plist = limit_per_fold(listed.pairs, limit)
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, list(dict.fromkeys(str(p.path1) for p in plist)), cache)
         probes = len({str(p.path2) for p in plist})
@@ -229,8 +253,9 @@ def eval_fidelity(
 def calibrate(
     folder: Annotated[Path | None, typer.Option(help="Labelled folder <person>/*.jpg")] = None,
     pairs: Annotated[Path | None, typer.Option(help="Or a pair list; identities = image parent folders")] = None,
-    fmt: Annotated[str, typer.Option("--format")] = "lfw",
-    root: Annotated[Path | None, typer.Option("--root")] = None,
+    fmt: FormatOpt = "auto",
+    root: RootOpt = None,
+    columns: ColumnsOpt = None,
     profile: ProfileOpt = "default",
     db: Annotated[str | None, typer.Option(
         "--db", help="Store the calibration in this gallery's collection (file, postgresql:// or milvus://).")] = None,
@@ -254,8 +279,9 @@ def calibrate(
             ids = identity_folder(folder)
             items = [(n, f) for n, files in ids.items() for f in files]
         else:
-            plist = load_pairs(fmt, pairs, root)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
-            paths = list(dict.fromkeys(str(x) for p in plist for x in (p.path1, p.path2)))
+            listed = load_pairs(fmt, pairs, root, columns)  # type: ignore[arg-type]  # not None: one of --folder/--pairs, checked above
+            check_files(listed)  # no --allow-missing here: every image must be there
+            paths = list(dict.fromkeys(str(x) for p in listed.pairs for x in (p.path1, p.path2)))
             items = [(Path(p).parent.name, p) for p in paths]
         if db:  # the gallery and collection must exist before the (long) embedding: nothing is created
             from facewise.api import FaceWise

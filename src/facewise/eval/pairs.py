@@ -1,4 +1,5 @@
-"""Parsing of verification pair lists: LFW ``pairs.txt`` and a generic ``path1,path2,same`` CSV.
+"""Parsing of verification pair lists: LFW ``pairs.txt`` and delimited lists (facewise's ``path1,path2,same``
+CSV, anyone's ``a,b,label`` CSV or TSV); :mod:`facewise.eval.pairlist` adds CFP and picks the format.
 
 Both parsers return a list of :class:`Pair` (two image paths, whether they show the same person, and a
 cross-validation fold id) and raise :class:`PairListError` (a :class:`ValueError` and a
@@ -11,23 +12,28 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from facewise.errors import BadInputError, NotFoundError
+from facewise.errors import BadInputError, NotFoundError, ValidationError
 
-__all__ = ["Pair", "PairListError", "lfw_image_path", "parse_lfw_pairs", "parse_pairs_csv"]
+__all__ = [
+    "Columns", "ListedPair", "Pair", "PairListError", "fold_pairs", "lfw_image_path", "limit_per_fold", "parse_label",
+    "parse_lfw_pairs", "parse_pairs_csv", "read_delimited", "sniff_delimiter",
+]
 
 logger = logging.getLogger(__name__)
 
 StrPath = str | PathLike[str]
 
-_TRUE = frozenset({"1", "true", "yes", "y", "t"})
-_FALSE = frozenset({"0", "false", "no", "n", "f"})
+_TRUE = frozenset({"1", "true", "yes", "y", "t", "same", "genuine", "match"})
+_FALSE = frozenset({"0", "false", "no", "n", "f", "different", "diff", "impostor", "mismatch"})
 _HEADER_SAME = frozenset({"same", "is_same", "issame", "label", "match", "genuine"})
 
 
@@ -182,17 +188,184 @@ def parse_lfw_pairs(
 
 
 # --------------------------------------------------------------------------------------------------
-# Generic CSV
+# Delimited lists: facewise's path1,path2,same CSV, anyone's a,b,label CSV or TSV
 # --------------------------------------------------------------------------------------------------
 
+_LABEL_HEADERS = _HEADER_SAME | {"decision", "target", "y", "same_person", "is_same_person", "verdict", "class"}
+_FOLD_HEADERS = frozenset({"fold", "split", "fold_id"})
+_FILE_LIKE = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,4}$")
+LABEL_WORDS = "1/0, yes/no, true/false, same/different (also y/n, t/f, genuine/impostor, match/mismatch)"
 
-def _parse_bool(token: str, where: str) -> bool:
+
+def parse_label(token: str, where: str, column: str = "same") -> bool:
+    """A pair's label: ``True`` = same person. Case-insensitive; anything else names the file, line and column."""
     value = token.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise PairListError(f"{where}: 'same' must be one of 1/0/true/false/yes/no, got {token!r}")
+    raise PairListError(f"{where}: {column!r} must be one of {LABEL_WORDS}, got {token!r}")
+
+
+def _is_label(token: str) -> bool:
+    value = token.strip().lower()
+    return value in _TRUE or value in _FALSE
+
+
+def _looks_like_file(cell: str) -> bool:
+    return bool(_FILE_LIKE.search(cell.strip()))
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a delimited list hold the first image, the second, the label and (optionally) the fold:
+    header names or 1-based numbers (``--columns file_x,file_y,Decision``)."""
+
+    image1: str | int
+    image2: str | int
+    label: str | int
+    fold: str | int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Columns:
+        """``"A,B,LABEL"`` or ``"A,B,LABEL,FOLD"``; a bad spec is a :class:`ValidationError` (exit 2)."""
+        parts = [p.strip() for p in spec.split(",")]
+        if len(parts) not in (3, 4) or not all(parts):
+            raise ValidationError(
+                f"--columns: give IMAGE1,IMAGE2,LABEL[,FOLD] (header names or 1-based numbers), got {spec!r}")
+        values: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+        if any(isinstance(v, int) and v < 1 for v in values):
+            raise ValidationError(f"--columns: column numbers start at 1, got {spec!r}")
+        if len({str(v).lower() for v in values}) != len(values):
+            raise ValidationError(f"--columns: a column is named twice in {spec!r}")
+        return cls(values[0], values[1], values[2], values[3] if len(values) == 4 else None)
+
+    def names(self) -> list[str | int]:
+        return [self.image1, self.image2, self.label] + ([self.fold] if self.fold is not None else [])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    width: int
+    index: tuple[int, int, int, int | None]  # image1, image2, label, fold
+    label_name: str
+    header_line: int | None
+
+
+def sniff_delimiter(lines: list[str]) -> str:
+    """Tab if the first non-blank line has one, else ``;`` if it has no comma but a semicolon, else comma."""
+    first = next((line for line in lines if line.strip()), "")
+    if "\t" in first:
+        return "\t"
+    if ";" in first and "," not in first:
+        return ";"
+    return ","
+
+
+def _resolve_columns(columns: Columns, header: list[str] | None, width: int, where: str) -> tuple[int, ...]:
+    lowered = [h.strip().lower() for h in header] if header is not None else None
+    out = []
+    for name in columns.names():
+        if isinstance(name, int):
+            if name > width:
+                raise ValidationError(f"--columns: column {name} is past the {width} columns of {where}")
+            out.append(name - 1)
+        elif lowered is None or name.lower() not in lowered:
+            raise ValidationError(f"--columns: no column {name!r} in the header of {where} "
+                                  f"({', '.join(header) if header else 'no header row'})")
+        else:
+            out.append(lowered.index(name.lower()))
+    return tuple(out)
+
+
+def _infer_layout(path: Path, records: list[tuple[int, list[str]]], columns: Columns | None) -> _Layout:
+    """Which row is a header and which columns hold what (module rules in :func:`parse_pairs_csv`)."""
+    first_ln, first = records[0]
+    width = len(first)
+    where = f"{path}:{first_ln}"
+    named = columns is not None and any(isinstance(n, str) for n in columns.names())
+    cells = [c.strip().lower() for c in first]
+    is_header = named or (not any(_looks_like_file(c) for c in cells) and (
+        any(c in _LABEL_HEADERS for c in cells) or not any(_is_label(c) for c in cells)))
+    header = [c.strip() for c in first] if is_header else None
+    if columns is not None:
+        idx = _resolve_columns(columns, header, width, where)
+        fold = idx[3] if len(idx) == 4 else None
+        label_name = header[idx[2]] if header else str(columns.label)
+        return _Layout(width, (idx[0], idx[1], idx[2], fold), label_name or "label", first_ln if is_header else None)
+    if width == 3:
+        return _Layout(3, (0, 1, 2, None), header[2] if header and header[2] else "same",
+                       first_ln if is_header else None)
+    if header is None:
+        raise PairListError(f"{where}: expected 3 columns 'path1,path2,same', got {width} "
+                            "(a list with more columns needs a header row or --columns IMAGE1,IMAGE2,LABEL)")
+    lowered = [h.lower() for h in header]
+    label = next((i for i, h in enumerate(lowered) if h in _LABEL_HEADERS), None)
+    fold = next((i for i, h in enumerate(lowered) if h in _FOLD_HEADERS), None)
+    data = records[1][1] if len(records) > 1 else []
+    files = [i for i, c in enumerate(data) if i not in (label, fold) and _looks_like_file(c)]
+    if label is None or len(files) != 2:
+        raise PairListError(f"{where}: {width} columns ({','.join(header)}): cannot tell which hold the two "
+                            "images and the label; say it with --columns IMAGE1,IMAGE2,LABEL")
+    return _Layout(width, (files[0], files[1], label, fold), header[label], first_ln)
+
+
+@dataclass(frozen=True)
+class ListedPair:
+    """One row of a delimited list, resolved: the fold is ``None`` unless the list has a fold column."""
+
+    path1: Path
+    path2: Path
+    same: bool
+    fold: int | None
+
+
+def read_delimited(
+    list_file: StrPath, *, base: StrPath | None = None, delimiter: str | None = None, columns: Columns | None = None,
+) -> list[ListedPair]:
+    """The rows of a delimited pair list (rules in :func:`parse_pairs_csv`), relative paths joined to ``base``
+    (default: the list's folder)."""
+    path = Path(list_file)
+    folder = Path(base) if base is not None else path.parent
+    lines = _read_lines(path)
+    reader = csv.reader(lines, delimiter=delimiter or sniff_delimiter(lines))
+    records: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                records.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise PairListError(f"{path}:{reader.line_num}: {exc}") from None
+    if not records:
+        raise PairListError(f"{path}: no pairs found")
+    layout = _infer_layout(path, records, columns)
+    i1, i2, il, ifold = layout.index
+    rows = []
+    for ln, row in records:
+        if ln == layout.header_line:
+            continue
+        where = f"{path}:{ln}"
+        if len(row) != layout.width:
+            shape = " 'path1,path2,same'" if layout.width == 3 and layout.header_line is None else ""
+            raise PairListError(f"{where}: expected {layout.width} columns{shape}, got {len(row)}")
+        p1, p2 = row[i1].strip(), row[i2].strip()
+        if not p1 or not p2:
+            raise PairListError(f"{where}: empty image path")
+        fold = None
+        if ifold is not None:
+            try:
+                fold = int(row[ifold].strip())
+            except ValueError:
+                raise PairListError(f"{where}: the fold {row[ifold]!r} is not an integer") from None
+        rows.append(ListedPair(folder / p1, folder / p2, parse_label(row[il], where, layout.label_name), fold))
+    if not rows:
+        raise PairListError(f"{path}: no pairs found (only a header)")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Folds
+# --------------------------------------------------------------------------------------------------
 
 
 def _unordered(a: str, b: str) -> tuple[str, str]:
@@ -219,70 +392,81 @@ def _assign_folds(
     return fold_of
 
 
+FoldsBy = Literal["list", "identity", "pair"]
+
+
+def fold_pairs(
+    rows: list[tuple[Path, Path, bool]],
+    *,
+    n_folds: int = 10,
+    seed: int = 0,
+    identity: Callable[[Path], str] | None = None,
+    source: StrPath = "pair list",
+) -> tuple[list[Pair], FoldsBy, str | None]:
+    """Deterministic folds for pairs that come without them: by identity pair where the identities (by default
+    each image's parent folder) agree with the labels and give at least ``n_folds`` keys, else by image pair.
+    Returns the pairs, ``"identity"`` or ``"pair"``, and the warning logged when it fell back to pairs."""
+    if n_folds < 1:
+        raise ValueError(f"n_folds must be >= 1, got {n_folds}")  # a caller's bug, not bad input
+    ident = identity or _default_identity
+    names = [(ident(a), ident(b)) for a, b, _ in rows]
+    keys = [_unordered(x, y) for x, y in names]
+    strata = [k[0] == k[1] for k in keys]
+    disagree = sum((x == y) != same for (x, y), (_, _, same) in zip(names, rows, strict=True))
+    by: FoldsBy = "identity"
+    warning = None
+    if disagree or len(set(keys)) < n_folds:
+        why = (f"{disagree} pair(s) whose label disagrees with their folders' names" if disagree
+               else f"only {len(set(keys))} distinct identity pairs for {n_folds} folds")
+        warning = f"{source}: {why}; assigning folds per image pair instead (images of one person may meet " \
+                  "across folds)"
+        logger.warning("%s", warning)
+        keys = [_unordered(str(a), str(b)) for a, b, _ in rows]
+        strata = [same for _, _, same in rows]
+        by = "pair"
+    fold_of = _assign_folds(keys, strata, n_folds, seed)
+    pairs = [Pair(a, b, same, fold_of[k]) for (a, b, same), k in zip(rows, keys, strict=True)]
+    logger.debug("%s: %d pairs, %d distinct keys, %d folds", source, len(pairs), len(fold_of), n_folds)
+    return pairs, by, warning
+
+
 def parse_pairs_csv(
     csv_file: StrPath,
     *,
     n_folds: int = 10,
     seed: int = 0,
     identity: Callable[[Path], str] | None = None,
+    root: StrPath | None = None,
+    delimiter: str | None = None,
+    columns: Columns | None = None,
 ) -> list[Pair]:
-    """Parse a ``path1,path2,same`` CSV into pairs with deterministic folds.
+    """Parse a delimited pair list (``path1,path2,same`` CSV, anyone's ``a,b,label`` CSV or TSV) into pairs.
 
-    * An optional header row is recognised by its third column being named ``same`` (or ``is_same``,
-      ``issame``, ``label``, ``match``, ``genuine``); columns are always positional.
-    * ``same`` accepts ``1/0``, ``true/false``, ``yes/no`` (also ``t/f``, ``y/n``), case-insensitive.
-    * Relative paths are taken relative to the CSV's folder.  Blank rows are skipped.
-    * Folds: each pair is keyed by its unordered *identity pair* (``identity(path)``, by default the
-      name of the image's parent folder, as in ``<root>/<person>/<image>``).  The distinct keys are
-      sorted, shuffled with ``numpy.random.default_rng(seed)`` and dealt round-robin into ``n_folds``
-      folds, separately for same-identity and cross-identity keys (so both kinds are spread evenly).
-      All pairs of one identity pair share a fold, and the assignment does not depend on row order.
-      If the identities yield fewer than ``n_folds`` distinct keys (e.g. all images in one folder),
-      each unordered pair of paths is used as its own key instead, with a warning.
+    * Delimiter: ``delimiter``, else a tab if the first line has one, ``;`` if it has one and no comma, else ``,``.
+    * Columns: ``columns`` (header names or 1-based numbers); else a 3-column list is ``image1, image2, label``
+      in that order with or without a header row, whatever its names; a wider list needs a header row naming
+      a label column (``same``, ``label``, ``decision``, ``is_same``…) and exactly two columns holding file names
+      (an optional ``fold`` column gives the folds). The first row is a header when it holds no file name and
+      names a label column or holds no label value.
+    * Labels: 1/0, yes/no, true/false, same/different (also y/n, t/f, genuine/impostor, match/mismatch),
+      case-insensitive.
+    * Relative paths are joined to ``root``, else to the list's folder.  Blank rows are skipped.
+    * Folds: a fold column's values where there is one; else each pair is keyed by its unordered *identity
+      pair* (``identity(path)``, by default the name of the image's parent folder, as in
+      ``<root>/<person>/<image>``).  The distinct keys are sorted, shuffled with
+      ``numpy.random.default_rng(seed)`` and dealt round-robin into ``n_folds`` folds, separately for
+      same-identity and cross-identity keys (so both kinds are spread evenly).  All pairs of one identity pair
+      share a fold, and the assignment does not depend on row order.  If the identities yield fewer than
+      ``n_folds`` distinct keys (e.g. all images in one folder) or disagree with a label, each unordered pair
+      of paths is used as its own key instead, with a warning.
     """
-    path = Path(csv_file)
     if n_folds < 1:
         raise ValueError(f"n_folds must be >= 1, got {n_folds}")  # a caller's bug, not bad input
-    base = path.parent
-    rows: list[tuple[Path, Path, bool]] = []
-    reader = csv.reader(_read_lines(path))
-    first = True
-    try:
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if first:
-                first = False
-                if len(row) == 3 and row[2].strip().lower() in _HEADER_SAME:
-                    continue
-            if len(row) != 3:
-                raise PairListError(f"{where}: expected 3 columns 'path1,path2,same', got {len(row)}")
-            p1, p2 = row[0].strip(), row[1].strip()
-            if not p1 or not p2:
-                raise PairListError(f"{where}: empty image path")
-            rows.append((base / p1, base / p2, _parse_bool(row[2], where)))
-    except csv.Error as exc:
-        raise PairListError(f"{path}:{reader.line_num}: {exc}") from None
-    if not rows:
-        raise PairListError(f"{path}: no pairs found")
-
-    ident = identity or _default_identity
-
-    keys = [_unordered(ident(a), ident(b)) for a, b, _ in rows]
-    strata = [k[0] == k[1] for k in keys]
-    if len(set(keys)) < n_folds:
-        logger.warning(
-            "%s: only %d distinct identity pairs for %d folds; assigning folds per image pair instead",
-            path,
-            len(set(keys)),
-            n_folds,
-        )
-        keys = [_unordered(str(a), str(b)) for a, b, _ in rows]
-        strata = [same for _, _, same in rows]
-    fold_of = _assign_folds(keys, strata, n_folds, seed)
-    pairs = [Pair(a, b, same, fold_of[k]) for (a, b, same), k in zip(rows, keys, strict=True)]
-    logger.debug("%s: %d pairs, %d distinct keys, %d folds", path, len(pairs), len(fold_of), n_folds)
+    listed = read_delimited(csv_file, base=root, delimiter=delimiter, columns=columns)
+    if all(r.fold is not None for r in listed):
+        return [Pair(r.path1, r.path2, r.same, int(r.fold or 0)) for r in listed]
+    pairs, _, _ = fold_pairs([(r.path1, r.path2, r.same) for r in listed], n_folds=n_folds, seed=seed,
+                             identity=identity, source=csv_file)
     return pairs
 
 

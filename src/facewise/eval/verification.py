@@ -8,14 +8,19 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from facewise.errors import install_hint
 from facewise.eval import metrics as mt
-from facewise.eval.embed import EmbeddedImages
-from facewise.eval.pairs import Pair
+from facewise.eval.coverage import MissingImagesError, check_files, check_unreadable, coverage
+from facewise.eval.embed import EmbeddedImages, NoFace, embed_images
+from facewise.eval.pairs import Pair, PairListError
+
+if TYPE_CHECKING:
+    from facewise.core.pipeline import Pipeline
+    from facewise.eval.pairlist import PairList
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +76,18 @@ class PairsReport:
     n_same: int
     breakdown: dict[str, Any] = field(default_factory=dict)
     fold_thresholds: list[float] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)  # eval/coverage.py: what the numbers cover
+    pair_list: dict[str, Any] = field(default_factory=dict)  # PairList.describe(): format, root, folds
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {k: v for k, v in (("coverage", self.coverage), ("pair_list", self.pair_list)) if v}
         return {
             "accuracy": round(self.accuracy, 5), "accuracy_std": round(self.accuracy_std, 5),
             "auc": round(self.auc, 6), "eer": round(self.eer, 5), "eer_threshold": round(self.eer_threshold, 5),
             "tar_at_far": {k: v["tar"] for k, v in self.tar_at_far.items()},
             "tar_at_far_ci": self.tar_at_far, "no_face": self.no_face, "pairs": self.n_pairs,
             "same": self.n_same, "breakdown": self.breakdown,
-            "fold_thresholds": [round(t, 5) for t in self.fold_thresholds],
+            "fold_thresholds": [round(t, 5) for t in self.fold_thresholds], **extra,
         }
 
 
@@ -127,6 +135,58 @@ def evaluate(ps: PairScores, n_boot: int = 1000) -> PairsReport:
     )
 
 
+def fused_score_fn(pipe: Pipeline, emb: EmbeddedImages) -> Callable[[Any, Any], np.ndarray] | None:
+    """The profile's pose/quality-aware pair scorer over embedded rows, or None for plain dot products."""
+    from facewise.decision.fusion import FusionScorer
+
+    scorer = FusionScorer(pipe.profile)
+    if scorer.plain:
+        return None
+    v, y, q = emb.vectors, emb.yaw, emb.quality
+    return lambda a, b: scorer.scores(v[a], v[b], y[a], y[b], q[a], q[b])
+
+
+def _check_measurable(pairs: Sequence[Pair], plist: PairList, excluded: int) -> None:
+    """Accuracy needs both kinds of pair and two folds among the measured pairs; else no number (bad input)."""
+    same = sum(p.same for p in pairs)
+    folds = len({p.fold for p in pairs})
+    kind = "same" if same else "different"
+    why = ("no pair has two readable images" if not pairs
+           else f"all {len(pairs)} measured pairs are {kind}-person pairs" if same in (0, len(pairs))
+           else f"the {len(pairs)} measured pairs fall in {folds} fold" if folds < 2 else "")
+    if not why:
+        return
+    if excluded:
+        raise MissingImagesError(f"{plist.source}: {why} ({excluded} pair(s) left out for unreadable images): "
+                                 "no accuracy without data")
+    raise PairListError(f"{plist.source}: {why}: accuracy needs same and different pairs in at least two folds")
+
+
+def measure_pair_list(pipe: Pipeline, plist: PairList, *, allow_missing: float = 0.0, no_face: NoFace = "center",
+                      cache_dir: Path | None = None, progress: Callable[[int], None] | None = None,
+                      n_boot: int = 1000) -> tuple[PairScores, PairsReport]:
+    """Verification on a parsed pair list, with eval/coverage.py's rule: missing files beyond ``allow_missing``
+    (a share of the distinct images) fail before any embedding, unreadable ones after it; pairs with an
+    unreadable image leave the headline numbers and are named in ``report.coverage``."""
+    paths = plist.images()
+    check_files(plist, allow_missing)
+    emb = embed_images(pipe, paths, cache_dir=cache_dir, no_face=no_face, progress=progress)
+    unreadable = [p for p, bad in zip(emb.paths, emb.failed, strict=True) if bad]
+    check_unreadable(unreadable, len(paths), allow_missing, plist)
+    bad = set(unreadable)
+    kept = [p for p in plist.pairs if str(p.path1) not in bad and str(p.path2) not in bad]
+    _check_measurable(kept, plist, len(plist.pairs) - len(kept))
+    ps = PairScores.from_embedded(kept, emb, fused_score_fn(pipe, emb))
+    report = evaluate(ps, n_boot=n_boot)
+    faceless = [p for p, nf, bad_ in zip(emb.paths, emb.no_face, emb.failed, strict=True) if nf and not bad_]
+    report.no_face.update({"images": len(faceless), "unreadable": len(unreadable),
+                           "scored_as": "centre-prior alignment" if no_face == "center" else "score -1 (reject)",
+                           "found_by": emb.found_by_counts()})
+    report.coverage = coverage(len(plist.pairs), len(kept), len(paths), unreadable, faceless, allow_missing, no_face)
+    report.pair_list = plist.describe()
+    return ps, report
+
+
 def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str) -> list[Path]:
     """scores.csv, report.json, report.md, roc.png, det.png in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,12 +219,24 @@ def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str
 
 def markdown(report: PairsReport, title: str) -> str:
     d = report.to_dict()
+    cov, src = d.get("coverage", {}), d.get("pair_list", {})
+    listed = f" measured of {cov['listed_pairs']} listed" if cov else ""
     lines = [f"# Verification report — {title}", "",
-             f"{d['pairs']} pairs ({d['same']} same). 10-fold accuracy **{100 * d['accuracy']:.2f} %** "
+             f"{d['pairs']} pairs{listed} ({d['same']} same). 10-fold accuracy **{100 * d['accuracy']:.2f} %** "
              f"± {100 * d['accuracy_std']:.2f}; AUC {d['auc']:.5f}; EER {100 * d['eer']:.2f} %.", "",
              "| FAR | TAR | 95 % interval |", "|---|---|---|"]
     for far, v in d["tar_at_far_ci"].items():
         lines.append(f"| {far} | {v['tar']:.4f} | {v['low']:.4f} – {v['high']:.4f} |")
+    if src:
+        lines += ["", f"List {src['file']} read as {src['format']}; relative image paths joined to {src['root']} "
+                  f"({src['root_from']}); {src['folds']} folds by {src['folds_by']}."]
+        lines += [f"Warning: {w}" for w in src["warnings"]]
+    if cov:
+        lines += ["", f"Unreadable images: {cov['unreadable_images']} of {cov['images']} "
+                  f"(allowed: {cov['allow_missing']}); {cov['excluded_pairs']} pairs left out: "
+                  f"{', '.join(cov['unreadable']) or 'none'}.",
+                  f"Images without a detected face ({cov['no_face_scored_as']}): {cov['no_face_images']}: "
+                  f"{', '.join(cov['no_face']) or 'none'}."]
     lines += ["", f"Pairs with an image where no face was detected: {d['no_face']}", "",
               "| pose bin (worst of the pair) | pairs | accuracy | AUC |", "|---|---|---|---|"]
     for name, s in d["breakdown"]["pose"].items():
