@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from facewise.service.auth import Principal
 from facewise.service.deps import Ctx, Recognizer, ServiceContext
 from facewise.service.errors import ApiError
+from facewise.service.gate import body_budget
 from facewise.service.jobs import Job, QueueFullError, new_job
 from facewise.service.schemas import ContractRoute, auth_errors, binary
 from facewise.service.schemas import Job as JobModel
@@ -69,6 +70,7 @@ def _visible(job: Job, principal: Principal) -> Job:
 
 @router.post("/collections/{collection}/videos", tags=["video"], status_code=202,
              summary="Upload a video; a job identifies the faces in it (poll GET /v1/jobs/{id})",
+             openapi_extra=body_budget("video"),
              response_model=JobModel, responses=auth_errors(404, 413, 415, 503))
 async def submit_video(collection: str, request: Request, ctx: Ctx, principal: Recognizer,
                        video: Annotated[UploadFile, File(description="MP4/MOV, WebM/MKV, AVI or MPEG-TS")],
