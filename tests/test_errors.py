@@ -23,6 +23,7 @@ EXPECTED = {
     "NotFoundError": ("not_found", 5, 404),
     "ConflictError": ("conflict", 2, 409),
     "ProfileMismatchError": ("profile_mismatch", 2, 409),
+    "GalleryInUseError": ("gallery_in_use", 2, 409),
     "InvalidSettingError": ("invalid_setting", 2, 409),
     "CapabilityError": ("capability_missing", 2, 422),
     "VideoError": ("bad_video", 3, 422),

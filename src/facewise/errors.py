@@ -13,7 +13,8 @@ CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invali
 from __future__ import annotations
 
 __all__ = [
-    "BadInputError", "CapabilityError", "ConflictError", "FacewiseError", "ImageError", "InvalidNameError",
+    "BadInputError", "CapabilityError", "ConflictError", "FacewiseError", "GalleryInUseError", "ImageError",
+    "InvalidNameError",
     "InvalidSettingError",
     "ModelIntegrityError", "ModelNotFoundError",
     "MultipleFacesError", "NoFaceError", "NotFoundError", "ProfileMismatchError", "QualityError",
@@ -130,6 +131,13 @@ class ConflictError(FacewiseError):
     code = "conflict"
     exit_code = EXIT_USAGE
     http_status = 409
+
+
+class GalleryInUseError(ConflictError):
+    """Another ``facewise serve`` holds the gallery file (one server per gallery: its start-up would remove the
+    running server's video-job files)."""
+
+    code = "gallery_in_use"
 
 
 class ProfileMismatchError(ConflictError):

@@ -71,6 +71,16 @@ def serve(
     = 600.0,
     live_idle_seconds: Annotated[float, typer.Option(min=1.0, help="A live session without frames this long "
                                                      "ends, seconds.")] = 60.0,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.5, help="Seconds a request's head may take to arrive (from the connection or the previous answer); "
+                      "then the connection is closed.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        min=0.5, help="Seconds a request body may go without a byte (408 and the connection is closed).")] = 30.0,
+    keep_alive: Annotated[float, typer.Option(min=1.0, help="Seconds an idle keep-alive connection stays open.")]
+    = 5.0,
+    max_connections: Annotated[int, typer.Option(
+        min=1, help="Open connections at most: a request arriving while that many are open gets 503, a "
+                    "connection beyond them is closed at once.")] = 200,
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="Believe X-Forwarded-For from this address or network (repeatable). Default: none."
     )] = None,
@@ -88,13 +98,22 @@ def serve(
         = Path("facewise-service.db"),
 ) -> None:
     """Run the REST API and the web page (http://HOST:PORT/, API docs at /docs)."""
-    from facewise.service.config import MIB, JobLimits, Limits, LiveLimits, RateLimit, ServiceConfig
+    from facewise.service.config import (
+        MIB,
+        ConnectionLimits,
+        JobLimits,
+        Limits,
+        LiveLimits,
+        RateLimit,
+        ServiceConfig,
+    )
 
     with handled():
         _need_service_extra()
         import uvicorn
 
         from facewise.service.app import create_app
+        from facewise.service.server import raise_open_file_limit, uvicorn_options
 
         server_gallery = db.startswith(("postgresql://", "postgres://", "milvus://", "milvus+http://",
                                         "milvus+https://"))
@@ -112,19 +131,22 @@ def serve(
             jobs=JobLimits(per_key=jobs_per_key, total=jobs_total, max_seconds=job_timeout),
             live=LiveLimits(per_key=live_per_key, total=live_total, max_seconds=live_max_seconds,
                             idle_seconds=live_idle_seconds),
-            trusted_proxies=tuple(trusted_proxy or ()))
+            trusted_proxies=tuple(trusted_proxy or ()),
+            connections=ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,
+                                         keep_alive=keep_alive, max_connections=max_connections))
         logging.getLogger("facewise").setLevel(min(logging.getLogger("facewise").getEffectiveLevel(), logging.INFO))
         if not _is_loopback(host):
             log.warning("listening on %s: put a TLS-terminating proxy in front; API keys travel in headers", host)
         _return_big_buffers_to_the_os()
-        application = create_app(config)
+        raise_open_file_limit()
+        application = create_app(config)  # GalleryInUseError (exit 2) while another server holds the gallery
         where = _redacted(db) if server_gallery else str(config.db)
         err.print(f"facewise service on http://{host}:{port}/  (API docs: /docs, gallery {where})")
         # X-Forwarded-For / -Proto are believed only from the proxies named with --trusted-proxy (uvicorn's own
         # default would trust them from loopback)
         uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
                     server_header=False, timeout_graceful_shutdown=10, proxy_headers=bool(config.trusted_proxies),
-                    forwarded_allow_ips=list(config.trusted_proxies) or None)
+                    forwarded_allow_ips=list(config.trusted_proxies) or None, **uvicorn_options(config.connections))
 
 
 def _return_big_buffers_to_the_os() -> None:

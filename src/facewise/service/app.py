@@ -19,16 +19,17 @@ from fastapi.staticfiles import StaticFiles
 
 from facewise import __version__
 from facewise.service.auth import BusyLimiter, KeyStore, RateLimiter, bootstrap_admin
-from facewise.service.config import MIB, ServiceConfig
+from facewise.service.config import ServiceConfig
 from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.erasure import prepare_file
 from facewise.service.errors import error_body, install_error_handlers
+from facewise.service.gate import RequestGate
 from facewise.service.jobs import JobManager, VideoRunner, video_runner
 from facewise.service.live import LiveSessions
 from facewise.service.metrics import Metrics, MetricsMiddleware
 from facewise.service.schemas import Health, Readiness, contract_openapi, operation_id
-from facewise.service.uploads import BodyLimitMiddleware
+from facewise.service.server import lock_gallery, unlock_gallery
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -70,25 +71,6 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-UPLOAD_ROUTES = ("/identify", "/verify", "/detect", "/analyze", "/faces")
-
-
-def _body_limit(config: ServiceConfig) -> Callable[[str], int]:
-    """Largest body per route family: videos, image uploads, everything else (JSON) small."""
-
-    def limit_of(path: str) -> int:
-        path = path.rstrip("/")
-        if path.startswith("/v1/") and path.endswith("/videos"):
-            return config.limits.max_video_bytes + MIB
-        if path.startswith("/v1/") and path.endswith("/frames"):  # one camera frame of a live session
-            return config.limits.max_image_bytes + MIB
-        if path.startswith("/v1/") and path.endswith(UPLOAD_ROUTES):
-            return config.limits.max_request_bytes
-        return config.limits.max_json_bytes
-
-    return limit_of
-
-
 def _fastapi(**kwargs: Any) -> FastAPI:
     """FastAPI whose /docs and /redoc use packaged Swagger UI / ReDoc assets (`fastapi-offline`), so they render
     with no network; plain FastAPI (assets from a CDN) when that package is missing."""
@@ -105,6 +87,15 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     if not config.db.exists():  # a new gallery holds biometric vectors and key hashes: owner-only
         config.db.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(config.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    lock = lock_gallery(config.db)  # before the job sweep: another server's running jobs are not stale
+    try:
+        return _context(config, runner, lock)
+    except BaseException:
+        unlock_gallery(lock)
+        raise
+
+
+def _context(config: ServiceConfig, runner: VideoRunner | None, lock: int | None) -> ServiceContext:
     engines = Engines(config.gallery_address, config.profile, config.cpu_workers)
     engines.max_faces = config.limits.max_faces
     engines.ensure_default_collection()
@@ -128,7 +119,7 @@ def build_context(config: ServiceConfig, runner: VideoRunner | None = None) -> S
     metrics.gauges["facewise_video_jobs"] = jobs.counts
     metrics.gauges["facewise_live_sessions"] = lambda: {"": float(live.count())}
     return ServiceContext(config, engines, keys, RateLimiter(config.rate.rate, config.rate.burst), metrics, jobs,
-                          thumbs, BusyLimiter(config.busy_per_key, config.limits.busy_waiting), live, where)
+                          thumbs, BusyLimiter(config.busy_per_key, config.limits.busy_waiting), live, where, lock)
 
 
 def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> FastAPI:
@@ -145,6 +136,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
         ctx.keys.close()
         if ctx.thumbnails is not None:
             ctx.thumbnails.close()
+        unlock_gallery(ctx.lock)
 
     app = _fastapi(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   generate_unique_id_function=operation_id,
@@ -161,14 +153,16 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
     app.openapi = contract_openapi(app)  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    # Middleware: the last added runs first. Metrics see every answer, 413s included.
+    # Middleware: the last added runs first. Metrics see every answer, 401s and 413s of the gate included; CORS
+    # answers preflights before the gate and adds its headers to the gate's refusals.
+    app.add_middleware(RequestGate, routes=lambda: app.router.routes, ctx=ctx,
+                       body_timeout=config.connections.body_timeout)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_credentials=False,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
-    app.add_middleware(BodyLimitMiddleware, limit_of=_body_limit(config))
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app

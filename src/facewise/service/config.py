@@ -69,6 +69,20 @@ class LiveLimits:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may hold (``facewise serve``'s HTTP server): seconds for a request's head to arrive
+    after the connection opens or its previous answer (then it is closed), seconds a body may go without a byte
+    (408), seconds an idle keep-alive connection stays open, open connections at most (a request arriving while
+    that many are open is answered 503; a connection beyond it is closed at once), bytes of a request head."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive: float = 5.0
+    max_connections: int = 200
+    max_header_bytes: int = 16 * KIB
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     db: Path  # the service's own SQLite file (API keys, audit log, thumbnails); also the gallery unless `gallery`
     profile: str = "default"
@@ -83,6 +97,7 @@ class ServiceConfig:
     key_file: Path | None = None  # where the bootstrap key goes without a TTY; default <db>.admin-key
     jobs_dir: Path | None = None  # uploaded videos while their job runs; default <db>.jobs/
     gallery: str | None = None  # the gallery when it is not `db`: postgresql://… or milvus://… (gallery.open)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def gallery_address(self) -> str:

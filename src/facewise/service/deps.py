@@ -34,6 +34,7 @@ class ServiceContext:
     busy: BusyLimiter
     live: LiveSessions
     bootstrap: str | None = None  # where the bootstrap key went on first start
+    lock: int | None = None  # the held lock on <db>.lock (one server per gallery file)
 
     def audit(self, request: Request, event: AuditEvent) -> None:
         remote = request.client.host if request.client else None
@@ -55,15 +56,18 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="facewise"'})
 
 
-def require(scope: str | None, global_admin: bool = False) -> Callable[..., Principal]:
-    """A dependency: a valid key (401), under its rate limit (429), with ``scope`` (``None``: any) and access to the
-    path's ``{collection}`` (403). ``global_admin`` also demands ``admin`` on ``*`` (key management)."""
+class KeyCheck:
+    """A route's key check: a valid key (401), under its rate limit (429), with ``scope`` (``None``: any) and access
+    to the path's ``{collection}`` (403); ``global_admin`` also demands ``admin`` on ``*`` (key management).
 
-    def dependency(request: Request,
-                   bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
-                   api_key: Annotated[str | None, Security(header_scheme)] = None) -> Principal:
-        ctx: ServiceContext = request.app.state.ctx
-        token = bearer.credentials if bearer is not None else api_key
+    The request gate (:mod:`facewise.service.gate`) finds it among the matched route's dependencies and runs
+    :meth:`authorize` before any byte of the body is read; the dependency then takes the principal the gate left in
+    the request's scope (one check, one rate-limit token). Without the gate (a bare router) it checks by itself."""
+
+    def __init__(self, scope: str | None, global_admin: bool = False) -> None:
+        self.scope, self.global_admin = scope, global_admin
+
+    def authorize(self, ctx: ServiceContext, token: str | None, collection: str | None) -> Principal:
         if not token:
             raise _unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         principal = ctx.keys.authenticate(token.strip())
@@ -73,16 +77,31 @@ def require(scope: str | None, global_admin: bool = False) -> Callable[..., Prin
         if wait > 0:
             raise ApiError(429, "rate_limited", f"rate limit of key {principal.key_id} reached; retry in {wait:.1f} s",
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        if (scope is not None and not principal.has(scope)) or (global_admin and not principal.global_admin):
-            need = "admin on all collections" if global_admin else f"scope {scope!r}"
+        if (self.scope is not None and not principal.has(self.scope)) or (self.global_admin
+                                                                         and not principal.global_admin):
+            need = "admin on all collections" if self.global_admin else f"scope {self.scope!r}"
             raise ApiError(403, "forbidden", f"key {principal.key_id} lacks {need}")
-        collection = request.path_params.get("collection")
         if collection is not None and not principal.can_access(collection):
             raise ApiError(403, "forbidden", f"key {principal.key_id} has no access to collection {collection!r}")
+        return principal
+
+    def __call__(self, request: Request,
+                 bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+                 api_key: Annotated[str | None, Security(header_scheme)] = None) -> Principal:
+        principal = request.scope.get(PRINCIPAL)
+        if not isinstance(principal, Principal):
+            token = bearer.credentials if bearer is not None else api_key
+            principal = self.authorize(request.app.state.ctx, token, request.path_params.get("collection"))
         request.state.principal = principal
         return principal
 
-    return dependency
+
+PRINCIPAL = "facewise.principal"  # the scope key under which the gate leaves the checked key
+
+
+def require(scope: str | None, global_admin: bool = False) -> KeyCheck:
+    """The dependency checking a route's key (see :class:`KeyCheck`)."""
+    return KeyCheck(scope, global_admin)
 
 
 def costly(scope: str) -> Callable[..., AsyncIterator[Principal]]:

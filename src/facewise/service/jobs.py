@@ -33,7 +33,9 @@ from facewise.gallery.maintenance import Erasure
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-JOB_FILE = re.compile(r"([0-9a-f]{16})\.video(\.out)?")  # an upload and its output folder (routes_jobs)
+JOB_FILE = re.compile(r"([0-9a-f]{16})\.video(\.out|\.mp4)?")  # an upload, its output folder, its annotated video
+MAX_THUMBNAILS = 200  # track thumbnails one job keeps (a track past them has none)
+MAX_THUMBNAIL_BYTES = 16 * 1024 * 1024  # and their bytes together
 
 
 class JobCancelledError(Exception):
@@ -57,10 +59,11 @@ class VideoTask:
     fw: FaceWise
     fps: float
     report: Callable[[float], None]  # fraction done, 0..1; raises JobCancelledError when the job was cancelled
-    add_thumbnail: Callable[[bytes], int]  # JPEG bytes -> index for GET /v1/jobs/{id}/thumbnails/{index}
-    set_video: Callable[[bytes], None] | None = None  # the annotated MP4 for GET /v1/jobs/{id}/video
+    add_thumbnail: Callable[[bytes], int | None]  # JPEG -> index for GET /v1/jobs/{id}/thumbnails/{index}; None: full
+    set_video: Callable[[Path], None] | None = None  # the annotated MP4 file, moved into the job's folder
     max_pixels: int | None = None  # a frame's width x height, checked when the video is opened
-    max_seconds: float | None = None  # the video's length, checked when it is opened
+    max_seconds: float | None = None  # the video's length, checked when it is opened and while it is decoded
+    check: Callable[[], None] = lambda: None  # raises JobCancelledError / JobTimeoutError; call it per decoded frame
 
 
 VideoRunner = Callable[[VideoTask], dict[str, Any]]
@@ -86,7 +89,8 @@ class Job:
     error: dict[str, str] | None = None
     result: dict[str, Any] | None = None
     thumbnails: list[bytes] = field(default_factory=list)
-    video: bytes | None = None  # the annotated H.264 MP4, kept in memory like the thumbnails
+    video: Path | None = None  # the annotated H.264 MP4, a file in the jobs folder (streamed on download)
+    thumbnail_bytes: int = 0
     path: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -143,12 +147,15 @@ class JobManager:
 
     def stop(self) -> None:
         with self._lock:
-            for job in self._jobs.values():
+            jobs = list(self._jobs.values())
+            for job in jobs:
                 job.cancel.set()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=10)
             self._thread = None
+        for job in jobs:  # jobs die with the process: their annotated videos go with them
+            _drop_video(job)
 
     def check_room(self, owner: str) -> None:
         """Raise :class:`QueueFullError` when ``owner`` (or everyone together) has no room for another job."""
@@ -216,7 +223,8 @@ class JobManager:
         job.cancel.set()
         if job.state == "queued":
             job.state, job.finished_at = "cancelled", _now()
-        job.result, job.thumbnails, job.video = None, [], None
+        job.result, job.thumbnails = None, []
+        _drop_video(job)
         if job.path is not None:
             _remove(job.path)
             _remove(job.path.with_name(job.path.name + ".out"))
@@ -268,6 +276,7 @@ class JobManager:
         done = [j for j in self._jobs.values() if j.state in ("done", "failed", "cancelled")]
         for job in sorted(done, key=lambda j: j.created_at)[: max(0, len(self._jobs) - self.keep + 1)]:
             del self._jobs[job.id]
+            _drop_video(job)
 
     def _work(self) -> None:
         while (job_id := self._queue.get()) is not None:
@@ -283,22 +292,34 @@ class JobManager:
         job.state, job.started_at = "running", _now()
         t0 = time.perf_counter()
 
-        def report(fraction: float) -> None:
+        def check() -> None:
             if job.cancel.is_set():
                 raise JobCancelledError
             if time.perf_counter() - t0 > self.max_seconds:
                 raise JobTimeoutError
+
+        def report(fraction: float) -> None:
+            check()
             job.progress = min(1.0, max(job.progress, float(fraction)))
 
-        def add_thumbnail(jpeg: bytes) -> int:
+        def add_thumbnail(jpeg: bytes) -> int | None:
+            if len(job.thumbnails) >= MAX_THUMBNAILS or job.thumbnail_bytes + len(jpeg) > MAX_THUMBNAIL_BYTES:
+                return None
             job.thumbnails.append(jpeg)
+            job.thumbnail_bytes += len(jpeg)
             return len(job.thumbnails) - 1
+
+        def set_video(mp4: Path) -> None:
+            assert job.path is not None
+            dest = job.path.with_name(job.path.name + ".mp4")
+            mp4.replace(dest)
+            job.video = dest
 
         try:
             assert job.path is not None
             task = VideoTask(job.path, job.filename, self.face_wise(job.collection), job.fps, report,
-                             add_thumbnail, lambda mp4: setattr(job, "video", mp4),
-                             max_pixels=self.video_limits[0], max_seconds=self.video_limits[1])
+                             add_thumbnail, set_video, max_pixels=self.video_limits[0],
+                             max_seconds=self.video_limits[1], check=check)
             job.result = self.runner(task)
             job.state, job.progress = "done", 1.0
         except JobCancelledError:
@@ -322,6 +343,8 @@ class JobManager:
                 job.path.unlink(missing_ok=True)
             with self._lock:
                 erased = job.id not in self._jobs  # its collection was deleted while it ran
+            if erased or job.state != "done":
+                _drop_video(job)
             if erased:
                 job.result, job.thumbnails = None, []
             log.info("video job %s %s in %.1f s", job.id, job.state, time.perf_counter() - t0)
@@ -330,6 +353,12 @@ class JobManager:
 def new_job(collection: str, owner: str, filename: str, fps: float, stamp: str = "") -> Job:
     return Job(id=uuid.uuid4().hex[:16], collection=collection, owner=owner, filename=filename, fps=fps,
                stamp=stamp)
+
+
+def _drop_video(job: Job) -> None:
+    video, job.video = job.video, None
+    if video is not None:
+        video.unlink(missing_ok=True)
 
 
 def _remove(path: Path) -> None:
@@ -364,7 +393,7 @@ def _scrub(job: Job, erased: Callable[[dict[str, Any]], bool]) -> int:
         if event.get("track") in hit:
             events[i] = {**event, "person": "unknown", "score": None}
     if hit:  # the annotated video shows the erased person's face and name on its frames: it goes too
-        job.video = None
+        _drop_video(job)
     return len(hit)
 
 
@@ -379,7 +408,7 @@ def _timeline(result: Any, task: VideoTask, out_dir: Path) -> dict[str, Any]:
     for track in d["tracks"]:
         rel = track.pop("best_frame", None)
         track["thumbnail"] = None
-        if rel and (out_dir / rel).is_file():
+        if rel and (out_dir / rel).is_file():  # None once the job holds its most thumbnails
             track["thumbnail"] = task.add_thumbnail((out_dir / rel).read_bytes())
     return d
 
@@ -388,14 +417,14 @@ MAX_ANNOTATED_BYTES = 64 * 1024 * 1024
 
 
 def _keep_video(task: VideoTask, mp4: Path) -> None:
-    """Hand the annotated video to the job (for the web page's player), unless it is too big to keep."""
+    """Hand the annotated video's file to the job (for the web page's player), unless it is too big to keep."""
     if task.set_video is None or not mp4.is_file():
         return
     size = mp4.stat().st_size
     if size > MAX_ANNOTATED_BYTES:
         log.warning("%s: annotated video of %d bytes not kept (limit %d)", task.name, size, MAX_ANNOTATED_BYTES)
         return
-    task.set_video(mp4.read_bytes())
+    task.set_video(mp4)
 
 
 def video_runner(task: VideoTask) -> dict[str, Any]:
@@ -418,11 +447,12 @@ def video_runner(task: VideoTask) -> dict[str, Any]:
         task.report(frame.t_ms / duration["ms"] if duration["ms"] else 0.0)
 
     try:
-        result = processor.run(task.path, outputs=outputs, hooks=RunHooks(on_open=on_open, on_frame=on_frame))
+        hooks = RunHooks(on_open=on_open, on_frame=on_frame, on_decoded=task.check)
+        result = processor.run(task.path, outputs=outputs, hooks=hooks)
         _keep_video(task, out_dir / outputs.video_name)
         return _timeline(result, task, out_dir)
     except VideoError as exc:  # ended early: keep the timeline of what was decoded
         partial = _timeline(exc.partial, task, out_dir) if exc.partial is not None else None
-        raise VideoError(str(exc), partial=partial) from None
+        raise type(exc)(str(exc), partial=partial) from None
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)

@@ -27,6 +27,7 @@ from facewise.service.deps import (
 )
 from facewise.service.engine import face_thumbnail
 from facewise.service.errors import ApiError
+from facewise.service.gate import body_budget
 from facewise.service.schemas import (
     ContractRoute,
     EnrollResponse,
@@ -156,6 +157,7 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, person: StoredPerson, uploads: li
 
 
 @router.post("/persons/{person_id}/faces", tags=["faces"], summary="Enrol faces of a person from uploaded images",
+openapi_extra=body_budget("images"),
              description="Each image must show the person; with several faces say which (`face=largest` or an "
                          "index). Per-image outcomes: added, duplicate or rejected (with the reason).",
              response_model=EnrollResponse, responses=auth_errors(400, 404, 413, 415, 503))

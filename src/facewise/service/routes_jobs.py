@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
 
 from facewise.service.auth import Principal
 from facewise.service.deps import Ctx, Recognizer, ServiceContext
 from facewise.service.errors import ApiError
+from facewise.service.gate import body_budget
 from facewise.service.jobs import Job, QueueFullError, new_job
 from facewise.service.schemas import ContractRoute, auth_errors, binary
 from facewise.service.schemas import Job as JobModel
@@ -67,11 +70,16 @@ def _visible(job: Job, principal: Principal) -> Job:
 
 @router.post("/collections/{collection}/videos", tags=["video"], status_code=202,
              summary="Upload a video; a job identifies the faces in it (poll GET /v1/jobs/{id})",
+             openapi_extra=body_budget("video"),
              response_model=JobModel, responses=auth_errors(404, 413, 415, 503))
 async def submit_video(collection: str, request: Request, ctx: Ctx, principal: Recognizer,
                        video: Annotated[UploadFile, File(description="MP4/MOV, WebM/MKV, AVI or MPEG-TS")],
-                       fps: Annotated[float, Form(gt=0, le=30, description="frames processed per second")] = 5.0,
+                       fps: Annotated[float, Form(gt=0, le=30, description="frames processed per second "
+                                                  "(at least 0.01)")] = 5.0,
                        ) -> dict[str, Any]:
+    from facewise.video import DecodeOptions
+
+    DecodeOptions(fps=fps)  # 422 invalid_value below the sampling floor, before the upload is stored
     stamp = ctx.engines.face_wise(collection).info.created_at  # 404 before the upload is stored
     try:
         ctx.jobs.check_room(principal.key_id)  # 429 before the upload is stored
@@ -117,9 +125,22 @@ def job_thumbnail(job_id: str, index: int, ctx: Ctx, principal: Recognizer) -> R
             responses={**binary("video/mp4"), **auth_errors(404)})
 def job_video(job_id: str, ctx: Ctx, principal: Recognizer) -> Response:
     job = _visible(ctx.jobs.get(job_id), principal)
-    if job.video is None:
-        raise ApiError(404, "not_found", f"job {job_id} has no annotated video ({job.state})")
-    return Response(job.video, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
+    video = job.video
+    try:
+        if video is None:
+            raise FileNotFoundError
+        f = video.open("rb")  # opened now: an erasure meanwhile unlinks the file, this read still ends
+    except FileNotFoundError:
+        raise ApiError(404, "not_found", f"job {job_id} has no annotated video ({job.state})") from None
+    size = os.fstat(f.fileno()).st_size
+
+    def chunks() -> Iterator[bytes]:
+        with f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type="video/mp4",
+                             headers={"Cache-Control": "private, max-age=3600", "Content-Length": str(size)})
 
 
 @router.delete("/jobs/{job_id}", tags=["video"], summary="Cancel a queued or running job",

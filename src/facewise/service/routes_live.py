@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facewise.core.challenge import STEPS
 from facewise.service.deps import BusyRecognizer, Ctx, Recognizer
 from facewise.service.errors import ApiError
+from facewise.service.gate import body_budget
 from facewise.service.live import new_challenge, process_frame
 from facewise.service.routes_recognize import _one_image
 from facewise.service.schemas import ContractRoute, LiveFrame, LiveSessionInfo, auth_errors
@@ -56,6 +57,7 @@ async def get_live_session(collection: str, session_id: str, ctx: Ctx, principal
 
 @router.post("/collections/{collection}/live/{session_id}/frames", tags=["recognition"],
              summary="One camera frame of a live session: faces named, liveness, challenge progress",
+             openapi_extra=body_budget("image"),
              response_model=LiveFrame, responses=auth_errors(400, 404, 413, 415, 503))
 async def send_live_frame(collection: str, session_id: str, ctx: Ctx, principal: BusyRecognizer,
                           image: Annotated[UploadFile, File(description="one camera frame (JPEG, PNG, WebP)")],

@@ -11,6 +11,7 @@ from facewise.core.analysis import Gate
 from facewise.core.imageio import DecodedImage
 from facewise.service.deps import MAX_OFFSET, BusyRecognizer, Ctx, ServiceContext, face_choice, need_liveness
 from facewise.service.errors import ApiError
+from facewise.service.gate import body_budget
 from facewise.service.schemas import (
     ContractRoute,
     DetectResponse,
@@ -36,7 +37,8 @@ def _size(img: DecodedImage) -> dict[str, int]:
 
 
 @router.post("/collections/{collection}/identify", tags=["recognition"],
-             summary="Name every face of an image, or say unknown", response_model=IdentifyResponse,
+             summary="Name every face of an image, or say unknown", openapi_extra=body_budget("image"),
+             response_model=IdentifyResponse,
              responses=auth_errors(400, 404, 409, 413, 415, 503))
 async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                    top_k: Annotated[int, Form(ge=1, le=20)] = 1) -> dict[str, Any]:
@@ -50,6 +52,7 @@ async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFil
 
 @router.post("/collections/{collection}/verify", tags=["recognition"],
              summary="Same person? Two images, or an image against an enrolled person",
+             openapi_extra=body_budget("image_pair"),
              description="Send `image` and either `other` (a second image) or `person_id`. The largest face of "
                          "each image is compared unless `face` (and `other_face`) say which: only, largest or "
                          "an index in the order detect gives; the collection's threshold decides.",
@@ -92,6 +95,7 @@ def _detect(ctx: ServiceContext, img: DecodedImage, profile: str, analyse: bool)
 
 
 @router.post("/detect", tags=["recognition"], summary="Faces with boxes, landmarks, yaw and quality reasons",
+openapi_extra=body_budget("image"),
              response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
 async def detect(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
     img = await _one_image(ctx, image)
@@ -100,6 +104,7 @@ async def detect(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | N
 
 @router.post("/analyze", tags=["recognition"],
              summary="Detect, then liveness, head pose and expression where those models are installed",
+             openapi_extra=body_budget("image"),
              response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
 async def analyze(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
     img = await _one_image(ctx, image)

@@ -8,15 +8,16 @@ does not send is not added as ``null`` and a field added later is not dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response, params
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from facewise.service.auth import ApiKey
+from facewise.service.gate import with_json_parsed
 
 
 class Model(BaseModel):
@@ -77,11 +78,22 @@ def auth_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 class ContractRoute(APIRoute):
-    """Routes serialise only the fields they set (no ``null`` for a key the route leaves out)."""
+    """Routes serialise only the fields they set (no ``null`` for a key the route leaves out); a JSON body is
+    parsed in a worker thread with a depth limit (:func:`facewise.service.gate.with_json_parsed`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["response_model_exclude_unset"] = True
         super().__init__(*args, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None or isinstance(self.body_field.field_info, params.Form):
+            return handler
+
+        async def parse_then_handle(request: Request) -> Response:
+            return await handler(await with_json_parsed(request))
+
+        return parse_then_handle
 
 
 def operation_id(route: APIRoute) -> str:

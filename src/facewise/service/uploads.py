@@ -1,4 +1,5 @@
-"""Uploads: size limits while the body arrives, types sniffed from the content (never the file name)."""
+"""Uploads: files read under their size limits, types sniffed from the content (never the file name). The body
+budget of each route is checked before the body is read, by :mod:`facewise.service.gate`."""
 
 from __future__ import annotations
 
@@ -6,15 +7,13 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
 from facewise.core.imageio import DecodedImage, decode_bytes
 from facewise.service.config import Limits
-from facewise.service.errors import ApiError, error_body
+from facewise.service.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -127,69 +126,3 @@ def sniff_video(head: bytes, name: str) -> str:
     raise ApiError(415, "unsupported_media_type",
                    f"{name}: not a video of an accepted type (MP4/MOV, WebM/MKV, AVI, MPEG-TS); "
                    "the type is read from the content, not the file name")
-
-
-# -- ASGI middleware: reject big bodies early -----------------------------------------------------------
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-class BodyTooLargeError(Exception):
-    pass
-
-
-class BodyLimitMiddleware:
-    """413 for a body over the route's limit: from Content-Length at once, else while it streams."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], limit_of: Callable[[str], int]) -> None:
-        self.app, self.limit_of = app, limit_of
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit_of(scope["path"])
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _reject(send, limit)
-            return
-        seen = 0
-        state = {"started": False, "over": False}
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    state["over"] = True
-                    raise BodyTooLargeError
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            # FastAPI turns an error while parsing the body into a 400: answer 413 in its place.
-            if state["over"]:
-                if message["type"] == "http.response.start" and not state["started"]:
-                    state["started"] = True
-                    await _reject(send, limit)
-                return
-            state["started"] = state["started"] or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except BodyTooLargeError:
-            if not state["started"]:
-                await _reject(send, limit)
-
-
-async def _reject(send: Send, limit: int) -> None:
-    import json
-
-    body = json.dumps(error_body("payload_too_large", f"request body exceeds the {limit}-byte limit")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,14 @@ Sources: a file path (mp4, avi, webm, mkv, mov... whatever FFmpeg reads), a webc
 or a URL (``rtsp://``, ``rtmp://``, ``http(s)://``, ``udp://``...).
 
 Sampling: ``stride=N`` keeps every N-th decoded frame; ``fps=F`` keeps frames so that kept timestamps are at
-least ``1000/F`` ms apart (works with variable frame rate). Skipped frames are only grabbed, never converted.
+least ``1000/F`` ms apart (works with variable frame rate; ``F`` >= :data:`MIN_FPS`). Skipped frames are only
+grabbed, never converted.
+
+Limits: ``max_pixels`` and ``max_duration_s`` are checked from the container when the source opens, and the
+length again from the timestamps of what is decoded (a container may declare no length, or a frame rate that
+hides it): a file that decodes past ``max_duration_s`` raises :class:`VideoLimitError` there. ``on_decoded`` (a
+callable given to :class:`VideoReader`) runs in the decoding thread for *every* decoded frame, kept or skipped;
+whatever it raises (a cancelled job, a deadline) stops decoding and is raised to the consumer as it is.
 
 Errors: :class:`VideoError`. A source that cannot be opened (missing, empty, not a video, an MP4 cut before
 its index) raises when the reader is opened. A file that *ends early* -- fewer frames or less time than its
@@ -25,7 +32,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +40,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facewise.errors import EXIT_INPUT, FacewiseError
+from facewise.errors import EXIT_INPUT, FacewiseError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,7 @@ class VideoLimitError(VideoError):
 
 
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320  # 8K
+MIN_FPS = 0.01  # the sparsest sampling: one frame per 100 s of video
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,9 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise FacewiseError(f"stride must be >= 1, got {self.stride}")
-        if self.fps is not None and self.fps <= 0:
-            raise FacewiseError(f"fps must be > 0, got {self.fps}")
+        if self.fps is not None and not self.fps >= MIN_FPS:
+            raise ValidationError(f"fps must be at least {MIN_FPS:g} (one frame per {1 / MIN_FPS:.0f} s of video), "
+                                  f"got {self.fps:g}")
         if self.fps is not None and self.stride != 1:
             raise FacewiseError("give stride or fps, not both")
         if self.start_s < 0:
@@ -192,8 +201,10 @@ class VideoReader:
                 ...
     """
 
-    def __init__(self, source: VideoSource, options: DecodeOptions | None = None) -> None:
+    def __init__(self, source: VideoSource, options: DecodeOptions | None = None,
+                 on_decoded: Callable[[], None] | None = None) -> None:
         self.options = options or DecodeOptions()
+        self.on_decoded = on_decoded
         self.source = parse_source(source)
         self.name = f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
         _check_openable(self.source)
@@ -311,14 +322,34 @@ class VideoReader:
         return False
 
     def _produce(self) -> None:
-        error: FacewiseError | None
+        error: BaseException | None
         try:
             error = self._decode_loop()
+        except _StoppedError as stop:  # what on_decoded raised, as it is
+            error = stop.cause
         except Exception as exc:  # handed to the consumer thread, raised there
             error = exc if isinstance(exc, FacewiseError) else VideoError(f"{self.name}: decoding failed: {exc}")
         if error is not None:
             self._put(error, droppable=False)
         self._put(_SENTINEL, droppable=False)
+
+    def _decoded(self) -> None:
+        """Count a decoded frame and let ``on_decoded`` stop the decoding."""
+        self.stats.decoded += 1
+        if self.on_decoded is not None:
+            try:
+                self.on_decoded()
+            except BaseException as exc:  # the consumer gets it
+                raise _StoppedError(exc) from exc
+
+    def _check_decoded_length(self, t: float) -> None:
+        """The length limit, from what is decoded: the container may declare no length or hide it."""
+        limit = self.options.max_duration_s
+        if limit is None or self.info.live or t <= limit * 1000 + self.frame_interval_ms:
+            return
+        raise VideoLimitError(f"{self.name}: decodes past {limit:.0f} s (at {t / 1000:.1f} s after "
+                              f"{self.stats.decoded} frames), more than the limit of {limit:.0f} s; its container "
+                              "declared no usable length")
 
     def _seek(self, start_ms: float) -> tuple[bool, float, int]:
         """Position on the first frame at or after ``start_ms``; returns (grabbed, t_ms, index) of that frame."""
@@ -336,7 +367,8 @@ class VideoReader:
             grabbed = cap.grab()
             t = float(cap.get(cv2.CAP_PROP_POS_MSEC))
         while grabbed and t < start_ms - interval / 2 and not self._stop.is_set():
-            self.stats.decoded += 1
+            self._decoded()
+            self._check_decoded_length(t)
             grabbed = cap.grab()
             t = float(cap.get(cv2.CAP_PROP_POS_MSEC))
         index = max(0, int(cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1) if grabbed else 0
@@ -360,7 +392,8 @@ class VideoReader:
             t = self._timestamp(t_src, last_t, index, wall0, interval)
             if end_ms is not None and t >= end_ms:
                 return None
-            self.stats.decoded += 1
+            self._decoded()
+            self._check_decoded_length(t)
             keep = (n_seen % opts.stride == 0) if opts.fps is None else t >= next_due - interval / 2
             n_seen += 1
             if keep:
@@ -408,3 +441,11 @@ class VideoReader:
                 f"{self.name}: video ends early at {end / 1000:.2f} s of the {expected / 1000:.2f} s its container "
                 f"declares ({self.stats.decoded} frames decoded): the file is truncated or corrupt")
         return None
+
+
+class _StoppedError(Exception):
+    """Carries what ``on_decoded`` raised out of the decoding loop."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

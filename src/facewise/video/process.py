@@ -206,11 +206,14 @@ EventFn = Callable[[VideoEvent], None]
 class RunHooks:
     """Callbacks of a run: ``on_open(reader)`` once the video is open (``reader.info``,
     ``reader.expected_frames``), ``on_frame(frame)`` after each processed frame, ``on_event(event)`` for
-    entered / identified / left as they happen."""
+    entered / identified / left as they happen; ``on_decoded()`` for every decoded frame, kept or skipped (from
+    the decoding thread: a cancel or deadline check that holds however sparse the sampling; what it raises
+    ends the run and reaches the caller)."""
 
     on_open: Callable[[VideoReader], None] | None = None
     on_frame: Callable[[Frame], None] | None = None
     on_event: EventFn | None = None
+    on_decoded: Callable[[], None] | None = None  # every decoded frame, in the decoding thread; raise to stop
 
 
 def tracking_detector(fw: FaceWise, low_score: float) -> tuple[Detector, Detector | None]:
@@ -266,7 +269,8 @@ class VideoProcessor:
             hooks: RunHooks | None = None) -> VideoResult:
         """Process a whole video (or a stream until it ends / Ctrl-C). See the module docstring for errors."""
         hooks = hooks or RunHooks()
-        reader = VideoReader(source, self.options.decode)  # raises VideoError when it cannot be opened
+        reader = VideoReader(source, self.options.decode, hooks.on_decoded)  # VideoError if it cannot be opened
+        failure: type[VideoError] = VideoError
         with reader:
             run = _Run(self, reader, outputs, hooks.on_event)
             if hooks.on_open:
@@ -278,7 +282,7 @@ class VideoProcessor:
                     if hooks.on_frame:
                         hooks.on_frame(frame)
             except VideoError as exc:
-                run.result.error = str(exc)
+                run.result.error, failure = str(exc), type(exc)
             except KeyboardInterrupt:
                 run.result.interrupted = True
                 log.warning("%s: interrupted; writing what was processed", reader.name)
@@ -288,7 +292,7 @@ class VideoProcessor:
                 run.result.stats.frames_dropped = reader.stats.dropped
                 run.finish()
         if run.result.error is not None:
-            raise VideoError(run.result.error, partial=run.result)
+            raise failure(run.result.error, partial=run.result)
         return run.result
 
 
