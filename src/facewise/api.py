@@ -6,14 +6,17 @@ import gzip
 import json
 import logging
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from facewise import settings
 from facewise.core.analysis import Analyzer, Gate
 from facewise.core.imageio import ImageInput, is_image_path, load_image
+from facewise.core.outfiles import open_output
 from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
@@ -452,13 +455,9 @@ class FaceWise:
                         "keep it as safe as the key", os.fspath(path))
         data = json.dumps(doc).encode()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        # biometric data: owner-only from the first byte, never through a planted symlink
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        # biometric data: owner-only from the first byte, atomic, never through a planted symlink
+        with open_output(path, mode=0o600) as f:
             f.write(gzip.compress(data) if path.suffix == ".gz" else data)
-        tmp.replace(path)
         return sum(len(p["samples"]) for p in doc["persons"])
 
     def import_(self, path: str | os.PathLike[str]) -> int:
@@ -481,9 +480,36 @@ class FaceWise:
         return sum(i is not None for i in ids)
 
 
+MAX_IMPORT_BYTES = 1 << 30  # an export read by import, once decompressed (FACEWISE_MAX_IMPORT_MB overrides)
+
+
+def _export_bytes(path: str | os.PathLike[str], raw: bytes, cap: int) -> bytes:
+    """The export's JSON bytes: ``.gz`` members decompressed a bounded piece at a time, refused past ``cap``."""
+    too_big = f"{path}: the export decompresses to more than {cap >> 20} MiB (set FACEWISE_MAX_IMPORT_MB to allow it)"
+    if raw[:2] != b"\x1f\x8b":
+        if len(raw) > cap:
+            raise BadExportError(f"{path}: the export is larger than {cap >> 20} MiB (set FACEWISE_MAX_IMPORT_MB "
+                                 "to allow it)")
+        return raw
+    out = bytearray()
+    data = raw
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += d.decompress(data, cap + 1 - len(out))
+        while d.unconsumed_tail and len(out) <= cap:
+            out += d.decompress(d.unconsumed_tail, cap + 1 - len(out))
+        if len(out) > cap:
+            raise BadExportError(too_big)
+        if not d.eof:
+            raise BadExportError(f"{path}: not a facewise export (the compressed data is truncated)")
+        data = d.unused_data.lstrip(b"\0")
+    return bytes(out)
+
+
 def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The document of a ``FaceWise.export`` file (.json or .json.gz); a missing file is a
-    :class:`NotFoundError`, anything else than an export a :class:`BadExportError` (exit 3)."""
+    :class:`NotFoundError`, anything else than an export a :class:`BadExportError` (exit 3), and so is one larger
+    than ``FACEWISE_MAX_IMPORT_MB`` once decompressed (never decompressed whole first)."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -491,8 +517,8 @@ def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise BadExportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
-        doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    except (ValueError, OSError, EOFError) as exc:
+        doc = json.loads(_export_bytes(path, raw, settings.max_import_bytes(MAX_IMPORT_BYTES)))
+    except (ValueError, OSError, EOFError, zlib.error) as exc:
         raise BadExportError(f"{path}: not a facewise export ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise BadExportError(f"{path}: not a facewise export (missing format marker)")

@@ -28,6 +28,8 @@ VARIABLES: dict[str, str] = {
                           "directml, coreml, openvino (onnxruntime) and gpu, npu (OpenVINO devices), cpu "
                           "(default: the profile's \"providers\", else cpu); what is missing falls back to cpu",
     "FACEWISE_MAX_PIXELS": "largest image accepted, in pixels (decompression-bomb guard; default 80,000,000)",
+    "FACEWISE_MAX_IMPORT_MB": "largest export `import` reads, in MiB once decompressed (.json.gz bomb guard; "
+                              "default 1024)",
     "FACEWISE_EVAL_CACHE": "embedding cache of `facewise eval` (default: an `eval` folder next to the model cache)",
     "FACEWISE_KEY": "gallery encryption key, base64 of 32 bytes (or use FACEWISE_KEY_FILE, not both)",
     "FACEWISE_KEY_FILE": "file holding the gallery encryption key",
@@ -161,6 +163,12 @@ def max_pixels(default: int) -> int:
     """``FACEWISE_MAX_PIXELS`` as a positive integer, else ``default``."""
     value = _positive_int("FACEWISE_MAX_PIXELS")
     return default if value is None else value
+
+
+def max_import_bytes(default: int) -> int:
+    """``FACEWISE_MAX_IMPORT_MB`` in bytes (a positive integer of MiB), else ``default``."""
+    value = _positive_int("FACEWISE_MAX_IMPORT_MB")
+    return default if value is None else value << 20
 
 
 def key_env() -> dict[str, str]:

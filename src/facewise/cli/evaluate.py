@@ -12,6 +12,7 @@ import typer
 
 from facewise import settings
 from facewise.cli.common import EXIT_INPUT, JsonOpt, ProfileOpt, app, choice, err, handled, out, progress_bar
+from facewise.core.outfiles import write_text
 from facewise.errors import BadInputError, ModelNotFoundError, NotFoundError, ValidationError
 from facewise.eval.coverage import check_files
 from facewise.eval.pairs import limit_per_fold
@@ -297,7 +298,7 @@ def calibrate(
         table = cal.thresholds_at([f for f in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6) if f * cal.n_impostor >= 1])
         doc = cal.to_dict()
         if out_file:
-            out_file.write_text(json.dumps(doc))
+            write_text(out_file, json.dumps(doc))
         if db:
             from facewise.api import FaceWise
 
@@ -307,7 +308,7 @@ def calibrate(
             path = PROFILE_DIR / f"{pipe.profile.name}.json"
             prof = json.loads(path.read_text())
             prof["calibration"] = doc
-            path.write_text(json.dumps(prof, indent=2) + "\n")
+            write_text(path, json.dumps(prof, indent=2) + "\n")
         rows = [{"far": t.far, "threshold": round(t.threshold, 5), "low": round(t.low, 5), "high": round(t.high, 5),
                  "tar": None if t.tar is None else round(t.tar, 5)} for t in table]
         if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -33,6 +33,9 @@ from facewise.cli.common import (
     report_error,
 )
 from facewise.errors import ImageError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from facewise.core.outfiles import InputFiles
 
 LiveThrOpt = Annotated[Path | None, typer.Option(
     "--live-threshold", help="A `calibrate-liveness` threshold file (default: $FACEWISE_LIVENESS_THRESHOLD, "
@@ -150,9 +153,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     table = Table("file", "face box", "person", "score", "est. FAR")
     decision = fw.decision
     failures = 0
-    written: set[str] = set()
-    if annotate_dir:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
+    targets, inputs = _annotation_targets(files, annotate_dir)
     with progress_bar() as bar:
         task = bar.add_task("identifying", total=len(files))
         for f in files:
@@ -173,13 +174,27 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 table.add_row(f.name, str([round(v) for v in r.face.box.as_list()]), r.person or "unknown",
                               f"{r.score:.3f}", far)
             if annotate_dir:
-                save_rgb(annotate_dir / _unique_name(f, written), annotate(img.pixels, results))
+                save_rgb(targets[f], annotate(img.pixels, results), inputs=inputs)
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
         d = fw.decision
         out.print(f"threshold {d.threshold:.3f} ({d.source}), profile {fw.profile.name}")
     return failures
+
+
+def _annotation_targets(files: list[Path], annotate_dir: Path | None) -> tuple[dict[Path, Path], InputFiles]:
+    """Where each input's annotated copy goes (``_unique_name``), checked before any work: a target that is one
+    of the inputs (``--annotate`` naming the photos' own folder) or a symbolic link is refused (exit 2)."""
+    from facewise.core.outfiles import InputFiles, check_target
+
+    inputs = InputFiles(files)
+    if annotate_dir is None:
+        return {}, inputs
+    annotate_dir.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
+    targets = {f: check_target(annotate_dir / _unique_name(f, written), inputs) for f in files}
+    return targets, inputs
 
 
 def _unique_name(f: Path, written: set[str]) -> str:
@@ -289,10 +304,10 @@ def analyze(
         fw = FaceWise(profile=profile)
         _use_live_threshold(fw, live_threshold)
         wanted = _wanted_attributes(what)
-        if annotate_dir:
-            annotate_dir.mkdir(parents=True, exist_ok=True)
+        files = _images_in(sources)
+        targets, inputs = _annotation_targets(files, annotate_dir)
         t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
-        for f in _images_in(sources):
+        for f in files:
             try:
                 img = load_image(f)
                 faces = fw.analyze(img, what=wanted)
@@ -301,7 +316,7 @@ def analyze(
                 report_error(exc, as_json, file=str(f))
                 continue
             if annotate_dir:
-                save_rgb(annotate_dir / (f.stem + ".jpg"), annotate_analysis(img.pixels, faces))
+                save_rgb(targets[f], annotate_analysis(img.pixels, faces), inputs=inputs)
             for face in faces:
                 d = face.to_dict()
                 if as_json:

@@ -202,8 +202,8 @@ def keys_create(
     collection: Annotated[list[str] | None, typer.Option(
         "--collection", "-c", help="Collection the key may use (repeat); default *")] = None,
     rate: Annotated[float | None, typer.Option(
-        min=0.001, help="Requests/second for this key (default: server's).")] = None,
-    burst: Annotated[int | None, typer.Option(min=1, help="Burst for this key (default: server's).")] = None,
+        help="Requests/second for this key, 0.001..100000 (default: server's).")] = None,
+    burst: Annotated[int | None, typer.Option(help="Burst for this key, 1..1000000 (default: server's).")] = None,
     db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print its token (shown once; only its hash is stored)."""
@@ -212,9 +212,9 @@ def keys_create(
     with handled(as_json):
         for s in scope:
             choice(s, "--scope", tuple(SCOPES))
+        spec = KeySpec(name, tuple(scope), tuple(collection or ["*"]), rate, burst).validate()  # before any file
         keys = _keystore(db, create=True)
-        info, token = keys.create(KeySpec(name, tuple(scope), tuple(collection or ["*"]), rate, burst),
-                                  created_by="cli")
+        info, token = keys.create(spec, created_by="cli")
         keys.close()
         if as_json:
             _emit_json({"key": info.to_dict(), "token": token})

@@ -1,8 +1,11 @@
 """Safe image decoding: one place turns bytes from anywhere into an RGB uint8 array.
 
-Guards: a pixel limit checked from the header before any pixel is decoded (decompression
-bombs), truncated files are errors (never silently padded), EXIF orientation is applied, and
-grey, palette, alpha, CMYK, 16-bit and float images are converted to 8-bit RGB.
+Guards: only the allow-listed decoders (:data:`FORMATS`) ever see the bytes, so a polyglot that one of Pillow's
+other plugins would read differently decodes as the format it was sniffed as; a pixel limit checked from the
+header before any pixel is decoded and again on what was decoded (decompression bombs); a multi-page file is
+walked at most :data:`MAX_FRAMES` pages (its frame count is never computed by walking it all); truncated files are
+errors (never silently padded), EXIF orientation is applied, and grey, palette, alpha, CMYK, 16-bit and float
+images are converted to 8-bit RGB.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facewise import settings
+from facewise.core.outfiles import Inputs, open_output
 from facewise.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -29,11 +33,18 @@ Image.MAX_IMAGE_PIXELS = None
 
 DEFAULT_MAX_PIXELS = 80_000_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# A multi-page file (TIFF) may hold at most this many pages: only the first is decoded, and counting them all
+# (Pillow's n_frames) walks every page, superlinearly.
+MAX_FRAMES = 256
+
+# The Pillow plugins that may open encoded bytes, from anywhere (no EPS/PSD/FLI/... parser is reachable).
+FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
 
 try:  # optional HEIC/HEIF support (phones)
     import pillow_heif
 
     pillow_heif.register_heif_opener()
+    FORMATS += ("HEIF",)
 except ImportError:  # pragma: no cover - optional extra
     pass
 
@@ -91,9 +102,7 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-def _pil_pixels(im: Image.Image, name: str, limit: int, in_place: bool = False) -> np.ndarray:
-    """The one conversion of a PIL image to RGB pixels: size guard, first frame, EXIF orientation, mode."""
-    w, h = im.size
+def _check_size(w: int, h: int, name: str, limit: int) -> None:
     if w * h > limit:
         raise ImageError(
             f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
@@ -101,14 +110,39 @@ def _pil_pixels(im: Image.Image, name: str, limit: int, in_place: bool = False) 
         )
     if w < 1 or h < 1:
         raise ImageError(f"{name}: image has no pixels ({w}x{h})")
-    if getattr(im, "n_frames", 1) > 1:
+
+
+def _check_pages(im: Image.Image, name: str) -> None:
+    """Refuse a TIFF of more than :data:`MAX_FRAMES` pages, walking at most that many (never ``n_frames``)."""
+    if im.format != "TIFF":
+        return  # GIF, PNG, WebP: only the first frame is decoded and nothing walks the others
+    try:
+        im.seek(MAX_FRAMES)
+    except EOFError:
+        pass
+    else:
+        raise ImageError(f"{name}: a TIFF of more than {MAX_FRAMES} pages is refused (only one image is read)")
+    finally:
+        im.seek(0)
+
+
+def _pil_pixels(im: Image.Image, name: str, limit: int, in_place: bool = False) -> np.ndarray:
+    """The one conversion of a PIL image to RGB pixels: size guard, first frame, EXIF orientation, mode; the
+    pixel limit is checked again on what was decoded."""
+    _check_size(*im.size, name, limit)
+    if in_place:  # an image we opened ourselves: bound its pages
+        _check_pages(im, name)
+    elif im.tell() != 0:  # never n_frames: it walks the whole file
         im.seek(0)
     im.load()
     if in_place:  # an image we opened ourselves: turn it without a copy
         ImageOps.exif_transpose(im, in_place=True)
     else:  # the caller's PIL image stays as it is
         im = ImageOps.exif_transpose(im) or im
-    return _to_rgb_array(im)
+    _check_size(*im.size, name, limit)
+    pixels = _to_rgb_array(im)
+    _check_size(int(pixels.shape[1]), int(pixels.shape[0]), name, limit)
+    return pixels
 
 
 def decode_pil(im: Image.Image, name: str = "<PIL image>", limit: int | None = None) -> DecodedImage:
@@ -138,12 +172,12 @@ def decode_bytes(data: bytes, name: str = "<bytes>", limit: int | None = None) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im: Image.Image = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
             pixels = _pil_pixels(im, name, limit, in_place=True)
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a recognised image format") from None
+        raise ImageError(f"{name}: not a recognised image format (accepted: {', '.join(FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower() or isinstance(exc, EOFError):
@@ -201,5 +235,9 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def save_rgb(path: Path, pixels: np.ndarray, quality: int = 92) -> None:
-    Image.fromarray(pixels).save(path, quality=quality)
+def save_rgb(path: Path, pixels: np.ndarray, quality: int = 92, inputs: Inputs = ()) -> None:
+    """Write RGB pixels (format from the suffix, JPEG by default) through :func:`facewise.core.outfiles.open_output`:
+    atomically, never through a link, never over one of ``inputs``."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "JPEG")
+    with open_output(path, inputs) as fh:
+        Image.fromarray(pixels).save(fh, format=fmt, quality=quality)

@@ -80,9 +80,11 @@ def _new_axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
 
 
 def _save(fig: Any, path: str | PathLike[str], dpi: int) -> Path:
+    from facewise.core.outfiles import open_output
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=dpi, bbox_inches="tight")
+    with open_output(out) as fh:
+        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
     logger.debug("wrote %s", out)
     return out
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facewise.core.outfiles import csv_row, open_output, write_text
 from facewise.errors import install_hint
 from facewise.eval import metrics as mt
 from facewise.eval.coverage import MissingImagesError, check_files, check_unreadable, coverage
@@ -191,17 +192,17 @@ def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str
     """scores.csv, report.json, report.md, roc.png, det.png in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    with open(out_dir / "scores.csv", "w", newline="") as fh:
+    with open_output(out_dir / "scores.csv", text=True, newline="") as fh:  # atomic, never through a link
         w = csv.writer(fh)
         w.writerow(["path1", "path2", "same", "fold", "score", "yaw1", "yaw2", "quality1", "quality2",
                     "no_face1", "no_face2", "found_by1", "found_by2"])
         found = ps.found_by if ps.found_by is not None else np.full((len(ps.pairs), 2), "")
         for i, p in enumerate(ps.pairs):
-            w.writerow([p.path1, p.path2, int(p.same), p.fold, f"{ps.scores[i]:.6f}", f"{ps.yaw[i, 0]:.1f}",
+            w.writerow(csv_row([p.path1, p.path2, int(p.same), p.fold, f"{ps.scores[i]:.6f}", f"{ps.yaw[i, 0]:.1f}",
                         f"{ps.yaw[i, 1]:.1f}", f"{ps.quality[i, 0]:.3f}", f"{ps.quality[i, 1]:.3f}",
-                        int(ps.no_face[i, 0]), int(ps.no_face[i, 1]), found[i, 0], found[i, 1]])
+                        int(ps.no_face[i, 0]), int(ps.no_face[i, 1]), found[i, 0], found[i, 1]]))
     written.append(out_dir / "scores.csv")
-    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2))
     written.append(out_dir / "report.json")
     try:
         from facewise.eval.plots import plot_det, plot_roc
@@ -212,7 +213,7 @@ def write_outputs(ps: PairScores, report: PairsReport, out_dir: Path, title: str
         written += [out_dir / "roc.png", out_dir / "det.png"]
     except ImportError:
         log.warning("matplotlib is not installed: no ROC/DET plots (%s)", install_hint("eval"))
-    (out_dir / "report.md").write_text(markdown(report, title))
+    write_text(out_dir / "report.md", markdown(report, title))
     written.append(out_dir / "report.md")
     return written
 

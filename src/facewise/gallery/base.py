@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from facewise.errors import CapabilityError, FacewiseError, NotFoundError, ProfileMismatchError
-from facewise.gallery.names import check_id, check_name, person_ref, person_target
+from facewise.gallery.names import check_id, check_metadata, check_name, person_ref, person_target
 from facewise.gallery.store import NewSample
 from facewise.types import Person, Sample
 
@@ -109,6 +109,8 @@ def first_k_persons(rows: Iterable[tuple[int, int, float]], k: int) -> list[tupl
 def prepare(s: NewSample, names: dict[str, str] | None = None) -> NewSample:
     """A sample with the identity rules applied: a checked ``person_id``, or a checked name (``names``: names
     already checked in this batch, so a person's every face does not check the name again)."""
+    if s.metadata is not None:
+        check_metadata(s.metadata)
     if s.person_id is not None:
         pid = check_id(s.person_id)
         return s if type(s.person_id) is int and pid == s.person_id else dataclasses.replace(s, person_id=pid)
@@ -149,7 +151,7 @@ class StoreBase:
 
     # -- persons --------------------------------------------------------------------------------
     def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
-        return self._add_person(collection, check_name(name), dict(metadata or {}))
+        return self._add_person(collection, check_name(name), dict(check_metadata(metadata)))
 
     def get_person(self, collection: str, person: str | int) -> Person:
         """The person ``person`` names. Digits are an id; a name stored before all-digit names were refused is
@@ -157,8 +159,8 @@ class StoreBase:
         ref = person_ref(person)
         try:
             return self._get_person(collection, ref)
-        except NotFoundError:
-            if isinstance(person, str) and isinstance(ref, int):
+        except NotFoundError:  # a name stored before names were NFKC-normalised is found as it was written too
+            if isinstance(person, str) and person.strip() and person.strip() != ref:
                 return self._get_person(collection, person.strip())
             raise
 

@@ -39,6 +39,7 @@ from facewise.errors import (
     install_hint,
 )
 from facewise.gallery.base import StoreBase, check_vectors, first_k_persons, first_window, templates_of
+from facewise.gallery.names import stored_metadata
 from facewise.gallery.pgsql import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -276,7 +277,7 @@ class PgVectorStore(StoreBase):
 
     def _person(self, cur: Any, row: tuple[Any, ...]) -> Person:
         n = cur.execute(self._q("SELECT COUNT(*) FROM {s}.samples WHERE person_id=%s"), (row[0],)).fetchone()[0]
-        return Person(row[0], row[1], dict(row[2]), n, _ts(row[3]))
+        return Person(row[0], row[1], stored_metadata(row[2]), n, _ts(row[3]))
 
     def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
         with self._tx() as cur:
@@ -300,7 +301,7 @@ class PgVectorStore(StoreBase):
                 "SELECT p.id, p.name, p.metadata, p.created_at, COUNT(s.id) FROM {s}.persons p "
                 "LEFT JOIN {s}.samples s ON s.person_id = p.id WHERE p.collection_id=%s "
                 "GROUP BY p.id ORDER BY p.name LIMIT %s OFFSET %s"), (cid, limit, offset)).fetchall()
-            return [Person(r[0], r[1], dict(r[2]), r[4], _ts(r[3])) for r in rows]
+            return [Person(r[0], r[1], stored_metadata(r[2]), r[4], _ts(r[3])) for r in rows]
 
     def _rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         with self._tx() as cur:
@@ -594,7 +595,7 @@ class PgVectorStore(StoreBase):
                     f"e.embedding FROM {self.schema}.samples s JOIN {self._emb(cid)} e ON e.sample_id = s.id "
                     "WHERE s.person_id=%s ORDER BY s.id", (pid,)).fetchall()
                 docs.append({
-                    "name": name, "metadata": dict(meta),
+                    "name": name, "metadata": stored_metadata(meta),
                     "samples": [{"image_sha256": s[0], "face_index": s[1], "source": s[2], "box": list(s[3]),
                                  "landmarks": list(s[4]), "quality": s[5], "yaw": s[6], "model": s[7],
                                  "embedding": to_numpy(s[8]).tolist()} for s in samples],

@@ -34,6 +34,7 @@ from facewise.gallery.crypto import (
 )
 from facewise.gallery.index import VectorIndex
 from facewise.gallery.maintenance import erase_cached_files, flush_erased
+from facewise.gallery.names import stored_metadata
 from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
 from facewise.types import Person, Sample
 
@@ -301,7 +302,7 @@ class SQLiteStore(StoreBase):
 
     def _person(self, row: tuple[Any, ...]) -> Person:
         n = self._db.execute("SELECT COUNT(*) FROM samples WHERE person_id=?", (row[0],)).fetchone()[0]
-        return Person(row[0], row[1], json.loads(row[2]), n, row[3])
+        return Person(row[0], row[1], stored_metadata(row[2]), n, row[3])
 
     def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
         with self._lock:
@@ -328,7 +329,7 @@ class SQLiteStore(StoreBase):
                 "LEFT JOIN samples s ON s.person_id = p.id WHERE p.collection_id=? "
                 "GROUP BY p.id ORDER BY p.name LIMIT ? OFFSET ?",
                 (cid, -1 if limit is None else limit, offset)).fetchall()
-            return [Person(r[0], r[1], json.loads(r[2]), r[4], r[3]) for r in rows]
+            return [Person(r[0], r[1], stored_metadata(r[2]), r[4], r[3]) for r in rows]
 
     def _rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         with self._lock:
@@ -590,7 +591,7 @@ class SQLiteStore(StoreBase):
                     "SELECT image_sha256, face_index, source, box, landmarks, quality, yaw, model, embedding "
                     "FROM samples WHERE person_id=? ORDER BY id", (pid,)).fetchall()
                 yield {
-                    "name": name, "metadata": json.loads(meta),
+                    "name": name, "metadata": stored_metadata(meta),
                     "samples": [{"image_sha256": s[0], "face_index": s[1], "source": s[2], "box": json.loads(s[3]),
                                  "landmarks": json.loads(s[4]), "quality": s[5], "yaw": s[6], "model": s[7],
                                  "embedding": self._vec(s[8], sample_aad(cid, s[0], s[1])).tolist()}

@@ -138,7 +138,9 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
             ctx.thumbnails.close()
         unlock_gallery(ctx.lock)
 
+    # redirect_slashes off: Starlette's 307 to the path without its "/" echoes the request's Host in Location
     app = _fastapi(title="facewise", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  redirect_slashes=False,
                   generate_unique_id_function=operation_id,
                   openapi_tags=[{"name": n} for n in ("collections", "persons", "faces", "recognition", "video",
                                                        "keys", "service")])

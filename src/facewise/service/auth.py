@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -27,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from facewise.errors import FacewiseError, NotFoundError
+from facewise.errors import FacewiseError, NotFoundError, ValidationError
+from facewise.gallery.names import check_collection_name, check_text
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ SCOPES = ("admin", "enroll", "recognize", "read")
 IMPLIED = {"admin": set(SCOPES), "enroll": {"enroll", "read"}, "recognize": {"recognize"}, "read": {"read"}}
 ALL = "*"
 TOKEN_PREFIX = "fw_"
+RATE_RANGE = (0.001, 100_000.0)  # a key's requests per second
+BURST_RANGE = (1, 1_000_000)  # a key's bucket size
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS service_keys(
@@ -64,21 +68,39 @@ class KeySpec:
     scopes: tuple[str, ...]
     collections: tuple[str, ...] = (ALL,)
     rate: float | None = None  # requests/second; None = the server's default
-    burst: int | None = None
+    burst: int | float | None = None  # validate() gives an int (a JSON body may say 40.0)
 
     def validate(self) -> KeySpec:
-        name = self.name.strip()
-        if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
-            raise FacewiseError("a key's name must be 1..100 printable characters")
+        """The spec as stored, or a :class:`ValidationError` (422 ``invalid_value``, exit 2) naming the rule: the
+        name follows facewise's name rules (``gallery/names.py``), each collection is a valid collection name or
+        ``*``, rate and burst are finite and inside :data:`RATE_RANGE` / :data:`BURST_RANGE`."""
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValidationError("a key's name must be 1..100 printable characters")
+        name = check_text(self.name.strip(), "key name").strip()
+        if not name or len(name) > 100:
+            raise ValidationError("a key's name must be 1..100 printable characters")
         bad = [s for s in self.scopes if s not in SCOPES]
         if bad or not self.scopes:
-            raise FacewiseError(f"scopes must be some of {', '.join(SCOPES)} (got {', '.join(bad) or 'none'})")
-        if not self.collections or any(not c.strip() for c in self.collections):
-            raise FacewiseError("a key needs at least one collection name, or *")
-        if (self.rate is not None and self.rate <= 0) or (self.burst is not None and self.burst < 1):
-            raise FacewiseError("rate must be > 0 and burst >= 1")
-        return KeySpec(name, tuple(dict.fromkeys(self.scopes)), tuple(dict.fromkeys(self.collections)),
-                       self.rate, self.burst)
+            raise ValidationError(f"scopes must be some of {', '.join(SCOPES)} (got {', '.join(bad) or 'none'})")
+        if not self.collections:
+            raise ValidationError("a key needs at least one collection name, or *")
+        collections = tuple(dict.fromkeys(c if c == ALL else check_collection_name(c) for c in self.collections))
+        return KeySpec(name, tuple(dict.fromkeys(self.scopes)), collections,
+                       _in_range("rate", self.rate, RATE_RANGE), _in_range("burst", self.burst, BURST_RANGE, True))
+
+
+def _in_range(what: str, value: object, bounds: tuple[float, float], integer: bool = False) -> Any:
+    """``value`` (None: the server's default) if it is a finite number inside ``bounds``."""
+    if value is None:
+        return None
+    lo, hi = bounds
+    shown = (f"{int(lo)}..{int(hi)}" if integer else f"{lo:g}..{hi:.0f}")
+    rule = f"{what} must be {'an integer' if integer else 'a number'} in {shown}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{rule} (got {str(value)[:40]!r})")
+    if not math.isfinite(value) or not lo <= value <= hi or (integer and value != int(value)):
+        raise ValidationError(f"{rule} (got {value!r:.40})")
+    return int(value) if integer else float(value)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from facewise.core.pipeline import Pipeline
 from facewise.errors import ConflictError, FacewiseError, NotFoundError
 from facewise.gallery.crypto import is_sealed, thumbnail_aad
 from facewise.gallery.maintenance import Erasure, ErasureHooks
+from facewise.gallery.names import check_collection_name
 from facewise.gallery.open import open_store
 from facewise.gallery.store import CollectionInfo
 from facewise.models.profiles import Profile, load_profile, profile_names
@@ -195,7 +196,7 @@ class Engines:
         prof = self.profile(profile or self.default_profile)
         if not prof.available():
             raise FacewiseError(f"profile {prof.name!r} cannot run here: its model files are missing")
-        _check_collection_name(name)
+        check_collection_name(name)
         with self._create_lock:
             if any(c.name == name for c in self.store.list_collections()):
                 raise ConflictError(f"collection {name!r} already exists")
@@ -233,12 +234,6 @@ class Engines:
             prof = self.profile(self.default_profile)
             self.store.ensure_collection("default", prof.name, prof.signature, prof.dim)
             log.info("created collection 'default' (profile %s)", prof.name)
-
-
-def _check_collection_name(name: str) -> None:
-    ok = 1 <= len(name) <= 64 and all(c.isalnum() or c in "-_." for c in name) and not name.startswith(".")
-    if not ok:
-        raise FacewiseError(f"collection name {name[:70]!r}: 1..64 letters, digits, '-', '_' or '.'")
 
 
 class Analysers:

@@ -10,7 +10,8 @@ from typing import Any
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Label values come from this fixed set only, so no client can grow /metrics: any other method name (h11 accepts
-# any token) is "other", any path no route matched is "unmatched".
+# any token) is "other", any path no route matched (or a method its route does not serve) is "unmatched"; the
+# route label is always a template of the API, never a path a client sent.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "other"
 UNMATCHED = "unmatched"
@@ -36,6 +37,8 @@ class Metrics:
         with self._lock:
             key = (method, route, str(status))
             self._count[key] = self._count.get(key, 0) + 1
+            if status == 401:  # refused for its key: counted, not timed (a key-less flood adds no histogram)
+                return
             h = self._hist.setdefault((method, route), [0.0] * (len(BUCKETS) + 2))
             i = bisect.bisect_left(BUCKETS, seconds)
             if i < len(BUCKETS):
@@ -93,7 +96,18 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")  # set by FastAPI for a matched route (its template), else absent
-            path = getattr(route, "path", None) if isinstance(getattr(route, "path", None), str) else None
-            path = path or ("/static/*" if scope["path"].startswith("/static/") else UNMATCHED)
-            self.metrics.observe(scope["method"], path, status["code"], time.perf_counter() - start)
+            self.metrics.observe(scope["method"], route_label(scope), status["code"], time.perf_counter() - start)
+
+
+def route_label(scope: MutableMapping[str, Any]) -> str:
+    """The route template that answered (``/v1/collections/{collection}``); ``unmatched`` for a path no route
+    matched and for a method the matched route does not serve (a 405: FastAPI still names the route), so the
+    series are at most one per route and method the API declares, whatever clients send."""
+    route = scope.get("route")  # set by FastAPI for a matched route, also for a partial (wrong method) match
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        methods = getattr(route, "methods", None)
+        if not methods or scope["method"] in methods or (scope["method"] == "HEAD" and "GET" in methods):
+            return path
+        return UNMATCHED
+    return "/static/*" if scope["path"].startswith("/static/") else UNMATCHED

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from facewise import __version__
 from facewise.errors import InvalidSettingError
-from facewise.service.auth import ALL, AuditEvent, KeySpec
+from facewise.service.auth import ALL, BURST_RANGE, RATE_RANGE, AuditEvent, KeySpec
 from facewise.service.deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
 from facewise.service.errors import ApiError
 from facewise.service.schemas import (
@@ -29,11 +29,15 @@ router = APIRouter(prefix="/v1", route_class=ContractRoute)
 
 
 class KeyCreate(BaseModel):
-    name: str = Field(..., max_length=100, examples=["kiosk-lobby"])
-    scopes: list[str] = Field(..., examples=[["recognize"]], description="admin, enroll, recognize, read")
-    collections: list[str] = Field(default=[ALL], examples=[["staff"]], description="collection names, or *")
-    rate: float | None = Field(None, gt=0, description="requests per second (default: the server's)")
-    burst: int | None = Field(None, ge=1, description="bucket size (default: the server's)")
+    # the rules (name, collection names, finite ranges) are KeySpec.validate's: one 422 invalid_value for every door
+    name: str = Field(..., max_length=1000, examples=["kiosk-lobby"], description="1..100 characters")
+    scopes: list[str] = Field(..., max_length=8, examples=[["recognize"]], description="admin, enroll, recognize, read")
+    collections: list[str] = Field(default=[ALL], max_length=1000, examples=[["staff"]],
+                                   description="collection names, or *")
+    rate: float | None = Field(None, description=f"requests per second in {RATE_RANGE[0]:g}..{RATE_RANGE[1]:g} "
+                                                  "(default: the server's)")
+    burst: float | None = Field(None, description=f"bucket size, an integer in {BURST_RANGE[0]}..{BURST_RANGE[1]} "
+                                                   "(default: the server's)")
 
 
 class CollectionCreate(BaseModel):

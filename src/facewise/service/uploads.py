@@ -11,20 +11,14 @@ import warnings
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
-from facewise.core.imageio import DecodedImage, decode_bytes
+from facewise.core.imageio import FORMATS, DecodedImage, decode_bytes
 from facewise.service.config import Limits
 from facewise.service.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-# Pillow plugins allowed to open an upload (no EPS/PSD/... parsers reachable from the network).
-IMAGE_FORMATS = ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM"]
-try:  # pragma: no cover - optional extra
-    import pillow_heif  # noqa: F401
-
-    IMAGE_FORMATS.append("HEIF")
-except ImportError:
-    pass
+# Pillow plugins allowed to open an upload: core/imageio's list, the one the decoder itself uses.
+IMAGE_FORMATS = list(FORMATS)
 
 CHUNK = 1024 * 1024
 

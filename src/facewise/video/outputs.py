@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from facewise.core.outfiles import InputFiles, Inputs, abandon, begin, commit, csv_row, open_output, write_bytes
 from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError, install_hint
 
 if TYPE_CHECKING:
@@ -47,30 +48,29 @@ def thumbnail_name(track_id: int) -> str:
     return f"{THUMBS}/track-{track_id:04d}.jpg"
 
 
-def save_thumbnail(out_dir: Path, track_id: int, crop_rgb: np.ndarray) -> str:
+def save_thumbnail(out_dir: Path, track_id: int, crop_rgb: np.ndarray, inputs: Inputs = ()) -> str:
     rel = thumbnail_name(track_id)
     path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(crop_rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92]):
-        raise FacewiseError(f"{path}: could not write the thumbnail")
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(crop_rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise FacewiseError(f"{path}: could not encode the thumbnail")
+    write_bytes(path, jpeg.tobytes(), inputs)
     return rel
 
 
-def write_timeline(result: VideoResult, out_dir: Path) -> tuple[Path, Path]:
-    """``timeline.json`` (everything) and ``timeline.csv`` (one row per track); written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_timeline(result: VideoResult, out_dir: Path, inputs: Inputs = ()) -> tuple[Path, Path]:
+    """``timeline.json`` (everything) and ``timeline.csv`` (one row per track, cells a spreadsheet would run as a
+    formula escaped); each written atomically, never through a link (core/outfiles.py)."""
     jpath, cpath = out_dir / TIMELINE_JSON, out_dir / TIMELINE_CSV
-    tmp = jpath.with_name(jpath.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
-    tmp.replace(jpath)
-    tmp = cpath.with_name(cpath.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with open_output(jpath, inputs, text=True) as fh:
+        fh.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+    with open_output(cpath, inputs, text=True, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
         for t in result.tracks:
-            w.writerow([t.track, t.person or "unknown", f"{t.score:.4f}", f"{t.first_ms:.1f}", f"{t.last_ms:.1f}",
-                        t.frames, t.best_frame or "", (t.expression or {}).get("dominant") or ""])
-    tmp.replace(cpath)
+            w.writerow(csv_row([t.track, t.person or "unknown", f"{t.score:.4f}", f"{t.first_ms:.1f}",
+                                f"{t.last_ms:.1f}", t.frames, t.best_frame or "",
+                                (t.expression or {}).get("dominant") or ""]))
     return jpath, cpath
 
 
@@ -136,9 +136,11 @@ class AnnotatedWriter:
     players read but browsers do not; :attr:`codec` says which one was written.
     """
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], inputs: Inputs = ()) -> None:
+        # written to a fresh temporary file beside ``path`` (never through a planted link), moved there on close
+        self.inputs = inputs if isinstance(inputs, InputFiles) else InputFiles(inputs)
+        self.target = path
+        self.path = begin(path, self.inputs, suffix=path.suffix)
         self.frames = 0
         self.codec: str | None = None
         self._av: Any = None
@@ -155,7 +157,7 @@ class AnnotatedWriter:
             log.warning("%s: no H.264 encoder (%s); writing mp4v, which browsers do not play", path, exc)
             self._av = None
         if self._av is None:
-            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(rate), size)
+            self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), float(rate), size)
             if self._cv.isOpened():
                 self.codec = "mp4v"
             else:
@@ -194,13 +196,23 @@ class AnnotatedWriter:
         self.frames += 1
 
     def close(self) -> None:
-        if self._av is not None:
-            for packet in self._stream.encode(None):
-                self._av.mux(packet)
-            self._av.close()
-            self._av = None
-        elif self._cv is not None:
-            self._cv.release()
+        try:
+            if self._av is not None:
+                for packet in self._stream.encode(None):
+                    self._av.mux(packet)
+                self._av.close()
+                self._av = None
+            elif self._cv is not None:
+                self._cv.release()
+                self._cv = None
+        except BaseException:
+            abandon(self.path)
+            raise
+        if self.ok and self.path.exists():
+            commit(self.path, self.target, self.inputs)
+            self.path = self.target
+        else:
+            abandon(self.path)
 
 
 def result_paths(out_dir: Path, opts: OutputOptions) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facewise.core.challenge import ChallengePolicy, ChallengeRun
+from facewise.core.outfiles import InputFiles
 from facewise.models.protocols import Detector
 from facewise.types import Box, Face
 from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
@@ -319,6 +320,7 @@ class _Run:
         self.challenge = proc.new_challenge()
         self.asked: tuple[str | None, bool] | None = None
         self.writer: AnnotatedWriter | None = None
+        self.inputs = InputFiles([reader.name])  # an output never overwrites the video it reads
         if outputs is not None:
             outputs.out_dir.mkdir(parents=True, exist_ok=True)
             self.result.outputs = result_paths(outputs.out_dir, outputs)
@@ -327,7 +329,7 @@ class _Run:
                 src_fps = info.fps or 30.0
                 out_fps = d.fps if d.fps is not None else src_fps / d.stride
                 self.writer = AnnotatedWriter(outputs.out_dir / outputs.video_name, min(out_fps, src_fps),
-                                              (info.width, info.height))
+                                              (info.width, info.height), self.inputs)
 
     # -- per frame --------------------------------------------------------------------------------
     def process(self, frame: Frame) -> None:
@@ -482,7 +484,7 @@ class _Run:
             best_box=best.face.box.as_list() if best else None,
             best_quality=round(best.face.quality.score, 3) if best else None)
         if best is not None and self.outputs is not None and self.outputs.thumbnails:
-            summary.best_frame = save_thumbnail(self.outputs.out_dir, tr.id, best.crop)
+            summary.best_frame = save_thumbnail(self.outputs.out_dir, tr.id, best.crop, self.inputs)
         ex = self.expressions.pop(tr.id, None)
         if ex is not None:
             summary.expression = ex.to_dict()
@@ -507,4 +509,4 @@ class _Run:
         if self.writer is not None:
             self.writer.close()
         if self.outputs is not None and self.outputs.timeline:
-            write_timeline(self.result, self.outputs.out_dir)
+            write_timeline(self.result, self.outputs.out_dir, self.inputs)

@@ -214,7 +214,12 @@ function timelineLinks(job) {
   const base = (job.filename || "video").replace(/\.[^.]*$/, "");
   const json = new Blob([JSON.stringify(r, null, 1)], { type: "application/json" });
   const cols = ["track", "person", "score", "first_ms", "last_ms", "frames"];
-  const q = (v) => { const s = v === null || v === undefined ? "" : String(v); return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
+  // a cell a spreadsheet would run as a formula (= + - @ tab CR first) gets a leading quote, as core/outfiles.py does
+  const q = (v) => {
+    let s = v === null || v === undefined ? "" : String(v);
+    if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
   const csv = new Blob([[cols.join(","), ...r.tracks.map((t) => cols.map((c) => q(t[c])).join(","))].join("\n") + "\n"],
     { type: "text/csv" });
   for (const [id, blob, ext] of [["#timeline-json", json, "json"], ["#timeline-csv", csv, "csv"]]) {
