@@ -45,3 +45,16 @@ def test_cli_refuses_a_reserved_name_with_one_clear_line(tmp_path, knn):
                        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert r.returncode == 2 and "reserved" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not db.exists()  # refused before anything was opened
+
+
+def test_zero_width_joiners_are_kept_where_a_script_spells_with_them() -> None:
+    """Persian and Indic names use ZWNJ/ZWJ between letters; between Latin letters, or at an edge, they only hide
+    a difference between two names and are refused."""
+    from facewise.errors import InvalidNameError
+    from facewise.gallery.names import check_name
+
+    for name in ("می\u200cخواهم", "क्\u200dष"):
+        assert check_name(name) == name
+    for name in ("Ob\u200cama", "\u200cAli", "Ali\u200d", "Ali\u200bBaba"):
+        with pytest.raises(InvalidNameError):
+            check_name(name)

@@ -84,15 +84,22 @@ def check_target(path: str | os.PathLike[str], inputs: Inputs = ()) -> Path:
     return path
 
 
+def _umask() -> int:
+    current = os.umask(0o077)
+    os.umask(current)
+    return current
+
+
 def begin(path: str | os.PathLike[str], inputs: Inputs = (), suffix: str = "", mode: int = 0o644) -> Path:
     """A fresh temporary file beside ``path`` (created exclusively, never through a link), after checking
     ``path`` may be written; :func:`commit` puts it in place, :func:`abandon` removes it. ``suffix`` keeps the
-    extension a writer may read its format from; ``mode`` is the file's permissions."""
+    extension a writer may read its format from; ``mode`` is the file's permissions, less the process umask (as
+    ``open`` would make them: the CLI's owner-only default holds for outputs too)."""
     target = check_target(path, inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
     try:
-        os.fchmod(fd, mode)
+        os.fchmod(fd, mode & ~_umask())
     finally:
         os.close(fd)
     return Path(tmp)

@@ -66,14 +66,30 @@ def skeleton(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_CONFUSABLE).casefold()
 
 
+_JOINERS = (0x200C, 0x200D)  # zero-width non-joiner / joiner: part of Persian, Indic, Sinhala... spellings
+
+
+def _joins(text: str, i: int) -> bool:
+    """A zero-width (non-)joiner between two letters (or marks) of a script that uses it: not Latin, Cyrillic or
+    Greek, where it only hides a difference between two names."""
+    if not 0 < i < len(text) - 1:
+        return False
+    around = (text[i - 1], text[i + 1])
+    return all((c.isalpha() or unicodedata.category(c) in ("Mn", "Mc")) and not c.isascii() and _script(c) is None
+               for c in around)
+
+
 def check_text(value: str, what: str) -> str:
     """The character rules every name in facewise follows (a person's, an API key's): NFKC-normalised; no control,
-    bidi-override, invisible format (category Cf: zero-width spaces, tags, marks), separator or private-use
+    bidi-override, invisible format (category Cf: zero-width spaces, tags, marks; a zero-width (non-)joiner only
+    between two letters of a script that spells with it, as Persian and Indic names do), separator or private-use
     character; no word mixing Latin letters with Cyrillic or Greek ones (``unknоwn`` with a Cyrillic ``о``)."""
     text = unicodedata.normalize("NFKC", value)
     shown = f"{value[:40]!r}" + ("…" if len(value) > 40 else "")
-    for c in text:
+    for i, c in enumerate(text):
         o = ord(c)
+        if o in _JOINERS and _joins(text, i):
+            continue
         if o < 32 or 0x7F <= o < 0xA0 or 0xD800 <= o <= 0xDFFF:
             raise InvalidNameError(f"{what} {shown}: control character or lone surrogate U+{o:04X}")
         if o in _BIDI:
