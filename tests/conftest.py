@@ -19,6 +19,20 @@ LFW = DATA / "lfw"
 SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "facewise-screenshots")
 
 
+SHARED_PATHS = {"data": DATA, "models": MODELS, "knn": KNN, "lfw": LFW}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared(*what): needs the shared data or models (data, models, knn, lfw); "
+                                       "skipped, naming the missing folder, on a machine without them")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("shared"):
+        for what in mark.args or ("data", "models"):
+            need(SHARED_PATHS[what])
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (set FACEWISE_DATA / FACEWISE_MODEL_PATH)")

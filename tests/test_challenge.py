@@ -112,6 +112,7 @@ def test_replayed_turns_fail_on_the_passive_score(fast_pipeline, analyzer) -> No
     assert not res["passed"] and "passive" in res["reason"], res
 
 
+@pytest.mark.shared("models")
 def test_cli_challenge_on_a_missing_video_is_a_clear_error(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "facewise.cli", "challenge", str(tmp_path / "none.mp4")],
                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)

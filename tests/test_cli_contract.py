@@ -156,6 +156,7 @@ def test_corrupt_image_exits_3_in_every_image_command(gallery: Path, bad_jpg: Pa
 
 
 # -- recognition --------------------------------------------------------------------------------------------
+@pytest.mark.shared
 def test_enroll_contract(tmp_path: Path) -> None:
     new = tmp_path / "new.db"  # enrol creates the gallery (documented), and refuses a two-face photo
     r = cli("enroll", "--name", "pair", KNN.parent / "two_people.jpg", "--db", new, "--json")
@@ -232,6 +233,7 @@ def test_verify_contract(gallery: Path, tmp_path: Path) -> None:
     failed(cli("verify", obama, "--json"), 2, "invalid_value")
 
 
+@pytest.mark.shared
 def test_require_live_without_the_model_is_exit_4(tmp_path: Path) -> None:
     env = {**os.environ, "FACEWISE_MODEL_PATH": str(tmp_path), "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
     r = subprocess.run([sys.executable, "-m", "facewise.cli", "verify", str(KNN / "test" / "obama1.jpg"),
@@ -241,6 +243,7 @@ def test_require_live_without_the_model_is_exit_4(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["error"]["code"] == "model_not_found" and "minifasnet" in r.stderr
 
 
+@pytest.mark.shared
 def test_detect_and_analyze_contract(tmp_path: Path) -> None:
     img = KNN / "test" / "kit_with_rose.jpg"
     r = cli("detect", img, "--json")
@@ -283,6 +286,7 @@ def test_threshold_export_import(gallery: Path, tmp_path: Path, bad_jpg: Path) -
     usage("import")
 
 
+@pytest.mark.shared
 def test_demo_contract(tmp_path: Path, bad_jpg: Path) -> None:
     r = cli("demo", "--train", KNN / "train", "--test", KNN / "test" / "obama1.jpg", "--out", tmp_path / "d")
     assert r.exit_code == 0, r.stderr
@@ -334,6 +338,7 @@ def test_people_contract(copy: Path, tmp_path: Path) -> None:
 
 
 # -- models -----------------------------------------------------------------------------------------------
+@pytest.mark.shared
 def test_models_contract() -> None:
     got = rows(cli("models", "list", "--json"))
     kinds = {x["kind"] for x in got}
@@ -384,6 +389,7 @@ def test_doctor_encrypt_retention(copy: Path, tmp_path: Path, bad_jpg: Path) -> 
 
 
 # -- scale: index and cluster -----------------------------------------------------------------------------
+@pytest.mark.shared
 def test_index_and_cluster(tmp_path: Path, bad_jpg: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -437,6 +443,7 @@ def pairs_csv(work: Path) -> Path:
     return path
 
 
+@pytest.mark.shared
 def test_eval_pairs_and_degrade(pairs_csv: Path, tmp_path: Path) -> None:
     r = cli("eval", "pairs", "--pairs", pairs_csv, "--format", "csv", "--n-boot", "10", "--cache", tmp_path,
             "--json")
@@ -461,6 +468,7 @@ def test_eval_pairs_and_degrade(pairs_csv: Path, tmp_path: Path) -> None:
     usage("eval", "degrade")
 
 
+@pytest.mark.shared
 def test_eval_identify_fidelity_calibrate(tmp_path: Path, bad_jpg: Path) -> None:
     r = cli("eval", "identify", KNN / "train", "--cache", tmp_path, "--json")
     assert r.exit_code == 0, r.stderr
@@ -558,6 +566,7 @@ def test_serve_starts_and_stops(tmp_path: Path) -> None:
 
 
 # -- the Python API takes PIL images ----------------------------------------------------------------------
+@pytest.mark.shared
 def test_api_takes_pil_images_with_exif_orientation(tmp_path: Path) -> None:
     from PIL import Image
 

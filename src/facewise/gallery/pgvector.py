@@ -2,18 +2,17 @@
 
 Layout (inside one PostgreSQL schema, ``facewise`` by default):
 
-* ``schema_version`` — applied migrations (one row per version); ``MIGRATIONS`` run in order, each in
-  its own transaction, under an advisory lock so concurrent processes migrate once.
+* ``schema_version`` — applied migrations; ``MIGRATIONS`` run in order, each in its own transaction, under an
+  advisory lock so concurrent processes migrate once.
 * ``collections``, ``persons``, ``samples``, ``templates`` — as in the embedded SQLite gallery.
-* ``emb_<collection id>`` — one table per collection: ``sample_id`` (→ samples, cascade), ``person_id``
-  and ``embedding vector(dim)`` (or ``halfvec(dim)``: half the size, for large galleries), with an HNSW
-  index (``vector_cosine_ops`` / ``halfvec_cosine_ops``) built when the collection reaches
-  ``index_min_rows`` (HNSW on a small table is slower than the exact scan).
+* ``emb_<collection id>`` — one table per collection: ``sample_id`` (→ samples, cascade), ``person_id`` and
+  ``embedding vector(dim)`` (or ``halfvec(dim)``: half the size), with an HNSW index (``vector_cosine_ops`` /
+  ``halfvec_cosine_ops``) built once the collection reaches ``index_min_rows`` (exact scans win below it).
 
-Every write is one transaction; a batch of samples is a few statements whatever its size (vectors by binary
-``COPY``, see :mod:`.pgsql`). Search returns the best ``k`` distinct persons: one statement per batch of queries
-asks for ``k * 8 + 16`` nearest samples each (widening while too few distinct persons come back), with the
-collection's ``hnsw.ef_search`` and iterative index scan (``relaxed_order`` unless its settings say otherwise).
+Every write is one transaction; a batch of samples is a few statements (vectors by binary ``COPY``, :mod:`.pgsql`).
+Search returns the best ``k`` distinct persons: one statement per batch of queries asks for ``k * 8 + 16`` nearest
+samples each (widening while too few persons come back), with the collection's ``hnsw.ef_search`` and iterative
+index scan (``relaxed_order`` unless its settings say otherwise).
 """
 
 from __future__ import annotations
@@ -61,7 +60,6 @@ ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")  # hnsw.iterative_sca
 _LOCK_KEY = 0x6661636577697365  # "facewise": advisory lock for migrations and DDL
 
 
-
 def _ts(value: Any) -> str:
     return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
 
@@ -85,7 +83,6 @@ class PgVectorStore(StoreBase):
         rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
         dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         return cls(dsn, schema=ours.get("schema", "facewise"), halfvec=ours.get("halfvec") in ("1", "true"))
-
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann"})
 
