@@ -1,4 +1,4 @@
-"""Hostile load: replay the attacks of issue 13 against a real ``facewise serve``, a fresh server per attack.
+"""Hostile load: replay the attacks of issues 13 and 25 against a real ``facewise serve``, a fresh server per attack.
 
     python bench/hostile.py                     # every attack, a table on stdout
     python bench/hostile.py --only storm --json out.json
@@ -6,8 +6,10 @@
 Per attack: the server's answer (status codes, error codes), its memory growth (``VmHWM`` after the attack minus
 ``VmRSS`` after warm-up, from ``/proc/<pid>/status``), the size of ``/metrics``, whether everything stored before
 is still there (the persons and their faces through the API, then ``facewise doctor`` on the file) and, for the
-collage storm, another key's p95 identify latency (>= 100 calls) against its idle p95 on the same server.
-Goals: growth <= 512 MB, p95 <= 3x idle, /metrics < 100 KB, nothing lost.
+collage storm, another key's p95 identify latency (>= 100 calls) against its idle p95 on the same server, and
+whether the attack needed a key at all (the key-less column). Goals: growth <= 512 MB, p95 <= 3x idle, /metrics
+< 100 KB, nothing lost; for ``slowjob`` also: each job stops within 5 s of its cancel or deadline; for ``conns``:
+every held connection is closed by the server and a real request answers afterwards.
 
 Attacks:
 * methods:  random HTTP method names and paths, no key;
@@ -16,6 +18,19 @@ Attacks:
 * json:     a 200 MiB JSON body sent chunked (no Content-Length), and one declaring 321 MiB;
 * queue:    40 video jobs from 4 keys, then every job cancelled (no upload may stay on disk);
 * storm:    one key sends a 96-face collage to identify, 6 at a time, while another key identifies a portrait.
+* body:     (issue 25) no key, bodies the gate must refuse before reading them: a 24 MiB ``[[],[],...]`` JSON
+            body to ``PATCH /v1/collections/identify``, three 32 MiB ones at once, three 100 MiB multipart video
+            uploads at once; ``/healthz`` is timed meanwhile;
+* slowjob:  1080p videos of 20 000 skip frames (one P-frame muxed again and again) at 0.01 fps: one job cancelled
+            while it decodes, one past ``--job-timeout 10``, one MKV hiding its length past ``--max-video-seconds``;
+* polyglot: three enrolments at once, each 20 TIFF/FLI polyglots (a 1x1 TIFF that is also a 6000x6000 FLI);
+* pages:    a TIFF of 65 536 one-pixel pages, to detect and to an enrolment;
+* annotated: 4 video jobs of the Hamilton clip from 2 keys, each writing its annotated video, all downloaded;
+* conns:    no key, 100 half-sent request heads and 300 idle connections against the default limits (10 s for a
+            head, 200 connections): all closed by the server, a real request answers afterwards;
+* deepmeta: person metadata nested 260 levels and 20 levels, then a row stored so by an older version, and
+            every listing of the persons;
+* metrics:  ~700 key-less requests over every route of the schema and 7 methods, a third with a trailing slash.
 * limit:    (only with --only limit) two 4600x4800 WebPs in one enrolment, just inside the limits: the cost of
             an image at the per-image decode limit.
 """
@@ -27,6 +42,8 @@ import io
 import json
 import os
 import random
+import socket
+import sqlite3
 import string
 import subprocess
 import sys
@@ -50,6 +67,8 @@ GROUP = DATA / "detection" / "examples" / "faces" / "bald_guys.jpg"
 CLIP = DATA / "video" / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
 PEOPLE = ["Aaron_Peirsol", "Abdullah_Gul", "Adrien_Brody", "Alejandro_Toledo", "Alvaro_Uribe"]
 GROWTH_MB, SLOWDOWN, METRICS_KB = 512, 3.0, 100
+STOP_S = 5.0  # a cancelled or timed-out job must end within this many seconds
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the hostile files are built there
 
 
 # -- a fresh server ---------------------------------------------------------------------------------------
@@ -364,21 +383,420 @@ def attack_livestorm(server: Server, calls: int, idle: list[float]) -> dict[str,
     return _measure_under(server, storm, stop, answers, calls, idle)
 
 
+# -- issue 25: the gate, the connection limits, hostile files and jobs ------------------------------------
+def _port(server: Server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def _head(method: str, path: str, headers: dict[str, str]) -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+
+
+def _status_line(data: bytes) -> str:
+    """``"401 unauthorized"`` from a raw answer (its status and error code), or what happened instead."""
+    if not data:
+        return "closed, no answer"
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()[1].decode()
+    try:
+        return f"{status} {json.loads(body)['error']['code']}"
+    except (ValueError, KeyError, TypeError):
+        return status
+
+
+def _send_body(server: Server, method: str, path: str, headers: dict[str, str], parts: Iterator[bytes],
+               size: int) -> dict[str, Any]:
+    """Send a head declaring ``size`` bytes, then the body while reading the answer; returns the answer and how
+    much of the body had been sent when the answer came (the server never read more than that)."""
+    s = socket.create_connection(("127.0.0.1", _port(server)), timeout=60)
+    s.sendall(_head(method, path, {**headers, "Content-Length": str(size)}))
+    sent = [0, 0]  # all sent, sent before the answer
+    answered = threading.Event()
+
+    def feed() -> None:
+        try:
+            for part in parts:
+                s.sendall(part)
+                sent[0] += len(part)
+                if not answered.is_set():
+                    sent[1] = sent[0]
+        except OSError:  # the server answered and closed: what we were still sending is refused
+            pass
+
+    sender = threading.Thread(target=feed, daemon=True)
+    t0 = time.perf_counter()
+    sender.start()
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    answered.set()
+    seconds = time.perf_counter() - t0
+    s.close()  # stops the sender too
+    sender.join(30)
+    return {"answer": _status_line(data), "seconds": seconds, "sent_before_answer": sent[1], "sent": sent[0]}
+
+
+def _json_lists(size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """``[[],[],...]`` of ``size`` bytes, a MiB at a time."""
+    yield b"["
+    left = size - 2
+    piece = b"[]," * (chunk // 3)
+    while left > 0:
+        part = piece[:left]
+        if len(part) == left and part.endswith(b","):
+            part = part[:-1] + b" "
+        yield part
+        left -= len(part)
+    yield b"]"
+
+
+def _multipart(size: int, chunk: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+    head = b'--hostile\r\nContent-Disposition: form-data; name="video"; filename="a.mp4"\r\n\r\n'
+    tail = b"\r\n--hostile--\r\n"
+
+    def parts() -> Iterator[bytes]:
+        yield head
+        left = size
+        while left > 0:
+            yield b"\0" * min(chunk, left)
+            left -= chunk
+        yield tail
+
+    return len(head) + size + len(tail), parts()
+
+
+def attack_body(server: Server) -> dict[str, Any]:
+    """No key; bodies declared with their length and then sent in full while the answer is awaited."""
+    stop = threading.Event()
+    health: list[float] = []
+
+    def poll_health() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            while not stop.is_set():
+                t = time.perf_counter()
+                c.get("/healthz").raise_for_status()
+                health.append(time.perf_counter() - t)
+                time.sleep(0.2)
+
+    json_head = {"Content-Type": "application/json"}
+
+    def lists(mib: int) -> dict[str, Any]:
+        return _send_body(server, "PATCH", "/v1/collections/identify", json_head, _json_lists(mib << 20),
+                          mib << 20)
+
+    def upload(mib: int) -> dict[str, Any]:
+        size, parts = _multipart(mib << 20)
+        return _send_body(server, "POST", "/v1/collections/default/videos",
+                          {"Content-Type": "multipart/form-data; boundary=hostile"}, parts, size)
+
+    poller = threading.Thread(target=poll_health, daemon=True)
+    poller.start()
+    try:
+        results = [lists(24)]
+        with ThreadPoolExecutor(3) as pool:
+            results += list(pool.map(lists, [32] * 3))
+            results += list(pool.map(upload, [100] * 3))
+    finally:
+        stop.set()
+        poller.join()
+    sent = sum(r["sent_before_answer"] for r in results)
+    declared = (24 + 3 * 32 + 3 * 100) << 20
+    return {"answer": _codes([r["answer"] for r in results]), "requests": len(results),
+            "upload": "24 MiB [[],...] JSON; 3 x 32 MiB at once; 3 x 100 MiB multipart video uploads at once",
+            "sent_before_answers_mib": sent / (1 << 20), "declared_mib": declared / (1 << 20),
+            "slowest_answer_s": max(r["seconds"] for r in results),
+            "healthz_max_ms": 1000 * max(health, default=float("nan")), "healthz_calls": len(health)}
+
+
+def _repeated_frames(path: Path, frames: int, size: tuple[int, int], step: int, den: int, rate: int) -> Path:
+    """``frames`` frames ``step``/``den`` s apart: a key frame, then one P-frame's packet muxed again and again
+    (as tests/test_video_job_limits.py does); ``rate`` is what the stream declares (an MKV at 1000 fps reads as
+    having no usable length)."""
+    import fractions
+
+    import av
+
+    tb = fractions.Fraction(1, den)
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt, s.time_base = w, h, "yuv420p", tb
+        s.options = {"preset": "ultrafast"}
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, : w // 2] = 200
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        packets = []
+        for i in range(2):
+            frame.pts, frame.time_base = i * step, tb
+            packets += list(s.encode(frame))
+        packets += list(s.encode())
+        packets[0].stream = s
+        c.mux(packets[0])
+        data = bytes(packets[1])
+        for i in range(1, frames):
+            p = av.Packet(data)
+            p.pts = p.dts = i * step
+            p.time_base, p.stream = tb, s
+            c.mux(p)
+    return path
+
+
+def _job(c: httpx.Client, job_id: str) -> dict[str, Any]:
+    return c.get(f"/v1/jobs/{job_id}").json()
+
+
+def _wait_job(c: httpx.Client, job_id: str, timeout: float, states: tuple[str, ...] = ("done", "failed",
+                                                                                        "cancelled")) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := _job(c, job_id))["state"] not in states and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return job
+
+
+SLOWJOB_TIMEOUT, SLOWJOB_MAX_SECONDS = 10, 10
+
+
+def attack_slowjob(server: Server, calls: int, idle: list[float]) -> dict[str, Any]:
+    """1080p skip frames at 0.01 fps: a cancel during decoding, the job deadline, the length limit on a file that
+    hides its length; another key's identify measured meanwhile."""
+    dense = _repeated_frames(server.folder / "dense.mp4", 20_000, (1920, 1080), 3, 10_000, 30)  # 6 s long
+    hidden = _repeated_frames(server.folder / "hidden.mkv", 1800, (1920, 1080), 33, 1000, 1000)  # 60 s, no length
+    key = server.new_key("slowjob", ["recognize"])
+    stop = threading.Event()
+    answers: list[httpx.Response | str] = []
+    found: dict[str, Any] = {}
+
+    def submit(c: httpx.Client, clip: Path) -> str:
+        r = c.post("/v1/collections/default/videos", files={"video": (clip.name, clip.read_bytes())},
+                   data={"fps": "0.01"})
+        answers.append(r)
+        r.raise_for_status()
+        return str(r.json()["id"])
+
+    def storm() -> None:
+        with server.client(key) as c:
+            cancelled, late = submit(c, dense), submit(c, dense)
+            _wait_job(c, cancelled, 60, ("running",))
+            time.sleep(3)  # its one kept frame is behind it: only the per-frame check can see the cancel
+            t = time.perf_counter()
+            answers.append(c.delete(f"/v1/jobs/{cancelled}"))
+            job = _wait_job(c, cancelled, 120)
+            found["cancel"] = (job["state"], time.perf_counter() - t)
+            job = _wait_job(c, late, SLOWJOB_TIMEOUT + 120)
+            found["timeout"] = (job["state"], (job["error"] or {}).get("code"), _ran(job))
+            job = _wait_job(c, submit(c, hidden), SLOWJOB_TIMEOUT + 120)
+            found["length"] = (job["state"], (job["error"] or {}).get("code"), _ran(job))
+        answers.extend(f"job {f[0]} {f[1]}" for f in (found["timeout"], found["length"]))
+        answers.append(f"job {found['cancel'][0]}")
+
+    result = _measure_under(server, storm, stop, answers, calls, idle)
+    result["upload"] = (f"{dense.stat().st_size} B (20000 frames, 6 s), {hidden.stat().st_size} B "
+                        f"(1800 frames, 60 s, length hidden)")
+    result["cancel_s"] = found["cancel"][1]
+    result["timeout_run_s"] = found["timeout"][2]
+    result["length_run_s"] = found["length"][2]
+    result["stopped"] = (found["cancel"][0] == "cancelled" and found["cancel"][1] <= STOP_S
+                         and found["timeout"][1] == "job_timeout" and found["timeout"][2] <= SLOWJOB_TIMEOUT + STOP_S
+                         and found["length"][1] == "video_too_large")
+    result["files_left"] = len([p for p in (server.folder / "gallery.db.jobs").glob("*") if p.suffix == ".video"])
+    return result
+
+
+def _ran(job: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    if not job.get("started_at") or not job.get("finished_at"):
+        return float("nan")
+    return (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+
+
+def _hostile_files() -> Any:
+    import hostile_files
+
+    return hostile_files
+
+
+def attack_polyglot(server: Server, concurrent: int = 3, files: int = 20) -> dict[str, Any]:
+    poly = _hostile_files().tiff_fli_polyglot(6000)
+    with server.client() as c:
+        pid = c.post("/v1/collections/default/persons", json={"name": "poly target"}).json()["id"]
+
+    def one(_: int) -> httpx.Response:
+        with server.client() as c:
+            return c.post(f"/v1/collections/default/persons/{pid}/faces",
+                          files=[("files", (f"p{i}.tif", poly)) for i in range(files)])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrent) as pool:
+        answers = list(pool.map(one, range(concurrent)))
+    seconds = time.perf_counter() - t0
+    with server.client() as c:
+        detect = c.post("/v1/detect", files={"image": ("p.tif", poly)})
+        width = detect.json().get("image", {}).get("width") if detect.status_code == 200 else None
+        c.delete(f"/v1/collections/default/persons/{pid}")
+    return {"answer": _codes([*answers, detect]), "requests": concurrent + 1,
+            "upload": f"{files} x {len(poly)} B", "enrol_s": seconds, "decoded_width": width,
+            "fli_decoded": any("6000" in r.text for r in answers)}
+
+
+def attack_pages(server: Server, pages: int = 65536) -> dict[str, Any]:
+    bomb = _hostile_files().many_page_tiff(pages)
+    answers, seconds = [], []
+    with server.client() as c:
+        pid = c.post("/v1/collections/default/persons", json={"name": "pages target"}).json()["id"]
+        for path, files in (("/v1/detect", {"image": ("pages.tif", bomb)}),
+                            (f"/v1/collections/default/persons/{pid}/faces", [("files", ("pages.tif", bomb))])):
+            t = time.perf_counter()
+            answers.append(c.post(path, files=files))
+            seconds.append(time.perf_counter() - t)
+        c.delete(f"/v1/collections/default/persons/{pid}")
+    return {"answer": _codes(answers), "requests": 2, "upload": f"{pages} pages, {len(bomb)} B",
+            "slowest_s": max(seconds)}
+
+
+def attack_annotated(server: Server, keys: int = 2, per_key: int = 2) -> dict[str, Any]:
+    clip = CLIP.read_bytes()
+    tokens = [server.new_key(f"video{i}", ["recognize"]) for i in range(keys)]
+    answers: list[httpx.Response | str] = []
+    jobs = []
+    for i in range(keys * per_key):
+        with server.client(tokens[i % keys]) as c:
+            r = c.post("/v1/collections/default/videos", files={"video": ("clip.mp4", clip)})
+            answers.append(r)
+            if r.status_code == 202:
+                jobs.append((tokens[i % keys], r.json()["id"]))
+    sizes = []
+    for token, job_id in jobs:
+        with server.client(token) as c:
+            job = _wait_job(c, job_id, 600)
+            answers.append(f"job {job['state']}")
+            if job["annotated_video"]:
+                with c.stream("GET", f"/v1/jobs/{job_id}/video") as r:
+                    sizes.append(sum(len(b) for b in r.iter_bytes()))
+    return {"answer": _codes(answers), "requests": len(jobs), "upload": f"4 x {len(clip)} B at 5 fps",
+            "annotated_videos": len(sizes), "annotated_bytes": sizes}
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def attack_conns(server: Server, half: int = 100, idle: int = 300, wait: float = 60) -> dict[str, Any]:
+    """No key: ``half`` request heads that never end and ``idle`` connections that send nothing, against the
+    default limits; the server must close every one, and answer a real request afterwards."""
+    import selectors
+
+    assert server.proc is not None
+    before = _fds(server.proc.pid)
+    held = []
+    for _ in range(half):
+        s = socket.create_connection(("127.0.0.1", _port(server)), timeout=30)
+        s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        held.append(s)
+    for _ in range(idle):
+        held.append(socket.create_connection(("127.0.0.1", _port(server)), timeout=30))
+    t0 = time.perf_counter()
+    time.sleep(1)
+    peak_fds = _fds(server.proc.pid) - before
+    try:
+        during = str(httpx.get(server.url + "/healthz", timeout=30).status_code)
+    except httpx.HTTPError as exc:
+        during = f"closed ({type(exc).__name__})"
+    sel = selectors.DefaultSelector()
+    for s in held:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    closed, last = 0, 0.0
+    while closed < len(held) and time.perf_counter() - t0 < wait:
+        for sk, _ in sel.select(timeout=1):
+            s = sk.fileobj
+            try:
+                data = s.recv(65536)  # type: ignore[union-attr]
+            except (ConnectionResetError, BlockingIOError):
+                data = b""
+            if not data:
+                sel.unregister(s)
+                closed += 1
+                last = time.perf_counter() - t0
+    for s in held:
+        s.close()
+    sel.close()
+    with server.client(server.keys["tenant"]) as c:
+        after = c.post("/v1/collections/default/identify", files={"image": ("p.jpg", _portrait(PEOPLE[0]))})
+    return {"answer": _codes([after]), "requests": half + idle, "held": len(held), "closed_by_server": closed,
+            "all_closed_s": last, "peak_fds": peak_fds, "healthz_while_held": during,
+            "stopped": closed == len(held) and after.status_code == 200}
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        doc = {"a": doc}
+    return doc
+
+
+def attack_deepmeta(server: Server, levels: int = 260) -> dict[str, Any]:
+    answers: list[httpx.Response | str] = []
+    with server.client() as c:
+        answers.append(c.post("/v1/collections/default/persons", json={"name": "Deep One",
+                                                                        "metadata": _deep(levels)}))
+        # under the body's JSON depth limit (32), over the metadata's (8): the gallery's own check answers
+        answers.append(c.post("/v1/collections/default/persons", json={"name": "Deep Two", "metadata": _deep(20)}))
+        # a row an older version stored
+        with sqlite3.connect(server.db) as db:
+            cid = db.execute("SELECT id FROM collections WHERE name='default'").fetchone()[0]
+            old = db.execute("INSERT INTO persons(collection_id, name, metadata, created_at) VALUES(?,?,?,?)",
+                             (cid, "Old Deep", json.dumps(_deep(levels)), "2024-01-01T00:00:00+00:00")).lastrowid
+        db.close()
+        listing = c.get("/v1/collections/default/persons", params={"limit": 500})
+        one = c.get(f"/v1/collections/default/persons/{old}")
+        answers += [listing, one, c.delete(f"/v1/collections/default/persons/{old}")]
+    reads = "invalid_metadata" in one.text and any("invalid_metadata" in (p.get("metadata") or {})
+                                                   for p in listing.json().get("items", []))
+    return {"answer": _codes(answers), "requests": len(answers), "old_row_reads_invalid": reads, "stopped": reads,
+            "upload": f"metadata {levels} and 20 levels deep, then an old row of {levels} listed"}
+
+
+def attack_metrics(server: Server, n: int = 700) -> dict[str, Any]:
+    import re
+
+    with server.client() as c:
+        paths = [re.sub(r"\{[^}]+\}", "x1", p) for p in c.get("/openapi.json").json()["paths"]]
+    answers = []
+    with httpx.Client(base_url=server.url, timeout=30) as anon:
+        while len(answers) < n:
+            for p in paths:
+                for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"):
+                    answers.append(anon.request(m, p + ("/" if len(answers) % 3 == 0 else "")))
+    return {"answer": _codes(answers), "requests": len(answers), "upload": f"{len(paths)} paths x 7 methods"}
+
+
 # -- the run ----------------------------------------------------------------------------------------------
-ATTACKS = ("methods", "webp", "video", "json", "queue", "storm", "livestorm")
+ATTACKS = ("methods", "webp", "video", "json", "queue", "storm", "livestorm", "body", "slowjob", "polyglot", "pages",
+           "annotated", "conns", "deepmeta", "metrics")
 EXTRA = ("limit",)  # run with --only
+KEYLESS = {"methods", "body", "conns", "metrics"}  # attacks that need no key at all
+MEASURED = {"storm", "livestorm", "slowjob"}  # another key's identify is timed, idle and under the attack
+SERVER_ARGS = {"slowjob": ("--job-timeout", str(SLOWJOB_TIMEOUT), "--max-video-seconds", str(SLOWJOB_MAX_SECONDS))}
 
 
 def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     folder = root / name
     folder.mkdir()
-    server = Server(folder).start()
+    server = Server(folder).start(*SERVER_ARGS.get(name, ()))
     try:
         # the measuring tenant's own rate limit is raised: at the default 10/s its 100 back-to-back identify calls
         # (a few ms each) would be throttled, which measures the limiter, not the attack
         server.new_key("tenant", ["recognize"], rate=1000)
         before = warm_up(server)
-        idle = _latencies(server, server.keys["tenant"], args.calls) if name in ("storm", "livestorm") else []
+        idle = _latencies(server, server.keys["tenant"], args.calls) if name in MEASURED else []
         warm = server.memory()["VmRSS"]
         t0 = time.perf_counter()
         attacks: dict[str, Callable[[], dict[str, Any]]] = {
@@ -390,8 +808,17 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "storm": lambda: attack_storm(server, args.calls, idle),
             "livestorm": lambda: attack_livestorm(server, args.calls, idle),
             "limit": lambda: attack_limit(server),
+            "body": lambda: attack_body(server),
+            "slowjob": lambda: attack_slowjob(server, args.calls, idle),
+            "polyglot": lambda: attack_polyglot(server),
+            "pages": lambda: attack_pages(server),
+            "annotated": lambda: attack_annotated(server),
+            "conns": lambda: attack_conns(server),
+            "deepmeta": lambda: attack_deepmeta(server),
+            "metrics": lambda: attack_metrics(server),
         }
         result = attacks[name]()
+        result["keyless"] = name in KEYLESS
         result["seconds"] = time.perf_counter() - t0
         result["growth_mb"] = (server.memory()["VmHWM"] - warm) / 1024
         result["metrics_kb"] = len(httpx.get(server.url + "/metrics", timeout=60).content) / 1024
@@ -404,20 +831,44 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     result["doctor"] = "clean" if doctor.returncode == 0 else f"exit {doctor.returncode}"
     result["met"] = (result["growth_mb"] <= GROWTH_MB and result["metrics_kb"] < METRICS_KB and result["kept"]
                      and result["doctor"] == "clean" and result.get("slowdown", 0) <= SLOWDOWN
-                     and result.get("files_left", 0) == 0)
+                     and result.get("files_left", 0) == 0 and result.get("stopped", True))
     return result
 
 
+def _note(r: dict[str, Any]) -> str:
+    """The attack's own findings, after its answer."""
+    notes = []
+    if "sent_before_answers_mib" in r:
+        notes.append(f"{r['sent_before_answers_mib']:.1f} of {r['declared_mib']:.0f} MiB sent before the answers, "
+                     f"slowest {r['slowest_answer_s']:.2f} s; /healthz max {r['healthz_max_ms']:.0f} ms")
+    if "cancel_s" in r:
+        notes.append(f"cancel took {r['cancel_s']:.1f} s, timed-out job ran {r['timeout_run_s']:.1f} s, "
+                     f"hidden-length job {r['length_run_s']:.1f} s")
+    if "closed_by_server" in r:
+        notes.append(f"{r['closed_by_server']}/{r['held']} closed by the server (last after {r['all_closed_s']:.0f} s),"
+                     f" +{r['peak_fds']} fds at peak, /healthz while held: {r['healthz_while_held']}")
+    if "enrol_s" in r:
+        notes.append(f"3 enrolments in {r['enrol_s']:.1f} s, decoded {r['decoded_width']} px wide")
+    if "slowest_s" in r:
+        notes.append(f"slowest {r['slowest_s']:.2f} s")
+    if "old_row_reads_invalid" in r:
+        notes.append("the old row lists as invalid_metadata" if r["old_row_reads_invalid"] else "OLD ROW UNREADABLE")
+    if "annotated_videos" in r:
+        notes.append(f"{r['annotated_videos']} annotated videos downloaded")
+    return "; " + "; ".join(notes) if notes else ""
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["| attack | answer | memory growth | other key's p95 identify | /metrics | stored data | goals |",
-             "|---|---|---:|---|---:|---|---|"]
+    lines = ["| attack | key-less | answer | memory growth | other key's p95 identify | /metrics | stored data "
+             "| goals |", "|---|---|---|---:|---|---:|---|---|"]
     for name, r in results.items():
         lat = (f"{r['p95'] * 1000:.0f} ms vs {r['idle_p95'] * 1000:.0f} ms idle ({r['slowdown']:.2f}x)"
                if "p95" in r else "")
         kept = ("kept" if r["kept"] else "LOST") + f", doctor {r['doctor']}"
         if "files_left" in r:
             kept += f", {r['files_left']} upload(s) left"
-        lines.append(f"| {name} | {r['answer']} | {r['growth_mb']:.0f} MB | {lat} | {r['metrics_kb']:.1f} KB | "
+        lines.append(f"| {name} | {'yes' if r['keyless'] else 'no'} | {r['answer']}{_note(r)} | "
+                     f"{r['growth_mb']:.0f} MB | {lat} | {r['metrics_kb']:.1f} KB | "
                      f"{kept} | {'met' if r['met'] else 'MISSED'} |")
     return "\n".join(lines)
 
