@@ -405,6 +405,14 @@ def _status_line(data: bytes) -> str:
         return status
 
 
+def _length(data: bytes) -> int:
+    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def _send_body(server: Server, method: str, path: str, headers: dict[str, str], parts: Iterator[bytes],
                size: int) -> dict[str, Any]:
     """Send a head declaring ``size`` bytes, then the body while reading the answer; returns the answer and how
@@ -429,7 +437,7 @@ def _send_body(server: Server, method: str, path: str, headers: dict[str, str], 
     sender.start()
     data = b""
     try:
-        while b"\r\n\r\n" not in data:
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _length(data):
             chunk = s.recv(65536)
             if not chunk:
                 break
@@ -483,7 +491,7 @@ def attack_body(server: Server) -> dict[str, Any]:
                 t = time.perf_counter()
                 c.get("/healthz").raise_for_status()
                 health.append(time.perf_counter() - t)
-                time.sleep(0.2)
+                time.sleep(0.02)
 
     json_head = {"Content-Type": "application/json"}
 
@@ -496,13 +504,23 @@ def attack_body(server: Server) -> dict[str, Any]:
         return _send_body(server, "POST", "/v1/collections/default/videos",
                           {"Content-Type": "multipart/form-data; boundary=hostile"}, parts, size)
 
+    def health_calls(more: int) -> None:  # /healthz is timed throughout, at least once more per phase
+        until = len(health) + more
+        while len(health) < until and poller.is_alive():
+            time.sleep(0.01)
+
     poller = threading.Thread(target=poll_health, daemon=True)
     poller.start()
     try:
+        health_calls(1)
+        health.clear()
         results = [lists(24)]
+        health_calls(1)
         with ThreadPoolExecutor(3) as pool:
             results += list(pool.map(lists, [32] * 3))
+            health_calls(1)
             results += list(pool.map(upload, [100] * 3))
+            health_calls(1)
     finally:
         stop.set()
         poller.join()
