@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def reference():
 
     try:
         return load_detector("scrfd-2.5g", score_threshold=0.5)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"SCRFD 2.5g is not available: {exc}")
 
 
@@ -108,7 +109,8 @@ def coverage(reference, src: Path, dst: Path, n: int) -> tuple[int, int, int]:
     return total, ok, sum(len(re.findall(r"1(0+)(?=1)", h)) for h in done)
 
 
-def test_all_mode_covers_every_face_without_a_flash_and_keeps_audio(tmp_path: Path, reference, models_dir: Path) -> None:
+def test_all_mode_covers_every_face_without_a_flash_and_keeps_audio(tmp_path: Path, reference,
+                                                                    models_dir: Path) -> None:
     av = pytest.importorskip("av")
     need(HAMILTON)
     fw = FaceWise(db=None, profile="fast")
@@ -183,22 +185,39 @@ def test_output_never_overwrites_the_input_nor_follows_a_symlink(tmp_path: Path,
 
 
 def test_redaction_rest_job_end_to_end(tmp_path: Path, gallery: Path) -> None:
-    from service_helpers import make_client
+    pytest.importorskip("multipart", reason="the service extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from reliability_helpers import service_app
 
     need(HAMILTON)
-    client, _ = make_client(tmp_path, gallery)
-    with client:
-        clip = HAMILTON.read_bytes()
-        r = client.post("/v1/collections/default/redactions", files={"video": ("clip.mp4", clip, "video/mp4")},
+    shutil.copyfile(gallery, tmp_path / "gallery.db")
+    app, token = service_app(tmp_path, profile="fast")
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        r = client.post("/v1/collections/default/redactions", data={"mode": "swirl"},
+                        files={"video": ("clip.mp4", b"x", "video/mp4")})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_value", r.text
+        r = client.post("/v1/collections/default/redactions", data={"mode": "only", "names": ["nobody"]},
+                        files={"video": ("clip.mp4", b"x", "video/mp4")})
+        assert r.status_code == 404, r.text
+        r = client.post("/v1/collections/default/redactions", files={"video": ("clip.mp4", HAMILTON.read_bytes(),
+                                                                               "video/mp4")},
                         data={"mode": "unknown", "style": "pixelate", "duration": "1"})
         assert r.status_code == 202, r.text
         job = r.json()
+        assert job["kind"] == "redact"
         deadline = time.time() + 120
         while job["state"] in ("queued", "running") and time.time() < deadline:
             time.sleep(0.5)
             job = client.get(f"/v1/jobs/{job['id']}").json()
         assert job["state"] == "done", job
-        assert job["kind"] == "redact" and job["result"]["format"] == "facewise-redaction"
-        assert {t["person"] for t in job["result"]["tracks"] if t["frames_shown"]} == {LIN}
+        res = job["result"]
+        assert res["format"] == "facewise-redaction" and res["source"] == "clip.mp4" and res["output"] is None
+        assert {t["person"] for t in res["tracks"] if t["frames_shown"]} == {LIN}
         v = client.get(f"/v1/jobs/{job['id']}/video")
         assert v.status_code == 200 and v.content[4:8] == b"ftyp"
+        # erasing the spared person de-identifies the report and drops the video, which shows the face
+        pid = next(t["person_id"] for t in res["tracks"] if t["person"] == LIN)
+        assert client.delete(f"/v1/collections/default/persons/{pid}").status_code in (200, 204)
+        job = client.get(f"/v1/jobs/{job['id']}").json()
+        assert LIN not in str(job["result"]) and client.get(f"/v1/jobs/{job['id']}/video").status_code == 404

@@ -137,10 +137,9 @@ class TrackRecord:
         if mode == "all":
             reason = "mode all: every face is hidden"
         elif mode == "unknown":
-            reason = (f"enrolled person {self.person}" if self.spared
-                      else "not recognised as an enrolled person")
+            reason = "recognised as an enrolled person" if self.spared else "not recognised as an enrolled person"
         else:
-            reason = f"named in --only: {self.person}" if self.target else "not one of the names to hide"
+            reason = "recognised as one of the people to hide" if self.target else "not one of the people to hide"
         action = "blurred" if hidden else ("spared" if self.hidden_frames == 0 else "blurred, then spared")
         if mode == "only" and not self.target and self.hidden_frames:
             action = "blurred until checked, then shown"
@@ -332,7 +331,8 @@ class Redactor:
                     writer.close(abort=True)
                     raise
                 run.flush()
-                writer.close()
+                cut = self.options.decode.duration_s is not None or run.report.error is not None
+                writer.close(audio_until_s=run.last_ms / 1000 + 1 / (info.fps or 30.0) if cut else None)
             run.report.audio = writer.audio
             run.report.stats.wall_s = time.perf_counter() - t0
         if run.report.error is not None:
@@ -352,6 +352,7 @@ class _VideoRun:
         self.records: dict[int, TrackRecord] = {}
         self.buffer: deque[_Buffered] = deque()
         self.writer: RedactedVideoWriter | None = None
+        self.last_ms = 0.0
         self.report = RedactReport(str(source), str(out), "video", self.opts.to_dict(), self.fw.profile.name,
                                    self.decision.threshold if self.decision else None)
 
@@ -372,6 +373,7 @@ class _VideoRun:
 
     def process(self, frame: Frame) -> None:
         px, t, stats = frame.pixels, frame.t_ms, self.report.stats
+        self.last_ms = t
         faces = self.r.detect(px)
         stats.frames += 1
         stats.faces += len(faces)

@@ -175,14 +175,15 @@ class RedactedVideoWriter:
             self._out.mux(packet)
         self.frames += 1
 
-    def close(self, abort: bool = False) -> None:
+    def close(self, abort: bool = False, audio_until_s: float | None = None) -> None:
+        """Finish the file; the audio that is left is copied up to ``audio_until_s`` (None: all of it)."""
         if self._out is None:
             return
         try:
             if not abort:
                 for packet in self._v.encode(None):
                     self._out.mux(packet)
-                self._mux_audio_until(None)
+                self._mux_audio_until(audio_until_s)
         finally:
             self._out.close()
             self._out = None
