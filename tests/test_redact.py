@@ -221,3 +221,38 @@ def test_redaction_rest_job_end_to_end(tmp_path: Path, gallery: Path) -> None:
         assert client.delete(f"/v1/collections/default/persons/{pid}").status_code in (200, 204)
         job = client.get(f"/v1/jobs/{job['id']}").json()
         assert LIN not in str(job["result"]) and client.get(f"/v1/jobs/{job['id']}/video").status_code == 404
+
+
+def test_a_face_the_detector_misses_keeps_its_predicted_mask(tmp_path: Path, reference, models_dir: Path) -> None:
+    """Every 4th frame the detector finds nothing: the tracks' predicted masks cover those frames (no flash),
+    and the report lists them as predicted."""
+    need(HAMILTON)
+    fw = FaceWise(db=None, profile="fast")
+    red = Redactor(fw, RedactOptions(mask=BLACK, decode=DecodeOptions(start_s=4.0, duration_s=2.0)))
+    inner, calls = red.detector, {"n": 0}
+
+    class Blinking:
+        model_id = inner.model_id
+
+        def detect(self, image: np.ndarray) -> list:
+            calls["n"] += 1
+            return [] if calls["n"] % 4 == 0 else inner.detect(image)
+
+    red.detector = Blinking()  # type: ignore[assignment]
+    out = tmp_path / "blink.mp4"
+    report = red.redact_video(HAMILTON, out)
+    d = report.to_dict()
+    assert d["stats"]["predicted_masks"] >= calls["n"] // 4
+    assert any(t["predicted_frames"] for t in d["tracks"])
+    cap = cv2.VideoCapture(str(HAMILTON))
+    cap.set(cv2.CAP_PROP_POS_MSEC, 4000)
+    src = tmp_path / "src.mp4"  # the same 2 s of the original, frame for frame, for the reference
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter.fourcc(*"MJPG"), 30, (640, 360))
+    for _ in range(report.stats.frames):
+        ok, bgr = cap.read()
+        assert ok
+        w.write(bgr)
+    w.release()
+    cap.release()
+    total, ok, flashes = coverage(reference, src, out, report.stats.frames)
+    assert total > 30 and ok / total >= 0.99 and flashes == 0, (ok, total, flashes)
