@@ -122,9 +122,17 @@ def test_all_mode_covers_every_face_without_a_flash_and_keeps_audio(tmp_path: Pa
     total, ok, flashes = coverage(reference, HAMILTON, out, n)
     assert total > 100 and ok / total >= 0.99, (ok, total)
     assert flashes == 0
+    def start(path: Path, kind: str) -> float:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+            return float(s.start_time * s.time_base)
+
     with av.open(str(out)) as c:
         assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
         assert c.streams.video[0].codec_context.name == "h264"
+    # in sync: the picture starts where the source's does on the audio's clock (within a frame)
+    assert abs(start(out, "video") - start(HAMILTON, "video")) < 0.034
+    assert start(out, "audio") == pytest.approx(start(HAMILTON, "audio"), abs=0.001)
     d = report.to_dict()
     assert d["audio"] == "copied" and d["complete"] and all(t["action"] == "blurred" for t in d["tracks"])
     assert d["stats"]["cuts"] >= 1 and d["stats"]["lookahead_masks"] > 0

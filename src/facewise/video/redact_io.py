@@ -102,6 +102,7 @@ class RedactedVideoWriter:
         self._packets: Iterator[Any] | None = None
         self._pending: Any = None
         self._last_pts = -1
+        self._offset_s = 0.0  # the source's video start on its container's clock (audio packets use that clock)
         try:
             self._v = self._out.add_stream("libx264", rate=self._rate)
             self._v.width, self._v.height = self._size
@@ -125,6 +126,9 @@ class RedactedVideoWriter:
                 self._in = None
                 return
             a_in = streams[0]
+            video = list(self._in.streams.video)
+            if video and video[0].start_time is not None and video[0].time_base is not None:
+                self._offset_s = max(0.0, float(video[0].start_time * video[0].time_base))
             self._a_out = self._out.add_stream_from_template(a_in)
             self._a_in = a_in
             self._packets = iter(self._in.demux(a_in))
@@ -168,9 +172,10 @@ class RedactedVideoWriter:
 
         w, h = self._size
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
-        pts = max(self._last_pts + 1, round(t_ms / 1000 * float(self._rate)))
+        t_s = t_ms / 1000 + self._offset_s  # frame times start at 0: back on the container's clock, as the audio
+        pts = max(self._last_pts + 1, round(t_s * float(self._rate)))
         self._last_pts = frame.pts = pts
-        self._mux_audio_until(t_ms / 1000)
+        self._mux_audio_until(t_s)
         for packet in self._v.encode(frame):
             self._out.mux(packet)
         self.frames += 1
@@ -183,7 +188,7 @@ class RedactedVideoWriter:
             if not abort:
                 for packet in self._v.encode(None):
                     self._out.mux(packet)
-                self._mux_audio_until(audio_until_s)
+                self._mux_audio_until(None if audio_until_s is None else audio_until_s + self._offset_s)
         finally:
             self._out.close()
             self._out = None
