@@ -76,7 +76,7 @@ COVERED = {
     "people delete", "people delete-sample", "people merge", "people split", "models list", "models info",
     "models verify", "models fetch", "encrypt keygen", "encrypt status", "encrypt rotate", "eval pairs",
     "eval identify", "eval degrade", "eval fidelity", "eval liveness", "eval expression", "keys create",
-    "keys list", "keys revoke", "calibrate-liveness", "challenge",
+    "keys list", "keys revoke", "calibrate-liveness", "challenge", "redact",
 }
 
 
@@ -430,6 +430,23 @@ def test_video_contract(gallery: Path, tmp_path: Path, bad_jpg: Path) -> None:
     assert r.exit_code == 3 and "broken.mp4" in r.stderr and rows(r)[-1]["error"]["code"] == "bad_video"
     usage("video", clip, "--db", gallery, "--stride", "0")
     failed(cli("video", clip, "--db", gallery, "--stride", "2", "--fps", "5", "--json"), 2, "invalid_value")
+
+
+def test_redact_contract(gallery: Path, tmp_path: Path, bad_jpg: Path) -> None:
+    good = KNN / "test" / "obama1.jpg"
+    r = cli("redact", good, "--out", tmp_path / "o.jpg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert rows(r)[0]["kind"] == "image" and (tmp_path / "o.jpg.json").is_file()
+    failed(cli("redact", bad_jpg, "--out", tmp_path / "b.jpg", "--json"), 3, "bad_image", "corrupt.jpg")
+    failed(cli("redact", good, "--out", good, "--json"), 2, "invalid_value", "is the input")
+    failed(cli("redact", good, "--out", tmp_path / "u.jpg", "--mode", "unknown", "--json"), 2, "invalid_value")
+    failed(cli("redact", good, "--out", tmp_path / "u.jpg", "--mode", "unknown", "--db", tmp_path / "no.db",
+               "--json"), 5, "not_found", "no.db")
+    assert not (tmp_path / "no.db").exists()
+    failed(cli("redact", good, "--out", tmp_path / "u.jpg", "--only", "nobody-here", "--db", gallery, "--json"),
+           5, "not_found", "nobody-here")
+    usage("redact", good, "--out", tmp_path / "s.jpg", "--strength", "0")
+    failed(cli("redact", good, "--out", tmp_path / "s.jpg", "--style", "swirl", "--json"), 2, "invalid_value")
 
 
 # -- evaluation -------------------------------------------------------------------------------------------

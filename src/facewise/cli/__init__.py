@@ -6,6 +6,7 @@ from facewise.cli import (  # noqa: F401  (each module registers its commands on
     models,
     people,
     recognize,
+    redact,
     scale,
     serve,
     video,

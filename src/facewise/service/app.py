@@ -28,6 +28,7 @@ from facewise.service.gate import RequestGate
 from facewise.service.jobs import JobManager, VideoRunner, video_runner
 from facewise.service.live import LiveSessions
 from facewise.service.metrics import Metrics, MetricsMiddleware
+from facewise.service.redact_jobs import redact_runner
 from facewise.service.schemas import Health, Readiness, contract_openapi, operation_id
 from facewise.service.server import lock_gallery, unlock_gallery
 
@@ -104,7 +105,8 @@ def _context(config: ServiceConfig, runner: VideoRunner | None, lock: int | None
     limits = config.limits
     jobs = JobManager(runner or video_runner, engines.face_wise, video_dir=config.video_dir, gallery=engines,
                       per_key=config.jobs.per_key, total=config.jobs.total, max_seconds=config.jobs.max_seconds,
-                      video_limits=(limits.max_video_pixels, limits.max_video_seconds))
+                      video_limits=(limits.max_video_pixels, limits.max_video_seconds),
+                      runners={"redact": redact_runner})
     beside = config.gallery is None  # the service tables share the gallery's SQLite file
     sealer = engines.store if "encryption" in engines.store.capabilities else None  # may be encrypted at rest
     thumbs = Thumbnails(str(config.db), sealer, beside_gallery=beside) if config.thumbnails else None

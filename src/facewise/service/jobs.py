@@ -33,7 +33,7 @@ from facewise.gallery.maintenance import Erasure
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-JOB_FILE = re.compile(r"([0-9a-f]{16})\.video(\.out|\.mp4)?")  # an upload, its output folder, its annotated video
+JOB_FILE = re.compile(r"([0-9a-f]{16})\.video(\.out|\.mp4)?")  # an upload, its output folder, its output video
 MAX_THUMBNAILS = 200  # track thumbnails one job keeps (a track past them has none)
 MAX_THUMBNAIL_BYTES = 16 * 1024 * 1024  # and their bytes together
 
@@ -64,6 +64,7 @@ class VideoTask:
     max_pixels: int | None = None  # a frame's width x height, checked when the video is opened
     max_seconds: float | None = None  # the video's length, checked when it is opened and while it is decoded
     check: Callable[[], None] = lambda: None  # raises JobCancelledError / JobTimeoutError; call it per decoded frame
+    options: dict[str, Any] = field(default_factory=dict)  # what the job's kind takes (redaction: mode, style...)
 
 
 VideoRunner = Callable[[VideoTask], dict[str, Any]]
@@ -93,12 +94,14 @@ class Job:
     thumbnail_bytes: int = 0
     path: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    kind: str = "video"  # which runner: "video" (identify) or "redact"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, with_result: bool = True) -> dict[str, Any]:
         d = {"id": self.id, "collection": self.collection, "filename": self.filename, "state": self.state,
              "progress": round(self.progress, 4), "fps": self.fps, "created_at": self.created_at,
              "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
-             "thumbnails": len(self.thumbnails), "annotated_video": self.video is not None}
+             "thumbnails": len(self.thumbnails), "annotated_video": self.video is not None, "kind": self.kind}
         if with_result:
             d["result"] = self.result
         return d
@@ -115,13 +118,16 @@ class GalleryView(Protocol):
 class JobManager:
     """Queue, worker thread and the last ``keep`` jobs (in memory); uploads live in ``video_dir``. At most
     ``per_key`` queued or running jobs per key and ``total`` overall; a job running longer than ``max_seconds``
-    fails with ``job_timeout``."""
+    fails with ``job_timeout``. ``runners`` adds runners for other job kinds (``Job.kind``; ``runner`` runs
+    ``"video"``)."""
 
     def __init__(self, runner: VideoRunner, face_wise: Callable[[str], FaceWise], keep: int = 50,
                  video_dir: Path | None = None, gallery: GalleryView | None = None,
                  per_key: int = 2, total: int = 16, max_seconds: float = 1800.0,
-                 video_limits: tuple[int | None, float | None] = (None, None)) -> None:
+                 video_limits: tuple[int | None, float | None] = (None, None),
+                 runners: dict[str, VideoRunner] | None = None) -> None:
         self.runner, self.face_wise, self.keep = runner, face_wise, keep
+        self.runners: dict[str, VideoRunner] = {**(runners or {}), "video": runner}
         self.video_dir, self.gallery = video_dir, gallery
         self.per_key, self.total, self.max_seconds, self.video_limits = per_key, total, max_seconds, video_limits
         self._jobs: dict[str, Job] = {}
@@ -319,8 +325,11 @@ class JobManager:
             assert job.path is not None
             task = VideoTask(job.path, job.filename, self.face_wise(job.collection), job.fps, report,
                              add_thumbnail, set_video, max_pixels=self.video_limits[0],
-                             max_seconds=self.video_limits[1], check=check)
-            job.result = self.runner(task)
+                             max_seconds=self.video_limits[1], check=check, options=job.options)
+            runner = self.runners.get(job.kind)
+            if runner is None:
+                raise FacewiseError(f"no runner for {job.kind} jobs on this server")
+            job.result = runner(task)
             job.state, job.progress = "done", 1.0
         except JobCancelledError:
             job.state = "cancelled"
@@ -350,9 +359,10 @@ class JobManager:
             log.info("video job %s %s in %.1f s", job.id, job.state, time.perf_counter() - t0)
 
 
-def new_job(collection: str, owner: str, filename: str, fps: float, stamp: str = "") -> Job:
+def new_job(collection: str, owner: str, filename: str, fps: float, stamp: str = "", kind: str = "video",
+            options: dict[str, Any] | None = None) -> Job:
     return Job(id=uuid.uuid4().hex[:16], collection=collection, owner=owner, filename=filename, fps=fps,
-               stamp=stamp)
+               stamp=stamp, kind=kind, options=dict(options or {}))
 
 
 def _drop_video(job: Job) -> None:

@@ -80,12 +80,18 @@ async def submit_video(collection: str, request: Request, ctx: Ctx, principal: R
     from facewise.video import DecodeOptions
 
     DecodeOptions(fps=fps)  # 422 invalid_value below the sampling floor, before the upload is stored
+    return await _submit(ctx, principal, collection, video, fps)
+
+
+async def _submit(ctx: ServiceContext, principal: Principal, collection: str, video: UploadFile, fps: float,
+                  kind: str = "video", options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store the upload (after the checks that need no upload) and queue its job."""
     stamp = ctx.engines.face_wise(collection).info.created_at  # 404 before the upload is stored
     try:
         ctx.jobs.check_room(principal.key_id)  # 429 before the upload is stored
     except QueueFullError as exc:
         raise _queue_full(exc) from None
-    job = new_job(collection, principal.key_id, safe_name(video.filename, "video"), fps, stamp)
+    job = new_job(collection, principal.key_id, safe_name(video.filename, "video"), fps, stamp, kind, options)
     ctx.config.video_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = ctx.config.video_dir / f"{job.id}.video"
     await _save_video(ctx, video, path)
@@ -96,6 +102,36 @@ async def submit_video(collection: str, request: Request, ctx: Ctx, principal: R
     except QueueFullError as exc:
         raise _queue_full(exc) from None
     return job.to_dict(with_result=False)
+
+
+@router.post("/collections/{collection}/redactions", tags=["video"], status_code=202,
+             summary="Upload a video; a job hides its faces (poll GET /v1/jobs/{id}, download GET /v1/jobs/{id}/video)",
+             openapi_extra=body_budget("video"),
+             response_model=JobModel, responses=auth_errors(404, 413, 415, 503))
+async def submit_redaction(
+        collection: str, request: Request, ctx: Ctx, principal: Recognizer,
+        video: Annotated[UploadFile, File(description="MP4/MOV, WebM/MKV, AVI or MPEG-TS")],
+        mode: Annotated[str, Form(description="all | unknown (enrolled people stay visible) | only (the names)")]
+        = "all",
+        names: Annotated[list[str] | None, Form(description="mode only: the people to hide (repeat the field)")]
+        = None,
+        style: Annotated[str, Form(description="gaussian | pixelate | box")] = "gaussian",
+        strength: Annotated[float, Form(ge=0.1, le=10)] = 1.0,
+        shape: Annotated[str, Form(description="ellipse | box")] = "ellipse",
+        margin: Annotated[float, Form(ge=0, le=2)] = 0.3,
+        lookahead: Annotated[int, Form(ge=0, le=120)] = 10,
+        duration: Annotated[float | None, Form(gt=0, description="redact only the first seconds")] = None,
+) -> dict[str, Any]:
+    from facewise.service.redact_jobs import redact_options
+
+    options: dict[str, Any] = {"mode": mode, "names": list(names or []), "style": style, "strength": strength,
+                               "shape": shape, "margin": margin, "lookahead": lookahead, "duration": duration}
+    redact_options(options)  # 422 for a bad option, before the upload is stored
+    if names:
+        fw = ctx.engines.face_wise(collection)
+        for name in names:
+            fw.person(name)  # 404 for a name the collection does not hold
+    return await _submit(ctx, principal, collection, video, 0.0, "redact", options)
 
 
 @router.get("/jobs", tags=["video"], summary="Recent video jobs of the collections this key may see",

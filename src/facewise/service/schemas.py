@@ -420,6 +420,40 @@ class Timeline(Model):
     events: list[VideoEvent] = []
 
 
+class RedactedTrack(Model):
+    track: int
+    action: str = Field(..., description="blurred | spared | blurred, then spared | blurred until checked, then shown")
+    reason: str
+    person: str = Field(..., description="a name, or unknown")
+    person_id: int | None
+    score: float | None
+    first_frame: int
+    last_frame: int
+    first_ms: float
+    last_ms: float
+    frames_detected: int
+    frames_hidden: int
+    frames_shown: int
+    predicted_frames: list[list[int]] = Field(..., description="[first, last] frame ranges masked by prediction")
+    lookahead_frames: list[list[int]] = Field(..., description="frame ranges masked before the first detection")
+    erased: bool | None = Field(None, description="true: the person was erased; the track is de-identified")
+
+
+class Redaction(Model):
+    """The report of a finished redaction job (its video: GET /v1/jobs/{job_id}/video)."""
+
+    format: str = Field(..., description="facewise-redaction")
+    kind: str
+    source: str | None = None
+    options: dict[str, Any]
+    profile: str | None = None
+    complete: bool | None = None
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+    audio: str | None = None
+    tracks: list[RedactedTrack] = []
+
+
 class JobError(Model):
     code: str
     message: str
@@ -438,7 +472,8 @@ class Job(Model):
     error: JobError | None
     thumbnails: int
     annotated_video: bool
-    result: Timeline | None = Field(None, description="GET /v1/jobs/{job_id} of a done job")
+    kind: str = Field("video", description="video (identify) | redact")
+    result: Redaction | Timeline | None = Field(None, description="GET /v1/jobs/{job_id} of a done job")
 
 
 # -- the schema document ----------------------------------------------------------------------------------

@@ -418,14 +418,21 @@ async function submitVideo(e) {
   const file = $("#video-file").files[0];
   const form = new FormData();
   form.append("video", file, file.name);
-  form.append("fps", $("#video-fps").value || "5");
+  const task = $("#video-task").value;
+  const redact = task.startsWith("redact-");
+  if (redact) {
+    form.append("mode", task.slice("redact-".length));
+    form.append("style", $("#video-style").value);
+  } else {
+    form.append("fps", $("#video-fps").value || "5");
+  }
   const bar = $("#video-progress");
   bar.hidden = false;
   bar.value = 0;
   $("#timeline-card").hidden = true;
   $("#video-state").textContent = "Uploading…";
   try {
-    const job = await api(`${coll()}/videos`, { method: "POST", form });
+    const job = await api(`${coll()}/${redact ? "redactions" : "videos"}`, { method: "POST", form });
     await pollJob(job.id);
   } catch (err) {
     $("#video-state").textContent = "";
@@ -447,7 +454,34 @@ async function pollJob(id) {
   }
 }
 
+function renderRedaction(job) {
+  // A redaction job: per track, blurred or spared and why; the redacted video in the player.
+  const r = job.result;
+  const spared = r.tracks.filter((t) => t.frames_shown > 0);
+  $("#timeline-summary").textContent = `${job.filename}: ${r.tracks.length} track${r.tracks.length === 1 ? "" : "s"}, ` +
+    `${spared.length} left visible`;
+  const items = r.tracks.map((t) => el("li", {}, el("div", {},
+    el("strong", { class: t.frames_shown ? "known" : "unknown", text: `#${t.track} ${t.action}` }),
+    el("div", { class: "muted", text: `${mmss(t.first_ms)} – ${mmss(t.last_ms)} · ${t.reason}` +
+      (t.frames_shown ? ` · ${t.person} (score ${fmt(t.score)})` : "") }))));
+  $("#timeline").replaceChildren(...items);
+  if (!items.length) $("#timeline").append(el("li", { class: "muted", text: "No face was found in this video." }));
+  timelineLinks(job);
+  $("#timeline-csv").hidden = true;
+  $("#timeline-json").textContent = "Download the report (JSON)";
+  annotatedVideo(job).then(() => {
+    $("#annotated-link").download = `${(job.filename || "video").replace(/\.[^.]*$/, "")}-redacted.mp4`;
+    $("#annotated-link").textContent = "Download the redacted video (MP4)";
+  }).catch(failed);
+  $("#timeline-card").hidden = false;
+  say(`Video redacted: ${r.tracks.length - spared.length} of ${r.tracks.length} tracks hidden.`, "ok");
+}
+
 async function renderTimeline(job) {
+  if (job.kind === "redact") return renderRedaction(job);
+  $("#timeline-csv").hidden = false;
+  $("#timeline-json").textContent = "Download the timeline (JSON)";
+  $("#annotated-link").textContent = "Download the annotated video (MP4)";
   const r = job.result;
   const duration = (r.video && r.video.duration_s ? r.video.duration_s * 1000 : 0) ||
     Math.max(1, ...r.tracks.map((t) => t.last_ms));
