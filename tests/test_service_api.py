@@ -271,6 +271,35 @@ def test_enroll_identify_verify_delete(server: Server, admin: httpx.Client, knn:
     assert {"person.create", "face.enroll", "face.delete", "person.rename", "person.delete"} <= actions
 
 
+def test_one_rule_per_question_as_the_library_and_cli(admin: httpx.Client, knn: Path) -> None:
+    """Issue 24 part A: an enrolment that stores nothing is 422 with each file's reason; several faces without a
+    choice is 422 multiple_faces in verify (the library's and the CLI's default); an unknown profile is 422
+    invalid_value; the hint names the request's own fields, never a CLI option."""
+    two = (knn.parent / "two_people.jpg").read_bytes()
+    obama = (knn / "test" / "obama1.jpg").read_bytes()
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(buf, "JPEG")
+    blank = buf.getvalue()
+    pid = admin.post("/v1/collections/default/persons", json={"name": "Nobody Stored"}).json()["id"]
+    r = admin.post(f"/v1/collections/default/persons/{pid}/faces",
+                   files=[("files", ("two.jpg", two, "image/jpeg")), ("files", ("wall.jpg", blank, "image/jpeg"))])
+    assert r.status_code == 422 and error_code(r) == "nothing_enrolled", r.text
+    results = r.json()["error"]["results"]
+    assert [(x["source"], x["status"]) for x in results] == [("two.jpg", "rejected"), ("wall.jpg", "rejected")]
+    assert results[0]["code"] == "multiple_faces" and "faces" in results[0]["reason"]
+    assert results[1]["code"] == "no_face"
+    assert "face=largest" in r.json()["error"]["message"] and "--face" not in r.text
+    assert admin.get(f"/v1/collections/default/persons/{pid}/faces").json() == []
+    r = admin.post("/v1/collections/default/verify", files={"image": ("two.jpg", two, "image/jpeg"),
+                                                            "other": ("o.jpg", obama, "image/jpeg")})
+    assert r.status_code == 422 and error_code(r) == "multiple_faces", r.text
+    assert r.json()["error"]["details"] == {"what": "face", "value": "only", "valid": "largest or 0..1"}
+    assert "--" not in r.json()["error"]["message"]
+    r = admin.post("/v1/collections", json={"name": "nope-profile", "profile": "nope"})
+    assert r.status_code == 422 and error_code(r) == "invalid_value", r.text
+    assert r.json()["error"]["details"]["what"] == "profile" and "default" in r.json()["error"]["details"]["valid"]
+
+
 def test_uploads_are_checked(server: Server, admin: httpx.Client, knn: Path) -> None:
     url = "/v1/collections/default/identify"
     r = admin.post(url, files={"image": ("photo.jpg", b"hello, I am text\n" * 10, "image/jpeg")})

@@ -13,13 +13,14 @@ from typing import Any, Literal
 import numpy as np
 
 from facewise.core.analysis import Analyzer, Gate
-from facewise.core.imageio import ImageInput, is_image_path, load_image
+from facewise.core.imageio import DecodedImage, EncodedImage, ImageInput, is_image_path, load_image
 from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
 from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
     BadInputError,
+    EnrollmentError,
     FacewiseError,
     ImageError,
     InvalidNameError,
@@ -52,7 +53,8 @@ def parse_face_choice(text: str, option: str = "face") -> FaceChoice:
         return "only" if text == "only" else "largest"
     if text.isascii() and text.isdigit() and len(text) <= 4:
         return int(text)
-    raise ValidationError(f"{option} must be only, largest or a face index 0..9999 (got {text[:20]!r})")
+    raise ValidationError(f"{option} must be only, largest or a face index 0..9999 (got {text[:20]!r})",
+                          what=option, value=text[:20], valid="only, largest or 0..9999")
 
 
 def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
@@ -61,14 +63,14 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
         raise NoFaceError(f"{source}: no face found")
     if isinstance(choice, int) and not isinstance(choice, bool):
         if not 0 <= choice < len(faces):
-            raise ValidationError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
+            raise ValidationError(f"{source}: face index {choice} out of range (found {len(faces)} faces)",
+                                  what="face", value=choice, valid=f"0..{len(faces) - 1}")
         return faces[choice]
     if choice == "largest" or len(faces) == 1:
         return max(faces, key=lambda f: f.box.area)
     raise MultipleFacesError(
-        f"{source}: {len(faces)} faces found; say which one to use (face='largest' or an index 0..{len(faces) - 1}; "
-        "CLI: --face largest or --face N; for verify's second image --other-face)"
-    )
+        f"{source}: {len(faces)} faces found; say which one to use: largest or an index 0..{len(faces) - 1}",
+        what="face", value="only", valid=f"largest or 0..{len(faces) - 1}")
 
 
 class FaceWise:
@@ -98,7 +100,7 @@ class FaceWise:
         self.collection, self.create = collection, create
         path = _local_path(db)
         if not create and path is not None and not path.is_file():
-            raise NotFoundError(f"{path}: no such gallery file (nothing was created; give --db an existing gallery)")
+            raise NotFoundError(f"{path}: no such gallery file (nothing was created)", what="db", value=str(path))
         if create and path is not None and not path.exists():  # models first: a failed start creates no file
             self.profile = _as_profile(profile or "default")
             self.pipeline = self._pipeline(pipeline, threads, quality).load()
@@ -155,8 +157,9 @@ class FaceWise:
         if profile is not None and (info.signature != profile.signature or info.dim != profile.dim):
             raise ProfileMismatchError(
                 f"collection {info.name!r} holds vectors of profile {info.profile!r} ({info.dim}-d); it cannot be "
-                f"used with profile {profile.name!r} ({profile.dim}-d): open it with --profile {info.profile} (or "
-                "leave --profile out) or use another collection")
+                f"used with profile {profile.name!r} ({profile.dim}-d): open it with profile {info.profile!r} (or "
+                "without naming a profile) or use another collection", what="profile", value=profile.name,
+                valid=info.profile)
         return info
 
     @property
@@ -178,9 +181,8 @@ class FaceWise:
             return decide(self.profile, settings)
         except ValidationError as exc:
             raise InvalidSettingError(
-                f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid one with "
-                f"`facewise threshold --far F` or `--score S` (REST: PATCH /v1/collections/{self.collection})"
-            ) from None
+                f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid threshold "
+                "or target rate to open it", what=exc.what, value=exc.value, valid=exc.valid) from None
 
     def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
         """Decide at a raw score, or at a target false-accept rate (clears the other).
@@ -208,7 +210,8 @@ class FaceWise:
             decide(self.profile, {**self.info.settings, "calibration": calibration})
         except ValidationError as exc:
             raise ValidationError(f"this calibration cannot serve collection {self.collection!r}: {exc} (set "
-                                  "another decision first: facewise threshold)") from None
+                                  "another decision first)", what=exc.what, value=exc.value,
+                                  valid=exc.valid) from None
         self.store.update_settings(self.collection, calibration=calibration)
         return self.decision
 
@@ -230,11 +233,15 @@ class FaceWise:
         return self.analyzer.analyze(img.pixels, self.pipeline.make_faces(img.pixels, dets), what)
 
     # -- enrolment ------------------------------------------------------------------------------
-    def enroll(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = "only",
+    def enroll(self, person: str, images: ImageInput | Iterable[ImageInput], *, face: FaceChoice = "only",
                metadata: dict[str, Any] | None = None, gate: Gate | None = None,
                progress: Callable[[EnrollResult], None] | None = None,
                person_id: int | None = None) -> list[EnrollResult]:
         """Enrol one person from images. Bad images are reported, not stored; storing is one transaction.
+
+        ``images`` is a list of images, or one image (a path, bytes, an array or a PIL image is one item, never
+        iterated). An enrolment that stores nothing is an :class:`EnrollmentError` carrying every photo's result
+        with its reason (photos already enrolled count as stored: a re-run is not an error).
 
         ``gate`` refuses faces below a quality score or not live, with the reasons in the result.
         ``person_id``: store the faces for that existing person (``person`` is then its name, for the results),
@@ -243,7 +250,8 @@ class FaceWise:
         """
         if person_id is None:
             person = check_name(person)  # a bad name is refused before any work
-        items: list[tuple[str, ImageInput]] = [(person, img) for img in images]
+        given: list[Any] = [images] if _is_one_image(images) else list(images)  # type: ignore[arg-type]
+        items: list[tuple[str, ImageInput]] = [(person, img) for img in given]
         return self.enroll_items(items, face=face, metadata=metadata, gate=gate, progress=progress,
                                  person_id=person_id)
 
@@ -290,7 +298,7 @@ class FaceWise:
                         landmarks=np.round(chosen.landmarks, 2).tolist(), quality=chosen.quality.score,
                         yaw=chosen.yaw, metadata=metadata, person_id=person_id)))
             except (ImageError, NoFaceError, MultipleFacesError, InvalidNameError) as exc:
-                res = EnrollResult(name, person, "rejected", reason=str(exc))
+                res = EnrollResult(name, person, "rejected", reason=str(exc), code=exc.code)
             results.append(res)
             if progress:
                 progress(res)
@@ -303,6 +311,12 @@ class FaceWise:
                 results[i].sample_id = sid
         added = sum(r.status == "added" for r in results)
         log.info("enrolled %d of %d images into %r", added, len(results), self.collection)
+        if not results:
+            raise EnrollmentError("no image was given, so nothing was enrolled", results)
+        if added == 0 and not any(r.status == "duplicate" for r in results):
+            reasons = "; ".join(f"{os.path.basename(r.source)}: {r.reason}" for r in results[:3])
+            more = f" (and {len(results) - 3} more)" if len(results) > 3 else ""
+            raise EnrollmentError(f"nothing was enrolled: every image was rejected ({reasons}{more})", results)
         return results
 
     def _rescore(self, face: Face, hits: list[SearchHit]) -> list[SearchHit]:
@@ -363,10 +377,11 @@ class FaceWise:
         refusal = self._gate_refusal(img.pixels, chosen, gate) if gate else None
         return chosen, refusal
 
-    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest",
+    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "only",
                gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification:
-        """Are the faces of two images the same person? (largest face of each by default; ``face`` picks the
-        face of ``a``, ``other_face`` that of ``b``, default: the same choice as ``face``).
+        """Are the faces of two images the same person? ``face`` picks the face of ``a``, ``other_face`` that of
+        ``b`` (default: the same choice as ``face``): ``"only"`` (the default, as in the CLI and REST) refuses a
+        photo with several faces (:class:`MultipleFacesError`), ``"largest"`` or an index says which.
 
         With a ``gate``, a probe ``a`` that is not live (or below quality) is answered "not same"
         with the reason, not an exception.
@@ -377,7 +392,7 @@ class FaceWise:
                                          fb.quality.score)[0])
         return self._verdict(score, self._decide(self._settings_or_empty()), refusal, [fa, fb])
 
-    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
+    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "only",
                       gate: Gate | None = None) -> Verification:
         """Is the face in ``image`` the enrolled ``person``? (best score over the person's samples)."""
         vecs = self.store.person_vectors(self.collection, person)
@@ -544,5 +559,13 @@ def _as_profile(profile: str | Profile, collection: str | None = None) -> Profil
     except FacewiseError as exc:
         if collection is None:
             raise
-        raise FacewiseError(f"collection {collection!r} uses profile {profile!r}, which is not a shipped one: give "
-                            f"its JSON file with --profile ({exc})") from None
+        raise ValidationError(f"collection {collection!r} uses profile {profile!r}, which is not a shipped one: "
+                              f"give its JSON file as the profile ({exc})", what="profile", value=profile,
+                              valid=exc.valid) from None
+
+
+def _is_one_image(obj: object) -> bool:
+    """One image (a path, bytes, an array, a decoded or encoded image, a PIL image), never a list to iterate."""
+    if isinstance(obj, str | bytes | bytearray | memoryview | os.PathLike | np.ndarray | DecodedImage | EncodedImage):
+        return True
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "getbands")  # without importing PIL

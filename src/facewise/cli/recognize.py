@@ -32,7 +32,7 @@ from facewise.cli.common import (
     progress_bar,
     report_error,
 )
-from facewise.errors import ImageError, NotFoundError, ValidationError
+from facewise.errors import EnrollmentError, ImageError, NotFoundError, ValidationError
 
 LiveThrOpt = Annotated[Path | None, typer.Option(
     "--live-threshold", help="A `calibrate-liveness` threshold file (default: $FACEWISE_LIVENESS_THRESHOLD, "
@@ -100,11 +100,15 @@ def enroll(
                 raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         fw = _fw(db, profile, collection, create=True)  # after the inputs are checked: a typo creates nothing
         _use_live_threshold(fw, live_threshold)
+        failure: EnrollmentError | None = None
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
-            results = fw.enroll_items(items, face=face_choice,
-                                      gate=Gate(min_quality=min_quality, require_live=require_live),
-                                      progress=lambda r: bar.advance(task))
+            try:
+                results = fw.enroll_items(items, face=face_choice,
+                                          gate=Gate(min_quality=min_quality, require_live=require_live),
+                                          progress=lambda r: bar.advance(task))
+            except EnrollmentError as exc:  # nothing stored: the rows still say why, then exit 3
+                results, failure = list(exc.results), exc
         if as_json:
             for r in results:
                 _emit_json(r.to_dict())
@@ -117,11 +121,12 @@ def enroll(
         err.print(f"{added} added, {sum(r.status == 'duplicate' for r in results)} duplicate, "
                   f"{sum(r.status == 'rejected' for r in results)} rejected")
         fw.close()
-        if added == 0 and any(r.status == "rejected" for r in results):
+        if failure is not None:
             for r in results:
                 if r.status == "rejected":
                     err.print(f"[red]error:[/red] {escape(r.reason or 'rejected')}")
-            raise typer.Exit(EXIT_INPUT)
+            report_error(failure, as_json)
+            raise typer.Exit(failure.exit_code)
 
 
 @app.command()

@@ -223,6 +223,8 @@ class EnrollItem(Model):
     status: str = Field(..., examples=["added"], description="added | duplicate | rejected")
     sample_id: int | None
     reason: str | None
+    code: str | None = Field(None, description="why a photo was rejected, as an error code (bad_image, no_face, "
+                             "multiple_faces, invalid_name, or rejected: the quality or liveness gate)")
     quality_reasons: list[str]
 
 
