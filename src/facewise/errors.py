@@ -13,7 +13,8 @@ CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invali
 from __future__ import annotations
 
 __all__ = [
-    "BadInputError", "CapabilityError", "ConflictError", "EnrollmentError", "FacewiseError", "GalleryInUseError", "ImageError",
+    "BadInputError", "CapabilityError", "ConflictError", "EnrollmentError", "FacewiseError", "GalleryInUseError",
+    "ImageError",
     "InvalidNameError",
     "InvalidSettingError",
     "ModelIntegrityError", "ModelNotFoundError",
