@@ -7,6 +7,7 @@ update matched and changes nothing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ HAMILTON = DATA / "video" / "face_recognition_examples" / "examples" / "short_ha
 
 
 class _Recording(Tracker):
-    seen: list[tuple[int, int, Face]] = []  # (track id, shot, face) of every match, in order
+    seen: ClassVar[list[tuple[int, int, Face]]] = []  # (track id, shot, face) of every match, in order
 
     def update(self, faces: list[Face], t_ms: float, embed=None, cut: bool = False) -> TrackerStep:  # type: ignore[no-untyped-def]
         step = super().update(faces, t_ms, embed, cut)
