@@ -66,7 +66,8 @@ FACEWISE_METHODS = {
     "rename_person": "(self, person: str | int, new_name: str) -> Person",
     "samples": "(self, person: str | int | None = None) -> list[Sample]",
     "set_calibration": "(self, calibration: dict[str, Any]) -> Decision",
-    "set_threshold": "(self, threshold: float | None = None, target_far: float | None = None) -> Decision",
+    "set_threshold": ("(self, threshold: float | None = None, target_far: float | None = None, "
+                      "target_fpir: float | None = None) -> Decision"),
     "verify": (
         "(self, a: ImageInput, b: ImageInput, face: FaceChoice = 'only', "
         "gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification"
@@ -77,7 +78,7 @@ FACEWISE_METHODS = {
     ),
 }
 
-FACEWISE_PROPERTIES = ["decision", "info"]
+FACEWISE_PROPERTIES = ["decision", "info", "verification_decision"]
 
 FUNCTIONS = {
     "load_image": "(source: ImageInput, limit: int | None = None) -> DecodedImage",

@@ -173,31 +173,41 @@ class FaceWise:
 
     @property
     def decision(self) -> Decision:
-        """How the collection decides; :class:`InvalidSettingError` (naming the fix) if what it stores is invalid."""
+        """How the collection identifies (a search of all its persons: by default at a target FPIR, so the
+        threshold follows the gallery's size); :class:`InvalidSettingError` if what it stores is invalid."""
+        info = self.info
+        return self._decide(info.settings, info.persons)
+
+    @property
+    def verification_decision(self) -> Decision:
+        """How the collection verifies (one comparison: at a target FAR)."""
         return self._decide(self.info.settings)
 
-    def _decide(self, settings: dict[str, Any]) -> Decision:
+    def _decide(self, settings: dict[str, Any], searched: int | None = None) -> Decision:
         try:
-            return decide(self.profile, settings)
+            return decide(self.profile, settings, searched)
         except ValidationError as exc:
             raise InvalidSettingError(
                 f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid threshold "
                 "or target rate to open it", what=exc.what, value=exc.value, valid=exc.valid) from None
 
-    def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
-        """Decide at a raw score, or at a target false-accept rate (clears the other).
+    def set_threshold(self, threshold: float | None = None, target_far: float | None = None,
+                      target_fpir: float | None = None) -> Decision:
+        """Decide at a raw score, at a target false-accept rate per comparison (identification and verification),
+        or at a target FPIR (identification: the chance a stranger gets a name from a search of the whole
+        gallery; its threshold follows the number of persons). Clears the others.
 
         Refused with :class:`ValidationError` (nothing stored) unless the value is finite and inside the range the
-        collection can decide at (``facewise.decision.matching.check_decision``).
+        collection can decide at now (``facewise.decision.matching.check_decision``).
         """
-        if (threshold is None) == (target_far is None):
-            raise ValidationError("give exactly one of threshold or target_far")
-        check_decision(self.profile, self.info.settings, threshold=threshold, target_far=target_far)
-        self.store.update_settings(self.collection, threshold=threshold, target_far=target_far)
-        if threshold is None:  # update_settings drops None keys only when merging; clear explicitly
-            settings = {k: v for k, v in self.info.settings.items() if k != "threshold"}
-            settings["target_far"] = target_far
-            self.store.update_settings(self.collection, **settings)
+        if sum(x is not None for x in (threshold, target_far, target_fpir)) != 1:
+            raise ValidationError("give exactly one of threshold, target_far or target_fpir")
+        info = self.info
+        check_decision(self.profile, info.settings, threshold=threshold, target_far=target_far,
+                       target_fpir=target_fpir, searched=info.persons if target_fpir is not None else None)
+        # a None value removes the key: exactly one rule is stored
+        self.store.update_settings(self.collection, threshold=threshold, target_far=target_far,
+                                   target_fpir=target_fpir)
         return self.decision
 
     def set_calibration(self, calibration: dict[str, Any]) -> Decision:
@@ -207,7 +217,9 @@ class FaceWise:
         stored decision (its target FAR) would fall outside it.
         """
         try:
-            decide(self.profile, {**self.info.settings, "calibration": calibration})
+            settings = {**self.info.settings, "calibration": calibration}
+            decide(self.profile, settings)
+            decide(self.profile, settings, self.info.persons)
         except ValidationError as exc:
             raise ValidationError(f"this calibration cannot serve collection {self.collection!r}: {exc} (set "
                                   "another decision first)", what=exc.what, value=exc.value,
@@ -368,7 +380,8 @@ class FaceWise:
                 face=f, person=best.name if known and best else None,
                 person_id=best.person_id if known and best else None,
                 score=best.score if best else 0.0, far=best.far if best else None,
-                threshold=decision.threshold, candidates=cands[:top_k] if top_k > 1 else []))
+                threshold=decision.threshold, candidates=cands[:top_k] if top_k > 1 else [],
+                fpir=decision.fpir_of(best.score) if best else None, searched=decision.searched))
         return out
 
     def _one_face(self, image: ImageInput, face: FaceChoice, gate: Gate | None = None) -> tuple[Face, str | None]:
@@ -404,7 +417,7 @@ class FaceWise:
                                     np.array([m.yaw for m in meta]), probe.quality.score,
                                     np.array([m.quality for m in meta]))
         score = float(scores.max())
-        return self._verdict(score, self.decision, refusal, [probe])
+        return self._verdict(score, self.verification_decision, refusal, [probe])
 
     def _settings_or_empty(self) -> dict[str, Any]:
         try:

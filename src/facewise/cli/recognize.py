@@ -152,7 +152,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     from facewise.core.draw import annotate
     from facewise.core.imageio import load_image, save_rgb
 
-    table = Table("file", "face box", "person", "score", "est. FAR")
+    table = Table("file", "face box", "person", "score", "est. FAR", "est. FPIR")
     decision = fw.decision
     failures = 0
     written: set[str] = set()
@@ -170,20 +170,22 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 bar.advance(task)
                 continue
             if not results:
-                table.add_row(f.name, "-", "(no face)", "", "")
+                table.add_row(f.name, "-", "(no face)", "", "", "")
             for r in results:
                 if as_json:
                     _emit_json({"file": str(f), **r.to_dict()})
                 far = decision.format_far(r.far)
                 table.add_row(f.name, str([round(v) for v in r.face.box.as_list()]), r.person or "unknown",
-                              f"{r.score:.3f}", far)
+                              f"{r.score:.3f}", far, "n/a" if r.fpir is None else f"{r.fpir:.1e}")
             if annotate_dir:
                 save_rgb(annotate_dir / _unique_name(f, written), annotate(img.pixels, results))
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
         d = fw.decision
-        out.print(f"threshold {d.threshold:.3f} ({d.source}), profile {fw.profile.name}")
+        out.print(f"{d.explain()}, profile {fw.profile.name}")
+        out.print("est. FAR: per comparison; est. FPIR: chance that a stranger scores this high against someone "
+                  f"among the {d.searched} persons searched")
     return failures
 
 
@@ -339,18 +341,27 @@ def _hint_missing_analysis_models() -> None:
 @app.command()
 def threshold(
     value: Annotated[float | None, typer.Option("--score", help="Decide at this raw score.")] = None,
-    far: Annotated[float | None, typer.Option("--far", help="Decide at this false-accept rate, e.g. 1e-4.")] = None,
+    far: Annotated[float | None, typer.Option(
+        "--far", help="Decide at this false-accept rate per comparison, e.g. 1e-4 (identify and verify).")] = None,
+    fpir: Annotated[float | None, typer.Option(
+        "--fpir", help="Identify at this chance that a stranger gets a name from a search of the whole gallery, "
+        "e.g. 0.01 (the default); the threshold follows the number of persons.")] = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show, or set, how a collection decides (a raw score or a target FAR)."""
+    """Show, or set, how a collection decides (a raw score, a target FAR or a target FPIR), and why."""
     with handled(as_json):
         fw = _fw(db, profile, collection)
-        d = fw.set_threshold(value, far) if (value is not None or far is not None) else fw.decision
+        given = (value, far, fpir)
+        d = fw.set_threshold(value, far, fpir) if any(x is not None for x in given) else fw.decision
+        v = fw.verification_decision
         if as_json:
-            _emit_json({"threshold": d.threshold, "source": d.source})
+            _emit_json({"threshold": d.threshold, "source": d.source, "far": d.far_at_threshold, "fpir": d.fpir,
+                        "persons": d.searched, "verify": {"threshold": v.threshold, "source": v.source,
+                                                          "far": v.far_at_threshold}})
         else:
-            out.print(f"threshold {d.threshold:.4f} ({d.source})")
+            out.print(f"identify: {d.explain()}")
+            out.print(f"verify:   {v.explain()}")
 
 
 @app.command("export")

@@ -22,31 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from facewise.decision.calibration import Calibration
-from facewise.decision.matching import calibration_of
+from facewise.decision.matching import calibration_of, far_for_fpir, fpir
 from facewise.errors import ValidationError
 from facewise.models.profiles import Profile
 
 __all__ = ["ScoreScale", "far_for_fpir", "fpir"]
 
 log = logging.getLogger(__name__)
-
-
-def fpir(far: float, n: int) -> float:
-    """Chance that a stranger gets some name from a search of ``n`` persons, each compared at per-comparison
-    false-accept rate ``far``: ``1 - (1 - far) ** n`` (``far`` for ``n <= 1``)."""
-    far = min(max(float(far), 0.0), 1.0)
-    if n <= 1:
-        return far
-    return float(-math.expm1(n * math.log1p(-far))) if far < 1.0 else 1.0
-
-
-def far_for_fpir(target: float, n: int) -> float:
-    """The per-comparison FAR at which a search of ``n`` persons names a stranger with chance ``target``."""
-    t = float(target)
-    if not 0.0 < t < 1.0:
-        raise ValidationError(f"target FPIR must lie in (0, 1), got {target!r}", what="target_fpir", value=target,
-                              valid="(0, 1)")
-    return t if n <= 1 else float(-math.expm1(math.log1p(-t) / n))
 
 
 @dataclass(frozen=True)
