@@ -124,3 +124,22 @@ def test_score_scale_reads_the_profile_calibration() -> None:
         for far in (0.1, 1e-3, 1e-5):
             t = scale.at_far(far, 0.0)
             assert float(scale.far([t])[0]) == pytest.approx(far, rel=0.1)
+
+
+def test_an_invalid_stored_target_fpir_is_named_by_every_reader(tmp_path: Path) -> None:
+    from facewise.errors import InvalidSettingError
+    from facewise.gallery.doctor import diagnose_path
+
+    need(KNN)
+    db = tmp_path / "g.db"
+    with FaceWise(db=db) as fw:
+        fw.enroll("obama", KNN / "train" / "obama" / "obama.jpg")
+    with sqlite3.connect(db) as conn:  # what a hand edit could leave
+        conn.execute("UPDATE collections SET settings=?", ('{"target_fpir": 3}',))
+    assert "invalid decision setting: target FPIR 3 must lie in (0, 1)" in diagnose_path(db)[0]
+    with FaceWise(db=db) as fw:
+        with pytest.raises(InvalidSettingError) as caught:
+            fw.identify(KNN / "test" / "obama1.jpg")
+        assert caught.value.details["what"] == "target_fpir"
+        assert fw.set_threshold(target_fpir=0.01).searched == 1
+        assert fw.identify(KNN / "test" / "obama1.jpg")[0].person == "obama"
