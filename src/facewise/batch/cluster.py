@@ -208,7 +208,8 @@ class Clusterer:
                                                                                                     b.id)}
         if shared and not force:
             raise ConflictError(f"{a.name!r} and {b.name!r} both appear in {len(shared)} photo(s): two faces of "
-                                "one photo are two people (use --force to merge anyway)")
+                                "one photo are two people (merge with force to do it anyway)", what="force",
+                                value=False, valid="force to merge anyway")
         out = _move(self.store, self.collection, [s.id for s in sa], b.id) if sa else b
         self.store.delete_person(self.collection, a.id)
         return out

@@ -136,6 +136,8 @@ def cli_hint(exc: FacewiseError) -> str | None:
     if exc.code == "multiple_faces" or any(getattr(r, "code", None) == "multiple_faces"
                                            for r in getattr(exc, "results", [])):
         return "say which face with --face largest or --face N (verify's second photo: --other-face)"
+    if what == "force":
+        return "add --force to merge anyway"
     if what == "db" and exc.code == "not_found":
         return "give --db an existing gallery"
     if what in _OPTION and exc.valid:

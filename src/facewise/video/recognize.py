@@ -175,7 +175,7 @@ def load_expression_model() -> ExpressionPredictor:
     try:
         return ExpressionModel.from_default()
     except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"--expression: {exc}") from None
+        raise ModelNotFoundError(f"the expression model: {exc}") from None
 
 
 def expression_crop(bgr: np.ndarray, box: Box, scale: float = 1.1) -> np.ndarray:
