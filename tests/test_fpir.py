@@ -108,6 +108,7 @@ def test_target_fpir_is_set_and_refused_at_every_door(tmp_path: Path) -> None:
     assert doc["verify"]["source"] == "far=1e-03 (profile)"
     r = cli("threshold", "--db", db)
     assert "identify: threshold" in r.stdout and "FPIR" in r.stdout and "verify:" in r.stdout
+    assert "index:    exact (auto: 9 faces, exact search below 50,000)" in r.stdout  # part D: which search, why
     r = cli("identify", KNN / "test" / "obama1.jpg", "--db", db, "--json")
     face = rows(r)[0]
     assert face["person"] == "obama" and face["searched"] == 5 and face["fpir"] >= face["far"]

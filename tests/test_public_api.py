@@ -66,6 +66,7 @@ FACEWISE_METHODS = {
     "rename_person": "(self, person: str | int, new_name: str) -> Person",
     "samples": "(self, person: str | int | None = None) -> list[Sample]",
     "set_calibration": "(self, calibration: dict[str, Any]) -> Decision",
+    "index_info": "(self) -> dict[str, Any]",
     "set_threshold": ("(self, threshold: float | None = None, target_far: float | None = None, "
                       "target_fpir: float | None = None) -> Decision"),
     "verify": (

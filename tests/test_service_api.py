@@ -315,6 +315,8 @@ def test_identification_states_its_fpir_and_a_target_fpir_is_set_by_patch(admin:
     assert d["source"] == "fpir=1e-02 at 2 persons (default)" and d["persons"] == 2
     assert 0.005 < d["fpir"] < 0.02 and d["far"] < d["fpir"] and d["verify"]["source"] == "far=1e-03 (profile)"
     assert "FPIR" in d["explanation"]
+    index = admin.get("/v1/collections/fpir-room").json()["index"]
+    assert index["index"] == "exact" and index["setting"] == "auto" and "2 faces" in index["reason"]
     for bad in (0, 1, 1e-12):
         r = admin.patch("/v1/collections/fpir-room", json={"target_fpir": bad})
         assert r.status_code == 422 and error_code(r) == "invalid_value", r.text

@@ -191,6 +191,18 @@ class FaceWise:
                 f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid threshold "
                 "or target rate to open it", what=exc.what, value=exc.value, valid=exc.valid) from None
 
+    def index_info(self) -> dict[str, Any]:
+        """Which search the collection runs and why (``{"index", "setting", "reason"}``): in a SQLite gallery the
+        ``index`` setting (``auto`` by default: exact search, HNSW from 50,000 faces where faiss is installed);
+        a server store searches with its own index."""
+        info = self.info
+        if "ann" not in getattr(self.store, "capabilities", ()):
+            return {"index": "store", "setting": None, "reason": f"searched by the store's own index "
+                                                                 f"({type(self.store).__name__})"}
+        from facewise.gallery.ann import index_in_force
+
+        return index_in_force(info.settings, info.samples)
+
     def set_threshold(self, threshold: float | None = None, target_far: float | None = None,
                       target_fpir: float | None = None) -> Decision:
         """Decide at a raw score, at a target false-accept rate per comparison (identification and verification),

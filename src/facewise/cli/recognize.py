@@ -358,10 +358,12 @@ def threshold(
         if as_json:
             _emit_json({"threshold": d.threshold, "source": d.source, "far": d.far_at_threshold, "fpir": d.fpir,
                         "persons": d.searched, "verify": {"threshold": v.threshold, "source": v.source,
-                                                          "far": v.far_at_threshold}})
+                                                          "far": v.far_at_threshold}, "index": fw.index_info()})
         else:
             out.print(f"identify: {d.explain()}")
             out.print(f"verify:   {v.explain()}")
+            ix = fw.index_info()
+            out.print(f"index:    {ix['index']} ({ix['reason']})")
 
 
 @app.command("export")

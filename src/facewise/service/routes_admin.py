@@ -110,6 +110,7 @@ def _collection(ctx: Ctx, name: str) -> dict[str, Any]:
                      "far": decision.far_at_threshold, "fpir": decision.fpir, "persons": decision.searched,
                      "explanation": decision.explain(),
                      "verify": {"threshold": round(v.threshold, 4), "source": v.source, "far": v.far_at_threshold}}
+    d["index"] = fw.index_info()
     return d
 
 

@@ -184,6 +184,8 @@ class Decision(Model):
 
 class CollectionDetail(Collection):
     decision: Decision
+    index: dict[str, Any] | None = Field(None, description="the search in force and why: index (exact, hnsw or "
+                                         "store), setting (auto by default), reason")
 
 
 class Person(Model):
