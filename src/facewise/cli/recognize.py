@@ -25,7 +25,9 @@ from facewise.cli.common import (
     _fw,
     _images_in,
     app,
+    cli_hint,
     err,
+    error_object,
     find_person,
     handled,
     out,
@@ -124,8 +126,11 @@ def enroll(
         if failure is not None:
             for r in results:
                 if r.status == "rejected":
-                    err.print(f"[red]error:[/red] {escape(r.reason or 'rejected')}")
-            report_error(failure, as_json)
+                    err.print(f"[red]error:[/red] {escape(r.reason or 'rejected')}")  # one line per file
+            if as_json:
+                _emit_json({"error": error_object(failure)})
+            if (hint := cli_hint(failure)) is not None:
+                err.print(f"[dim]hint:[/dim] {escape(hint)}")
             raise typer.Exit(failure.exit_code)
 
 
