@@ -60,7 +60,6 @@ ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")  # hnsw.iterative_sca
 _LOCK_KEY = 0x6661636577697365  # "facewise": advisory lock for migrations and DDL
 
 
-
 def _ts(value: Any) -> str:
     return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
 
@@ -84,7 +83,6 @@ class PgVectorStore(StoreBase):
         rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
         dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         return cls(dsn, schema=ours.get("schema", "facewise"), halfvec=ours.get("halfvec") in ("1", "true"))
-
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann"})
 
