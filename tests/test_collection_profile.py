@@ -48,7 +48,9 @@ def test_commands_use_the_collections_profile_without_p(gallery: Path, knn: Path
     assert json.loads(r.stdout.splitlines()[0])["person"] == "obama"
     assert cli("verify", str(knn / "test" / "obama1.jpg"), "--person", "obama", *db).returncode == 0
     r = cli("threshold", *db, "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["source"] == "far=1e-03 (profile)"
+    doc = json.loads(r.stdout)  # identification at FPIR 0.01 over the 5 persons; verification at FAR 1e-3
+    assert r.returncode == 0 and doc["source"] == "fpir=1e-02 at 5 persons (default)"
+    assert doc["verify"]["source"] == "far=1e-03 (profile)"
     out = tmp_path / "staff.json"
     assert cli("export", str(out), *db).returncode == 0
     assert json.loads(out.read_text())["collection"]["profile"] == "fast"

@@ -265,7 +265,8 @@ def test_admin_sets_the_threshold_and_manages_keys(console: Console) -> None:
     page.get_by_role("button", name="Set threshold").click()
     expect(page.locator("#threshold-now")).to_contain_text("0.5000")
     with console.server.client() as c:
-        assert c.get("/v1/collections/default").json()["decision"] == {"threshold": 0.5, "source": "explicit"}
+        decision = c.get("/v1/collections/default").json()["decision"]
+        assert decision["threshold"] == 0.5 and decision["source"] == "explicit"
     page.get_by_label("Decide at").select_option("target_far")
     page.get_by_label("Value").fill("0.001")
     page.get_by_role("button", name="Set threshold").click()

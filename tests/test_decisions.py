@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from facewise.api import FaceWise
+from facewise.cli.common import cli_hint
 from facewise.decision.calibration import Calibration
 from facewise.errors import InvalidSettingError, ValidationError
 from facewise.gallery.doctor import diagnose_path
@@ -125,7 +126,9 @@ def test_an_invalid_stored_setting_is_named_and_can_be_fixed(gallery: Path, knn:
                 call()
             text = str(caught.value)
             assert "collection 'default' holds an invalid decision setting" in text
-            assert "facewise threshold --far" in text and "Traceback" not in text
+            # the library names no CLI option; the CLI adds its own hint (issue 24: one rule, each door's words)
+            assert "--far" not in text and "Traceback" not in text
+            assert "facewise threshold --fpir" in (cli_hint(caught.value) or "")
         assert fw.set_threshold(target_far=1e-3).source == "far=1e-03 (profile)"
         assert fw.identify(knn / "test" / "obama1.jpg")[0].person == "obama"
     assert diagnose_path(gallery) == []
@@ -152,8 +155,10 @@ def test_cli_threshold_refuses_invalid_values_with_exit_2(gallery: Path) -> None
         r = cli("threshold", *args, "--db", db)
         assert r.returncode == 2, r.stderr
         assert message in r.stderr and "Traceback" not in r.stderr
-    r = cli("threshold", "--db", db, "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["source"] == "far=1e-03 (profile)"
+    r = cli("threshold", "--db", db, "--json")  # identification: FPIR 0.01 over the gallery; verify: FAR 1e-3
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["source"] == "fpir=1e-02 at 2 persons (default)" and doc["persons"] == 2
+    assert doc["fpir"] == pytest.approx(0.01, rel=0.15) and doc["verify"]["source"] == "far=1e-03 (profile)"
 
 
 def test_cli_with_an_invalid_stored_setting(gallery: Path, knn: Path, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ FACEWISE_METHODS = {
     "delete_sample": "(self, sample_id: int) -> None",
     "detect": "(self, image: ImageInput) -> list[Face]",
     "enroll": (
-        "(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = 'only', "
+        "(self, person: str, images: ImageInput | Iterable[ImageInput], *, face: FaceChoice = 'only', "
         "metadata: dict[str, Any] | None = None, gate: Gate | None = None, "
         "progress: Callable[[EnrollResult], None] | None = None, "
         "person_id: int | None = None) -> list[EnrollResult]"
@@ -66,18 +66,20 @@ FACEWISE_METHODS = {
     "rename_person": "(self, person: str | int, new_name: str) -> Person",
     "samples": "(self, person: str | int | None = None) -> list[Sample]",
     "set_calibration": "(self, calibration: dict[str, Any]) -> Decision",
-    "set_threshold": "(self, threshold: float | None = None, target_far: float | None = None) -> Decision",
+    "index_info": "(self) -> dict[str, Any]",
+    "set_threshold": ("(self, threshold: float | None = None, target_far: float | None = None, "
+                      "target_fpir: float | None = None) -> Decision"),
     "verify": (
-        "(self, a: ImageInput, b: ImageInput, face: FaceChoice = 'largest', "
+        "(self, a: ImageInput, b: ImageInput, face: FaceChoice = 'only', "
         "gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification"
     ),
     "verify_person": (
-        "(self, image: ImageInput, person: str | int, face: FaceChoice = 'largest', "
+        "(self, image: ImageInput, person: str | int, face: FaceChoice = 'only', "
         "gate: Gate | None = None) -> Verification"
     ),
 }
 
-FACEWISE_PROPERTIES = ["decision", "info"]
+FACEWISE_PROPERTIES = ["decision", "info", "verification_decision"]
 
 FUNCTIONS = {
     "load_image": "(source: ImageInput, limit: int | None = None) -> DecodedImage",
@@ -87,9 +89,9 @@ FUNCTIONS = {
 RECORD_FIELDS = {
     "Box": ("x1", "y1", "x2", "y2"),
     "Detection": ("box", "landmarks", "score", "found_by"),
-    "EnrollResult": ("source", "person", "status", "sample_id", "reason", "face"),
+    "EnrollResult": ("source", "person", "status", "sample_id", "reason", "face", "code"),
     "Face": ("index", "box", "landmarks", "det_score", "quality", "yaw", "embedding", "attributes"),
-    "Identification": ("face", "person", "person_id", "score", "far", "threshold", "candidates"),
+    "Identification": ("face", "person", "person_id", "score", "far", "threshold", "candidates", "fpir", "searched"),
     "Person": ("id", "name", "metadata", "n_samples", "created_at"),
     "Profile": (
         "name", "description", "detector", "embedders", "landmarks", "detector_fallback", "detector_options",

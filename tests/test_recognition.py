@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from facewise import FaceWise, MultipleFacesError, NoFaceError
-from facewise.errors import ImageError, ProfileMismatchError
+from facewise.errors import EnrollmentError, ImageError, ProfileMismatchError
 
 EXPECTED = {
     "alex_lacamoire1.jpg": {"alex_lacamoire"},
@@ -68,7 +68,9 @@ def test_gallery_survives_close_and_reopen(enrolled, knn):
 def test_multi_face_photo_needs_a_choice_and_dedupe(knn, tmp_path):
     with FaceWise(db=tmp_path / "g.db") as fw:
         photo = knn / "test" / "kit_with_rose.jpg"
-        r = fw.enroll("kit", [photo])[0]
+        with pytest.raises(EnrollmentError) as caught:  # stores nothing: an error, with the photo's reason
+            fw.enroll("kit", [photo])
+        r = caught.value.results[0]
         assert r.status == "rejected" and "2 faces found" in r.reason and "largest" in r.reason
         assert fw.info.samples == 0
         assert fw.enroll("kit", [photo], face="largest")[0].status == "added"
@@ -80,7 +82,10 @@ def test_bad_files_are_reported_and_nothing_is_stored(knn, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     (tmp_path / "empty.png").write_bytes(b"")
     with FaceWise(db=tmp_path / "g.db") as fw:
-        res = fw.enroll("x", [tmp_path / "broken.jpg", tmp_path / "empty.png"])
+        with pytest.raises(EnrollmentError) as caught:
+            fw.enroll("x", [tmp_path / "broken.jpg", tmp_path / "empty.png"])
+        res = caught.value.results
+        assert caught.value.exit_code == 3 and caught.value.http_status == 422
         assert [r.status for r in res] == ["rejected", "rejected"]
         assert "broken.jpg" in res[0].reason and "empty" in res[1].reason
         assert fw.info.samples == 0

@@ -265,3 +265,27 @@ def test_hnsw_beam_grows_until_k_persons_or_below_threshold(monkeypatch):
     assert [h[0] for h in fast if h[1] >= 0.5] == [10_000, mate]
     monkeypatch.setattr(ann_mod, "MAX_EF", 64)
     assert graph.search(probe, 5, ix)[0] == ix.search(probe, 5)[0]
+
+
+def test_the_default_index_follows_the_collection_size(hnsw_store):
+    """Issue 24 part D: without an ``index`` setting a collection searches exactly while small and with HNSW once
+    it reaches ``index_min_size`` (where faiss is installed); ``index_in_force`` says which and why."""
+    from facewise.gallery.ann import DEFAULT_MIN_SIZE, index_in_force
+
+    s = hnsw_store
+    data = face_like(1_500, DIM, seed=24)
+    _fill(s, data)
+    assert index_in_force({}, 1_500) == {"index": "exact", "setting": "auto",
+                                         "reason": f"auto: 1,500 faces, exact search below {DEFAULT_MIN_SIZE:,}"}
+    assert index_in_force({}, DEFAULT_MIN_SIZE)["index"] == "hnsw"
+    assert index_in_force({"index": "exact"}, 10 ** 7)["index"] == "exact"
+    s.update_settings("c", index_min_size=1_000)  # no "index" key: auto
+    s.search("c", data.vectors[:1], 1)
+    assert s._ann["c"].wait(120)  # HNSW built for the large-enough collection
+    exact = s.index("c").search(data.vectors[:5], 1)
+    assert [h[0].sample_id for h in s.search("c", data.vectors[:5], 1)] == [e[0][2] for e in exact]
+    info = index_in_force(s.get_collection("c").settings, s.get_collection("c").samples)
+    assert info["index"] == "hnsw" and "1,500 faces >= 1,000" in info["reason"]
+    s.update_settings("c", index="exact")
+    s.search("c", data.vectors[:1], 1)
+    assert "c" not in s._ann

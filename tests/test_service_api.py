@@ -271,6 +271,66 @@ def test_enroll_identify_verify_delete(server: Server, admin: httpx.Client, knn:
     assert {"person.create", "face.enroll", "face.delete", "person.rename", "person.delete"} <= actions
 
 
+def test_one_rule_per_question_as_the_library_and_cli(admin: httpx.Client, knn: Path) -> None:
+    """Issue 24 part A: an enrolment that stores nothing is 422 with each file's reason; several faces without a
+    choice is 422 multiple_faces in verify (the library's and the CLI's default); an unknown profile is 422
+    invalid_value; the hint names the request's own fields, never a CLI option."""
+    two = (knn.parent / "two_people.jpg").read_bytes()
+    obama = (knn / "test" / "obama1.jpg").read_bytes()
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(buf, "JPEG")
+    blank = buf.getvalue()
+    pid = admin.post("/v1/collections/default/persons", json={"name": "Nobody Stored"}).json()["id"]
+    r = admin.post(f"/v1/collections/default/persons/{pid}/faces",
+                   files=[("files", ("two.jpg", two, "image/jpeg")), ("files", ("wall.jpg", blank, "image/jpeg"))])
+    assert r.status_code == 422 and error_code(r) == "nothing_enrolled", r.text
+    results = r.json()["error"]["results"]
+    assert [(x["source"], x["status"]) for x in results] == [("two.jpg", "rejected"), ("wall.jpg", "rejected")]
+    assert results[0]["code"] == "multiple_faces" and "faces" in results[0]["reason"]
+    assert results[1]["code"] == "no_face"
+    assert "face=largest" in r.json()["error"]["message"] and "--face" not in r.text
+    assert admin.get(f"/v1/collections/default/persons/{pid}/faces").json() == []
+    r = admin.post("/v1/collections/default/verify", files={"image": ("two.jpg", two, "image/jpeg"),
+                                                            "other": ("o.jpg", obama, "image/jpeg")})
+    assert r.status_code == 422 and error_code(r) == "multiple_faces", r.text
+    assert r.json()["error"]["details"] == {"what": "face", "value": "only", "valid": "largest or 0..1"}
+    assert "--" not in r.json()["error"]["message"]
+    r = admin.post("/v1/collections", json={"name": "nope-profile", "profile": "nope"})
+    assert r.status_code == 422 and error_code(r) == "invalid_value", r.text
+    assert r.json()["error"]["details"]["what"] == "profile" and "default" in r.json()["error"]["details"]["valid"]
+
+
+def test_identification_states_its_fpir_and_a_target_fpir_is_set_by_patch(admin: httpx.Client, knn: Path) -> None:
+    """Issue 24 part C: the collection says which threshold is in force and why (FPIR 0.01 over its persons by
+    default; verification at a FAR); PATCH target_fpir sets it or answers 422 with the reachable range, storing
+    nothing; every identified face carries fpir and searched."""
+    r = admin.post("/v1/collections", json={"name": "fpir-room", "profile": "default"})
+    assert r.status_code == 201, r.text
+    for name in ("obama", "biden"):
+        pid = admin.post("/v1/collections/fpir-room/persons", json={"name": name}).json()["id"]
+        photo = (knn / "train" / name / f"{name}.jpg").read_bytes()
+        r = admin.post(f"/v1/collections/fpir-room/persons/{pid}/faces", files={"files": ("a.jpg", photo)})
+        assert r.status_code == 200, r.text
+    d = admin.get("/v1/collections/fpir-room").json()["decision"]
+    assert d["source"] == "fpir=1e-02 at 2 persons (default)" and d["persons"] == 2
+    assert 0.005 < d["fpir"] < 0.02 and d["far"] < d["fpir"] and d["verify"]["source"] == "far=1e-03 (profile)"
+    assert "FPIR" in d["explanation"]
+    index = admin.get("/v1/collections/fpir-room").json()["index"]
+    assert index["index"] == "exact" and index["setting"] == "auto" and "2 faces" in index["reason"]
+    for bad in (0, 1, 1e-12):
+        r = admin.patch("/v1/collections/fpir-room", json={"target_fpir": bad})
+        assert r.status_code == 422 and error_code(r) == "invalid_value", r.text
+        assert r.json()["error"]["details"]["what"] == "target_fpir" and "--fpir" not in r.text
+    assert admin.get("/v1/collections/fpir-room").json()["decision"] == d  # nothing stored
+    r = admin.patch("/v1/collections/fpir-room", json={"target_fpir": 0.05})
+    assert r.status_code == 200 and r.json()["decision"]["source"].startswith("fpir=5e-02 at 2 persons"), r.text
+    probe = (knn / "test" / "obama1.jpg").read_bytes()
+    r = admin.post("/v1/collections/fpir-room/identify", files={"image": ("p.jpg", probe, "image/jpeg")})
+    face = r.json()["faces"][0]
+    assert r.status_code == 200 and face["person"] == "obama" and face["searched"] == 2
+    assert face["far"] <= face["fpir"] <= 2 * face["far"] + 1e-12
+
+
 def test_uploads_are_checked(server: Server, admin: httpx.Client, knn: Path) -> None:
     url = "/v1/collections/default/identify"
     r = admin.post(url, files={"image": ("photo.jpg", b"hello, I am text\n" * 10, "image/jpeg")})

@@ -6,16 +6,14 @@ import gzip
 import json
 import logging
 import os
-import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from facewise import settings
 from facewise.core.analysis import Analyzer, Gate
-from facewise.core.imageio import ImageInput, is_image_path, load_image
+from facewise.core.imageio import DecodedImage, EncodedImage, ImageInput, is_image_path, load_image
 from facewise.core.outfiles import open_output
 from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
@@ -23,6 +21,7 @@ from facewise.decision.fusion import FusionScorer
 from facewise.decision.matching import Decision, check_decision, decide
 from facewise.errors import (
     BadInputError,
+    EnrollmentError,
     FacewiseError,
     ImageError,
     InvalidNameError,
@@ -35,6 +34,7 @@ from facewise.errors import (
     ValidationError,
 )
 from facewise.gallery import NewSample, SQLiteStore, Store
+from facewise.gallery.exchange import EXPORT_FORMAT, read_export
 from facewise.gallery.maintenance import Erasure, ErasureHooks
 from facewise.gallery.names import check_name
 from facewise.gallery.store import CollectionInfo, SearchHit
@@ -44,7 +44,6 @@ from facewise.types import Candidate, EnrollResult, Face, Identification, Person
 log = logging.getLogger(__name__)
 
 FaceChoice = Literal["only", "largest"] | int
-EXPORT_FORMAT = "facewise-collection"
 
 
 def parse_face_choice(text: str, option: str = "face") -> FaceChoice:
@@ -55,7 +54,8 @@ def parse_face_choice(text: str, option: str = "face") -> FaceChoice:
         return "only" if text == "only" else "largest"
     if text.isascii() and text.isdigit() and len(text) <= 4:
         return int(text)
-    raise ValidationError(f"{option} must be only, largest or a face index 0..9999 (got {text[:20]!r})")
+    raise ValidationError(f"{option} must be only, largest or a face index 0..9999 (got {text[:20]!r})",
+                          what=option, value=text[:20], valid="only, largest or 0..9999")
 
 
 def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
@@ -64,14 +64,14 @@ def pick_face(faces: list[Face], choice: FaceChoice, source: str) -> Face:
         raise NoFaceError(f"{source}: no face found")
     if isinstance(choice, int) and not isinstance(choice, bool):
         if not 0 <= choice < len(faces):
-            raise ValidationError(f"{source}: face index {choice} out of range (found {len(faces)} faces)")
+            raise ValidationError(f"{source}: face index {choice} out of range (found {len(faces)} faces)",
+                                  what="face", value=choice, valid=f"0..{len(faces) - 1}")
         return faces[choice]
     if choice == "largest" or len(faces) == 1:
         return max(faces, key=lambda f: f.box.area)
     raise MultipleFacesError(
-        f"{source}: {len(faces)} faces found; say which one to use (face='largest' or an index 0..{len(faces) - 1}; "
-        "CLI: --face largest or --face N; for verify's second image --other-face)"
-    )
+        f"{source}: {len(faces)} faces found; say which one to use: largest or an index 0..{len(faces) - 1}",
+        what="face", value="only", valid=f"largest or 0..{len(faces) - 1}")
 
 
 class FaceWise:
@@ -101,7 +101,7 @@ class FaceWise:
         self.collection, self.create = collection, create
         path = _local_path(db)
         if not create and path is not None and not path.is_file():
-            raise NotFoundError(f"{path}: no such gallery file (nothing was created; give --db an existing gallery)")
+            raise NotFoundError(f"{path}: no such gallery file (nothing was created)", what="db", value=str(path))
         if create and path is not None and not path.exists():  # models first: a failed start creates no file
             self.profile = _as_profile(profile or "default")
             self.pipeline = self._pipeline(pipeline, threads, quality).load()
@@ -158,8 +158,9 @@ class FaceWise:
         if profile is not None and (info.signature != profile.signature or info.dim != profile.dim):
             raise ProfileMismatchError(
                 f"collection {info.name!r} holds vectors of profile {info.profile!r} ({info.dim}-d); it cannot be "
-                f"used with profile {profile.name!r} ({profile.dim}-d): open it with --profile {info.profile} (or "
-                "leave --profile out) or use another collection")
+                f"used with profile {profile.name!r} ({profile.dim}-d): open it with profile {info.profile!r} (or "
+                "without naming a profile) or use another collection", what="profile", value=profile.name,
+                valid=info.profile)
         return info
 
     @property
@@ -173,32 +174,53 @@ class FaceWise:
 
     @property
     def decision(self) -> Decision:
-        """How the collection decides; :class:`InvalidSettingError` (naming the fix) if what it stores is invalid."""
+        """How the collection identifies (a search of all its persons: by default at a target FPIR, so the
+        threshold follows the gallery's size); :class:`InvalidSettingError` if what it stores is invalid."""
+        info = self.info
+        return self._decide(info.settings, info.persons)
+
+    @property
+    def verification_decision(self) -> Decision:
+        """How the collection verifies (one comparison: at a target FAR)."""
         return self._decide(self.info.settings)
 
-    def _decide(self, settings: dict[str, Any]) -> Decision:
+    def _decide(self, settings: dict[str, Any], searched: int | None = None) -> Decision:
         try:
-            return decide(self.profile, settings)
+            return decide(self.profile, settings, searched)
         except ValidationError as exc:
             raise InvalidSettingError(
-                f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid one with "
-                f"`facewise threshold --far F` or `--score S` (REST: PATCH /v1/collections/{self.collection})"
-            ) from None
+                f"collection {self.collection!r} holds an invalid decision setting: {exc}. Set a valid threshold "
+                "or target rate to open it", what=exc.what, value=exc.value, valid=exc.valid) from None
 
-    def set_threshold(self, threshold: float | None = None, target_far: float | None = None) -> Decision:
-        """Decide at a raw score, or at a target false-accept rate (clears the other).
+    def index_info(self) -> dict[str, Any]:
+        """Which search the collection runs and why (``{"index", "setting", "reason"}``): in a SQLite gallery the
+        ``index`` setting (``auto`` by default: exact search, HNSW from 50,000 faces where faiss is installed);
+        a server store searches with its own index."""
+        info = self.info
+        if "ann" not in getattr(self.store, "capabilities", ()):
+            return {"index": "store", "setting": None, "reason": f"searched by the store's own index "
+                                                                 f"({type(self.store).__name__})"}
+        from facewise.gallery.ann import index_in_force
+
+        return index_in_force(info.settings, info.samples)
+
+    def set_threshold(self, threshold: float | None = None, target_far: float | None = None,
+                      target_fpir: float | None = None) -> Decision:
+        """Decide at a raw score, at a target false-accept rate per comparison (identification and verification),
+        or at a target FPIR (identification: the chance a stranger gets a name from a search of the whole
+        gallery; its threshold follows the number of persons). Clears the others.
 
         Refused with :class:`ValidationError` (nothing stored) unless the value is finite and inside the range the
-        collection can decide at (``facewise.decision.matching.check_decision``).
+        collection can decide at now (``facewise.decision.matching.check_decision``).
         """
-        if (threshold is None) == (target_far is None):
-            raise ValidationError("give exactly one of threshold or target_far")
-        check_decision(self.profile, self.info.settings, threshold=threshold, target_far=target_far)
-        self.store.update_settings(self.collection, threshold=threshold, target_far=target_far)
-        if threshold is None:  # update_settings drops None keys only when merging; clear explicitly
-            settings = {k: v for k, v in self.info.settings.items() if k != "threshold"}
-            settings["target_far"] = target_far
-            self.store.update_settings(self.collection, **settings)
+        if sum(x is not None for x in (threshold, target_far, target_fpir)) != 1:
+            raise ValidationError("give exactly one of threshold, target_far or target_fpir")
+        info = self.info
+        check_decision(self.profile, info.settings, threshold=threshold, target_far=target_far,
+                       target_fpir=target_fpir, searched=info.persons if target_fpir is not None else None)
+        # a None value removes the key: exactly one rule is stored
+        self.store.update_settings(self.collection, threshold=threshold, target_far=target_far,
+                                   target_fpir=target_fpir)
         return self.decision
 
     def set_calibration(self, calibration: dict[str, Any]) -> Decision:
@@ -208,10 +230,13 @@ class FaceWise:
         stored decision (its target FAR) would fall outside it.
         """
         try:
-            decide(self.profile, {**self.info.settings, "calibration": calibration})
+            settings = {**self.info.settings, "calibration": calibration}
+            decide(self.profile, settings)
+            decide(self.profile, settings, self.info.persons)
         except ValidationError as exc:
             raise ValidationError(f"this calibration cannot serve collection {self.collection!r}: {exc} (set "
-                                  "another decision first: facewise threshold)") from None
+                                  "another decision first)", what=exc.what, value=exc.value,
+                                  valid=exc.valid) from None
         self.store.update_settings(self.collection, calibration=calibration)
         return self.decision
 
@@ -233,11 +258,15 @@ class FaceWise:
         return self.analyzer.analyze(img.pixels, self.pipeline.make_faces(img.pixels, dets), what)
 
     # -- enrolment ------------------------------------------------------------------------------
-    def enroll(self, person: str, images: Iterable[ImageInput], *, face: FaceChoice = "only",
+    def enroll(self, person: str, images: ImageInput | Iterable[ImageInput], *, face: FaceChoice = "only",
                metadata: dict[str, Any] | None = None, gate: Gate | None = None,
                progress: Callable[[EnrollResult], None] | None = None,
                person_id: int | None = None) -> list[EnrollResult]:
         """Enrol one person from images. Bad images are reported, not stored; storing is one transaction.
+
+        ``images`` is a list of images, or one image (a path, bytes, an array or a PIL image is one item, never
+        iterated). An enrolment that stores nothing is an :class:`EnrollmentError` carrying every photo's result
+        with its reason (photos already enrolled count as stored: a re-run is not an error).
 
         ``gate`` refuses faces below a quality score or not live, with the reasons in the result.
         ``person_id``: store the faces for that existing person (``person`` is then its name, for the results),
@@ -246,7 +275,8 @@ class FaceWise:
         """
         if person_id is None:
             person = check_name(person)  # a bad name is refused before any work
-        items: list[tuple[str, ImageInput]] = [(person, img) for img in images]
+        given: list[Any] = [images] if _is_one_image(images) else list(images)  # type: ignore[arg-type]
+        items: list[tuple[str, ImageInput]] = [(person, img) for img in given]
         return self.enroll_items(items, face=face, metadata=metadata, gate=gate, progress=progress,
                                  person_id=person_id)
 
@@ -293,7 +323,7 @@ class FaceWise:
                         landmarks=np.round(chosen.landmarks, 2).tolist(), quality=chosen.quality.score,
                         yaw=chosen.yaw, metadata=metadata, person_id=person_id)))
             except (ImageError, NoFaceError, MultipleFacesError, InvalidNameError) as exc:
-                res = EnrollResult(name, person, "rejected", reason=str(exc))
+                res = EnrollResult(name, person, "rejected", reason=str(exc), code=exc.code)
             results.append(res)
             if progress:
                 progress(res)
@@ -306,6 +336,12 @@ class FaceWise:
                 results[i].sample_id = sid
         added = sum(r.status == "added" for r in results)
         log.info("enrolled %d of %d images into %r", added, len(results), self.collection)
+        if not results:
+            raise EnrollmentError("no image was given, so nothing was enrolled", results)
+        if added == 0 and not any(r.status == "duplicate" for r in results):
+            reasons = "; ".join(f"{os.path.basename(r.source)}: {r.reason}" for r in results[:3])
+            more = f" (and {len(results) - 3} more)" if len(results) > 3 else ""
+            raise EnrollmentError(f"nothing was enrolled: every image was rejected ({reasons}{more})", results)
         return results
 
     def _rescore(self, face: Face, hits: list[SearchHit]) -> list[SearchHit]:
@@ -357,7 +393,8 @@ class FaceWise:
                 face=f, person=best.name if known and best else None,
                 person_id=best.person_id if known and best else None,
                 score=best.score if best else 0.0, far=best.far if best else None,
-                threshold=decision.threshold, candidates=cands[:top_k] if top_k > 1 else []))
+                threshold=decision.threshold, candidates=cands[:top_k] if top_k > 1 else [],
+                fpir=decision.fpir_of(best.score) if best else None, searched=decision.searched))
         return out
 
     def _one_face(self, image: ImageInput, face: FaceChoice, gate: Gate | None = None) -> tuple[Face, str | None]:
@@ -366,10 +403,11 @@ class FaceWise:
         refusal = self._gate_refusal(img.pixels, chosen, gate) if gate else None
         return chosen, refusal
 
-    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "largest",
+    def verify(self, a: ImageInput, b: ImageInput, face: FaceChoice = "only",
                gate: Gate | None = None, *, other_face: FaceChoice | None = None) -> Verification:
-        """Are the faces of two images the same person? (largest face of each by default; ``face`` picks the
-        face of ``a``, ``other_face`` that of ``b``, default: the same choice as ``face``).
+        """Are the faces of two images the same person? ``face`` picks the face of ``a``, ``other_face`` that of
+        ``b`` (default: the same choice as ``face``): ``"only"`` (the default, as in the CLI and REST) refuses a
+        photo with several faces (:class:`MultipleFacesError`), ``"largest"`` or an index says which.
 
         With a ``gate``, a probe ``a`` that is not live (or below quality) is answered "not same"
         with the reason, not an exception.
@@ -380,7 +418,7 @@ class FaceWise:
                                          fb.quality.score)[0])
         return self._verdict(score, self._decide(self._settings_or_empty()), refusal, [fa, fb])
 
-    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "largest",
+    def verify_person(self, image: ImageInput, person: str | int, face: FaceChoice = "only",
                       gate: Gate | None = None) -> Verification:
         """Is the face in ``image`` the enrolled ``person``? (best score over the person's samples)."""
         vecs = self.store.person_vectors(self.collection, person)
@@ -392,7 +430,7 @@ class FaceWise:
                                     np.array([m.yaw for m in meta]), probe.quality.score,
                                     np.array([m.quality for m in meta]))
         score = float(scores.max())
-        return self._verdict(score, self.decision, refusal, [probe])
+        return self._verdict(score, self.verification_decision, refusal, [probe])
 
     def _settings_or_empty(self) -> dict[str, Any]:
         try:
@@ -480,59 +518,6 @@ class FaceWise:
         return sum(i is not None for i in ids)
 
 
-MAX_IMPORT_BYTES = 1 << 30  # an export read by import, once decompressed (FACEWISE_MAX_IMPORT_MB overrides)
-
-
-def _export_bytes(path: str | os.PathLike[str], raw: bytes, cap: int) -> bytes:
-    """The export's JSON bytes: ``.gz`` members decompressed a bounded piece at a time, refused past ``cap``."""
-    too_big = f"{path}: the export decompresses to more than {cap >> 20} MiB (set FACEWISE_MAX_IMPORT_MB to allow it)"
-    if raw[:2] != b"\x1f\x8b":
-        if len(raw) > cap:
-            raise BadExportError(f"{path}: the export is larger than {cap >> 20} MiB (set FACEWISE_MAX_IMPORT_MB "
-                                 "to allow it)")
-        return raw
-    out = bytearray()
-    data = raw
-    while data:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out += d.decompress(data, cap + 1 - len(out))
-        while d.unconsumed_tail and len(out) <= cap:
-            out += d.decompress(d.unconsumed_tail, cap + 1 - len(out))
-        if len(out) > cap:
-            raise BadExportError(too_big)
-        if not d.eof:
-            raise BadExportError(f"{path}: not a facewise export (the compressed data is truncated)")
-        data = d.unused_data.lstrip(b"\0")
-    return bytes(out)
-
-
-def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The document of a ``FaceWise.export`` file (.json or .json.gz); a missing file is a
-    :class:`NotFoundError`, anything else than an export a :class:`BadExportError` (exit 3), and so is one larger
-    than ``FACEWISE_MAX_IMPORT_MB`` once decompressed (never decompressed whole first)."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise BadExportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        doc = json.loads(_export_bytes(path, raw, settings.max_import_bytes(MAX_IMPORT_BYTES)))
-    except (ValueError, OSError, EOFError, zlib.error) as exc:
-        raise BadExportError(f"{path}: not a facewise export ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-        raise BadExportError(f"{path}: not a facewise export (missing format marker)")
-    if not isinstance(doc.get("collection"), dict) or not isinstance(doc.get("persons"), list):
-        raise BadExportError(f"{path}: not a facewise export (no collection or persons)")
-    return doc
-
-
-class BadExportError(BadInputError):
-    """A file given to ``import`` is not a readable facewise export: bad input (exit 3, HTTP 422)."""
-
-    code = "bad_export"
-
-
 def folder_items(root: Path) -> list[tuple[str, Path]]:
     """``root/<person>/<image>`` pairs, sorted; raises if the layout holds no images."""
     if not root.is_dir():
@@ -570,5 +555,13 @@ def _as_profile(profile: str | Profile, collection: str | None = None) -> Profil
     except FacewiseError as exc:
         if collection is None:
             raise
-        raise FacewiseError(f"collection {collection!r} uses profile {profile!r}, which is not a shipped one: give "
-                            f"its JSON file with --profile ({exc})") from None
+        raise ValidationError(f"collection {collection!r} uses profile {profile!r}, which is not a shipped one: "
+                              f"give its JSON file as the profile ({exc})", what="profile", value=profile,
+                              valid=exc.valid) from None
+
+
+def _is_one_image(obj: object) -> bool:
+    """One image (a path, bytes, an array, a decoded or encoded image, a PIL image), never a list to iterate."""
+    if isinstance(obj, str | bytes | bytearray | memoryview | os.PathLike | np.ndarray | DecodedImage | EncodedImage):
+        return True
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "getbands")  # without importing PIL

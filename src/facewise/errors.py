@@ -13,7 +13,8 @@ CLI exit codes: 0 ok, 1 an error facewise did not classify, 2 usage or an invali
 from __future__ import annotations
 
 __all__ = [
-    "BadInputError", "CapabilityError", "ConflictError", "FacewiseError", "GalleryInUseError", "ImageError",
+    "BadInputError", "CapabilityError", "ConflictError", "EnrollmentError", "FacewiseError", "GalleryInUseError",
+    "ImageError",
     "InvalidNameError",
     "InvalidSettingError",
     "ModelIntegrityError", "ModelNotFoundError",
@@ -22,17 +23,41 @@ __all__ = [
 ]
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_UNCLASSIFIED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 
 
 class FacewiseError(Exception):
-    """Base class of every error facewise raises on purpose."""
+    """Base class of every error facewise raises on purpose.
+
+    Besides its message an error may carry structured fields, so that each door can phrase its own hint (a CLI
+    flag, a REST field) without the library naming either: ``what`` (the argument or setting concerned, in the
+    library's terms: ``"profile"``, ``"face"``, ``"target_fpir"``...), ``value`` (the value refused) and ``valid``
+    (the valid range or choices, as text). :attr:`details` holds the ones given.
+    """
 
     code = "facewise_error"
     exit_code = EXIT_UNCLASSIFIED
     http_status = 400
+
+    def __init__(self, message: str = "", *, what: str | None = None, value: object = None,
+                 valid: str | None = None) -> None:
+        super().__init__(message)
+        self.what, self.value, self.valid = what, value, valid
+
+    @property
+    def details(self) -> dict[str, object]:
+        """``{"what", "value", "valid"}``: the structured fields given (JSON-safe; none: empty)."""
+        out: dict[str, object] = {}
+        if getattr(self, "what", None) is not None:
+            out["what"] = self.what
+            value = self.value
+            out["value"] = value if value is None or isinstance(value, bool | int | float | str) else repr(value)[:80]
+        if getattr(self, "valid", None) is not None:
+            out["valid"] = self.valid
+        return out
 
 
 class ValidationError(FacewiseError):
@@ -92,6 +117,17 @@ class QualityError(FacewiseError):
     def __init__(self, message: str, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons or []
+
+
+class EnrollmentError(BadInputError):
+    """An enrolment stored nothing: every photo was rejected (or none was given). ``results`` holds each photo's
+    outcome (``EnrollResult``, with its reason); the doors answer with them (CLI exit 3, REST 422)."""
+
+    code = "nothing_enrolled"
+
+    def __init__(self, message: str, results: Sequence[object] | None = None) -> None:
+        super().__init__(message)
+        self.results = list(results or [])
 
 
 class ModelNotFoundError(FacewiseError):

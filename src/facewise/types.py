@@ -94,6 +94,12 @@ class Face:
             raise FacewiseError(f"face {self.index} has no embedding (the pipeline ran without an embedder)")
         return self.embedding
 
+    def __repr__(self) -> str:  # short: never the vector, landmarks or attribute maps
+        vec = "None" if self.embedding is None else f"<{int(np.asarray(self.embedding).size)}-d>"
+        return (f"Face(index={self.index}, box={self.box.as_list()}, det_score={float(self.det_score):.3f}, "
+                f"quality={self.quality.score:.2f}, yaw={float(self.yaw):.1f}, embedding={vec}, "
+                f"attributes={sorted(self.attributes)})")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -176,6 +182,10 @@ class Identification:
     far: float | None
     threshold: float
     candidates: list[Candidate] = field(default_factory=list)
+    # open-set risk of this search: the estimated chance that a stranger gets some name from a search of
+    # ``searched`` persons at ``threshold`` (``far`` is per comparison; None: uncalibrated)
+    fpir: float | None = None
+    searched: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +194,8 @@ class Identification:
             "person_id": self.person_id,
             "score": round(self.score, 4),
             "far": self.far,
+            "fpir": self.fpir,
+            "searched": self.searched,
             "threshold": round(self.threshold, 4),
             "candidates": [c.to_dict() for c in self.candidates],
         }
@@ -222,6 +234,7 @@ class EnrollResult:
     sample_id: int | None = None
     reason: str | None = None
     face: Face | None = None
+    code: str | None = None  # a rejection's error code (``bad_image``, ``no_face``, ``multiple_faces``...)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,5 +243,10 @@ class EnrollResult:
             "status": self.status,
             "sample_id": self.sample_id,
             "reason": self.reason,
+            "code": self.code if self.code is not None else ("rejected" if self.status == "rejected" else None),
             "quality_reasons": list(self.face.quality.reasons) if self.face else [],
         }
+
+    def __repr__(self) -> str:  # short: the face without its vector
+        return (f"EnrollResult(source={self.source!r}, person={self.person!r}, status={self.status!r}, "
+                f"sample_id={self.sample_id}, reason={self.reason!r}, face={self.face!r})")

@@ -27,13 +27,22 @@ from typing import Any
 
 import numpy as np
 
+from facewise.decision.rates import ScoreScale
 from facewise.errors import ConflictError, FacewiseError
 from facewise.gallery.names import CLUSTER_PREFIX, UNCLUSTERED, is_cluster_name
+from facewise.models.profiles import load_profile
 from facewise.types import Person
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.40  # fast profile, average linkage; chosen on an LFW slice (docs/SCALE.md)
+# Average linkage joins at a per-comparison false-accept rate, converted through the collection's profile's own
+# calibration (decision/rates.py): fast 0.312, default (dlib) 0.922. Measured on a messy LFW library of 40 people
+# (tests/test_cluster_profiles.py, docs/SCALE.md): BCubed precision stays 1.0 for both up to FAR 4e-3 and drops at
+# 8e-3; recall needs >= 1e-3 with default (2e-4, fast's old cosine 0.40, leaves default at F 0.91).
+# Split re-clusters a person 20 times stricter.
+CLUSTER_FAR = 2e-3
+SPLIT_FAR_FACTOR = 20.0
+DEFAULT_THRESHOLD = 0.40  # the cosine used only when the profile has no calibration (or is not known here)
 
 
 
@@ -62,8 +71,16 @@ def _move(store: Any, collection: str, sample_ids: list[int], person: str | int)
 class Clusterer:
     """Clusters the faces of one collection of a store (see the module doc)."""
 
-    def __init__(self, store: Any, collection: str = "unknown", threshold: float = DEFAULT_THRESHOLD) -> None:
-        self.store, self.collection, self.threshold = store, collection, threshold
+    def __init__(self, store: Any, collection: str = "unknown", threshold: float | None = None, *,
+                 far: float = CLUSTER_FAR) -> None:
+        """``threshold``: a score on the profile's scale; default: the score at per-comparison FAR ``far``
+        (:data:`CLUSTER_FAR`) from the calibration of the profile the collection was filled with."""
+        self.store, self.collection = store, collection
+        self.scale = _scale_of(store, collection)
+        self.threshold = self.scale.at_far(far, DEFAULT_THRESHOLD) if threshold is None else float(threshold)
+        far_here = float(self.scale.far([self.threshold])[0]) if self.scale.calibrated else float("nan")
+        self.split_threshold = (self.scale.at_far(far_here / SPLIT_FAR_FACTOR, 0.0) if self.scale.calibrated
+                                else min(0.95, self.threshold + 0.1))
 
     # -- reading the collection ------------------------------------------------------------------
     def _state(self) -> tuple[list[Person], dict[int, list[Any]], np.ndarray, list[int]]:
@@ -191,7 +208,8 @@ class Clusterer:
                                                                                                     b.id)}
         if shared and not force:
             raise ConflictError(f"{a.name!r} and {b.name!r} both appear in {len(shared)} photo(s): two faces of "
-                                "one photo are two people (use --force to merge anyway)")
+                                "one photo are two people (merge with force to do it anyway)", what="force",
+                                value=False, valid="force to merge anyway")
         out = _move(self.store, self.collection, [s.id for s in sa], b.id) if sa else b
         self.store.delete_person(self.collection, a.id)
         return out
@@ -213,12 +231,22 @@ class Clusterer:
             return []
         vecs = self.store.sample_vectors(self.collection, [s.id for s in samples])
         labels = agglomerate([vecs[i:i + 1] for i in range(len(samples))], [{s.image_sha256} for s in samples],
-                             min(0.95, self.threshold + 0.1), 0, ClusterReport())
+                             self.split_threshold, 0, ClusterReport())
         groups: dict[int, list[int]] = defaultdict(list)
         for s, lab in zip(samples, labels, strict=True):
             groups[lab].append(s.id)
         ordered = sorted(groups.values(), key=len, reverse=True)
         return [_move(self.store, self.collection, g, self._next_name(used)) for g in ordered[1:]]
+
+
+def _scale_of(store: Any, collection: str) -> ScoreScale:
+    """The score scale of the profile a collection was filled with (uncalibrated if that profile is unknown here)."""
+    try:
+        name = store.get_collection(collection).profile
+        return ScoreScale.of(load_profile(name))
+    except FacewiseError as exc:
+        log.info("collection %r: no calibrated profile (%s); clustering uses cosine constants", collection, exc)
+        return ScoreScale(str(collection), None)
 
 
 def agglomerate(groups: list[np.ndarray], photos: list[set[str]], threshold: float, fixed: int,

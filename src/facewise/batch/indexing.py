@@ -276,7 +276,7 @@ def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
         from ray.exceptions import GetTimeoutError, RayError
         from ray.util import ActorPool
     except ImportError as exc:
-        raise FacewiseError(f"--ray needs the 'ray' extra: {install_hint('ray')}") from exc
+        raise FacewiseError(f"indexing on Ray needs the 'ray' extra: {install_hint('ray')}") from exc
     started = False
     if not ray.is_initialized():
         _ray_init(ray, opts.ray_address, max(1, opts.workers or (os.cpu_count() or 1)), opts.actor_timeout)

@@ -112,13 +112,42 @@ def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, hel
 
 
 def error_object(exc: FacewiseError) -> dict[str, Any]:
-    """The JSON error object: ``{"code", "message"}`` from the error table (the REST answer's ``error``)."""
-    return {"code": exc.code, "message": str(exc)}
+    """The JSON error object: ``{"code", "message"}`` from the error table (the REST answer's ``error``), with
+    ``"details"`` (what was refused, its value, the valid range) when the error carries them."""
+    return {"code": exc.code, "message": cli_message(exc), **({"details": exc.details} if exc.details else {})}
+
+
+def cli_message(exc: FacewiseError) -> str:
+    """The library's message, with the CLI's hint (which option to change) when there is one."""
+    hint = cli_hint(exc)
+    return f"{exc} (hint: {hint})" if hint else str(exc)
+
+
+# the library names what it refused in its own terms; the CLI says which option to change
+_OPTION = {"face": "--face", "profile": "--profile", "db": "--db", "target_far": "--far",
+           "target_fpir": "--fpir", "threshold": "--score"}
+
+
+def cli_hint(exc: FacewiseError) -> str | None:
+    """How to fix ``exc`` on the command line, from its structured fields (``None``: nothing to add)."""
+    what = getattr(exc, "what", None)
+    if exc.code == "invalid_setting":
+        return "set a valid one with `facewise threshold --fpir P`, `--far F` or `--score S`"
+    if exc.code == "multiple_faces" or any(getattr(r, "code", None) == "multiple_faces"
+                                           for r in getattr(exc, "results", [])):
+        return "say which face with --face largest or --face N (verify's second photo: --other-face)"
+    if what == "force":
+        return "add --force to merge anyway"
+    if what == "db" and exc.code == "not_found":
+        return "give --db an existing gallery"
+    if what in _OPTION and exc.valid:
+        return f"{_OPTION[what]}: {exc.valid}"
+    return None
 
 
 def report_error(exc: FacewiseError, as_json: bool, **where: Any) -> None:
     """One failure: a line on stderr and, with ``--json``, ``{..where, "error": {"code", "message"}}`` on stdout."""
-    err.print(f"[red]error:[/red] {escape(str(exc))}")
+    err.print(f"[red]error:[/red] {escape(cli_message(exc))}")
     if as_json:
         _emit_json({**where, "error": error_object(exc)})
 

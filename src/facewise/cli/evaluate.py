@@ -130,6 +130,18 @@ def eval_pairs(
             err.print(f"report written to {out_dir}")
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ValidationError(f"--persons must be sizes such as 100,400,1000 (got {text!r})", what="persons",
+                              value=text, valid="positive integers, comma-separated") from None
+    if not sizes or sizes[0] < 1:
+        raise ValidationError(f"--persons must be positive (got {text!r})", what="persons", value=text,
+                              valid="positive integers, comma-separated")
+    return sizes
+
+
 def _embed_with_bar(pipe: Pipeline, paths: list[str], cache: Path | None, no_face: str = "center") -> EmbeddedImages:
     from facewise.eval.embed import embed_images
 
@@ -147,26 +159,43 @@ def eval_identify(
     gallery_per_person: Annotated[int, typer.Option(min=1, help="Images enrolled per enrolled person.")] = 1,
     min_images: Annotated[int, typer.Option(min=2, help="Use identities with at least this many images.")] = 2,
     seed: int = 0,
+    persons: Annotated[str | None, typer.Option(
+        "--persons", metavar="N[,N...]", help="Enrol this many persons (nested sizes, e.g. 100,400,1000) and check "
+        "the stated FPIR of facewise's decisions at each size against the observed one.")] = None,
+    strangers: Annotated[int | None, typer.Option(
+        min=1, help="With --persons: search one photo of this many never-enrolled identities.")] = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Open-set identification: rank-1/rank-5, FPIR-FNIR, FNIR at FPIR = 1 %."""
+    """Open-set identification: rank-1/rank-5, FPIR-FNIR, FNIR at FPIR = 1 %; with --persons, stated vs
+    observed FPIR of the decisions at each gallery size."""
     from facewise.core.pipeline import Pipeline
-    from facewise.eval.identify import OpenSetProtocol, evaluate_open_set, identity_folder, split
+    from facewise.eval.identify import OpenSetProtocol, decisions_at_sizes, evaluate_open_set, identity_folder, split
 
     with handled(as_json):
         _folder(root)
         ids = identity_folder(root)
-        proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed)
+        sizes = _sizes(persons) if persons else []
+        proto = OpenSetProtocol(min_images=min_images, gallery_per_person=gallery_per_person, seed=seed,
+                                persons=max(sizes) if sizes else None,
+                                strangers=strangers if sizes else None, probes_per_person=1 if sizes else None)
         gallery, mated, nonmated = split(ids, proto)
         if not gallery or not mated or not nonmated:
             raise BadInputError(f"{root}: too few identities with >= {min_images} images for an open-set split")
         pipe = Pipeline(profile).load()
         emb = _embed_with_bar(pipe, [p for _, p in gallery + mated + nonmated], cache)
         res = evaluate_open_set(emb, gallery, mated, nonmated)
+        if sizes:
+            res["decisions"] = decisions_at_sizes(emb, gallery, mated, nonmated, pipe.profile, sizes)
         if as_json:
             sys.stdout.write(json.dumps({"profile": pipe.profile.name, "dataset": str(root), **res}) + "\n")
             return
+        for row in res.get("decisions", []):
+            for key in ("default", "far_0.001"):
+                d = row[key]
+                out.print(f"  {row['persons']:>5} persons, {key:>9}: threshold {d['threshold']:.4f}  "
+                          f"stated FPIR {d['stated_fpir']:.3g}  observed {d['observed_fpir']:.3g} "
+                          f"({row['strangers']} strangers)  FNIR {d['fnir']}")
         out.print(f"profile {pipe.profile.name} on {root}: {res['gallery_persons']} enrolled, "
                   f"{res['mated_probes']} mated / {res['nonmated_probes']} non-mated probes")
         out.print(f"  rank-1 {res['rank1']:.4f}  rank-5 {res['rank5']:.4f}  "

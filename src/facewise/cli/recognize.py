@@ -25,14 +25,16 @@ from facewise.cli.common import (
     _fw,
     _images_in,
     app,
+    cli_hint,
     err,
+    error_object,
     find_person,
     handled,
     out,
     progress_bar,
     report_error,
 )
-from facewise.errors import ImageError, NotFoundError, ValidationError
+from facewise.errors import EnrollmentError, ImageError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from facewise.core.outfiles import InputFiles
@@ -103,11 +105,15 @@ def enroll(
                 raise ValidationError(f"{src}: give --name for single images, or a <folder>/<person>/ layout")
         fw = _fw(db, profile, collection, create=True)  # after the inputs are checked: a typo creates nothing
         _use_live_threshold(fw, live_threshold)
+        failure: EnrollmentError | None = None
         with progress_bar() as bar:
             task = bar.add_task("enrolling", total=len(items))
-            results = fw.enroll_items(items, face=face_choice,
-                                      gate=Gate(min_quality=min_quality, require_live=require_live),
-                                      progress=lambda r: bar.advance(task))
+            try:
+                results = fw.enroll_items(items, face=face_choice,
+                                          gate=Gate(min_quality=min_quality, require_live=require_live),
+                                          progress=lambda r: bar.advance(task))
+            except EnrollmentError as exc:  # nothing stored: the rows still say why, then exit 3
+                results, failure = list(exc.results), exc
         if as_json:
             for r in results:
                 _emit_json(r.to_dict())
@@ -120,11 +126,15 @@ def enroll(
         err.print(f"{added} added, {sum(r.status == 'duplicate' for r in results)} duplicate, "
                   f"{sum(r.status == 'rejected' for r in results)} rejected")
         fw.close()
-        if added == 0 and any(r.status == "rejected" for r in results):
+        if failure is not None:
             for r in results:
                 if r.status == "rejected":
-                    err.print(f"[red]error:[/red] {escape(r.reason or 'rejected')}")
-            raise typer.Exit(EXIT_INPUT)
+                    err.print(f"[red]error:[/red] {escape(r.reason or 'rejected')}")  # one line per file
+            if as_json:
+                _emit_json({"error": error_object(failure)})
+            if (hint := cli_hint(failure)) is not None:
+                err.print(f"[dim]hint:[/dim] {escape(hint)}")
+            raise typer.Exit(failure.exit_code)
 
 
 @app.command()
@@ -150,7 +160,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
     from facewise.core.draw import annotate
     from facewise.core.imageio import load_image, save_rgb
 
-    table = Table("file", "face box", "person", "score", "est. FAR")
+    table = Table("file", "face box", "person", "score", "est. FAR", "est. FPIR")
     decision = fw.decision
     failures = 0
     targets, inputs = _annotation_targets(files, annotate_dir)
@@ -166,20 +176,22 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
                 bar.advance(task)
                 continue
             if not results:
-                table.add_row(f.name, "-", "(no face)", "", "")
+                table.add_row(f.name, "-", "(no face)", "", "", "")
             for r in results:
                 if as_json:
                     _emit_json({"file": str(f), **r.to_dict()})
                 far = decision.format_far(r.far)
                 table.add_row(f.name, str([round(v) for v in r.face.box.as_list()]), r.person or "unknown",
-                              f"{r.score:.3f}", far)
+                              f"{r.score:.3f}", far, "n/a" if r.fpir is None else f"{r.fpir:.1e}")
             if annotate_dir:
                 save_rgb(targets[f], annotate(img.pixels, results), inputs=inputs)
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
         d = fw.decision
-        out.print(f"threshold {d.threshold:.3f} ({d.source}), profile {fw.profile.name}")
+        out.print(f"{d.explain()}, profile {fw.profile.name}")
+        out.print("est. FAR: per comparison; est. FPIR: chance that a stranger scores this high against someone "
+                  f"among the {d.searched} persons searched")
     return failures
 
 
@@ -349,18 +361,29 @@ def _hint_missing_analysis_models() -> None:
 @app.command()
 def threshold(
     value: Annotated[float | None, typer.Option("--score", help="Decide at this raw score.")] = None,
-    far: Annotated[float | None, typer.Option("--far", help="Decide at this false-accept rate, e.g. 1e-4.")] = None,
+    far: Annotated[float | None, typer.Option(
+        "--far", help="Decide at this false-accept rate per comparison, e.g. 1e-4 (identify and verify).")] = None,
+    fpir: Annotated[float | None, typer.Option(
+        "--fpir", help="Identify at this chance that a stranger gets a name from a search of the whole gallery, "
+        "e.g. 0.01 (the default); the threshold follows the number of persons.")] = None,
     db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show, or set, how a collection decides (a raw score or a target FAR)."""
+    """Show, or set, how a collection decides (a raw score, a target FAR or a target FPIR), and why."""
     with handled(as_json):
         fw = _fw(db, profile, collection)
-        d = fw.set_threshold(value, far) if (value is not None or far is not None) else fw.decision
+        given = (value, far, fpir)
+        d = fw.set_threshold(value, far, fpir) if any(x is not None for x in given) else fw.decision
+        v = fw.verification_decision
         if as_json:
-            _emit_json({"threshold": d.threshold, "source": d.source})
+            _emit_json({"threshold": d.threshold, "source": d.source, "far": d.far_at_threshold, "fpir": d.fpir,
+                        "persons": d.searched, "verify": {"threshold": v.threshold, "source": v.source,
+                                                          "far": v.far_at_threshold}, "index": fw.index_info()})
         else:
-            out.print(f"threshold {d.threshold:.4f} ({d.source})")
+            out.print(f"identify: {d.explain()}")
+            out.print(f"verify:   {v.explain()}")
+            ix = fw.index_info()
+            out.print(f"index:    {ix['index']} ({ix['reason']})")
 
 
 @app.command("export")

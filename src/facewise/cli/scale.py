@@ -38,7 +38,7 @@ UnknownOpt = Annotated[str, typer.Option("--collection", "-c", metavar="NAME",
 PersonArg = "Person or cluster: a name, or an id as 6, #6 or id:6."
 ThresholdOpt = Annotated[float | None, typer.Option(
     "--threshold", min=-1.0, max=1.0,
-    help="Average-linkage cosine to join a cluster (default 0.40, chosen for the fast profile).")]
+    help="Average-linkage score to join a cluster (default: the score at FAR 2e-3 of the collection's profile).")]
 
 
 def _open(db: str) -> Any:
@@ -98,13 +98,13 @@ def cluster_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Group unknown faces into people: new faces join a cluster or start one (--full: re-cluster)."""
-    from facewise.batch.cluster import DEFAULT_THRESHOLD, Clusterer
+    from facewise.batch.cluster import Clusterer
 
     with handled(as_json):
         store = existing_store(db)
         try:
             store.get_collection(collection)  # a mistyped -c is exit 5, not an empty clustering
-            c = Clusterer(store, collection, DEFAULT_THRESHOLD if threshold is None else threshold)
+            c = Clusterer(store, collection, threshold)
             rep = c.assign()
             if full:
                 again = c.recluster()
@@ -153,14 +153,14 @@ def people_split(
     as_json: JsonOpt = False,
 ) -> None:
     """Move some faces out of a person/cluster, or (no --samples) split it by stricter re-clustering."""
-    from facewise.batch.cluster import DEFAULT_THRESHOLD, Clusterer
+    from facewise.batch.cluster import Clusterer
 
     with handled(as_json):
         ids = _sample_ids(samples) if samples else None
         store = existing_store(db)
         try:
             store.get_collection(collection)
-            c = Clusterer(store, collection, DEFAULT_THRESHOLD if threshold is None else threshold)
+            c = Clusterer(store, collection, threshold)
             made = c.split(person_ref(person), ids, name)
         finally:
             store.close()

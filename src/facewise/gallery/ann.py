@@ -392,8 +392,40 @@ class AnnManager:
             return ann
 
 
+INDEX_SETTINGS = ("auto", "exact", "hnsw")
+
+
+@lru_cache(maxsize=1)
+def _has_faiss() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faiss") is not None
+
+
 def hnsw_enabled(settings: dict[str, Any]) -> bool:
-    return str(settings.get("index", "exact")).lower() == "hnsw"
+    """Setting ``index``: ``hnsw``, ``exact``, or ``auto`` (the default): HNSW where faiss is installed, from
+    ``index_min_size`` faces (:data:`DEFAULT_MIN_SIZE`); exact search below, and always without faiss."""
+    kind = str(settings.get("index", "auto")).lower()
+    return kind == "hnsw" or (kind == "auto" and _has_faiss())
+
+
+def index_in_force(settings: dict[str, Any], faces: int) -> dict[str, Any]:
+    """Which search a SQLite collection of ``faces`` samples runs and why: ``{"index", "setting", "reason"}``."""
+    kind = str(settings.get("index", "auto")).lower()
+    try:
+        cfg = AnnConfig.from_settings(settings)
+    except (TypeError, ValueError) as exc:
+        return {"index": "exact", "setting": kind, "reason": f"the index settings are not usable ({exc})"}
+    if kind == "exact":
+        return {"index": "exact", "setting": kind, "reason": "set to exact search"}
+    if kind == "auto" and not _has_faiss():
+        return {"index": "exact", "setting": kind, "reason": "auto: faiss is not installed, so exact search"}
+    if faces < cfg.min_size:
+        return {"index": "exact", "setting": kind,
+                "reason": f"{kind}: {faces:,} faces, exact search below {cfg.min_size:,}"}
+    return {"index": "hnsw", "setting": kind,
+            "reason": f"{kind}: {faces:,} faces >= {cfg.min_size:,}: HNSW ({cfg.storage}, efSearch {cfg.ef_search}; "
+                      "exact search until the graph is built)"}
 
 
 def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, settings: dict[str, Any],

@@ -125,9 +125,11 @@ def _settings(store: SQLiteStore, name: str) -> list[str]:
         log.info("collection %r: profile %r is not a shipped one; decision settings not checked", name, info.profile)
         return []
     try:
-        decide(profile, info.settings)
+        decide(profile, info.settings)  # verification
+        decide(profile, info.settings, info.persons)  # identification (a stored target FPIR)
     except FacewiseError as exc:
-        return [f"invalid decision setting: {exc} (set a valid one: facewise threshold --db … -c {name} --far F)"]
+        return [f"invalid decision setting: {exc} (set a valid one: facewise threshold --db … -c {name} --fpir P, "
+                "--far F or --score S)"]
     return []
 
 

@@ -254,7 +254,7 @@ class SQLiteStore(StoreBase):
             if row[3] != signature or row[4] != dim:
                 raise ProfileMismatchError(
                     f"collection {name!r} holds vectors of profile {row[2]!r} ({row[4]}-d); it cannot be used "
-                    f"with profile {profile!r} ({dim}-d): open it with --profile {row[2]} or use another "
+                    f"with profile {profile!r} ({dim}-d): open it with profile {row[2]!r} or use another "
                     "collection"
                 )
             return self._info(row)

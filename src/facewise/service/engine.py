@@ -23,7 +23,7 @@ from PIL import Image
 
 from facewise.api import FaceWise
 from facewise.core.pipeline import Pipeline
-from facewise.errors import ConflictError, FacewiseError, NotFoundError
+from facewise.errors import ConflictError, FacewiseError, NotFoundError, ValidationError
 from facewise.gallery.crypto import is_sealed, thumbnail_aad
 from facewise.gallery.maintenance import Erasure, ErasureHooks
 from facewise.gallery.names import check_collection_name
@@ -164,7 +164,9 @@ class Engines:
         with self._lock:
             if name not in self._profiles:
                 if name not in profile_names():
-                    raise FacewiseError(f"unknown profile {name!r}; choose one of {', '.join(profile_names())}")
+                    known = ", ".join(profile_names())
+                    raise ValidationError(f"unknown profile {name[:80]!r}; choose one of {known}", what="profile",
+                                          value=name[:200], valid=known)
                 self._profiles[name] = load_profile(name)
             return self._profiles[name]
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facewise.errors import FacewiseError, QualityError
+from facewise.errors import EnrollmentError, FacewiseError, QualityError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,24 @@ def without_paths(message: str) -> str:
     return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
+# the library's names of what was refused, as the REST API calls them (form fields, query parameters)
+_FIELD = {"db": "gallery", "target_far": "target_far", "target_fpir": "target_fpir", "face": "face",
+          "profile": "profile"}
+
+
+def rest_hint(exc: FacewiseError) -> str | None:
+    """How to fix ``exc`` in a request, from its structured fields (``None``: nothing to add)."""
+    what = getattr(exc, "what", None)
+    if exc.code == "invalid_setting":
+        return "set a valid target_fpir, target_far or threshold with PATCH on the collection"
+    if exc.code == "multiple_faces" or any(getattr(r, "code", None) == "multiple_faces"
+                                           for r in getattr(exc, "results", [])):
+        return "send face=largest or face=N (for the second image: other_face)"
+    if what in _FIELD and exc.valid:
+        return f"{_FIELD[what]}: {exc.valid}"
+    return None
+
+
 def status_of(exc: FacewiseError) -> int:
     """The HTTP status of a library error: the one its class carries (facewise/errors.py)."""
     return exc.http_status
@@ -55,8 +73,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FacewiseError)
     async def _lib(_: Request, exc: FacewiseError) -> JSONResponse:
-        extra = {"reasons": exc.reasons} if isinstance(exc, QualityError) else {}
-        return JSONResponse(error_body(exc.code, without_paths(str(exc)), **extra), status_of(exc))
+        extra: dict[str, Any] = {"reasons": exc.reasons} if isinstance(exc, QualityError) else {}
+        if exc.details:  # what was refused, the value, the valid range: the client phrases its own hint
+            extra["details"] = {**exc.details, **({"what": _FIELD.get(str(exc.what), exc.what)}
+                                                  if "what" in exc.details else {})}
+        if isinstance(exc, EnrollmentError):  # each file's outcome, with its reason
+            extra["results"] = [r.to_dict() if hasattr(r, "to_dict") else str(r) for r in exc.results]
+        hint = rest_hint(exc)
+        message = f"{exc} (hint: {hint})" if hint else str(exc)
+        return JSONResponse(error_body(exc.code, without_paths(message), **extra), status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -47,8 +47,11 @@ class CollectionCreate(BaseModel):
 
 class CollectionSettings(BaseModel):
     threshold: float | None = Field(None, description="decide at this raw score, in [-1, 1]")
-    target_far: float | None = Field(None, description="decide at this false-accept rate, inside the collection's "
-                                                       "calibration (the 422 names the valid range)")
+    target_far: float | None = Field(None, description="decide at this false-accept rate per comparison, inside the "
+                                                       "collection's calibration (the 422 names the valid range)")
+    target_fpir: float | None = Field(None, description="identify at this chance that a stranger gets a name from a "
+                                      "search of the whole collection (default 0.01); the threshold follows the "
+                                      "number of persons (the 422 names the range reachable at today's size)")
 
 
 @router.get("/me", tags=["service"], summary="The calling key and what the server can do", name="get_me",
@@ -106,7 +109,12 @@ def _collection(ctx: Ctx, name: str) -> dict[str, Any]:
     except InvalidSettingError as exc:  # the collection still opens and says what is wrong (PATCH sets a valid one)
         d["decision"] = {"threshold": None, "source": None, "error": {"code": exc.code, "message": str(exc)}}
         return d
-    d["decision"] = {"threshold": round(decision.threshold, 4), "source": decision.source}
+    v = fw.verification_decision
+    d["decision"] = {"threshold": round(decision.threshold, 4), "source": decision.source,
+                     "far": decision.far_at_threshold, "fpir": decision.fpir, "persons": decision.searched,
+                     "explanation": decision.explain(),
+                     "verify": {"threshold": round(v.threshold, 4), "source": v.source, "far": v.far_at_threshold}}
+    d["index"] = fw.index_info()
     return d
 
 
@@ -135,11 +143,11 @@ def get_collection(collection: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
 
 
 @router.patch("/collections/{collection}", tags=["collections"],
-              summary="Set the decision threshold (a raw score or a target FAR)",
+              summary="Set the decision threshold (a raw score, a target FAR or a target FPIR)",
               response_model=CollectionDetail, responses=auth_errors(400, 404, 409))
 def update_collection(collection: str, body: CollectionSettings, request: Request, ctx: Ctx,
                       principal: Admin) -> dict[str, Any]:
-    ctx.engines.face_wise(collection).set_threshold(body.threshold, body.target_far)
+    ctx.engines.face_wise(collection).set_threshold(body.threshold, body.target_far, body.target_fpir)
     ctx.audit(request, AuditEvent(principal.key_id, "collection.threshold", collection,
                                   detail=body.model_dump(exclude_none=True)))
     return _collection(ctx, collection)

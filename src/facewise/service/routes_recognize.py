@@ -53,8 +53,9 @@ async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFil
 @router.post("/collections/{collection}/verify", tags=["recognition"],
              summary="Same person? Two images, or an image against an enrolled person",
              openapi_extra=body_budget("image_pair"),
-             description="Send `image` and either `other` (a second image) or `person_id`. The largest face of "
-                         "each image is compared unless `face` (and `other_face`) say which: only, largest or "
+             description="Send `image` and either `other` (a second image) or `person_id`. Each image must "
+                         "show one face (else 422 multiple_faces) unless `face` (and `other_face`) say which: "
+                         "only, largest or "
                          "an index in the order detect gives; the collection's threshold decides.",
              response_model=VerifyResponse, responses=auth_errors(400, 404, 409, 413, 415, 503))
 async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
@@ -63,7 +64,7 @@ async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                  require_live: Annotated[bool, Form(description="answer not same if the probe `image` is "
                                                     "not live")] = False,
                  face: Annotated[str, Form(description="the face of `image`: only, largest or an index")]
-                 = "largest",
+                 = "only",
                  other_face: Annotated[str | None, Form(description="the face of `other` (default: as `face`)")]
                  = None) -> dict[str, Any]:
     if (other is None) == (person_id is None):

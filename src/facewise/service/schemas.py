@@ -171,13 +171,21 @@ class Collection(Model):
 
 
 class Decision(Model):
-    threshold: float | None
-    source: str | None
+    threshold: float | None = Field(..., description="the identification threshold in force")
+    source: str | None = Field(..., description="why: explicit, far=… or fpir=… at N persons (default: FPIR 0.01)")
+    far: float | None = Field(None, description="the threshold's estimated false-accept rate per comparison")
+    fpir: float | None = Field(None, description="the threshold's estimated FPIR: the chance that a stranger gets "
+                               "a name from a search of the collection's persons")
+    persons: int | None = Field(None, description="persons an identification searches")
+    explanation: str | None = None
+    verify: dict[str, Any] | None = Field(None, description="the one-to-one decision: threshold, source, far")
     error: ErrorDetail | None = Field(None, description="the stored setting is invalid (PATCH sets a valid one)")
 
 
 class CollectionDetail(Collection):
     decision: Decision
+    index: dict[str, Any] | None = Field(None, description="the search in force and why: index (exact, hnsw or "
+                                         "store), setting (auto by default), reason")
 
 
 class Person(Model):
@@ -223,6 +231,8 @@ class EnrollItem(Model):
     status: str = Field(..., examples=["added"], description="added | duplicate | rejected")
     sample_id: int | None
     reason: str | None
+    code: str | None = Field(None, description="why a photo was rejected, as an error code (bad_image, no_face, "
+                             "multiple_faces, invalid_name, or rejected: the quality or liveness gate)")
     quality_reasons: list[str]
 
 
@@ -299,7 +309,10 @@ class IdentifiedFace(DetectedFace):
     person: str = Field(..., description="a name, or unknown")
     person_id: int | None
     score: float
-    far: float | None
+    far: float | None = Field(..., description="estimated false-accept rate of the score, per comparison")
+    fpir: float | None = Field(None, description="estimated chance that a stranger scores this high against "
+                               "someone among the persons searched (false-positive identification rate)")
+    searched: int = Field(0, description="persons searched")
     threshold: float
     candidates: list[Candidate]
 

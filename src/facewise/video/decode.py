@@ -378,7 +378,7 @@ class VideoReader:
         opts, info = self.options, self.info
         live = info.live
         if opts.start_s > 0 and live:
-            raise VideoError(f"{self.name}: cannot seek in a live source (--start)")
+            raise VideoError(f"{self.name}: cannot seek in a live source (start_s {opts.start_s:g})")
         droppable = opts.drop_when_behind if opts.drop_when_behind is not None else live
         start_ms = opts.start_s * 1000
         end_ms = start_ms + opts.duration_s * 1000 if opts.duration_s is not None else None

@@ -33,6 +33,7 @@ import numpy as np
 
 from facewise.core.challenge import ChallengePolicy, ChallengeRun
 from facewise.core.outfiles import InputFiles
+from facewise.decision.rates import ScoreScale
 from facewise.models.protocols import Detector
 from facewise.types import Box, Face
 from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
@@ -304,7 +305,7 @@ class _Run:
                  on_event: EventFn | None) -> None:
         self.proc, self.fw, self.opts = proc, proc.fw, proc.options
         self.reader, self.outputs, self.on_event = reader, outputs, on_event
-        self.tracker = Tracker(self.opts.tracker)
+        self.tracker = Tracker(self.opts.tracker, ScoreScale.of(self.fw.profile))
         self.cut_detector = SceneCutDetector(self.opts.cuts)
         self.decision = self.fw.decision
         self.collection = self.fw.collection

@@ -7,7 +7,8 @@ gallery after every new vector and decided with the collection's threshold (:cla
 * a name is **assigned** once the same person is the best match at or above the threshold for
   ``confirm_updates`` consecutive updates;
 * it is **kept** while the template stays ambiguous or falls below the threshold, and **replaced** only when
-  another person beats the current one by ``switch_margin`` for ``confirm_updates`` consecutive updates.
+  another person clearly beats the current one (``switch_far_ratio`` in estimated FAR; uncalibrated: ``switch_margin``)
+  for ``confirm_updates`` consecutive updates.
 
 Vectors cost time, so a track asks for one (:meth:`TrackIdentity.needs_embedding`) only while warming up, every
 ``embed_every`` processed frames after that, or when the face is clearly better than any seen so far.
@@ -31,7 +32,8 @@ from facewise.types import Box, Face
 @dataclass(frozen=True)
 class IdentityOptions:
     confirm_updates: int = 3  # consecutive agreeing updates before a name is shown or changed
-    switch_margin: float = 0.05  # a challenger must beat the current person's score by this much
+    switch_far_ratio: float = 4.0  # a challenger's estimated FAR must be this many times smaller than the current's
+    switch_margin: float = 0.05  # ... or, with an uncalibrated decision, its score higher by this much
     warmup: int = 3  # embed every processed frame until the track has this many vectors
     embed_every: int = 10  # then one vector every N processed frames ...
     quality_gain: float = 0.15  # ... or whenever quality beats the track's best by this much
@@ -112,6 +114,19 @@ class TrackIdentity:
         if self.best is None or s > self.best.score:
             self.best = BestFrame(s, t_ms, frame_index, face, crop_with_margin(pixels, face.box))
 
+    def _beats(self, challenger: float, decision: Decision) -> bool:
+        """Whether a challenger's score clearly beats the current person's: in estimated FAR (the profile's own
+        scale), or in raw score when the decision is uncalibrated. A current score above every impostor seen
+        (its FAR only bounded) is never beaten."""
+        o = self.options
+        if decision.calibration is None:
+            return challenger >= self.score + o.switch_margin
+        far_new, far_now = decision.far_of(challenger), decision.far_of(self.score)
+        floor = decision.far_floor or 0.0
+        if far_new is None or far_now is None or far_now <= floor * 1.0001:
+            return False
+        return challenger > self.score and far_new * o.switch_far_ratio <= far_now
+
     def decide(self, hits: Sequence[SearchHit], decision: Decision) -> bool:
         """Update the name from this template's gallery hits; True when the shown name changed."""
         o = self.options
@@ -127,7 +142,7 @@ class TrackIdentity:
         if best is None or best.score < decision.threshold or best.person_id == self.person_id:
             self._streak_id, self._streak = None, 0
             return False
-        if self.person_id is not None and best.score < self.score + o.switch_margin:
+        if self.person_id is not None and not self._beats(best.score, decision):
             self._streak_id, self._streak = None, 0
             return False
         self._streak = self._streak + 1 if self._streak_id == best.person_id else 1
@@ -160,7 +175,7 @@ def load_expression_model() -> ExpressionPredictor:
     try:
         return ExpressionModel.from_default()
     except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"--expression: {exc}") from None
+        raise ModelNotFoundError(f"the expression model: {exc}") from None
 
 
 def expression_crop(bgr: np.ndarray, box: Box, scale: float = 1.1) -> np.ndarray:

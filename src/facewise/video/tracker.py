@@ -25,6 +25,7 @@ from enum import Enum
 
 import numpy as np
 
+from facewise.decision.rates import ScoreScale
 from facewise.errors import FacewiseError
 from facewise.types import Box, Face
 
@@ -41,16 +42,19 @@ NOMINAL_FRAME_MS = 1000.0 / 30  # Kalman noise is specified per 1/30 s
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """Association thresholds. Scores are the detector's confidence; similarities are cosine in [-1, 1]."""
+    """Association thresholds. Scores are the detector's confidence. Appearance is judged in error rates, never in
+    raw cosines (profiles score on different scales): ``reid_far`` and ``veto_far`` are per-comparison
+    false-accept rates, turned into the profile's own similarity by its calibration (``decision/rates.py``;
+    fast: 0.45 and 0.10, the cosines once fixed for it; default: 0.944 and 0.872)."""
 
     high_score: float = 0.6  # stage 1: detections at or above this match first
     low_score: float = 0.35  # stage 2: detections in [low_score, high_score) only extend existing tracks
     new_track_score: float = 0.7  # a new track starts only from a detection this confident
     match_iou: float = 0.2  # stage 1 gate
     low_match_iou: float = 0.4  # stage 2 gate
-    reid_similarity: float = 0.45  # stage 3: re-attach a lost track by appearance at or above this
-    appearance_weight: float = 0.5  # share of embedding similarity in the stage-1 cost of ambiguous pairs
-    veto_similarity: float = 0.1  # an ambiguous pair this dissimilar in appearance is not matched
+    reid_far: float = 5e-5  # stage 3: re-attach a lost track by appearance at or below this FAR
+    appearance_weight: float = 0.5  # share of appearance evidence (ScoreScale.evidence) in the stage-1 cost
+    veto_far: float = 0.15  # an ambiguous pair whose appearance is this common among strangers is not matched
     max_age_s: float = 1.0  # a track unseen this long (video time) ends
     min_hits: int = 3  # consecutive hits to confirm a track
 
@@ -59,6 +63,8 @@ class TrackerOptions:
             raise FacewiseError("tracker scores must satisfy 0 <= low_score <= high_score <= 1")
         if self.max_age_s < 0 or self.min_hits < 1:
             raise FacewiseError("tracker max_age_s must be >= 0 and min_hits >= 1")
+        if not (0 < self.reid_far <= 1 and 0 < self.veto_far <= 1):
+            raise FacewiseError("tracker reid_far and veto_far must lie in (0, 1]")
 
 
 class TrackState(Enum):
@@ -195,8 +201,13 @@ def assign(cost: np.ndarray, max_cost: float) -> list[tuple[int, int]]:
 class Tracker:
     """Assigns a persistent id to every face across frames (see the module docstring for the stages)."""
 
-    def __init__(self, options: TrackerOptions | None = None) -> None:
+    def __init__(self, options: TrackerOptions | None = None, scale: ScoreScale | None = None) -> None:
+        """``scale``: the profile's score scale (``ScoreScale.of(profile)``); without one, the cosine constants
+        fixed for ``fast`` (0.45, 0.10)."""
         self.options = options or TrackerOptions()
+        self.scale = scale or ScoreScale("uncalibrated", None)
+        self.reid_similarity = self.scale.at_far(self.options.reid_far, 0.45)
+        self.veto_similarity = self.scale.at_far(self.options.veto_far, 0.1)
         self.tracks: list[Track] = []
         self.shot = 0
         self._next_id = 1
@@ -280,9 +291,10 @@ class Tracker:
                 if vec is None:
                     continue
                 sim = float(tracks[i].appearance @ vec)
-                if sim < o.veto_similarity:
+                if sim < self.veto_similarity:
                     gate[i, j] = False
-                cost[i, j] = 1 - ((1 - o.appearance_weight) * iou[i, j] + o.appearance_weight * max(sim, 0.0))
+                evidence = float(self.scale.evidence([sim])[0])
+                cost[i, j] = 1 - ((1 - o.appearance_weight) * iou[i, j] + o.appearance_weight * evidence)
         cost[~gate] = INF_COST
         pairs = assign(cost, INF_COST / 2)
         used_t, used_d = {r for r, _ in pairs}, {c for _, c in pairs}
@@ -299,7 +311,7 @@ class Tracker:
         if not lost or not usable:
             return [], list(dets)
         sims = np.array([[float(tr.appearance @ f.embedding) for f in usable] for tr in lost])  # type: ignore[operator]  # both filtered to not None above
-        pairs = assign(1 - sims, 1 - self.options.reid_similarity)
+        pairs = assign(1 - sims, 1 - self.reid_similarity)
         for r, c in pairs:
             log.debug("track %d re-identified (similarity %.2f)", lost[r].id, sims[r, c])
         used = {id(usable[c]) for _, c in pairs}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facewise.errors import FacewiseError
+from facewise.errors import FacewiseError, ValidationError
 from facewise.models.catalogue import card, is_available
 
 PROFILE_DIR = Path(__file__).parent
@@ -179,5 +179,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if path.suffix != ".json":
         path = PROFILE_DIR / f"{name_or_path}.json"
     if not path.is_file():
-        raise FacewiseError(f"unknown profile {name_or_path!r}; known: {', '.join(profile_names())}")
+        known = ", ".join(profile_names())
+        raise ValidationError(f"unknown profile {str(name_or_path)[:80]!r}; choose one of {known} or a profile .json "
+                              "file", what="profile", value=str(name_or_path)[:200], valid=known)
     return Profile.from_dict(json.loads(path.read_text()))

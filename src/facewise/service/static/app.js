@@ -396,6 +396,7 @@ async function verify(e) {
   form.append("image", a, a.name);
   if (person) form.append("person_id", person);
   else form.append("other", b, b.name);
+  form.append("face", "largest");  // the console compares the largest face of each photo and draws which
   out.textContent = "Comparing…";
   out.className = "verdict";
   try {
