@@ -59,6 +59,7 @@ class RouteRule:
     matcher: Any
     budget: int
     check: Any  # a KeyCheck, or None
+    route: Any = None  # the route itself: named in ``scope["route"]`` for what the gate answers (metrics' label)
 
 
 def _key_check(dependant: Any) -> Any:
@@ -87,7 +88,8 @@ def route_rules(routes: Sequence[BaseRoute], limits: Limits) -> list[RouteRule]:
     for matcher, route in _flat(routes):
         extra = getattr(route, "openapi_extra", None) or {}
         kind = extra.get(BUDGET_KEY, "json")
-        rules.append(RouteRule(matcher, budget_bytes(kind, limits), _key_check(getattr(route, "dependant", None))))
+        rules.append(RouteRule(matcher, budget_bytes(kind, limits), _key_check(getattr(route, "dependant", None)),
+                               route))
     return rules
 
 
@@ -132,6 +134,8 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         rule, child = self._match(scope)
+        if rule is not None:
+            scope.setdefault("route", rule.route)  # a refusal here is still labelled by its route template
         limit = rule.budget if rule is not None else self.ctx.config.limits.max_json_bytes
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
