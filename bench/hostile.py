@@ -534,36 +534,8 @@ def attack_body(server: Server) -> dict[str, Any]:
 
 
 def _repeated_frames(path: Path, frames: int, size: tuple[int, int], step: int, den: int, rate: int) -> Path:
-    """``frames`` frames ``step``/``den`` s apart: a key frame, then one P-frame's packet muxed again and again
-    (as tests/test_video_job_limits.py does); ``rate`` is what the stream declares (an MKV at 1000 fps reads as
-    having no usable length)."""
-    import fractions
-
-    import av
-
-    tb = fractions.Fraction(1, den)
-    w, h = size
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt, s.time_base = w, h, "yuv420p", tb
-        s.options = {"preset": "ultrafast"}
-        img = np.zeros((h, w, 3), np.uint8)
-        img[:, : w // 2] = 200
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
-        packets = []
-        for i in range(2):
-            frame.pts, frame.time_base = i * step, tb
-            packets += list(s.encode(frame))
-        packets += list(s.encode())
-        packets[0].stream = s
-        c.mux(packets[0])
-        data = bytes(packets[1])
-        for i in range(1, frames):
-            p = av.Packet(data)
-            p.pts = p.dts = i * step
-            p.time_base, p.stream = tb, s
-            c.mux(p)
-    return path
+    """A key frame, then one P-frame's packet muxed ``frames`` times (tests/hostile_files.py builds it)."""
+    return _hostile_files().repeated_frames(path, frames, size, step, den, rate)
 
 
 def _job(c: httpx.Client, job_id: str) -> dict[str, Any]:

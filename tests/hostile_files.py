@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fractions
 import struct
+from pathlib import Path
+
+import numpy as np
 
 _TIFF_TYPES = {3: "<HH", 4: "<I"}
 
@@ -40,3 +44,34 @@ def many_page_tiff(pages: int = 65536) -> bytes:
         offset = len(out)
         out += _ifd(offset, offset + size if i < pages - 1 else 0)
     return bytes(out)
+
+
+def repeated_frames(path: Path, frames: int, size: tuple[int, int] = (320, 240), step: int = 33,
+                    den: int = 1000, rate: int = 1000) -> Path:
+    """``frames`` frames ``step``/``den`` s apart: a key frame, then one P-frame's packet muxed again and again.
+    ``rate`` is what the stream declares (an MKV at 1000 reads as 1000 fps: no usable length)."""
+    import av
+
+    tb = fractions.Fraction(1, den)
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt, s.time_base = w, h, "yuv420p", tb
+        s.options = {"preset": "ultrafast"}
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, : w // 2] = 200
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        packets = []
+        for i in range(2):
+            frame.pts, frame.time_base = i * step, tb
+            packets += list(s.encode(frame))
+        packets += list(s.encode())
+        packets[0].stream = s
+        c.mux(packets[0])
+        data = bytes(packets[1])
+        for i in range(1, frames):
+            p = av.Packet(data)
+            p.pts = p.dts = i * step
+            p.time_base, p.stream = tb, s
+            c.mux(p)
+    return path

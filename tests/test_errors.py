@@ -33,6 +33,7 @@ EXPECTED = {
     "ExamplesUnavailableError": ("examples_unavailable", 4, 503),
     "BadInputError": ("bad_input", 3, 422),
     "BadExportError": ("bad_export", 3, 422),
+    "EnrollmentError": ("nothing_enrolled", 3, 422),
     "PairListError": ("bad_pair_list", 3, 422),
     "MissingImagesError": ("missing_images", 3, 422),
 }
@@ -43,7 +44,7 @@ def _table() -> dict[str, tuple[str, int, int]]:
 
 
 def _rows() -> list[tuple[type[FacewiseError], str, int, int]]:
-    from facewise.api import BadExportError  # noqa: F401  (registers its row)
+    from facewise.gallery.exchange import BadExportError  # noqa: F401  (registers its row)
     from facewise.eval.coverage import MissingImagesError  # noqa: F401  (registers its row)
     from facewise.eval.pairs import PairListError  # noqa: F401  (registers its row)
     from facewise.gallery.crypto import DecryptionError, EncryptionKeyError

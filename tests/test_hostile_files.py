@@ -155,7 +155,7 @@ def test_video_timeline_csv_escapes_a_formula_name(tmp_path: Path, models_dir: P
 # -- 14. compressed imports are bounded ---------------------------------------------------------------------
 def test_gz_import_is_decompressed_under_a_cap(tmp_path: Path, gallery: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from facewise.api import MAX_IMPORT_BYTES
+    from facewise.gallery.exchange import MAX_IMPORT_BYTES
 
     assert MAX_IMPORT_BYTES == 1 << 30  # the default; this test lowers it to 8 MiB so as not to fill memory
     monkeypatch.setenv("FACEWISE_MAX_IMPORT_MB", "8")

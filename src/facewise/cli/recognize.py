@@ -406,7 +406,7 @@ def import_cmd(path: Annotated[Path, typer.Argument(help="A file written by `fac
                db: GalleryOpt = DEFAULT_GALLERY, profile: CollProfileOpt = None, collection: CollOpt = "default",
                as_json: JsonOpt = False) -> None:
     """Merge an exported collection into this one (same profile). A new collection gets the export's profile."""
-    from facewise.api import read_export
+    from facewise.gallery.exchange import read_export
 
     with handled(as_json):
         doc = read_export(path)  # a bad file is refused before anything is opened or created
