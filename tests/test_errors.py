@@ -44,10 +44,10 @@ def _table() -> dict[str, tuple[str, int, int]]:
 
 
 def _rows() -> list[tuple[type[FacewiseError], str, int, int]]:
-    from facewise.gallery.exchange import BadExportError  # noqa: F401  (registers its row)
     from facewise.eval.coverage import MissingImagesError  # noqa: F401  (registers its row)
     from facewise.eval.pairs import PairListError  # noqa: F401  (registers its row)
     from facewise.gallery.crypto import DecryptionError, EncryptionKeyError
+    from facewise.gallery.exchange import BadExportError  # noqa: F401  (registers its row)
     from facewise.models.convert.dlib_dnn import DatFormatError  # noqa: F401  (registers its row)
     from facewise.models.examples import ExamplesUnavailableError  # noqa: F401  (registers its row)
     from facewise.video.decode import VideoError
