@@ -82,6 +82,7 @@ def test_page_bomb_is_a_clear_422(admin: httpx.Client) -> None:
 
 
 # -- 9. metadata: depth and size at the gallery; old bad rows still read ----------------------------------
+@pytest.mark.shared
 def test_deep_metadata_is_refused_at_every_door_and_old_rows_still_list(server: Server, admin: httpx.Client,
                                                                        tmp_path: Path) -> None:
     r = admin.post("/v1/collections/default/persons", json={"name": "Deep One", "metadata": deep(260)})

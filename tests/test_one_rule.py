@@ -69,6 +69,7 @@ def test_several_faces_without_a_choice_is_refused_by_verify(fw: FaceWise) -> No
     assert fw.verify(two, obama, face="largest").faces[0]["index"] in (0, 1)
 
 
+@pytest.mark.shared
 def test_unknown_profile_is_an_invalid_value_everywhere(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as caught:
         FaceWise(profile="nope")
@@ -89,6 +90,7 @@ def test_records_print_short(fw: FaceWise) -> None:
     assert len(repr(fw.identify(KNN / "test" / "obama1.jpg"))) < 800
 
 
+@pytest.mark.shared
 def test_cli_enrol_that_stores_nothing_exits_3_with_each_reason(tmp_path: Path) -> None:
     two = KNN.parent / "two_people.jpg"
     bad = tmp_path / "bad.jpg"
@@ -100,6 +102,7 @@ def test_cli_enrol_that_stores_nothing_exits_3_with_each_reason(tmp_path: Path) 
     assert "--face" in r.stderr  # the CLI phrases the hint in its own terms
 
 
+@pytest.mark.shared
 def test_the_library_message_is_the_cli_message_minus_the_hint(tmp_path: Path) -> None:
     img = io.BytesIO()
     Image.open(KNN.parent / "two_people.jpg").save(img, "JPEG")

@@ -40,7 +40,7 @@ OPERATION_IDS = sorted([
     "enroll_faces", "list_faces", "get_face_thumbnail", "delete_face",
     "identify", "verify", "detect", "analyze",
     "open_live_session", "get_live_session", "send_live_frame", "end_live_session",
-    "submit_video", "list_jobs", "get_job", "cancel_job", "get_job_thumbnail", "get_job_video",
+    "submit_video", "submit_redaction", "list_jobs", "get_job", "cancel_job", "get_job_thumbnail", "get_job_video",
     "health", "ready", "metrics",
 ])
 

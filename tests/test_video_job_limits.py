@@ -93,6 +93,7 @@ def _ended(job: Job, timeout: float = 300) -> Job:
     return job
 
 
+@pytest.mark.shared
 def test_a_job_past_its_deadline_stops_while_decoding(tmp_path: Path, fw: FaceWise, dense_1080p: Path) -> None:
     jobs = JobManager(video_runner, lambda _: fw, video_dir=tmp_path, max_seconds=2)
     jobs.start()
@@ -104,6 +105,7 @@ def test_a_job_past_its_deadline_stops_while_decoding(tmp_path: Path, fw: FaceWi
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.shared
 def test_a_cancelled_job_stops_while_decoding(tmp_path: Path, fw: FaceWise, dense_1080p: Path) -> None:
     jobs = JobManager(video_runner, lambda _: fw, video_dir=tmp_path, max_seconds=600)
     jobs.start()

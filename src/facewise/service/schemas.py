@@ -30,11 +30,20 @@ class FieldError(Model):
     message: str
 
 
+class RefusedValue(Model):
+    what: str = Field(..., description="the field or setting refused")
+    value: Any = Field(None, description="the value given")
+    valid: str | None = Field(None, description="what would be accepted (a range or the choices)")
+
+
 class ErrorDetail(Model):
     code: str = Field(..., examples=["not_found"], description="stable, machine-readable")
     message: str = Field(..., description="for people; names the problem")
     reasons: list[str] | None = Field(None, description="quality errors: why the face was refused")
-    details: list[FieldError] | None = Field(None, description="invalid_request: every invalid field")
+    details: list[FieldError] | RefusedValue | None = Field(
+        None, description="invalid_request: every invalid field; invalid_value and other refusals of one value: "
+                          "what was refused, the value given and what is valid")
+    results: list[dict[str, Any]] | None = Field(None, description="nothing_enrolled: each file's outcome and reason")
 
 
 class ErrorResponse(Model):
