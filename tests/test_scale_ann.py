@@ -289,3 +289,73 @@ def test_the_default_index_follows_the_collection_size(hnsw_store):
     s.update_settings("c", index="exact")
     s.search("c", data.vectors[:1], 1)
     assert "c" not in s._ann
+
+
+def _bytes_on_disk(folder) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("*")) if p.is_file()) if folder.is_dir() else b""
+
+
+def test_a_person_erased_during_the_background_build_never_reaches_disk(hnsw_store, tmp_path, monkeypatch):
+    """Issue 25 finding 6: the builder's snapshot is taken before the delete and saved after it."""
+    import threading
+
+    from facewise.gallery import ann
+    from facewise.gallery.doctor import diagnose
+
+    s = hnsw_store
+    data = face_like(2_000, DIM, per_identity=5, seed=11)
+    _fill(s, data)
+    built, release = threading.Event(), threading.Event()
+    real_build = ann.HnswIndex.build
+
+    def slow_build(self, ids, vectors):  # the real build, then held until the delete has happened
+        real_build(self, ids, vectors)
+        built.set()
+        assert release.wait(60)
+
+    monkeypatch.setattr(ann.HnswIndex, "build", slow_build)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_storage="sq8")
+    q, labels = probes(data, 5, seed=12)
+    s.search("c", q, 5)  # starts the background build from a snapshot holding every person
+    mgr = s._ann["c"]
+    assert built.wait(120)
+    gone = f"id{labels[0]}"
+    gone_vectors = data.vectors[data.labels == labels[0]]
+    s.delete_person("c", gone)
+    release.set()
+    assert mgr.wait(120) and mgr.ann is not None
+    on_disk = _bytes_on_disk(tmp_path / "g.db.ann")
+    assert not any(v.astype(np.float32).tobytes() in on_disk for v in gone_vectors)
+    assert mgr.saves_skipped == 1
+    assert all(h.name != gone for hits in s.search("c", q, 5) for h in hits)
+    assert diagnose(s) == []
+    # without the race the graph is saved as before: the next build (a new process) writes it
+    again = SQLiteStore(tmp_path / "g.db")
+    again.update_settings("c", index_m=16)
+    again.search("c", q, 5)
+    assert again._ann["c"].wait(120) and list((tmp_path / "g.db.ann").glob("*.faiss"))
+    assert not any(v.astype(np.float32).tobytes() in _bytes_on_disk(tmp_path / "g.db.ann") for v in gone_vectors)
+    again.close()
+
+
+def test_doctor_finds_erased_vectors_left_in_saved_search_files(hnsw_store, tmp_path):
+    import shutil
+
+    from facewise.gallery.doctor import diagnose
+
+    s = hnsw_store
+    data = face_like(1_500, DIM, per_identity=5, seed=13)
+    _fill(s, data)
+    s.update_settings("c", index="hnsw", index_min_size=1_000, index_m=16, index_storage="sq8", mmap=True)
+    q, labels = probes(data, 2, seed=14)
+    s.search("c", q, 5)
+    assert s._ann["c"].wait(120)
+    assert diagnose(s) == []
+    kept = tmp_path / "copy"
+    shutil.copytree(tmp_path / "g.db.ann", kept)  # e.g. another process's builder saving after the delete
+    s.delete_person("c", f"id{labels[0]}")
+    assert not list((tmp_path / "g.db.ann").glob("*.ids.npy"))
+    shutil.rmtree(tmp_path / "g.db.ann")
+    shutil.copytree(kept, tmp_path / "g.db.ann")
+    problems = diagnose(s)
+    assert len(problems) == 2 and all("erased data on disk" in p and "5 vectors" in p for p in problems), problems

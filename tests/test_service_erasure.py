@@ -218,6 +218,8 @@ def test_service_over_a_server_store_erases_every_copy(store_server: Server, exa
         assert admin.get(thumb_url).status_code == 404
         with sqlite3.connect(store_server.db) as conn:  # the service's own file kept no crop of them
             assert conn.execute("SELECT COUNT(*) FROM service_thumbnails").fetchone()[0] == 0
+            # nor their name in the audit log (the gallery is elsewhere: no trigger, the erasure hook)
+            assert not [d for (d,) in conn.execute("SELECT detail FROM service_audit") if lin["name"] in d]
 
         enrol(admin, "Lin Again", examples / "lin-manuel-miranda.png")
         assert admin.delete(f"/v1/collections/{COLL}").status_code == 204

@@ -37,6 +37,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -281,10 +282,45 @@ class HnswIndex:
             return None
 
 
+class _SaveGuard:
+    """Erasure vs. the background save, for one collection of one database file in this process: a delete
+    counts itself and removes the saved files while holding ``lock``; a build saves only if no delete came
+    after its snapshot, also while holding it. Shared by every manager (and store) of that collection."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.erasures = 0
+
+
+_GUARDS: dict[tuple[str, str], _SaveGuard] = {}
+_GUARDS_LOCK = threading.Lock()
+
+
+def _guard(db_path: str, collection: str) -> _SaveGuard:
+    with _GUARDS_LOCK:
+        return _GUARDS.setdefault((os.path.realpath(db_path), _safe(collection)), _SaveGuard())
+
+
+def erase_saved(db_path: str, collection: str, erase: Callable[[], object]) -> None:
+    """Run ``erase`` (removing ``collection``'s saved files) so that no HNSW build of it that started before
+    can save its snapshot after: the snapshot may hold the vectors just erased."""
+    if db_path == ":memory:":
+        erase()
+        return
+    guard = _guard(db_path, collection)
+    with guard.lock:
+        guard.erasures += 1
+        erase()
+
+
+def _safe(collection: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)
+
+
 class AnnManager:
     """Keeps one collection's HNSW index in step with its exact index; builds it in the background."""
 
-    def __init__(self, dim: int, cfg: AnnConfig, path: Path | None) -> None:
+    def __init__(self, dim: int, cfg: AnnConfig, path: Path | None, guard: _SaveGuard | None = None) -> None:
         self.dim, self.cfg, self.path = dim, cfg, path
         self.ann: HnswIndex | None = None
         self._synced: tuple[int, int] | None = None  # (serial of the exact index, its version) the ANN reflects
@@ -293,6 +329,8 @@ class AnnManager:
         self.builds = 0
         self._loaded = False  # loaded from disk and not yet checked against the gallery
         self._removed_seen: tuple[int, int] = (0, 0)  # (serial of the exact index, removals it logged) already applied
+        self._guard = guard or _SaveGuard()
+        self.saves_skipped = 0
         if path is not None:
             loaded = HnswIndex.load(path, dim, cfg)
             if loaded is not None:
@@ -315,6 +353,7 @@ class AnnManager:
             return
         snap = (exact.sample_ids.copy(), np.ascontiguousarray(exact.matrix))
         mark = (exact.serial, len(exact.removed))  # removals after the snapshot still have to be applied
+        epoch = self._guard.erasures
 
         def run() -> None:
             t = time.perf_counter()
@@ -327,7 +366,12 @@ class AnnManager:
                 self.builds += 1
             log.info("built HNSW index of %d vectors in %.1f s", len(snap[0]), time.perf_counter() - t)
             if self.path is not None:
-                ann.save(self.path, "")
+                with self._guard.lock:
+                    if self._guard.erasures == epoch:
+                        ann.save(self.path, "")
+                    else:  # the snapshot holds vectors erased since: never write them to disk
+                        self.saves_skipped += 1
+                        log.info("not saving HNSW index %s: samples were erased while it was built", self.path)
 
         self._builder = threading.Thread(target=run, name="facewise-hnsw-build", daemon=True)
         self._builder.start()
@@ -444,11 +488,11 @@ def ann_search(managers: dict[str, AnnManager], db_path: str, collection: str, s
         return None
     mgr = managers.get(collection)
     if mgr is None or mgr.cfg != cfg:
-        path = None
+        path, guard = None, None
         if db_path != ":memory:" and persist:
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)
-            path = Path(db_path + ".ann") / f"{safe}-{cfg.key()}"
-        mgr = managers[collection] = AnnManager(exact.dim, cfg, path)
+            path = Path(db_path + ".ann") / f"{_safe(collection)}-{cfg.key()}"
+            guard = _guard(db_path, collection)
+        mgr = managers[collection] = AnnManager(exact.dim, cfg, path, guard)
     if mgr.ann is None and not mgr.building:
         mgr.start_build(exact)
     return mgr

@@ -29,6 +29,8 @@ from facewise.errors import FacewiseError, InvalidNameError, NotFoundError
 from facewise.gallery import SQLiteStore
 from facewise.gallery.base import template_of
 from facewise.gallery.crypto import is_sealed
+from facewise.gallery.index import VectorIndex
+from facewise.gallery.maintenance import cached_files
 from facewise.gallery.names import check_name
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,30 @@ def _collection(store: SQLiteStore, name: str) -> list[str]:
     out += bad
     out += _templates(store, cid, dim, vectors)
     out += _index(store, name, vectors)
+    out += _saved_files(store, name, vectors)
     out += _settings(store, name)
     out += _names(store, cid)
+    return out
+
+
+def _saved_files(store: SQLiteStore, name: str, vectors: dict[int, tuple[int, float, np.ndarray]]) -> list[str]:
+    """Saved search files (``<db>.ann/``) that hold samples the database no longer has: erased vectors on disk."""
+    out = []
+    for path in cached_files(store.path, name):
+        try:
+            if path.name.endswith(".ids.npy"):
+                ids = np.load(path)
+            elif path.name.endswith(".matrix"):
+                ids = VectorIndex.load(path, mmap=True).sample_ids
+            else:
+                continue
+        except (OSError, ValueError, KeyError) as exc:
+            out.append(f"saved search file {path} cannot be read ({exc}): delete it (rebuilt on next use)")
+            continue
+        gone = sorted(set(int(i) for i in ids) - set(vectors))
+        if gone:
+            out.append(f"saved search file {path} holds {len(gone)} vectors of samples no longer in the gallery "
+                       f"(erased data on disk, e.g. sample {gone[0]}): delete {path.parent} (rebuilt on next use)")
     return out
 
 

@@ -285,7 +285,7 @@ class SQLiteStore(StoreBase):
             self._indexes.pop(name, None)
             self._ann.pop(name, None)
             flush_erased(self._db)
-            erase_cached_files(self.path, name)
+            ann.erase_saved(self.path, name, lambda: erase_cached_files(self.path, name))
 
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cid: int, person: str | int) -> tuple[Any, ...]:
@@ -351,7 +351,7 @@ class SQLiteStore(StoreBase):
                 cur.execute("DELETE FROM persons WHERE id=?", (pid,))
             self._refresh_after_write(collection, lambda ix: ix.remove_person(pid))
             flush_erased(self._db)
-            erase_cached_files(self.path, collection)
+            ann.erase_saved(self.path, collection, lambda: erase_cached_files(self.path, collection))
             return int(n)
 
     # -- samples --------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ class SQLiteStore(StoreBase):
                 self._update_template(cur, int(row[0]))
             self._refresh_after_write(collection, lambda ix: ix.remove_samples({sample_id}))
             flush_erased(self._db)
-            erase_cached_files(self.path, collection)
+            ann.erase_saved(self.path, collection, lambda: erase_cached_files(self.path, collection))
 
     def _move_samples(self, collection: str, sample_ids: list[int], person: str | int) -> Person:
         with self._lock:

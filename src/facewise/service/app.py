@@ -113,6 +113,7 @@ def _context(config: ServiceConfig, runner: VideoRunner | None, lock: int | None
     if beside:
         prepare_file(str(config.db))  # erasure triggers on the gallery's tables for the service tables beside them
     engines.erasure.subscribe(jobs.erase)
+    engines.erasure.subscribe(keys.erase)  # audit payloads, wherever the gallery is kept
     if thumbs is not None:
         engines.erasure.subscribe(thumbs.erase)
     live = LiveSessions(config.live)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from facewise.errors import FacewiseError, NotFoundError, ValidationError
+from facewise.gallery.maintenance import ERASED, Erasure
 from facewise.gallery.names import check_collection_name, check_text
 
 log = logging.getLogger(__name__)
@@ -260,11 +261,33 @@ class KeyStore:
         self._write("UPDATE service_keys SET last_used_at=? WHERE id=?", (_now(), key_id))
 
     # -- audit ----------------------------------------------------------------------------------
-    def audit(self, event: AuditEvent) -> None:
-        self._write("INSERT INTO service_audit(ts, actor, action, collection, target, detail, remote) "
-                    "VALUES(?,?,?,?,?,?,?)",
-                    (_now(), event.actor, event.action, event.collection, event.target,
-                     json.dumps(event.detail or {}), event.remote))
+    def audit(self, event: AuditEvent) -> int:
+        """Write one audit row; returns its id."""
+        cur = self._write("INSERT INTO service_audit(ts, actor, action, collection, target, detail, remote) "
+                          "VALUES(?,?,?,?,?,?,?)",
+                          (_now(), event.actor, event.action, event.collection, event.target,
+                           json.dumps(event.detail or {}), event.remote))
+        return int(cur.lastrowid or 0)
+
+    def erase_audit_row(self, row_id: int) -> None:
+        """Blank one row's payload (it named someone erased before the row was written)."""
+        self._write("UPDATE service_audit SET detail=? WHERE id=?", (ERASED, row_id))
+
+    def erase(self, event: Erasure) -> None:
+        """An :class:`~facewise.gallery.maintenance.ErasureHooks` listener: blank the payloads that named what
+        was erased (the same rows the triggers in ``service/erasure.py`` blank when the gallery shares this file;
+        this one reaches a gallery kept elsewhere too). The audit keeps that something happened, not to whom."""
+        if event.whole_collection:
+            self._write("UPDATE service_audit SET detail=? WHERE collection=? "
+                        "AND (action LIKE 'person.%' OR action LIKE 'face.%')", (ERASED, event.collection))
+            return
+        if event.person_id is not None:
+            self._write("UPDATE service_audit SET detail=? WHERE collection=? AND target=? "
+                        "AND (action LIKE 'person.%' OR action = 'face.enroll')",
+                        (ERASED, event.collection, str(event.person_id)))
+        for sid in event.sample_ids:
+            self._write("UPDATE service_audit SET detail=? WHERE collection=? AND target=? AND action='face.delete'",
+                        (ERASED, event.collection, str(sid)))
 
     def audit_log(self, offset: int = 0, limit: int = 100, collection: str | None = None) -> list[dict[str, Any]]:
         """Newest first."""

@@ -36,10 +36,15 @@ class ServiceContext:
     bootstrap: str | None = None  # where the bootstrap key went on first start
     lock: int | None = None  # the held lock on <db>.lock (one server per gallery file)
 
-    def audit(self, request: Request, event: AuditEvent) -> None:
+    def audit(self, request: Request, event: AuditEvent, still_there: Callable[[], bool] | None = None) -> None:
+        """Write ``event``. When it names a person, ``still_there`` asks the gallery afterwards whether they
+        still exist: a delete that committed before the row was written (its erasure ran before the row
+        existed) blanks the row here, so no ordering of the two leaves their name behind."""
         remote = request.client.host if request.client else None
-        self.keys.audit(AuditEvent(event.actor, event.action, event.collection, event.target, event.detail,
-                                   remote))
+        row = self.keys.audit(AuditEvent(event.actor, event.action, event.collection, event.target, event.detail,
+                                         remote))
+        if still_there is not None and not still_there():
+            self.keys.erase_audit_row(row)
 
 
 def get_ctx(request: Request) -> ServiceContext:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from facewise.api import FaceWise
 from facewise.core.analysis import Gate
 from facewise.core.imageio import DecodedImage, EncodedImage
-from facewise.errors import ImageError
+from facewise.errors import ImageError, NotFoundError
 from facewise.service.auth import AuditEvent
 from facewise.service.deps import (
     BusyEnroller,
@@ -55,6 +56,17 @@ class PersonUpdate(BaseModel):
     name: str = Field(..., max_length=200)
 
 
+def still_there(fw: FaceWise, person_id: int, name: str) -> Callable[[], bool]:
+    """For an audit row naming a person: do they still exist (the same id under the same name)?"""
+    def check() -> bool:
+        try:
+            return fw.person(person_id).name == name
+        except NotFoundError:
+            return False
+
+    return check
+
+
 @router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)",
              response_model=Person, responses=auth_errors(400, 404, 409))
 def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ctx,
@@ -64,9 +76,10 @@ def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ct
         limit = ctx.config.limits.max_metadata_bytes
         if size > limit:
             raise ApiError(413, "metadata_too_large", f"metadata of {size} bytes exceeds the {limit}-byte limit")
-    person = ctx.engines.face_wise(collection).add_person(body.name, body.metadata)
+    fw = ctx.engines.face_wise(collection)
+    person = fw.add_person(body.name, body.metadata)
     ctx.audit(request, AuditEvent(principal.key_id, "person.create", collection, str(person.id),
-                                  {"name": person.name}))
+                                  {"name": person.name}), still_there(fw, person.id, person.name))
     return person.to_dict()
 
 
@@ -95,7 +108,7 @@ def rename_person(collection: str, person_id: RowId, body: PersonUpdate, request
     old = fw.person(person_id).name
     person = fw.rename_person(person_id, body.name)
     ctx.audit(request, AuditEvent(principal.key_id, "person.rename", collection, str(person_id),
-                                  {"from": old, "to": person.name}))
+                                  {"from": old, "to": person.name}), still_there(fw, person_id, person.name))
     return person.to_dict()
 
 
@@ -177,7 +190,8 @@ async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx:
     added = [r.sample_id for r in results if r.status == "added"]
     ctx.audit(request, AuditEvent(principal.key_id, "face.enroll", collection, str(person_id),
                                   {"name": person.name, "added": added,
-                                   "rejected": sum(r.status == "rejected" for r in results)}))
+                                   "rejected": sum(r.status == "rejected" for r in results)}),
+              still_there(fw, person_id, person.name))
     return {"person": fw.person(person_id).to_dict(), "added": len(added),
             "results": [r.to_dict() for r in results]}
 
