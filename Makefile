@@ -20,7 +20,7 @@ export FACEWISE_DATA ?= $(abspath $(SHARED)/data)
 EXTRAS := eval,test,service,video,ann,pgvector,milvus,ray,scale-test,crypto,fuzz
 CONSTRAIN := $(if $(LOCK),-c $(LOCK),--upgrade)
 
-.PHONY: demo test test-latest lint lock bench bench-peer install clean screenshots
+.PHONY: demo test test-fast test-latest lint lock bench bench-peer install clean screenshots
 
 # the tools that install: pip and uv (uv resolves the lock and installs from it)
 $(VENV)/.tools:
@@ -74,6 +74,11 @@ test: lint .venv-openapi/.installed
 	fi; \
 	trap '[ -n "$$started" ] && VENV=$(VENV) bash .ci/start-postgres.sh stop' EXIT; \
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the fast tier: facade, REST service and video logic over facewise.testing's fake detector and embedder (no model
+# files, no ../shared), in well under a minute; `make test` runs these tests too
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m fast $(PYTEST_ARGS)
 
 # the whole suite on the newest versions pyproject.toml allows, in its own venv (the lock is not used)
 test-latest:

@@ -144,5 +144,12 @@ def test_the_registry_tunes_detectors_for_video_tracking(models_dir):
     assert fw.pipeline.detector.score_threshold == 0.6
     assert refine is not None and (refine.min_side, refine.max_side, refine.score_threshold) == (0, 640, 0.3)
     assert tracking_detector(fw, low_score=0.9)[0].score_threshold == 0.6  # never above the profile's own
-    default = FaceWise(db=None, profile="default")  # dlib's HOG has no score to lower
-    assert tracking_detector(default, low_score=0.3) == (default.pipeline.detector, None)
+    default = FaceWise(db=None, profile="default")  # yuface: its score is lowered too; no small-crop refiner
+    det, refine = tracking_detector(default, low_score=0.3)
+    assert det is not default.pipeline.detector and det.score_threshold == 0.3 and refine is None
+    from facewise.models.profiles import Profile
+
+    hog_first = Profile.from_dict(load_profile("default").to_dict() | {"detector": "dlib-hog",
+                                                                       "detector_fallback": None})
+    hog = FaceWise(db=None, profile=hog_first)  # dlib's HOG has no score to lower
+    assert tracking_detector(hog, low_score=0.3) == (hog.pipeline.detector, None)

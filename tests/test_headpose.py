@@ -175,3 +175,16 @@ def test_batch_and_empty(fsanet: FSANet) -> None:
     assert out.shape == (2, 3) and np.all(np.isfinite(out))
     np.testing.assert_allclose(out[0], fsanet.estimate(img, boxes[:1, :4])[0], atol=1e-5)
     assert fsanet.estimate(img, np.zeros((0, 4))).shape == (0, 3)
+
+
+@needs_models
+def test_fsanet_is_loaded_once_for_the_pipeline_yaw_and_the_pose_attribute() -> None:
+    """One loader (the model registry): a profile that takes yaw from FSA-Net and the ``pose`` attribute share it."""
+    from facewise.core.analysis import Analyzer
+    from facewise.core.pipeline import Pipeline
+    from facewise.models.profiles import Profile, load_profile
+    from facewise.models.registry import load_headpose
+
+    prof = Profile.from_dict(load_profile("default").to_dict() | {"yaw": "fsanet"})
+    shared = Pipeline(prof).headpose
+    assert isinstance(shared, FSANet) and shared is Analyzer().headpose is load_headpose("fsanet")

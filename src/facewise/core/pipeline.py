@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
@@ -19,9 +18,10 @@ from facewise.core.imageio import DecodedImage, ImageInput, load_image
 from facewise.core.quality import QualityPolicy, assess, yaw_from_landmarks
 from facewise.errors import FacewiseError
 from facewise.models._embed_util import l2_normalise
+from facewise.models.catalogue import card
 from facewise.models.profiles import Profile, load_profile
-from facewise.models.protocols import Detector, Embedder, Landmarker
-from facewise.models.registry import load_detector, load_embedder, load_landmarker
+from facewise.models.protocols import Detector, Embedder, HeadPoseModel, Landmarker
+from facewise.models.registry import load_detector, load_embedder, load_headpose, load_landmarker
 from facewise.types import Detection, Face
 
 log = logging.getLogger(__name__)
@@ -126,18 +126,13 @@ class Pipeline:
                     for e in self.profile.embedders]
 
     @cached_property
-    def headpose(self) -> Any | None:
+    def headpose(self) -> HeadPoseModel | None:
         """FSA-Net, when the profile takes each face's yaw from it (right on profiles, where the
-        five-landmark estimate saturates)."""
+        five-landmark estimate saturates); the registry's copy, shared with the ``pose`` attribute."""
         if self.profile.yaw != "fsanet":
             return None
-        from facewise.models.attributes.headpose import FSANet
-        from facewise.models.catalogue import resolve
-        from facewise.models.runtime import requested
-
-        with self._load_lock, requested(self.profile.providers):
-            one_by_one, var = resolve("fsanet")
-            return FSANet(one_by_one, var, threads=self.threads or 1)
+        with self._load_lock:
+            return load_headpose("fsanet", self.threads or 1, self.profile.providers)
 
     @property
     def dim(self) -> int:
@@ -272,8 +267,6 @@ class Pipeline:
         """Where each embedder's (weighted) block sits in the fused vector."""
         out, start = [], 0
         for e in self.profile.embedders:
-            from facewise.models.catalogue import card
-
             dim = int(card(e.model).output_dim or 0)
             out.append((e.model, slice(start, start + dim)))
             start += dim

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from urllib.parse import urlsplit
 
 from facewise.gallery.sqlite import SQLiteStore
 from facewise.gallery.store import Store
+from facewise.models.registry import resolve_class
 
 # URL schemes → "module:Class"; the class builds itself with ``from_url(url)``. A new store is one module in
 # gallery/ (a StoreBase subclass with its storage hooks and declared capabilities) and one line here.
@@ -29,6 +29,5 @@ def open_store(spec: str | os.PathLike[str]) -> Store:
     target = STORES.get(scheme)
     if target is None:
         return SQLiteStore(text)
-    module, _, name = target.partition(":")
-    store: Store = getattr(importlib.import_module(module), name).from_url(text)
+    store: Store = resolve_class(target).from_url(text)
     return store

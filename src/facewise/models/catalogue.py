@@ -128,13 +128,40 @@ def cards() -> dict[str, ModelCard]:
     return out
 
 
+# cards added at run time (:func:`add_card`): in-process only, never listed by :func:`cards`
+_ADDED: dict[str, ModelCard] = {}
+
+
+def add_card(c: ModelCard | dict[str, Any]) -> ModelCard:
+    """Add a model card at run time (a :class:`ModelCard` or its JSON dict), so a profile can name the model.
+
+    For models that are not shipped: a deployment's own, or the fakes of :mod:`facewise.testing` (whose card has no
+    files, so the model is always available). A shipped card's id is refused; adding the same id again replaces
+    it. The card lives in this process only: :func:`cards` (``facewise models list``) shows the shipped ones."""
+    new = c if isinstance(c, ModelCard) else ModelCard.from_dict(c)
+    if new.id in cards():
+        raise FacewiseError(f"model card {new.id!r} is shipped with facewise: give the added one another id")
+    _ADDED[new.id] = new
+    from facewise.models import registry  # models built from the card it replaces are dropped
+
+    registry.clear_cache()
+    return new
+
+
+def remove_card(model_id: str) -> None:
+    """Forget a card added with :func:`add_card` (unknown ids are ignored)."""
+    if _ADDED.pop(model_id, None) is not None:
+        from facewise.models import registry
+
+        registry.clear_cache()
+
+
 def card(model_id: str) -> ModelCard:
-    try:
-        return cards()[model_id]
-    except KeyError:
-        raise ModelNotFoundError(
-            f"unknown model id {model_id!r}; known: {', '.join(sorted(cards()))}"
-        ) from None
+    """The card of ``model_id``: a shipped one or one added with :func:`add_card`."""
+    found = _ADDED.get(model_id) or cards().get(model_id)
+    if found is None:
+        raise ModelNotFoundError(f"unknown model id {model_id!r}; known: {', '.join(sorted([*cards(), *_ADDED]))}")
+    return found
 
 
 def cache_dir() -> Path:

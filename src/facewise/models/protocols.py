@@ -41,3 +41,10 @@ class Landmarker(Protocol):
     model_id: str
 
     def refine(self, image: np.ndarray, dets: list[Detection]) -> list[Detection]: ...
+
+
+@runtime_checkable
+class HeadPoseModel(Protocol):
+    """Head pose of faces: ``estimate(rgb_image, boxes) -> (N, 3)`` yaw, pitch, roll in degrees (FSA-Net's signs)."""
+
+    def estimate(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...

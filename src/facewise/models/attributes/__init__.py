@@ -1,28 +1,22 @@
 """Face attributes as plug-ins: what a face shows beyond identity (liveness, head pose, expression...).
 
-An attribute is one class (subclass :class:`Attribute`) in one module and one line in :data:`REGISTRY`
-(name → ``"module:Class"``). :class:`facewise.core.analysis.Analyzer` loops over the requested plug-ins that
-are available and puts each one's per-face result in ``face.attributes[name]``. Code outside the package (a
-deployment, a test) adds one at run time with :func:`register`.
+An attribute is one class (subclass :class:`Attribute`) in one module and one line in the model registry
+(:data:`facewise.models.registry.BACKENDS`: ``("attribute", name)`` → ``"module:Class"``).
+:class:`facewise.core.analysis.Analyzer` loops over the requested plug-ins that are available and puts each
+one's per-face result in ``face.attributes[name]``. Code outside the package (a deployment, a test) adds one at
+run time with :func:`register`.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 
 from facewise.errors import ValidationError
+from facewise.models import registry
 from facewise.models.catalogue import is_available
 from facewise.types import Face
-
-#: name → "module:Class"; the order is the order of the keys in ``face.attributes``.
-REGISTRY: dict[str, str | type[Attribute]] = {
-    "live": "facewise.models.attributes.liveness:Liveness",
-    "pose": "facewise.models.attributes.headpose:HeadPose",
-    "expression": "facewise.models.attributes.expression:Expression",
-}
 
 
 class Attribute:
@@ -59,32 +53,29 @@ def register(name: str, target: str | type[Attribute]) -> None:
     """Add (or replace) an attribute: ``target`` is a :class:`Attribute` subclass or ``"module:Class"``."""
     if not name or not name.replace("_", "").isalnum():
         raise ValidationError(f"attribute name {name!r}: letters, digits and '_' only")
-    REGISTRY[name] = target
+    registry.register("attribute", name, target)
 
 
 def unregister(name: str) -> None:
     """Remove an attribute added with :func:`register` (unknown names are ignored)."""
-    REGISTRY.pop(name, None)
+    registry.unregister("attribute", name)
 
 
 def names() -> tuple[str, ...]:
     """Every registered attribute, in registry order."""
-    return tuple(REGISTRY)
+    return registry.backends("attribute")
 
 
 def options() -> tuple[str, ...]:
     """Every word ``what`` may name: the attributes and their options."""
-    return names() + tuple(o for n in REGISTRY for o in attribute_class(n).options)
+    return names() + tuple(o for n in names() for o in attribute_class(n).options)
 
 
 def attribute_class(name: str) -> type[Attribute]:
     """The class registered under ``name`` (imported on first use)."""
-    if name not in REGISTRY:
-        raise ValidationError(f"unknown face attribute {name!r} (known: {', '.join(REGISTRY)})")
-    target = REGISTRY[name]
-    if isinstance(target, str):
-        module, _, cls = target.partition(":")
-        target = getattr(importlib.import_module(module), cls)
-    if not (isinstance(target, type) and issubclass(target, Attribute)):
+    if name not in names():
+        raise ValidationError(f"unknown face attribute {name!r} (known: {', '.join(names())})")
+    target = registry.backend_class("attribute", name)
+    if not issubclass(target, Attribute):
         raise ValidationError(f"face attribute {name!r}: {target!r} is not an Attribute subclass")
     return target

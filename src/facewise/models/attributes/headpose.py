@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -29,7 +30,8 @@ import onnxruntime as ort
 
 from facewise.models._detect_util import bgr_and_boxes
 from facewise.models.attributes import Attribute
-from facewise.models.catalogue import is_available, resolve
+from facewise.models.catalogue import ModelCard, is_available
+from facewise.models.protocols import HeadPoseModel
 from facewise.models.runtime import onnx_session
 from facewise.types import Face
 
@@ -61,6 +63,14 @@ class FSANet:
             has a median of about 4 degrees); averaging makes mirroring negate yaw and roll exactly,
             at twice the (small) cost.
     """
+
+    options: ClassVar[frozenset[str]] = frozenset({"margin", "flip_average"})
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 1, **options: Any) -> FSANet:
+        """The card's two files (1x1, var); ``threads`` 0 counts as one."""
+        one_by_one, var = paths
+        return cls(one_by_one, var, threads=threads or 1, **options)
 
     def __init__(
         self,
@@ -168,15 +178,16 @@ class HeadPose(Attribute):
     model_ids = ("fsanet",)
 
     def __init__(self) -> None:
-        self.model: FSANet | None = None
+        self.model: HeadPoseModel | None = None
 
     def available(self) -> bool:
         return True  # falls back to five-landmark geometry
 
     def load(self, threads: int) -> None:
         if is_available("fsanet"):
-            one_by_one, var = resolve("fsanet")
-            self.model = FSANet(one_by_one, var, threads=threads)
+            from facewise.models.registry import load_headpose
+
+            self.model = load_headpose("fsanet", threads or 1)  # shared with a pipeline that takes yaw from it
 
     def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...]) -> list[dict[str, object]]:
         if self.model is not None:

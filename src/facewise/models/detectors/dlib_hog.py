@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dlib
 import numpy as np
 
 from facewise.models._detect_util import fit_scale, similarity_transform
+from facewise.models.catalogue import ModelCard
 from facewise.types import Box, Detection
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,12 @@ def five_from_5(points: np.ndarray) -> np.ndarray:
 class DlibHogDetector:
     """Frontal faces only. Images are brought to at most ``max_side`` px; small ones are upsampled.
     The shape predictor file decides the landmark layout (5 or 68 points)."""
+
+    options: ClassVar[frozenset[str]] = frozenset()  # HOG has no score to tune
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> DlibHogDetector:
+        return cls(paths[0], model_id=card.id)
 
     def __init__(self, shape_predictor: Path, model_id: str = "dlib-hog", max_side: int = 1280,
                  upsample_below: int = 640) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from facewise.models._detect_util import nms
+from facewise.models.catalogue import ModelCard
 from facewise.models.runtime import onnx_session
 from facewise.types import Box, Detection
 
@@ -18,6 +20,12 @@ log = logging.getLogger(__name__)
 
 class ScrfdDetector:
     """Letterboxes to ``input_size``, decodes the three stride heads, applies NMS."""
+
+    options: ClassVar[frozenset[str]] = frozenset({"score_threshold"})
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> ScrfdDetector:
+        return cls(paths[0], model_id=card.id, threads=threads, **options)
 
     def __init__(self, model: Path, model_id: str, input_size: int = 640, score_threshold: float = 0.5,
                  nms_threshold: float = 0.4, threads: int = 0) -> None:

@@ -12,10 +12,12 @@ import ctypes
 import logging
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from facewise.models._detect_util import fit_scale
+from facewise.models.catalogue import ModelCard
 from facewise.types import Box, Detection
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,13 @@ def _limit_openmp(threads: int) -> None:
 
 
 class YuFaceDetector:
+    options: ClassVar[frozenset[str]] = frozenset({"score_threshold", "max_side"})
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> YuFaceDetector:
+        """Nothing on the model path: the network is inside the package (``threads`` 0: one OpenMP thread)."""
+        return cls(model_id=card.id, threads=threads or 1, **options)
+
     def __init__(self, model_id: str = "yuface", score_threshold: float = 0.5, max_side: int = 960,
                  threads: int = 1) -> None:
         import yuface

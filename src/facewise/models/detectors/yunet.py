@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
+from facewise.errors import FacewiseError
 from facewise.models._detect_util import fit_scale
+from facewise.models.catalogue import ModelCard
 from facewise.types import Box, Detection
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,29 @@ class YuNetDetector:
     than the first pass), then padded by a quarter of the image on every side (faces cut by the border:
     profiles, tight crops); such detections say so in ``found_by``. Each thread gets its own OpenCV
     detector, so threads detect in parallel.
+
+    ``engine`` (a profile's ``detector_options``) runs the network by ``opencv`` (this class) or ``openvino``
+    (:class:`~facewise.models.detectors.yunet_ov.YuNetOpenVino`, which also takes ``precision``,
+    ``nms_threshold``, ``cached_shapes`` and ``promote_after``).
     """
+
+    options: ClassVar[frozenset[str]] = frozenset({
+        "engine", "score_threshold", "max_side", "min_side", "retry", "retry_min_side",
+        "precision", "nms_threshold", "cached_shapes", "promote_after"})
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> YuNetDetector:
+        engine = options.pop("engine", "opencv")
+        try:
+            if engine == "openvino":
+                from facewise.models.detectors.yunet_ov import YuNetOpenVino
+
+                return YuNetOpenVino(paths[0], model_id=card.id, threads=threads, **options)
+            if engine != "opencv":
+                raise TypeError(f"engine must be opencv or openvino, got {engine!r}")
+            return cls(paths[0], model_id=card.id, **options)
+        except TypeError as exc:
+            raise FacewiseError(f"model {card.id!r}: bad detector_options {options}: {exc}") from None
 
     def __init__(self, model: Path, model_id: str = "yunet-2023mar", score_threshold: float = 0.6,
                  max_side: int = 1280, min_side: int = 320, retry: bool = False, retry_min_side: int = 320) -> None:

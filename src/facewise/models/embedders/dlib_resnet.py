@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dlib
 import numpy as np
@@ -31,9 +32,11 @@ DLIB_150_TEMPLATE = np.array(
 
 class DlibResNetEmbedder:
     engine = "dlib"
+    options: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0) -> DlibResNetEmbedder | DlibOnnxEmbedder:
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0,
+                  **options: Any) -> DlibResNetEmbedder | DlibOnnxEmbedder:
         """The ONNX engine unless ``FACEWISE_DLIB_ENGINE=dlib`` or the conversion fails (logged)."""
         if settings.dlib_engine() == "onnx":
             try:

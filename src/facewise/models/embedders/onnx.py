@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -13,8 +14,10 @@ from facewise.models.runtime import onnx_session
 
 
 class OnnxEmbedder:
+    options: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
-    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0) -> OnnxEmbedder:
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> OnnxEmbedder:
         spec = card.input
         return cls(paths[0], card.id, int(spec["size"]), np.asarray(spec["template_points"], np.float32),
                    int(card.output_dim or 0), color=spec.get("color", "RGB"), mean=float(spec.get("mean", 127.5)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,8 +20,10 @@ class OpenVinoEmbedder:
     the dynamic one, with identical output); several go through the dynamic-batch model.
     """
 
+    options: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
-    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0) -> OpenVinoEmbedder:
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> OpenVinoEmbedder:
         spec = card.input
         xml = next(p for p in paths if p.suffix == ".xml")
         return cls(xml, card.id, int(spec["size"]), np.asarray(spec["template_points"], np.float32),

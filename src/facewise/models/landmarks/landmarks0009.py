@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
+from facewise.models.catalogue import ModelCard
 from facewise.models.runtime import openvino_compiled
 from facewise.types import Detection
 
 
 class Landmarks0009:
+    options: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def from_card(cls, card: ModelCard, paths: list[Path], threads: int = 0, **options: Any) -> Landmarks0009:
+        """The IR's ``.xml`` among the card's files; the box enlargement from the card's ``input.roi_scale``."""
+        xml = next(p for p in paths if p.suffix == ".xml")
+        return cls(xml, card.id, roi_scale=float(card.input.get("roi_scale", 1.15)), threads=threads)
+
     def __init__(self, xml: Path, model_id: str = "landmarks-0009", roi_scale: float = 1.15, threads: int = 0) -> None:
         self.model_id = model_id
         self.roi_scale = roi_scale

@@ -169,12 +169,35 @@ def _providers(d: dict[str, Any]) -> tuple[str, ...]:
     return names
 
 
+# profiles registered at run time (:func:`register`), by name: in-process only
+_REGISTERED: dict[str, Profile] = {}
+
+
+def register(profile: Profile) -> None:
+    """Make ``profile`` loadable by its name in this process (:func:`load_profile`, a service's or a collection's
+    profile name), e.g. :func:`facewise.testing.fake_profile`. A shipped profile's name is refused; registering the
+    same name again replaces it."""
+    if (PROFILE_DIR / f"{profile.name}.json").is_file():
+        raise ValidationError(f"profile {profile.name!r} is shipped with facewise: register it under another name",
+                              what="profile", value=profile.name)
+    _REGISTERED[profile.name] = profile
+
+
+def unregister(name: str) -> None:
+    """Forget a profile registered with :func:`register` (unknown names are ignored)."""
+    _REGISTERED.pop(name, None)
+
+
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+    """The shipped profiles and those registered in this process, by name."""
+    return sorted({p.stem for p in PROFILE_DIR.glob("*.json")} | set(_REGISTERED))
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A shipped profile by name (``default``, ``fast``, ``accurate``) or a JSON file path."""
+    """A shipped profile by name (``default``, ``fast``, ``accurate``), one registered in this process
+    (:func:`register`) or a JSON file path."""
+    if isinstance(name_or_path, str) and name_or_path in _REGISTERED:
+        return _REGISTERED[name_or_path]
     path = Path(name_or_path)
     if path.suffix != ".json":
         path = PROFILE_DIR / f"{name_or_path}.json"
