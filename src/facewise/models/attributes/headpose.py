@@ -22,13 +22,14 @@ import math
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from facewise.models._detect_util import bgr_and_boxes
-from facewise.models.attributes import Attribute
+from facewise.models.attributes import Attribute, TypedDict
 from facewise.models.catalogue import is_available, resolve
 from facewise.models.runtime import onnx_session
 from facewise.types import Face
@@ -161,11 +162,22 @@ def pose_from_landmarks(landmarks5: np.ndarray) -> tuple[float, float, float]:
     return float(yaw), float(pitch), float(roll)
 
 
+class PoseResult(TypedDict):
+    """Head pose in degrees and where it came from: ``fsanet``, or ``landmarks`` (five-landmark geometry)."""
+
+    yaw: float
+    pitch: float
+    roll: float
+    source: str
+
+
 class HeadPose(Attribute):
     """The ``pose`` attribute: yaw, pitch, roll (0.1 degree) from FSA-Net, from the five landmarks without it."""
 
     name = "pose"
     model_ids = ("fsanet",)
+    result = PoseResult
+    column = "yaw/pitch/roll"
 
     def __init__(self) -> None:
         self.model: FSANet | None = None
@@ -177,6 +189,10 @@ class HeadPose(Attribute):
         if is_available("fsanet"):
             one_by_one, var = resolve("fsanet")
             self.model = FSANet(one_by_one, var, threads=threads)
+
+    @classmethod
+    def summary(cls, result: dict[str, Any]) -> str:
+        return f"{result['yaw']:+.0f}/{result['pitch']:+.0f}/{result['roll']:+.0f}"
 
     def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...]) -> list[dict[str, object]]:
         if self.model is not None:
