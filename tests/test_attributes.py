@@ -160,3 +160,52 @@ def test_an_attribute_whose_model_is_missing_is_skipped(knn: Path, tmp_path: Pat
         assert Analyzer().available()["needs_fsanet"] is True  # where the files are, it runs
     finally:
         attributes.unregister("needs_fsanet")
+
+
+def test_a_registered_attribute_reaches_the_cli_table(brightness: None, knn: Path) -> None:
+    from facewise.cli.common import app
+
+    photo = knn / "test" / "obama1.jpg"
+    r = CliRunner().invoke(app, ["analyze", str(photo)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.stdout.splitlines() if "quality" in line and "reasons" in line)
+    columns = [c.strip() for c in header.strip("┃│ ").replace("┃", "│").split("│")]
+    assert columns == ["file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "brightness",
+                       "reasons"]  # one column per registered attribute, in registry order
+    mean = FaceWise(profile="default").analyze(photo, what=("brightness",))[0].attributes["brightness"]["mean"]
+    assert f"mean={mean:.2f}" in r.stdout
+
+
+def test_a_registered_attribute_reaches_the_rest_answer_and_its_schema(brightness: None, knn: Path,
+                                                                       tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from reliability_helpers import service_app
+
+    photo = knn / "test" / "obama1.jpg"
+    app, token = service_app(tmp_path)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        for face in ("DetectedFace", "IdentifiedFace"):
+            props = schemas[face]["properties"]
+            assert [p for p in props if p in attributes.names()] == list(attributes.names())
+            assert props["brightness"]["anyOf"][0]["type"] == "object"  # no declared result: any JSON object
+        live = props["live"]["anyOf"][0]
+        live = schemas[live["$ref"].rsplit("/", 1)[1]] if "$ref" in live else live
+        assert {"score", "is_live"} <= set(live["required"])  # the plug-in's declared result type
+
+        me = client.get("/v1/me").json()
+        assert list(me["analysis"]) == ["live", "pose", "expression", "brightness"] and me["analysis"]["brightness"]
+
+        files = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+        r = client.post("/v1/analyze", files=files, data={"what": "brightness"})
+        assert r.status_code == 200, r.text
+        lib = FaceWise(profile="default").analyze(photo, what=("brightness",))[0]
+        (face,) = r.json()["faces"]
+        assert face["brightness"] == lib.attributes["brightness"] and r.json()["modules"] == ["brightness"]
+        assert "live" not in face and "pose" not in face
+        every = client.post("/v1/analyze", files=files).json()  # analyze: every registered attribute by default
+        assert every["modules"][-1] == "brightness" and "brightness" in every["faces"][0]
+        assert "pose" in every["modules"] and "map" not in every["faces"][0].get("live", {})
+        r = client.post("/v1/analyze", files=files, data={"what": "nope"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_value", r.text

@@ -232,8 +232,8 @@ def test_generated_client_round_trip(server: Server, fwclient: Any, knn: Path) -
             client=client, body=BodyAnalyze(image=photo(test / "obama1.jpg")))
         assert isinstance(analysed, DetectResponse) and len(analysed.faces) == 1, analysed
         face = analysed.faces[0]
-        assert face.pose.source in ("fsanet", "landmarks") and "head_pose" in analysed.modules
-        if "liveness" in analysed.modules:
+        assert face.pose.source in ("fsanet", "landmarks") and "pose" in analysed.modules
+        if "live" in analysed.modules:
             assert isinstance(face.live.is_live, bool) and 0.0 <= face.live.score <= 1.0
         if "expression" in analysed.modules:
             assert face.expression.label in face.expression.probs.additional_properties

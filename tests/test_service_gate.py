@@ -105,16 +105,17 @@ def test_body_budgets_belong_to_the_route_not_to_the_end_of_its_path(server: Ser
         assert "65536-byte" in body["error"]["message"]
 
 
-def test_each_upload_route_declares_its_budget_and_a_new_one_gets_the_small_default() -> None:
+def test_each_upload_route_declares_its_budget_and_a_new_one_without_cannot_be_built() -> None:
     from fastapi import APIRouter, Depends, File, UploadFile
 
     from facewise.service.config import Limits
     from facewise.service.deps import require
-    from facewise.service.gate import route_rules
+    from facewise.service.gate import UndeclaredRouteError, body_budget, route_rules
     from facewise.service.routes_gallery import router as gallery
     from facewise.service.routes_jobs import router as jobs
     from facewise.service.routes_live import router as live
     from facewise.service.routes_recognize import router as recognize
+    from facewise.service.schemas import ContractRoute
 
     limits = Limits()
     budgets = {(sorted(getattr(r.matcher, "methods", None) or [""])[0], r.matcher.path): r.budget
@@ -124,14 +125,58 @@ def test_each_upload_route_declares_its_budget_and_a_new_one_gets_the_small_defa
     assert budgets[("POST", "/v1/collections/{collection}/persons/{person_id}/faces")] == limits.max_request_bytes
     assert budgets[("POST", "/v1/collections/{collection}/persons")] == limits.max_json_bytes
 
-    new = APIRouter(prefix="/v1")
+    new = APIRouter(prefix="/v1", route_class=ContractRoute)
+    with pytest.raises(UndeclaredRouteError, match="takes a file but declares no body budget"):
+        @new.post("/collections/{collection}/faces")
+        def undeclared(_: object = Depends(require("recognize")), image: UploadFile = File(...)) -> None:
+            return None
 
-    @new.post("/collections/{collection}/faces")
-    def undeclared(_: object = Depends(require("recognize")), image: UploadFile = File(...)) -> None:
+    with pytest.raises(UndeclaredRouteError, match="declares no key check"):
+        @new.post("/collections/{collection}/open", openapi_extra=body_budget("image"))
+        def no_key(image: UploadFile = File(...)) -> None:
+            return None
+
+    bare = APIRouter(prefix="/v1")  # a plain FastAPI route is refused by the gate, when the app starts
+
+    @bare.post("/collections/{collection}/faces")
+    def plain(_: object = Depends(require("recognize")), image: UploadFile = File(...)) -> None:
         return None
 
-    (rule,) = route_rules(new.routes, limits)
-    assert rule.budget == limits.max_json_bytes and rule.check is not None
+    with pytest.raises(UndeclaredRouteError, match="takes a file"):
+        route_rules(bare.routes, limits)
+
+
+def test_every_route_of_the_app_declares_its_budget_and_its_key(tmp_path: Path) -> None:
+    """Walk every route the app serves: each has its metadata (a body budget the gate knows, a key check or
+    public), the gate's rule is that metadata, and the OpenAPI operation publishes both."""
+    from fastapi.routing import APIRoute
+
+    from facewise.service.gate import AUTH_KEY, BUDGET_KEY, BUDGETS, FRAMEWORK, PUBLIC, flat_routes, meta_of
+    from reliability_helpers import service_app
+
+    app, _ = service_app(tmp_path)
+    ops = app.openapi()["paths"]
+    seen = 0
+    for route in flat_routes(app.router.routes):
+        meta = meta_of(route)
+        assert meta.budget in BUDGETS
+        if meta is FRAMEWORK:  # the framework's pages and the static files: GET only
+            assert set(getattr(route, "methods", None) or {"GET"}) <= {"GET", "HEAD"}, route
+            continue
+        assert isinstance(route, APIRoute)
+        seen += 1
+        assert (meta.check is None) == (meta.auth == PUBLIC), route.path
+        public = {"/", "/healthz", "/readyz", "/metrics"}
+        assert (route.path in public) == (meta.check is None), f"{route.path}: auth {meta.auth}"
+        if route.path.startswith("/v1/"):
+            assert meta.auth in ("admin", "admin on *", "enroll", "recognize", "read", "any"), route.path
+        takes_files = route.body_field is not None and "multipart" in str(route.body_field.field_info.media_type)
+        assert takes_files == (meta.budget in ("image", "image_pair", "images", "video")), route.path
+        if route.include_in_schema:
+            for method in route.methods:
+                op = ops[route.path][method.lower()]
+                assert (op[BUDGET_KEY], op[AUTH_KEY]) == (meta.budget, meta.auth), (method, route.path)
+    assert seen >= 38
 
 
 def test_json_is_parsed_with_a_depth_limit(admin: httpx.Client) -> None:

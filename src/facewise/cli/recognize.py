@@ -44,12 +44,13 @@ LiveThrOpt = Annotated[Path | None, typer.Option(
                              "else the model's own).")]
 
 
-def _wanted_attributes(what: list[str] | None) -> tuple[str, ...]:
-    """``--what`` as the analyser's ``what``: every registered attribute by default; liveness with its map."""
+def _wanted_attributes(what: list[str] | None, annotate: bool) -> tuple[str, ...]:
+    """``--what`` as the library's ``analyze(what=...)``: every registered attribute by default, an option such as
+    ``live_map`` when named; ``--annotate`` draws liveness's occlusion map, so it asks for it."""
     from facewise.models import attributes
 
     names = attributes.names() if not what else tuple(w.strip() for v in what for w in v.split(",") if w.strip())
-    return (*names, "live_map") if "live" in names and "live_map" not in names else names
+    return (*names, "live_map") if annotate and "live" in names and "live_map" not in names else names
 
 
 def _use_live_threshold(fw: Any, path: Path | None) -> None:
@@ -300,8 +301,8 @@ def analyze(
         "--annotate", help="Write copies with the liveness verdict, fired cues and occlusion map drawn.")] = None,
     live_threshold: LiveThrOpt = None,
     what: Annotated[list[str] | None, typer.Option(
-        "--what", help="Attributes to measure (repeat or comma-separate; default: every registered one). "
-                       "'live' includes its occlusion map.")] = None,
+        "--what", help="Attributes to measure (repeat or comma-separate; default: every registered one); "
+                       "'live_map' adds liveness's occlusion map (--annotate draws it).")] = None,
 ) -> None:
     """Per face: quality with reasons, liveness (with its cues and map), head pose, expression and any other
     registered face attribute.
@@ -310,15 +311,17 @@ def analyze(
     from facewise.api import FaceWise
     from facewise.core.draw import annotate_analysis
     from facewise.core.imageio import load_image, save_rgb
+    from facewise.models import attributes
 
     failures = 0
     with handled(as_json):
         fw = FaceWise(profile=profile)
         _use_live_threshold(fw, live_threshold)
-        wanted = _wanted_attributes(what)
+        wanted = _wanted_attributes(what, annotate_dir is not None)
         files = _images_in(sources)
         targets, inputs = _annotation_targets(files, annotate_dir)
-        t = Table("file", "face", "box", "quality", "live", "yaw/pitch/roll", "expression", "reasons")
+        plugins = [attributes.attribute_class(n) for n in attributes.names()]  # one column each, registry order
+        t = Table("file", "face", "box", "quality", *(p.column or p.name for p in plugins), "reasons")
         for f in files:
             try:
                 img = load_image(f)
@@ -334,11 +337,10 @@ def analyze(
                 if as_json:
                     _emit_json({"file": str(f), **d})
                     continue
-                live, pose, expr = d.get("live"), d.get("pose"), d.get("expression")
+                cells = [p.summary(face.attributes[n]) if n in face.attributes else "n/a"
+                         for n, p in zip(attributes.names(), plugins, strict=True)]
                 t.add_row(f.name, str(face.index), str([round(v) for v in face.box.as_list()]),
-                          f"{face.quality.score:.2f}", f"{live['score']:.2f}" if live else "n/a",
-                          f"{pose['yaw']:+.0f}/{pose['pitch']:+.0f}/{pose['roll']:+.0f}" if pose else "n/a",
-                          f"{expr['label']} {expr['score']:.2f}" if expr else "n/a", "; ".join(face.quality.reasons))
+                          f"{face.quality.score:.2f}", *cells, "; ".join(face.quality.reasons))
         if not as_json:
             out.print(t, markup=False)  # names and reasons are data, not markup
         _hint_missing_analysis_models()

@@ -24,7 +24,7 @@ from facewise.service.deps import Ctx, ServiceContext
 from facewise.service.engine import Engines, Thumbnails
 from facewise.service.erasure import prepare_file
 from facewise.service.errors import error_body, install_error_handlers
-from facewise.service.gate import RequestGate
+from facewise.service.gate import FRAMEWORK, RequestGate, public, route_rules
 from facewise.service.jobs import JobManager, VideoRunner, video_runner
 from facewise.service.live import LiveSessions
 from facewise.service.metrics import Metrics, MetricsMiddleware
@@ -148,6 +148,8 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
                   openapi_tags=[{"name": n} for n in ("collections", "persons", "faces", "recognition", "video",
                                                        "keys", "service")])
     app.state.ctx = ctx
+    for route in app.router.routes:  # the framework's own pages (/openapi.json, /docs, /redoc): no key, no body
+        route.meta = FRAMEWORK  # type: ignore[attr-defined]
     install_error_handlers(app)
     _install_storage_handlers(app)
     from facewise.service import routes_admin, routes_gallery, routes_jobs, routes_live, routes_recognize
@@ -157,6 +159,7 @@ def create_app(config: ServiceConfig, runner: VideoRunner | None = None) -> Fast
     _service_routes(app)
     app.openapi = contract_openapi(app)  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    route_rules(app.router.routes, config.limits)  # every route declares its budget and key check, or no start
 
     # Middleware: the last added runs first. Metrics see every answer, 401s and 413s of the gate included; CORS
     # answers preflights before the gate and adds its headers to the gate's refusals.
@@ -224,17 +227,18 @@ def _warm_up(ctx: ServiceContext) -> None:
 
 
 def _service_routes(app: FastAPI) -> None:
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, openapi_extra=public())
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/healthz", tags=["service"], summary="Liveness: the process answers", name="health",
-             response_model=Health)
+             response_model=Health, openapi_extra=public())
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["service"], summary="Readiness: gallery readable and models loaded", name="ready",
-             response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
+             response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}},
+             openapi_extra=public())
     def readyz(ctx: Ctx) -> JSONResponse:
         problem = gallery_problem(ctx)
         checks = {"models": ctx.engines.ready(), "gallery": problem is None}
@@ -245,6 +249,6 @@ def _service_routes(app: FastAPI) -> None:
         return JSONResponse(body, 200 if ok else 503)
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text format)",
-             response_class=PlainTextResponse, name="metrics")
+             response_class=PlainTextResponse, name="metrics", openapi_extra=public())
     def metrics(ctx: Ctx) -> PlainTextResponse:
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -200,9 +200,10 @@ class KeyStore:
 
     def _row(self, key_id: str) -> tuple[Any, ...] | None:
         with self._lock:
-            return self._db.execute(
+            row: tuple[Any, ...] | None = self._db.execute(
                 "SELECT id, name, scopes, collections, rate, burst, created_at, created_by, last_used_at, "
                 "revoked_at, hash FROM service_keys WHERE id=?", (key_id,)).fetchone()
+            return row
 
     @staticmethod
     def _info(r: tuple[Any, ...]) -> ApiKey:

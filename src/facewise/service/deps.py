@@ -48,7 +48,8 @@ class ServiceContext:
 
 
 def get_ctx(request: Request) -> ServiceContext:
-    return request.app.state.ctx
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
@@ -140,7 +141,7 @@ AnyKey = Annotated[Principal, Depends(require(None))]
 
 
 def need_liveness(ctx: ServiceContext, required: bool) -> None:
-    if required and not ctx.engines.analysers.available().get("liveness"):
+    if required and not ctx.engines.analysers.available().get("live"):
         raise ApiError(422, "liveness_unavailable", "liveness was required but this server has no anti-spoofing "
                        "model (minifasnet-v2-v1se) on its model path")
 

@@ -29,6 +29,7 @@ from facewise.gallery.maintenance import Erasure, ErasureHooks
 from facewise.gallery.names import check_collection_name
 from facewise.gallery.open import open_store
 from facewise.gallery.store import CollectionInfo
+from facewise.models import attributes
 from facewise.models.profiles import Profile, load_profile, profile_names
 from facewise.service.erasure import install_triggers
 from facewise.types import Face
@@ -239,11 +240,11 @@ class Engines:
 
 
 class Analysers:
-    """Liveness, head pose and expression through :mod:`facewise.core.analysis` (each only if its model is here)."""
+    """The registered face attributes (:mod:`facewise.models.attributes`, by their registry names) through
+    :mod:`facewise.core.analysis`, each only where its model is here."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._modules: dict[str, bool] | None = None
         try:
             from facewise.core.analysis import Analyzer
 
@@ -252,23 +253,24 @@ class Analysers:
             self.analyzer = None
 
     def available(self) -> dict[str, bool]:
-        """Which modules run here; loads them on first call (thread-safe)."""
+        """Every registered face attribute, in registry order, and whether it runs here; loads each on first use
+        (thread-safe)."""
+        out: dict[str, bool] = {}
         with self._lock:
-            if self._modules is None:
-                self._modules = {"liveness": False, "head_pose": False, "expression": False}
-                if self.analyzer is not None:
-                    for key, attr in (("liveness", "antispoof"), ("head_pose", "headpose"),
-                                      ("expression", "expression")):
-                        try:
-                            self._modules[key] = getattr(self.analyzer, attr) is not None
-                        except (FacewiseError, OSError) as exc:
-                            log.warning("analysis module %s unavailable: %s", key, exc)
-                    self._modules["head_pose"] = True  # falls back to five-landmark geometry
-            return dict(self._modules)
+            for name in attributes.names():
+                try:
+                    out[name] = self.analyzer is not None and self.analyzer.attribute(name) is not None
+                except (FacewiseError, OSError) as exc:
+                    log.warning("face attribute %s unavailable: %s", name, exc)
+                    out[name] = False
+        return out
 
-    def analyse(self, pixels: np.ndarray, faces: list[Face]) -> list[str]:
-        """Fill each face's attributes (``live``, ``pose``, ``expression``); returns the modules used."""
-        modules = [k for k, ok in self.available().items() if ok]
+    def analyse(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...] | None = None) -> list[str]:
+        """Analyze: fill ``face.attributes`` with the registered attributes named in ``what`` (default: every
+        one; an attribute's options, like ``live_map``, only when named), as
+        :meth:`facewise.api.FaceWise.analyze` does; returns the attributes that ran."""
+        available = self.available()
+        wanted = attributes.names() if what is None else what
         if self.analyzer is not None and faces:
-            self.analyzer.analyze(pixels, faces)
-        return modules
+            self.analyzer.analyze(pixels, faces, wanted)
+        return [n for n in attributes.names() if n in wanted and available.get(n)]

@@ -1,8 +1,11 @@
 """The request gate: the matched route's key check and body budget before any byte of the body is read.
 
-Every route declares its body budget with the route (``openapi_extra=body_budget("image")``); a route that
-declares none gets the small JSON budget, so a new upload route cannot inherit a large one by the shape of its
-path. :class:`RequestGate` (ASGI middleware) finds the route a request is for (method and path template, as the
+Every route declares, with the route, what the gate checks (:class:`RouteMeta`, read by :func:`route_meta` when
+the route is built): its body budget (``openapi_extra=body_budget("image")``; a route that takes no file may leave
+it out and gets the small JSON budget, a route that takes a file and declares none cannot be built) and its key
+check (a :class:`~facewise.service.deps.KeyCheck` dependency, ``Reader`` and the like, or
+``openapi_extra=public()`` for a route that needs no key; a route with neither cannot be built).
+:class:`RequestGate` (ASGI middleware) finds the route a request is for (method and path template, as the
 router will), runs that route's :class:`~facewise.service.deps.KeyCheck` (401/403/429) and refuses a declared
 length over the budget (413) before the body is received; a body that arrives anyway is counted while it streams
 (413 past the budget, chunked or not) and must keep arriving (408 after ``body_timeout`` seconds without a byte).
@@ -18,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import params
 from fastapi.exceptions import RequestValidationError
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +37,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 BUDGET_KEY = "x-facewise-body-budget"
+AUTH_KEY = "x-facewise-auth"  # the scope a key needs ("any": any valid key), or "public"
+PUBLIC = "public"
 BUDGETS = ("json", "image", "image_pair", "images", "video")
 MAX_JSON_DEPTH = 32
 
@@ -45,6 +51,82 @@ def body_budget(kind: str) -> dict[str, Any]:
     return {BUDGET_KEY: kind}
 
 
+def public(budget: str = "json") -> dict[str, Any]:
+    """``openapi_extra`` of a route that needs no key (health, readiness, metrics, the web page)."""
+    return {**body_budget(budget), AUTH_KEY: PUBLIC}
+
+
+class UndeclaredRouteError(TypeError):
+    """A route that does not declare its body budget or its key check."""
+
+
+@dataclass(frozen=True)
+class RouteMeta:
+    """What a route declares for the gate: its body budget (one of :data:`BUDGETS`) and its key check
+    (a :class:`~facewise.service.deps.KeyCheck`; ``None`` only for a route declared :func:`public`)."""
+
+    budget: str
+    check: Any
+
+    @property
+    def auth(self) -> str:
+        """The scope a key needs, ``any`` (any valid key) or ``public``."""
+        if self.check is None:
+            return PUBLIC
+        scope = self.check.scope or "any"
+        return f"{scope} on *" if self.check.global_admin else str(scope)
+
+
+def _takes_files(route: Any) -> bool:
+    body = getattr(route, "body_field", None)
+    return body is not None and isinstance(body.field_info, params.Form)
+
+
+def route_meta(route: Any) -> RouteMeta:
+    """The metadata ``route`` declares (see the module's note); :class:`UndeclaredRouteError` where it lacks some.
+    The declaration is also written into the route's OpenAPI operation (``x-facewise-body-budget``,
+    ``x-facewise-auth``), so clients read the budget and the scope each operation needs."""
+    extra = route.openapi_extra = dict(getattr(route, "openapi_extra", None) or {})
+    where = f"{'/'.join(sorted(getattr(route, 'methods', None) or ()))} {getattr(route, 'path', route)}"
+    kind = extra.get(BUDGET_KEY)
+    if kind is None:
+        if _takes_files(route):
+            raise UndeclaredRouteError(f"{where} takes a file but declares no body budget: add "
+                                       "openapi_extra=body_budget(...)")
+        kind = "json"
+    if kind not in BUDGETS:
+        raise UndeclaredRouteError(f"{where}: unknown body budget {kind!r}")
+    check = _key_check(getattr(route, "dependant", None))
+    if check is None and extra.get(AUTH_KEY) != PUBLIC:
+        raise UndeclaredRouteError(f"{where} declares no key check: give it a KeyCheck dependency (Reader, ...) or "
+                                   "openapi_extra=public()")
+    if check is not None and extra.get(AUTH_KEY) == PUBLIC:
+        raise UndeclaredRouteError(f"{where} is declared public but checks a key")
+    meta = RouteMeta(kind, check)
+    extra.update({BUDGET_KEY: kind, AUTH_KEY: meta.auth})
+    return meta
+
+
+#: what the framework's own routes (/openapi.json, /docs, /redoc, the static files) are: pages, no key, no body
+FRAMEWORK = RouteMeta("json", None)
+
+
+def meta_of(route: BaseRoute) -> RouteMeta:
+    """A route's :class:`RouteMeta`: the one it declared (a FastAPI route; :data:`FRAMEWORK` for the pages the
+    framework adds, marked so by ``create_app``), :data:`FRAMEWORK` for a mount (the static files);
+    :class:`UndeclaredRouteError` for anything else."""
+    from fastapi.routing import APIRoute
+
+    meta = getattr(route, "meta", None)
+    if isinstance(meta, RouteMeta):
+        return meta
+    if isinstance(route, APIRoute):
+        return route_meta(route)
+    if getattr(route, "methods", None) is None:  # a Mount: the static files
+        return FRAMEWORK
+    raise UndeclaredRouteError(f"{getattr(route, 'path', route)}: a route the gate knows nothing about")
+
+
 def budget_bytes(kind: str, limits: Limits) -> int:
     return {"json": limits.max_json_bytes, "image": limits.max_image_bytes + MIB,
             "image_pair": 2 * limits.max_image_bytes + MIB, "images": limits.max_request_bytes,
@@ -53,8 +135,8 @@ def budget_bytes(kind: str, limits: Limits) -> int:
 
 @dataclass(frozen=True)
 class RouteRule:
-    """What the gate checks for one route: its body budget in bytes and its key check (``None``: no key).
-    ``matcher.matches(scope)`` is the router's own test (path template and method)."""
+    """What the gate checks for one route (its :class:`RouteMeta`): its body budget in bytes and its key check
+    (``None``: no key). ``matcher.matches(scope)`` is the router's own test (path template and method)."""
 
     matcher: Any
     budget: int
@@ -83,13 +165,17 @@ def _flat(routes: Sequence[BaseRoute]) -> list[tuple[Any, BaseRoute]]:
     return [(c, c.original_route) for c in iter_route_contexts(routes)]
 
 
+def flat_routes(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """Every route of an app, included routers flattened."""
+    return [route for _, route in _flat(routes)]
+
+
 def route_rules(routes: Sequence[BaseRoute], limits: Limits) -> list[RouteRule]:
+    """The gate's rule for every route (:func:`meta_of`: an undeclared route is an error, at start-up)."""
     rules = []
     for matcher, route in _flat(routes):
-        extra = getattr(route, "openapi_extra", None) or {}
-        kind = extra.get(BUDGET_KEY, "json")
-        rules.append(RouteRule(matcher, budget_bytes(kind, limits), _key_check(getattr(route, "dependant", None)),
-                               route))
+        meta = meta_of(route)
+        rules.append(RouteRule(matcher, budget_bytes(meta.budget, limits), meta.check, route))
     return rules
 
 

@@ -10,11 +10,10 @@ from pydantic import BaseModel, Field
 
 from facewise import __version__
 from facewise.errors import InvalidSettingError
-from facewise.service.auth import ALL, BURST_RANGE, RATE_RANGE, AuditEvent, KeySpec
+from facewise.service.auth import ALL, BURST_RANGE, RATE_RANGE, ApiKey, AuditEvent, KeySpec
 from facewise.service.deps import Admin, AnyKey, Ctx, GlobalAdmin, Reader, page
 from facewise.service.errors import ApiError
 from facewise.service.schemas import (
-    ApiKey,
     AuditEntry,
     Collection,
     CollectionDetail,
@@ -100,27 +99,25 @@ def audit(ctx: Ctx, _: GlobalAdmin, offset: int = 0, limit: int = 100,
 
 
 # -- collections ------------------------------------------------------------------------------------
-def _collection(ctx: Ctx, name: str) -> dict[str, Any]:
+def _collection(ctx: Ctx, name: str) -> CollectionDetail:
     fw = ctx.engines.face_wise(name)
-    d = fw.info.to_dict()
-    d.pop("settings", None)
+    info = fw.info
     try:
         decision = fw.decision
     except InvalidSettingError as exc:  # the collection still opens and says what is wrong (PATCH sets a valid one)
-        d["decision"] = {"threshold": None, "source": None, "error": {"code": exc.code, "message": str(exc)}}
-        return d
+        return CollectionDetail.of(info, decision={"threshold": None, "source": None,
+                                                   "error": {"code": exc.code, "message": str(exc)}})
     v = fw.verification_decision
-    d["decision"] = {"threshold": round(decision.threshold, 4), "source": decision.source,
-                     "far": decision.far_at_threshold, "fpir": decision.fpir, "persons": decision.searched,
-                     "explanation": decision.explain(),
-                     "verify": {"threshold": round(v.threshold, 4), "source": v.source, "far": v.far_at_threshold}}
-    d["index"] = fw.index_info()
-    return d
+    return CollectionDetail.of(info, decision={
+        "threshold": round(decision.threshold, 4), "source": decision.source, "far": decision.far_at_threshold,
+        "fpir": decision.fpir, "persons": decision.searched, "explanation": decision.explain(),
+        "verify": {"threshold": round(v.threshold, 4), "source": v.source, "far": v.far_at_threshold}},
+        index=fw.index_info())
 
 
 @router.post("/collections", tags=["collections"], status_code=201, summary="Create a collection bound to a profile",
              response_model=CollectionDetail, responses=auth_errors(400, 409, 503))
-async def create_collection(body: CollectionCreate, request: Request, ctx: Ctx, principal: Admin) -> dict[str, Any]:
+async def create_collection(body: CollectionCreate, request: Request, ctx: Ctx, principal: Admin) -> CollectionDetail:
     if not principal.can_access(body.name):
         raise ApiError(403, "forbidden", f"key {principal.key_id} has no access to collection {body.name!r}")
     await ctx.engines.run(ctx.engines.create_collection, body.name, body.profile)
@@ -131,14 +128,13 @@ async def create_collection(body: CollectionCreate, request: Request, ctx: Ctx, 
 
 @router.get("/collections", tags=["collections"], summary="Collections this key may see",
             response_model=list[Collection], responses=auth_errors())
-def list_collections(ctx: Ctx, principal: Reader) -> list[dict[str, Any]]:
-    return [{k: v for k, v in c.to_dict().items() if k != "settings"}
-            for c in ctx.engines.store.list_collections() if principal.can_access(c.name)]
+def list_collections(ctx: Ctx, principal: Reader) -> list[Collection]:
+    return [Collection.model_validate(c) for c in ctx.engines.store.list_collections() if principal.can_access(c.name)]
 
 
 @router.get("/collections/{collection}", tags=["collections"], summary="One collection and how it decides",
             response_model=CollectionDetail, responses=auth_errors(404))
-def get_collection(collection: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
+def get_collection(collection: str, ctx: Ctx, _: Reader) -> CollectionDetail:
     return _collection(ctx, collection)
 
 
@@ -146,7 +142,7 @@ def get_collection(collection: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
               summary="Set the decision threshold (a raw score, a target FAR or a target FPIR)",
               response_model=CollectionDetail, responses=auth_errors(400, 404, 409))
 def update_collection(collection: str, body: CollectionSettings, request: Request, ctx: Ctx,
-                      principal: Admin) -> dict[str, Any]:
+                      principal: Admin) -> CollectionDetail:
     ctx.engines.face_wise(collection).set_threshold(body.threshold, body.target_far, body.target_fpir)
     ctx.audit(request, AuditEvent(principal.key_id, "collection.threshold", collection,
                                   detail=body.model_dump(exclude_none=True)))

@@ -31,6 +31,7 @@ from facewise.service.errors import ApiError
 from facewise.service.gate import body_budget
 from facewise.service.schemas import (
     ContractRoute,
+    EnrollItem,
     EnrollResponse,
     FaceSample,
     Person,
@@ -70,7 +71,7 @@ def still_there(fw: FaceWise, person_id: int, name: str) -> Callable[[], bool]:
 @router.post("/persons", tags=["persons"], status_code=201, summary="Create a person (no faces yet)",
              response_model=Person, responses=auth_errors(400, 404, 409))
 def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ctx,
-                  principal: Enroller) -> dict[str, Any]:
+                  principal: Enroller) -> Person:
     if body.metadata is not None:
         size = len(json.dumps(body.metadata, ensure_ascii=False).encode())
         limit = ctx.config.limits.max_metadata_bytes
@@ -80,48 +81,48 @@ def create_person(collection: str, body: PersonCreate, request: Request, ctx: Ct
     person = fw.add_person(body.name, body.metadata)
     ctx.audit(request, AuditEvent(principal.key_id, "person.create", collection, str(person.id),
                                   {"name": person.name}), still_there(fw, person.id, person.name))
-    return person.to_dict()
+    return Person.model_validate(person)
 
 
 @router.get("/persons", tags=["persons"], summary="People of a collection, by name, a page at a time",
             response_model=PersonPage, responses=auth_errors(404))
-def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+def list_persons(collection: str, ctx: Ctx, _: Reader, offset: int = 0, limit: int = 50) -> PersonPage:
     offset, limit = page(offset, limit, ctx.config.limits.max_page)
     fw = ctx.engines.face_wise(collection)
-    items = fw.persons(offset, limit)
-    return {"items": [p.to_dict() for p in items], "offset": offset, "limit": limit, "total": fw.info.persons}
+    return PersonPage(items=[Person.model_validate(p) for p in fw.persons(offset, limit)], offset=offset,
+                      limit=limit, total=fw.info.persons)
 
 
 @router.get("/persons/{person_id}", tags=["persons"], summary="One person with their faces",
             response_model=PersonDetail, responses=auth_errors(404))
-def get_person(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> dict[str, Any]:
+def get_person(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> PersonDetail:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
-    return {**person.to_dict(), "faces": [s.to_dict() for s in fw.samples(person.id)]}
+    return PersonDetail.of(person, faces=fw.samples(person.id))
 
 
 @router.patch("/persons/{person_id}", tags=["persons"], summary="Rename a person", response_model=Person,
               responses=auth_errors(400, 404, 409))
 def rename_person(collection: str, person_id: RowId, body: PersonUpdate, request: Request, ctx: Ctx,
-                  principal: Enroller) -> dict[str, Any]:
+                  principal: Enroller) -> Person:
     fw = ctx.engines.face_wise(collection)
     old = fw.person(person_id).name
     person = fw.rename_person(person_id, body.name)
     ctx.audit(request, AuditEvent(principal.key_id, "person.rename", collection, str(person_id),
                                   {"from": old, "to": person.name}), still_there(fw, person_id, person.name))
-    return person.to_dict()
+    return Person.model_validate(person)
 
 
 @router.delete("/persons/{person_id}", tags=["persons"], summary="Delete a person with all their faces",
                response_model=PersonDeleted, responses=auth_errors(404))
 def delete_person(collection: str, person_id: RowId, request: Request, ctx: Ctx,
-                  principal: Enroller) -> dict[str, Any]:
+                  principal: Enroller) -> PersonDeleted:
     fw = ctx.engines.face_wise(collection)
     person = fw.person(person_id)
     n = fw.delete_person(person_id)  # the erasure hooks drop thumbnails and de-identify video jobs
     # the audit keeps that a person was erased, not who: their name is erased with them
     ctx.audit(request, AuditEvent(principal.key_id, "person.delete", collection, str(person_id), {"faces": n}))
-    return {"deleted": person.to_dict(), "faces_deleted": n}
+    return PersonDeleted(deleted=Person.model_validate(person), faces_deleted=n)
 
 
 # -- faces ------------------------------------------------------------------------------------------
@@ -179,7 +180,7 @@ async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx:
                        face: Annotated[str, Form()] = "only",
                        min_quality: Annotated[float | None, Form(ge=0, le=1)] = None,
                        require_live: Annotated[bool, Form(description="refuse faces the anti-spoofing model "
-                                                          "finds not live")] = False) -> dict[str, Any]:
+                                                          "finds not live")] = False) -> EnrollResponse:
     limits = ctx.config.limits
     need_liveness(ctx, require_live)
     uploads = await read_images(files, limits)
@@ -192,14 +193,14 @@ async def enroll_faces(collection: str, person_id: RowId, request: Request, ctx:
                                   {"name": person.name, "added": added,
                                    "rejected": sum(r.status == "rejected" for r in results)}),
               still_there(fw, person_id, person.name))
-    return {"person": fw.person(person_id).to_dict(), "added": len(added),
-            "results": [r.to_dict() for r in results]}
+    return EnrollResponse(person=Person.model_validate(fw.person(person_id)), added=len(added),
+                          results=[EnrollItem.model_validate(r) for r in results])
 
 
 @router.get("/persons/{person_id}/faces", tags=["faces"], summary="A person's enrolled faces",
             response_model=list[FaceSample], responses=auth_errors(404))
-def list_faces(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
-    return [s.to_dict() for s in ctx.engines.face_wise(collection).samples(person_id)]
+def list_faces(collection: str, person_id: RowId, ctx: Ctx, _: Reader) -> list[FaceSample]:
+    return [FaceSample.model_validate(s) for s in ctx.engines.face_wise(collection).samples(person_id)]
 
 
 @router.get("/persons/{person_id}/faces/{sample_id}/thumbnail", tags=["faces"], summary="A face's thumbnail (JPEG)",

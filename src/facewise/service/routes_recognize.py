@@ -84,29 +84,36 @@ async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
     return v.to_dict()
 
 
-def _detect(ctx: ServiceContext, img: DecodedImage, profile: str, analyse: bool) -> dict[str, Any]:
+def _detect(ctx: ServiceContext, img: DecodedImage, profile: str,
+            what: tuple[str, ...] | None = None) -> DetectResponse:
+    """Detect; with ``what``, analyze too (the attributes named, as the library's ``analyze(what=...)``)."""
     pipe = ctx.engines.pipeline(profile)
     _, dets = pipe.detect(img)
     faces = pipe.make_faces(img.pixels, dets)
-    modules = ctx.engines.analysers.analyse(img.pixels, faces) if analyse else []
-    out: dict[str, Any] = {"image": _size(img), "profile": pipe.profile.name, "faces": [f.to_dict() for f in faces]}
-    if analyse:
-        out["modules"] = modules
-    return out
+    answer: dict[str, Any] = {"image": _size(img), "profile": pipe.profile.name}
+    if what is not None:
+        answer["modules"] = ctx.engines.analysers.analyse(img.pixels, faces, what or None)
+    return DetectResponse.model_validate({**answer, "faces": faces})  # the faces' records, analysed
 
 
 @router.post("/detect", tags=["recognition"], summary="Faces with boxes, landmarks, yaw and quality reasons",
 openapi_extra=body_budget("image"),
              response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
-async def detect(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
+async def detect(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> DetectResponse:
     img = await _one_image(ctx, image)
-    return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, False)
+    return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile)
 
 
 @router.post("/analyze", tags=["recognition"],
-             summary="Detect, then liveness, head pose and expression where those models are installed",
+             summary="Detect, then the registered face attributes (liveness, head pose, expression as shipped) "
+                     "whose models are installed",
              openapi_extra=body_budget("image"),
              response_model=DetectResponse, responses=auth_errors(400, 413, 415, 503))
-async def analyze(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None) -> dict[str, Any]:
+async def analyze(ctx: Ctx, _: BusyRecognizer, image: ImageFile, profile: str | None = None,
+                  what: Annotated[str | None, Form(description="the face attributes to measure, comma-separated "
+                                                   "(default: every registered one; live_map adds liveness's "
+                                                   "occlusion map); `modules` says which ran")] = None,
+                  ) -> DetectResponse:
+    wanted = tuple(w.strip() for w in (what or "").split(",") if w.strip())
     img = await _one_image(ctx, image)
-    return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, True)
+    return await ctx.engines.run(_detect, ctx, img, profile or ctx.engines.default_profile, wanted)

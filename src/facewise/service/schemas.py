@@ -1,9 +1,13 @@
 """The REST contract: response models, the error model, the error statuses of each route, operation ids and the
 OpenAPI post-processing that lets client generators read it (file fields as ``format: binary``).
 
-The models describe the JSON the routes already return (the web page and the tests rely on it). Every model
-allows extra fields, and routes serialise with ``exclude_unset`` (:class:`ContractRoute`), so a field a route
-does not send is not added as ``null`` and a field added later is not dropped.
+The models describe the JSON the routes already return (the web page and the tests rely on it). What a library
+record describes (a person, a face, an identification, a collection, a video track...) is not described again:
+its model is made from the record (:func:`facewise.service.records.from_record`) and a route returns the record.
+A face carries one field per registered face attribute (:mod:`facewise.models.attributes`, in registry order),
+typed by the plug-in's ``result``. Every model allows extra fields, and routes serialise with ``exclude_unset``
+(:class:`ContractRoute`), so a field a route does not send is not added as ``null`` and a field added later is
+not dropped.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ from typing import Any
 from fastapi import FastAPI, Request, Response, params
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field as Field
+from pydantic import GetJsonSchemaHandler, TypeAdapter
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from facewise import types
+from facewise.gallery.store import CollectionInfo
+from facewise.models import attributes
 from facewise.service.auth import ApiKey
-from facewise.service.gate import with_json_parsed
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+from facewise.service.gate import route_meta, with_json_parsed
+from facewise.service.records import Model, RecordModel, from_record
+from facewise.video.process import TrackSummary
 
 
 # -- errors -------------------------------------------------------------------------------------------
@@ -93,6 +101,7 @@ class ContractRoute(APIRoute):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["response_model_exclude_unset"] = True
         super().__init__(*args, **kwargs)
+        self.meta = route_meta(self)  # its body budget and key check, declared (or a route that cannot be built)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -139,7 +148,8 @@ class Me(Model):
     version: str
     default_profile: str
     limits: Limits
-    analysis: dict[str, bool] = Field(..., description="liveness, head_pose, expression: installed here?")
+    analysis: dict[str, bool] = Field(..., description="each registered face attribute (live, pose, expression "
+                                      "as shipped): does it run here?")
     video: bool
 
 
@@ -169,14 +179,9 @@ class AuditEntry(Model):
 
 
 # -- collections, persons, faces ------------------------------------------------------------------------
-class Collection(Model):
-    name: str
-    profile: str
-    signature: str
-    dim: int
-    created_at: str
-    persons: int
-    samples: int
+@from_record(CollectionInfo, exclude=("settings",))
+class Collection(RecordModel):
+    """A collection of people."""
 
 
 class Decision(Model):
@@ -197,12 +202,11 @@ class CollectionDetail(Collection):
                                          "store), setting (auto by default), reason")
 
 
-class Person(Model):
-    id: int
-    name: str
-    metadata: dict[str, Any] | None
+@from_record(types.Person, rename={"n_samples": "samples"})
+class Person(RecordModel):
+    """A person of a collection."""
+
     samples: int = Field(..., description="enrolled faces")
-    created_at: str
 
 
 class PersonPage(Model):
@@ -212,17 +216,14 @@ class PersonPage(Model):
     total: int
 
 
-class FaceSample(Model):
+BOX = "x1, y1, x2, y2 in the image's pixels"
+
+
+@from_record(types.Sample)
+class FaceSample(RecordModel):
     """An enrolled face."""
 
-    id: int
-    person_id: int
-    image_sha256: str
-    source: str
-    box: list[float] = Field(..., description="x1, y1, x2, y2 in the image's pixels")
-    quality: float
-    yaw: float
-    created_at: str
+    box: list[float] = Field(..., description=BOX)
 
 
 class PersonDetail(Person):
@@ -234,13 +235,13 @@ class PersonDeleted(Model):
     faces_deleted: int
 
 
-class EnrollItem(Model):
+@from_record(types.EnrollResult, exclude=("face",), extra=("quality_reasons",))
+class EnrollItem(RecordModel):
+    """One uploaded file's outcome."""
+
     source: str = Field(..., description="the uploaded file's name")
-    person: str
     status: str = Field(..., examples=["added"], description="added | duplicate | rejected")
-    sample_id: int | None
-    reason: str | None
-    code: str | None = Field(None, description="why a photo was rejected, as an error code (bad_image, no_face, "
+    code: str | None = Field(..., description="why a photo was rejected, as an error code (bad_image, no_face, "
                              "multiple_faces, invalid_name, or rejected: the quality or liveness gate)")
     quality_reasons: list[str]
 
@@ -252,78 +253,50 @@ class EnrollResponse(Model):
 
 
 # -- recognition ----------------------------------------------------------------------------------------
+class FaceRecord(RecordModel):
+    """A face: its registered attributes (:mod:`facewise.models.attributes`, in registry order) are fields of the
+    schema, each typed by its plug-in's ``result`` and present when the route analysed (analyze, and enrolment
+    or verification with liveness)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        props = target.setdefault("properties", {})
+        for name in attributes.names():
+            plugin = attributes.attribute_class(name)
+            value = handler(TypeAdapter(plugin.result).core_schema)
+            props[name] = {"anyOf": [value, {"type": "null"}], "description": f"the {name} attribute, when analysed"}
+        return schema
+
+
+@from_record(types.Face, exclude=("embedding", "attributes"), extra=("quality_reasons",))
+class DetectedFace(FaceRecord):
+    """A face found in an image."""
+
+    box: list[float] = Field(..., description=BOX)
+    quality_reasons: list[str]
+
+
+@from_record(types.Candidate, rename={"name": "person"})
+class Candidate(RecordModel):
+    """A person the face resembles."""
+
+
+@from_record(types.Identification, flatten="face")
+class IdentifiedFace(DetectedFace):
+    """A face and who it is."""
+
+    person: str = Field(..., description="a name, or unknown")
+    far: float | None = Field(..., description="estimated false-accept rate of the score, per comparison")
+    fpir: float | None = Field(..., description="estimated chance that a stranger scores this high against "
+                               "someone among the persons searched (false-positive identification rate)")
+    searched: int = Field(..., description="persons searched")
+
+
 class ImageSize(Model):
     width: int
     height: int
-
-
-class LiveCue(Model):
-    value: float
-    pull: float = Field(..., description="its pull on the log-odds of live (negative: toward attack)")
-    fired: bool
-
-
-class LiveMap(Model):
-    box: list[int] = Field(..., description="x1, y1, x2, y2 of the region the grid covers")
-    grid: int
-    delta: list[list[float]] = Field(..., description="change of P(live) when each cell is blurred out (rows "
-                                     "top to bottom); a positive cell held evidence of an attack")
-
-
-class Liveness(Model):
-    score: float
-    is_live: bool
-    threshold: float | None = None
-    threshold_source: str | None = None
-    model: str | None = Field(None, description="fused (MiniFASNet and cues) or minifasnet")
-    fired: list[str] | None = Field(None, description="the cues that pulled toward attack")
-    cues: dict[str, LiveCue] | None = None
-    map: LiveMap | None = Field(None, description="the occlusion map, when asked for")
-
-
-class HeadPose(Model):
-    yaw: float
-    pitch: float
-    roll: float
-    source: str
-
-
-class Expression(Model):
-    label: str
-    score: float
-    probs: dict[str, float]
-
-
-class DetectedFace(Model):
-    index: int
-    box: list[float] = Field(..., description="x1, y1, x2, y2 in the image's pixels")
-    landmarks: list[list[float]]
-    det_score: float
-    yaw: float
-    quality: float
-    quality_reasons: list[str]
-    live: Liveness | None = Field(None, description="analyze, with the anti-spoofing model")
-    pose: HeadPose | None = Field(None, description="analyze")
-    expression: Expression | None = Field(None, description="analyze, with the expression model")
-
-
-class Candidate(Model):
-    person_id: int
-    person: str
-    score: float
-    far: float | None
-
-
-class IdentifiedFace(DetectedFace):
-    person: str = Field(..., description="a name, or unknown")
-    person_id: int | None
-    score: float
-    far: float | None = Field(..., description="estimated false-accept rate of the score, per comparison")
-    fpir: float | None = Field(None, description="estimated chance that a stranger scores this high against "
-                               "someone among the persons searched (false-positive identification rate)")
-    searched: int = Field(0, description="persons searched")
-    threshold: float
-    candidates: list[Candidate]
 
 
 class IdentifyResponse(Model):
@@ -339,13 +312,11 @@ class ComparedFace(Model):
     box: list[float]
 
 
-class VerifyResponse(Model):
-    score: float
-    same: bool
-    threshold: float
-    far: float | None
-    profile: str
-    reason: str | None = Field(None, description="why not same was forced (e.g. the probe is not live)")
+@from_record(types.Verification, extra=("person",))
+class VerifyResponse(RecordModel):
+    """Whether two faces are the same person."""
+
+    reason: str | None = Field(..., description="why not same was forced (e.g. the probe is not live)")
     faces: list[ComparedFace] = Field(..., description="the probe's face, then the other image's")
     person: Person | None = Field(None, description="verify against person_id: that person")
 
@@ -354,7 +325,7 @@ class DetectResponse(Model):
     image: ImageSize
     profile: str
     faces: list[DetectedFace]
-    modules: list[str] | None = Field(None, description="analyze: the analysis modules that ran")
+    modules: list[str] | None = Field(None, description="analyze: the face attributes that ran (registry names)")
 
 
 # -- live sessions --------------------------------------------------------------------------------------
@@ -403,21 +374,13 @@ class LiveFrame(Model):
 
 
 # -- video jobs -----------------------------------------------------------------------------------------
-class VideoTrack(Model):
-    track: int
+@from_record(TrackSummary, exclude=("best_frame",), extra=("thumbnail", "erased"))
+class VideoTrack(RecordModel):
+    """One line of a video's timeline (the job keeps the track's best frame as a thumbnail)."""
+
     person: str = Field(..., description="a name, or unknown")
-    person_id: int | None
     score: float | None = Field(..., description="null once the person was erased")
-    far: float | None
-    candidate: str | None
-    first_ms: float
-    last_ms: float
-    frames: int
-    vectors: int
     thumbnail: int | None = Field(None, description="index for GET /v1/jobs/{job_id}/thumbnails/{index}")
-    best_frame_ms: float | None = None
-    best_box: list[float] | None = None
-    best_quality: float | None = None
     erased: bool | None = Field(None, description="true: the person was erased; the track is de-identified")
 
 
@@ -438,8 +401,8 @@ class Timeline(Model):
     complete: bool | None = None
     error: str | None = None
     stats: dict[str, Any] | None = None
-    tracks: list[VideoTrack] = []
-    events: list[VideoEvent] = []
+    tracks: list[VideoTrack] = []  # noqa: RUF012 - pydantic copies a default
+    events: list[VideoEvent] = []  # noqa: RUF012 - pydantic copies a default
 
 
 class RedactedTrack(Model):
@@ -473,7 +436,7 @@ class Redaction(Model):
     error: str | None = None
     stats: dict[str, Any] | None = None
     audio: str | None = None
-    tracks: list[RedactedTrack] = []
+    tracks: list[RedactedTrack] = []  # noqa: RUF012 - pydantic copies a default
 
 
 class JobError(Model):

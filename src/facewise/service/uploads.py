@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Callable
 
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
@@ -105,7 +106,7 @@ async def read_images(uploads: list[UploadFile], limits: Limits) -> list[tuple[s
     return out
 
 
-VIDEO_SIGNATURES = {
+VIDEO_SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "mp4": lambda b: b[4:8] == b"ftyp",
     "webm/mkv": lambda b: b[:4] == b"\x1a\x45\xdf\xa3",
     "avi": lambda b: b[:4] == b"RIFF" and b[8:12] == b"AVI ",

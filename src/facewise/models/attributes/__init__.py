@@ -9,7 +9,13 @@ run time with :func:`register`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+from typing import NotRequired as NotRequired  # for the plug-ins' result types
+
+try:  # pydantic (the REST schema reads each attribute's result type) wants this TypedDict before Python 3.12
+    from typing_extensions import TypedDict as TypedDict
+except ImportError:  # pragma: no cover - no pydantic here, so no REST schema either
+    from typing import TypedDict as TypedDict
 
 import numpy as np
 
@@ -32,6 +38,10 @@ class Attribute:
     model_ids: tuple[str, ...] = ()
     #: extra words a request's ``what`` may carry for this attribute (liveness: ``"live_map"``)
     options: tuple[str, ...] = ()
+    #: the shape of one face's result (a :class:`TypedDict`); the REST schema and its generated clients read it
+    result: ClassVar[Any] = dict[str, Any]
+    #: the CLI table's column header (default: ``name``)
+    column: ClassVar[str] = ""
 
     def available(self) -> bool:
         """Whether it can run here (its model files are present)."""
@@ -47,6 +57,13 @@ class Attribute:
     def reason(self, result: dict[str, Any]) -> str | None:
         """A quality reason this result adds to the face (``"not live (...)"``), or ``None``."""
         return None
+
+    @classmethod
+    def summary(cls, result: dict[str, Any]) -> str:
+        """One result in a table cell (the CLI's): its scalar values as ``key=value``."""
+        cells = [f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+                 if isinstance(v, str | int | float | bool)]
+        return " ".join(cells)
 
 
 def register(name: str, target: str | type[Attribute]) -> None:

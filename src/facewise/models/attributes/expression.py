@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from facewise.models.attributes import Attribute
+from facewise.models.attributes import Attribute, TypedDict
 from facewise.types import Face
 
 __all__ = ["CLASSES", "DEFAULT_MODEL_PATH", "INPUT_SIZE", "Expression", "ExpressionModel", "preprocess"]
@@ -129,10 +130,19 @@ class ExpressionModel:
         return [CLASSES[i] for i in probs.argmax(axis=1)]
 
 
+class ExpressionResult(TypedDict):
+    """The most probable expression, its probability and every class's."""
+
+    label: str
+    score: float
+    probs: dict[str, float]
+
+
 class Expression(Attribute):
     """The ``expression`` attribute: the most probable of :data:`CLASSES`, its score and every probability."""
 
     name = "expression"
+    result = ExpressionResult
 
     def __init__(self) -> None:
         self.model: ExpressionModel | None = None
@@ -142,6 +152,10 @@ class Expression(Attribute):
 
     def load(self, threads: int) -> None:
         self.model = ExpressionModel.from_default()
+
+    @classmethod
+    def summary(cls, result: dict[str, Any]) -> str:
+        return f"{result['label']} {result['score']:.2f}"
 
     def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...]) -> list[dict[str, object]]:
         assert self.model is not None, "load() first"

@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from facewise.models._detect_util import bgr_and_boxes
-from facewise.models.attributes import Attribute
+from facewise.models.attributes import Attribute, TypedDict
 from facewise.models.catalogue import ModelCard, is_available
 from facewise.models.protocols import HeadPoseModel
 from facewise.models.runtime import onnx_session
@@ -171,11 +171,22 @@ def pose_from_landmarks(landmarks5: np.ndarray) -> tuple[float, float, float]:
     return float(yaw), float(pitch), float(roll)
 
 
+class PoseResult(TypedDict):
+    """Head pose in degrees and where it came from: ``fsanet``, or ``landmarks`` (five-landmark geometry)."""
+
+    yaw: float
+    pitch: float
+    roll: float
+    source: str
+
+
 class HeadPose(Attribute):
     """The ``pose`` attribute: yaw, pitch, roll (0.1 degree) from FSA-Net, from the five landmarks without it."""
 
     name = "pose"
     model_ids = ("fsanet",)
+    result = PoseResult
+    column = "yaw/pitch/roll"
 
     def __init__(self) -> None:
         self.model: HeadPoseModel | None = None
@@ -188,6 +199,10 @@ class HeadPose(Attribute):
             from facewise.models.registry import load_headpose
 
             self.model = load_headpose("fsanet", threads or 1)  # shared with a pipeline that takes yaw from it
+
+    @classmethod
+    def summary(cls, result: dict[str, Any]) -> str:
+        return f"{result['yaw']:+.0f}/{result['pitch']:+.0f}/{result['roll']:+.0f}"
 
     def analyze(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...]) -> list[dict[str, object]]:
         if self.model is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from facewise.errors import FacewiseError
-from facewise.models.attributes import Attribute
+from facewise.models.attributes import Attribute, NotRequired, TypedDict
 from facewise.models.catalogue import card, resolve
 from facewise.types import Face
 
@@ -54,10 +54,43 @@ class LiveThreshold:
         return t
 
 
+class LiveCue(TypedDict):
+    """One cheap cue of the fused model: its value, its pull on the log-odds of live (negative: toward attack),
+    whether it fired."""
+
+    value: float
+    pull: float
+    fired: bool
+
+
+class LiveMap(TypedDict):
+    """The occlusion map: ``box`` (x1, y1, x2, y2) is the region the ``grid`` x ``grid`` cells cover; ``delta``
+    (rows top to bottom) is the change of P(live) when each cell is blurred out (positive: evidence of an attack)."""
+
+    box: list[int]
+    grid: int
+    delta: list[list[float]]
+
+
+class LiveResult(TypedDict):
+    """Liveness of one face: P(live) and the verdict at the threshold in force (``model``: fused, MiniFASNet and
+    cues, or minifasnet; ``fired``: the cues that pulled toward attack; ``map`` when asked for with live_map)."""
+
+    score: float
+    is_live: bool
+    threshold: NotRequired[float]
+    threshold_source: NotRequired[str]
+    model: NotRequired[str]
+    fired: NotRequired[list[str]]
+    cues: NotRequired[dict[str, LiveCue]]
+    map: NotRequired[LiveMap]
+
+
 class Liveness(Attribute):
     """Score, decision, threshold (and its source), the cues with their pull, and on request the occlusion map."""
 
     name = "live"
+    result = LiveResult
     model_ids = ("minifasnet-v2-v1se",)
     options = ("live_map",)
 
@@ -125,6 +158,10 @@ class Liveness(Attribute):
             res = {**ex, **base}
             out.append({"score": res["score"], "is_live": bool(res["score"] >= res["threshold"]), **res})
         return out
+
+    @classmethod
+    def summary(cls, result: dict[str, Any]) -> str:
+        return f"{result['score']:.2f}"
 
     def reason(self, result: dict[str, Any]) -> str | None:
         s, thr = result["score"], result["threshold"]
