@@ -80,6 +80,11 @@ test: lint .venv-openapi/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m fast $(PYTEST_ARGS)
 
+# the slow tier: long accuracy checks and the profiles the test command leaves out (balanced and
+# accurate-commercial through every library door, the pq4 HNSW gallery); not part of `make test` or CI
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
 # the whole suite on the newest versions pyproject.toml allows, in its own venv (the lock is not used)
 test-latest:
 	$(MAKE) test VENV=.venv-latest LOCK=

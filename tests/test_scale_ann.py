@@ -209,7 +209,7 @@ def lfw_face_model(lfw, fast_pipeline):
     return FaceModel.fit(emb.vectors[ok], labels[ok])
 
 
-@pytest.mark.parametrize("storage", ["sq8", "pq4"])
+@pytest.mark.parametrize("storage", ["sq8", pytest.param("pq4", marks=pytest.mark.slow)])  # pq4: ~4 min, slow tier
 def test_hnsw_answers_the_identification_question_on_a_face_like_gallery(lfw_face_model, tmp_path, storage):
     """Held-out probes (mates and strangers) against an anisotropic gallery fitted to LFW: the HNSW path with its
     default beam (or the pq4 scan with its default re-rank) finds the exact search's best person and the persons

@@ -19,6 +19,10 @@ from conftest import KNN
 from varied_inputs import collage, faceless, modes, orientations, shared_ready, size_sweep, varied_inputs
 
 PROFILES = ["default", "fast", "balanced", "accurate", "accurate-commercial"]
+# every shipped profile runs the library doors; two of them only in the slow tier (`pytest -m slow`), so the test
+# command stays inside CI's 30 minutes on 2 cores: `default` and `fast` (the shipped ones), `accurate` (the
+# OpenVINO detector path) always run
+SLOW_PROFILES = {"balanced", "accurate-commercial"}
 SWEEP = 40  # distinct padded shapes, five times the detectors' shape cache
 
 
@@ -35,7 +39,8 @@ def _need_profile(profile: str) -> None:
         pytest.skip(f"models of {profile} are not on the model path (set FACEWISE_MODEL_PATH)")
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PROFILES else p
+                                     for p in PROFILES])
 def test_varied_inputs_through_every_library_door(profile: str, tmp_path: Path) -> None:
     from facewise.api import FaceWise
     from facewise.core.analysis import Analyzer
