@@ -35,8 +35,10 @@ from facewise.cli.common import (
     report_error,
 )
 from facewise.errors import EnrollmentError, ImageError, NotFoundError, ValidationError
+from facewise.types import EnrollResult
 
 if TYPE_CHECKING:
+    from facewise.api import FaceWise
     from facewise.core.outfiles import InputFiles
 
 LiveThrOpt = Annotated[Path | None, typer.Option(
@@ -52,7 +54,7 @@ def _wanted_attributes(what: list[str] | None) -> tuple[str, ...]:
     return (*names, "live_map") if "live" in names and "live_map" not in names else names
 
 
-def _use_live_threshold(fw: Any, path: Path | None) -> None:
+def _use_live_threshold(fw: FaceWise, path: Path | None) -> None:
     from facewise.core.analysis import LiveThreshold
 
     if path is not None:
@@ -113,7 +115,7 @@ def enroll(
                                           gate=Gate(min_quality=min_quality, require_live=require_live),
                                           progress=lambda r: bar.advance(task))
             except EnrollmentError as exc:  # nothing stored: the rows still say why, then exit 3
-                results, failure = list(exc.results), exc
+                results, failure = [r for r in exc.results if isinstance(r, EnrollResult)], exc
         if as_json:
             for r in results:
                 _emit_json(r.to_dict())
@@ -156,7 +158,7 @@ def identify(
             raise typer.Exit(EXIT_INPUT)
 
 
-def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path | None, as_json: bool) -> int:
+def _identify_files(fw: FaceWise, files: list[Path], top_k: int, annotate_dir: Path | None, as_json: bool) -> int:
     from facewise.core.draw import annotate
     from facewise.core.imageio import load_image, save_rgb
 
@@ -248,6 +250,7 @@ def verify(
         if person:
             v = fw.verify_person(image, find_person(fw, person).id, face=choice, gate=gate)
         else:
+            assert other is not None  # (one of the two was given)
             v = fw.verify(image, other, face=choice, gate=gate, other_face=other_choice)
         if as_json:
             _emit_json(v.to_dict())
