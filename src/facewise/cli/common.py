@@ -268,11 +268,11 @@ def _plain_usage(param: Any) -> Any:
 
 def _plain(params: list[Any]) -> list[Any]:
     for p in params:
-        if not getattr(p, "_facewise_plain", False) and hasattr(p, "display_type_rich"):
+        if not getattr(p, "facewise_plain", False) and hasattr(p, "display_type_rich"):
             p.display_type_rich = _plain_type(p, p.display_type_rich)
             if p.param_type_name == "argument":
                 p._usage_display_name = _plain_usage(p)
-            p._facewise_plain = True
+            p.facewise_plain = True
     return params
 
 
