@@ -58,7 +58,7 @@ def _use_live_threshold(fw: FaceWise, path: Path | None) -> None:
     from facewise.core.analysis import LiveThreshold
 
     if path is not None:
-        fw.analyzer.set_live_threshold(LiveThreshold.load(path))
+        fw.engine.set_live_threshold(LiveThreshold.load(path))
 
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
@@ -163,7 +163,8 @@ def _identify_files(fw: FaceWise, files: list[Path], top_k: int, annotate_dir: P
     from facewise.core.imageio import load_image, save_rgb
 
     table = Table("file", "face box", "person", "score", "est. FAR", "est. FPIR")
-    decision = fw.decision
+    coll = fw.coll
+    decision = coll.decision()  # one snapshot: every file is named, and the summary told, at one threshold
     failures = 0
     targets, inputs = _annotation_targets(files, annotate_dir)
     with progress_bar() as bar:
@@ -171,7 +172,7 @@ def _identify_files(fw: FaceWise, files: list[Path], top_k: int, annotate_dir: P
         for f in files:
             try:
                 img = load_image(f)
-                results = fw.identify(img, top_k=top_k)
+                results = coll.identify(img, top_k, decision)
             except ImageError as exc:
                 failures += 1
                 report_error(exc, as_json, file=str(f))
@@ -190,8 +191,8 @@ def _identify_files(fw: FaceWise, files: list[Path], top_k: int, annotate_dir: P
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
-        d = fw.decision
-        out.print(f"{d.explain()}, profile {fw.profile.name}")
+        d = decision
+        out.print(f"{d.explain()}, profile {coll.profile.name}")
         out.print("est. FAR: per comparison; est. FPIR: chance that a stranger scores this high against someone "
                   f"among the {d.searched} persons searched")
     return failures

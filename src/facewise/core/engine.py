@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from facewise.core.analysis import Analyzer, Gate
+from facewise.core.analysis import Analyzer, Gate, LiveThreshold
 from facewise.core.imageio import DecodedImage, ImageInput
 from facewise.core.pipeline import Pipeline
 from facewise.core.quality import QualityPolicy
@@ -145,6 +145,10 @@ class FaceEngine:
     def attributes(self, pixels: np.ndarray, faces: list[Face], what: tuple[str, ...] | None = None) -> list[Face]:
         """Fill ``Face.attributes`` of faces found on ``pixels`` (see :meth:`analyze`)."""
         return self.analyzer.analyze(pixels, faces, what)
+
+    def set_live_threshold(self, threshold: LiveThreshold | None) -> None:
+        """Decide liveness at a calibrated threshold (``facewise calibrate-liveness``); ``None``: the model's own."""
+        self.analyzer.set_live_threshold(threshold)
 
     def gate_refusal(self, pixels: np.ndarray, face: Face, gate: Gate) -> str | None:
         """Why ``face`` fails the gate (quality, liveness), or ``None``."""
