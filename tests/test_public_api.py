@@ -20,9 +20,10 @@ from facewise import FaceWise
 from facewise.errors import FacewiseError
 
 ALL = [
-    "Box", "Detection", "EnrollResult", "Face", "FaceWise", "FacewiseError", "Identification", "ImageError",
-    "ModelNotFoundError", "MultipleFacesError", "NoFaceError", "NotFoundError", "Person", "Pipeline", "Profile",
-    "ProfileMismatchError", "Quality", "Sample", "Verification", "load_image", "load_profile",
+    "Box", "Collection", "Detection", "EnrollResult", "Face", "FaceEngine", "FaceWise", "FacewiseError",
+    "Identification", "ImageError", "ModelNotFoundError", "MultipleFacesError", "NoFaceError", "NotFoundError",
+    "Person", "Pipeline", "Profile", "ProfileMismatchError", "Quality", "Sample", "Verification", "load_image",
+    "load_profile",
 ]
 
 FACEWISE_METHODS = {

@@ -15,7 +15,7 @@ from facewise import types
 from facewise.gallery.store import CollectionInfo
 from facewise.service import schemas
 from facewise.service.records import RECORD_MODELS, RecordModel
-from facewise.video.process import TrackSummary
+from facewise.video.records import TrackSummary
 
 FACE = types.Face(index=0, box=types.Box(10.04, 20.0, 110.0, 140.06), landmarks=np.ones((5, 2), np.float32) * 1.234,
                   det_score=0.987654, quality=types.Quality(0.81234, ["blurry"]), yaw=-12.345,

@@ -70,7 +70,7 @@ def test_varied_inputs_through_every_library_door(profile: str, tmp_path: Path) 
                 "detect": lambda d=item.data: fw.detect(d),
                 "analyze": lambda d=item.data: fw.analyze(d),
                 "identify": lambda d=item.data: fw.identify(d),
-                "live frame": lambda d=item.data: process_frame(session, fw, analyzer, load_image(d), LiveLimits(),
+                "live frame": lambda d=item.data: process_frame(session, fw.coll, load_image(d), LiveLimits(),
                                                                 with_map=True),
             }
             for door, call in doors.items():

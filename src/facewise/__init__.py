@@ -1,6 +1,8 @@
 """facewise: detect, recognise, verify and analyse faces, with calibrated thresholds."""
 
 from facewise.api import FaceWise
+from facewise.collection import Collection
+from facewise.core.engine import FaceEngine
 from facewise.core.imageio import load_image
 from facewise.core.pipeline import Pipeline
 from facewise.errors import (
@@ -18,7 +20,8 @@ from facewise.types import Box, Detection, EnrollResult, Face, Identification, P
 __version__ = "0.1.0"
 
 __all__ = [
-    "Box", "Detection", "EnrollResult", "Face", "FaceWise", "FacewiseError", "Identification", "ImageError",
-    "ModelNotFoundError", "MultipleFacesError", "NoFaceError", "NotFoundError", "Person", "Pipeline", "Profile",
-    "ProfileMismatchError", "Quality", "Sample", "Verification", "load_image", "load_profile",
+    "Box", "Collection", "Detection", "EnrollResult", "Face", "FaceEngine", "FaceWise", "FacewiseError",
+    "Identification", "ImageError", "ModelNotFoundError", "MultipleFacesError", "NoFaceError", "NotFoundError",
+    "Person", "Pipeline", "Profile", "ProfileMismatchError", "Quality", "Sample", "Verification", "load_image",
+    "load_profile",
 ]

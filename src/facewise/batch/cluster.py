@@ -30,6 +30,7 @@ import numpy as np
 from facewise.decision.rates import ScoreScale
 from facewise.errors import ConflictError, FacewiseError
 from facewise.gallery.names import CLUSTER_PREFIX, UNCLUSTERED, is_cluster_name
+from facewise.gallery.store import Store
 from facewise.models.profiles import load_profile
 from facewise.types import Person
 
@@ -62,16 +63,15 @@ class ClusterReport:
                                                 "cannot_link_blocks")}
 
 
-def _move(store: Any, collection: str, sample_ids: list[int], person: str | int) -> Person:
+def _move(store: Store, collection: str, sample_ids: list[int], person: str | int) -> Person:
     store.require("move_samples", "move samples between people (clustering needs it)")  # else CapabilityError
-    moved: Person = store.move_samples(collection, sample_ids, person)
-    return moved
+    return store.move_samples(collection, sample_ids, person)
 
 
 class Clusterer:
     """Clusters the faces of one collection of a store (see the module doc)."""
 
-    def __init__(self, store: Any, collection: str = "unknown", threshold: float | None = None, *,
+    def __init__(self, store: Store, collection: str = "unknown", threshold: float | None = None, *,
                  far: float = CLUSTER_FAR) -> None:
         """``threshold``: a score on the profile's scale; default: the score at per-comparison FAR ``far``
         (:data:`CLUSTER_FAR`) from the calibration of the profile the collection was filled with."""
@@ -239,7 +239,7 @@ class Clusterer:
         return [_move(self.store, self.collection, g, self._next_name(used)) for g in ordered[1:]]
 
 
-def _scale_of(store: Any, collection: str) -> ScoreScale:
+def _scale_of(store: Store, collection: str) -> ScoreScale:
     """The score scale of the profile a collection was filled with (uncalibrated if that profile is unknown here)."""
     try:
         name = store.get_collection(collection).profile

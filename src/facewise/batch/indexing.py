@@ -32,7 +32,7 @@ import numpy as np
 from facewise.core.imageio import is_image_path
 from facewise.errors import FacewiseError, install_hint
 from facewise.gallery.names import UNCLUSTERED
-from facewise.gallery.store import NewSample
+from facewise.gallery.store import NewSample, Store
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,9 @@ class FaceWorker:
     """One model set (single-threaded, so N workers use N cores); embeds the faces of photos."""
 
     def __init__(self, profile: str, known: frozenset[str] | set[str] = frozenset()) -> None:
-        from facewise.core.pipeline import Pipeline
+        from facewise.core.engine import FaceEngine
 
-        self.pipeline = Pipeline(profile, threads=1).load()
+        self.engine = FaceEngine(profile, threads=1).load()
         self.known = known
 
     def run(self, items: list[Item]) -> list[ImageOut]:
@@ -161,11 +161,11 @@ class FaceWorker:
                 out.skipped = True
                 return out
             img = decode_bytes(data, os.path.basename(item.path))
-            _, faces = self.pipeline.analyze(img, embed=False)
+            _, faces = self.engine.embedded(img, embed=False)
             if item.person is not None and faces:
                 faces = [max(faces, key=lambda f: f.box.area)]  # a person's photo: its largest face
             if faces:
-                vecs = self.pipeline.embed_landmarks(img.pixels, [f.landmarks for f in faces])
+                vecs = self.engine.embed(img.pixels, faces)
                 out.faces = [FaceOut(f.index, v, f.box.as_list(), np.round(f.landmarks, 2).tolist(),
                                      float(f.quality.score), float(f.yaw)) for f, v in zip(faces, vecs, strict=True)]
         except Exception as exc:  # one bad photo must not stop a million-photo run
@@ -328,7 +328,7 @@ def _ray_results(items: list[Item], opts: IndexOptions, known: frozenset[str],
 
 
 # -- the driver ------------------------------------------------------------------------------------
-def known_hashes(store: Any, collections: Iterable[str]) -> frozenset[str]:
+def known_hashes(store: Store, collections: Iterable[str]) -> frozenset[str]:
     """sha256 of every image already stored in these collections (missing collections: none)."""
     out: set[str] = set()
     for c in collections:
@@ -339,7 +339,7 @@ def known_hashes(store: Any, collections: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def index_tree(store: Any, root: str | os.PathLike[str], opts: IndexOptions | None = None,
+def index_tree(store: Store, root: str | os.PathLike[str], opts: IndexOptions | None = None,
                progress: Callable[[int, int], None] | None = None) -> IndexReport:
     """Index every photo under ``root`` into ``store`` (see the module doc); ``progress(done, total)``."""
     from facewise.models.profiles import load_profile

@@ -28,6 +28,9 @@ from facewise.errors import (
 )
 
 if TYPE_CHECKING:
+    from facewise.api import FaceWise
+    from facewise.core.engine import FaceChoice
+    from facewise.gallery.store import Store
     from facewise.types import Person
 
 app = typer.Typer(help="facewise: face detection, recognition and verification with calibrated thresholds.",
@@ -168,7 +171,7 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
-def _fw(db: str | Path | None, profile: str | None, collection: str, *, create: bool = False) -> Any:
+def _fw(db: str | Path | None, profile: str | None, collection: str, *, create: bool = False) -> FaceWise:
     """The facade on a collection. ``create=False`` (commands that read or manage) opens only what exists: a
     missing gallery file or collection is exit 5 and nothing is created."""
     from facewise.api import FaceWise
@@ -192,9 +195,9 @@ def _images_in(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _face_choice(face: str, option: str = "--face") -> Any:
+def _face_choice(face: str, option: str = "--face") -> FaceChoice:
     """``--face``: only | largest | N (the library's rule); anything else is a usage error (exit 2)."""
-    from facewise.api import parse_face_choice
+    from facewise.core.engine import parse_face_choice
 
     return parse_face_choice(face, option)
 
@@ -206,15 +209,15 @@ def person_ref(text: str) -> str | int:
     return int(m.group(1)) if m else text
 
 
-def find_person(fw: Any, text: str) -> Person:
+def find_person(fw: FaceWise, text: str) -> Person:
     """The person ``text`` refers to (:func:`person_ref`); a legacy all-digit *name* is still found by name."""
     ref = person_ref(text)
     try:
-        person: Person = fw.person(ref)
+        person = fw.person(ref)
     except NotFoundError:
         if isinstance(ref, int) and text.strip().isdigit():
             try:
-                return fw.person(text)  # type: ignore[no-any-return]
+                return fw.person(text)
             except NotFoundError:
                 pass
         raise NotFoundError(f"person {text!r} not found in collection {fw.collection!r} (give a name, or an id "
@@ -229,7 +232,7 @@ def choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def existing_store(db: str) -> Any:
+def existing_store(db: str) -> Store:
     """Open a gallery that must exist: a missing SQLite file is exit 5 and nothing is created."""
     from facewise.gallery.open import open_store
 
@@ -265,11 +268,11 @@ def _plain_usage(param: Any) -> Any:
 
 def _plain(params: list[Any]) -> list[Any]:
     for p in params:
-        if not getattr(p, "_facewise_plain", False) and hasattr(p, "display_type_rich"):
+        if not getattr(p, "facewise_plain", False) and hasattr(p, "display_type_rich"):
             p.display_type_rich = _plain_type(p, p.display_type_rich)
             if p.param_type_name == "argument":
                 p._usage_display_name = _plain_usage(p)
-            p._facewise_plain = True
+            p.facewise_plain = True
     return params
 
 

@@ -35,8 +35,10 @@ from facewise.cli.common import (
     report_error,
 )
 from facewise.errors import EnrollmentError, ImageError, NotFoundError, ValidationError
+from facewise.types import EnrollResult
 
 if TYPE_CHECKING:
+    from facewise.api import FaceWise
     from facewise.core.outfiles import InputFiles
 
 LiveThrOpt = Annotated[Path | None, typer.Option(
@@ -53,11 +55,11 @@ def _wanted_attributes(what: list[str] | None, annotate: bool) -> tuple[str, ...
     return (*names, "live_map") if annotate and "live" in names and "live_map" not in names else names
 
 
-def _use_live_threshold(fw: Any, path: Path | None) -> None:
+def _use_live_threshold(fw: FaceWise, path: Path | None) -> None:
     from facewise.core.analysis import LiveThreshold
 
     if path is not None:
-        fw.analyzer.set_live_threshold(LiveThreshold.load(path))
+        fw.engine.set_live_threshold(LiveThreshold.load(path))
 
 
 # -- enrol / identify / verify / detect ---------------------------------------------------------
@@ -114,7 +116,7 @@ def enroll(
                                           gate=Gate(min_quality=min_quality, require_live=require_live),
                                           progress=lambda r: bar.advance(task))
             except EnrollmentError as exc:  # nothing stored: the rows still say why, then exit 3
-                results, failure = list(exc.results), exc
+                results, failure = [r for r in exc.results if isinstance(r, EnrollResult)], exc
         if as_json:
             for r in results:
                 _emit_json(r.to_dict())
@@ -157,12 +159,13 @@ def identify(
             raise typer.Exit(EXIT_INPUT)
 
 
-def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path | None, as_json: bool) -> int:
+def _identify_files(fw: FaceWise, files: list[Path], top_k: int, annotate_dir: Path | None, as_json: bool) -> int:
     from facewise.core.draw import annotate
     from facewise.core.imageio import load_image, save_rgb
 
     table = Table("file", "face box", "person", "score", "est. FAR", "est. FPIR")
-    decision = fw.decision
+    coll = fw.coll
+    decision = coll.decision()  # one snapshot: every file is named, and the summary told, at one threshold
     failures = 0
     targets, inputs = _annotation_targets(files, annotate_dir)
     with progress_bar() as bar:
@@ -170,7 +173,7 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
         for f in files:
             try:
                 img = load_image(f)
-                results = fw.identify(img, top_k=top_k)
+                results = coll.identify(img, top_k, decision)
             except ImageError as exc:
                 failures += 1
                 report_error(exc, as_json, file=str(f))
@@ -189,8 +192,8 @@ def _identify_files(fw: Any, files: list[Path], top_k: int, annotate_dir: Path |
             bar.advance(task)
     if not as_json:
         out.print(table, markup=False)  # names and reasons are data, not markup
-        d = fw.decision
-        out.print(f"{d.explain()}, profile {fw.profile.name}")
+        d = decision
+        out.print(f"{d.explain()}, profile {coll.profile.name}")
         out.print("est. FAR: per comparison; est. FPIR: chance that a stranger scores this high against someone "
                   f"among the {d.searched} persons searched")
     return failures
@@ -249,6 +252,7 @@ def verify(
         if person:
             v = fw.verify_person(image, find_person(fw, person).id, face=choice, gate=gate)
         else:
+            assert other is not None  # (one of the two was given)
             v = fw.verify(image, other, face=choice, gate=gate, other_face=other_choice)
         if as_json:
             _emit_json(v.to_dict())

@@ -28,6 +28,7 @@ from facewise.errors import ValidationError
 
 if TYPE_CHECKING:
     from facewise.batch.indexing import Layout
+    from facewise.gallery.store import Store
 
 StoreOpt = Annotated[str, typer.Option(
     "--db", metavar="PATH|URL",
@@ -41,7 +42,7 @@ ThresholdOpt = Annotated[float | None, typer.Option(
     help="Average-linkage score to join a cluster (default: the score at FAR 2e-3 of the collection's profile).")]
 
 
-def _open(db: str) -> Any:
+def _open(db: str) -> Store:
     from facewise.gallery.open import open_store
 
     return open_store(db)

@@ -28,7 +28,7 @@ BoolArray = npt.NDArray[np.bool_]
 # --------------------------------------------------------------------------------------------------
 
 
-def _as_scores(values: npt.ArrayLike, name: str = "scores", *, allow_empty: bool = False) -> FloatArray:
+def as_scores(values: npt.ArrayLike, name: str = "scores", *, allow_empty: bool = False) -> FloatArray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
@@ -39,7 +39,7 @@ def _as_scores(values: npt.ArrayLike, name: str = "scores", *, allow_empty: bool
     return arr
 
 
-def _as_bool(values: npt.ArrayLike, n: int, name: str = "labels") -> BoolArray:
+def as_bool(values: npt.ArrayLike, n: int, name: str = "labels") -> BoolArray:
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
@@ -50,10 +50,10 @@ def _as_bool(values: npt.ArrayLike, n: int, name: str = "labels") -> BoolArray:
     raise ValueError(f"{name} must be boolean (or 0/1), got dtype {arr.dtype}")
 
 
-def _split(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+def split_scores(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Validate and split into ``(genuine, impostor)``; both classes must be present."""
-    s = _as_scores(scores)
-    lab = _as_bool(labels, s.shape[0])
+    s = as_scores(scores)
+    lab = as_bool(labels, s.shape[0])
     gen, imp = s[lab], s[~lab]
     if gen.size == 0 or imp.size == 0:
         raise ValueError(
@@ -63,7 +63,7 @@ def _split(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[FloatArray, Fl
     return gen, imp
 
 
-def _check_rate(rate: float, name: str) -> float:
+def check_rate(rate: float, name: str) -> float:
     r = float(rate)
     if not 0.0 <= r <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {rate!r}")
@@ -76,7 +76,7 @@ def _allowed_count(rate: float, n: int) -> int:
     return math.floor(x + 1e-9 * max(1.0, x))
 
 
-def _threshold_from_sorted(imp_sorted: FloatArray, far: float) -> float:
+def threshold_from_sorted(imp_sorted: FloatArray, far: float) -> float:
     """:func:`threshold_at_far` on an ascending-sorted impostor array."""
     n = imp_sorted.size
     k = _allowed_count(far, n)
@@ -105,13 +105,13 @@ def threshold_at_far(impostor_scores: npt.ArrayLike, far: float) -> float:
     Note: the result is a float64 just above an observed score; casting it to float32 may round it
     down onto that score and accept one more impostor.
     """
-    imp = _as_scores(impostor_scores, "impostor_scores")
-    return _threshold_from_sorted(np.sort(imp), _check_rate(far, "far"))
+    imp = as_scores(impostor_scores, "impostor_scores")
+    return threshold_from_sorted(np.sort(imp), check_rate(far, "far"))
 
 
 def far_of_score(impostor_scores: npt.ArrayLike, score: float) -> float:
     """Empirical FAR of ``score`` used as a threshold: ``#{impostor >= score} / n``."""
-    imp = _as_scores(impostor_scores, "impostor_scores")
+    imp = as_scores(impostor_scores, "impostor_scores")
     return float(np.mean(imp >= float(score)))
 
 
@@ -283,7 +283,7 @@ class Calibration:
         ``n_boot``, ``seed`` and ``alpha`` control the bootstrap intervals of :meth:`thresholds_at`
         (percentile interval of level ``1 - alpha``).
         """
-        imp = np.sort(_as_scores(impostor_scores, "impostor_scores"))
+        imp = np.sort(as_scores(impostor_scores, "impostor_scores"))
         n = imp.size
         if n < 10:
             raise ValueError(f"Calibration needs at least 10 impostor scores, got {n}")
@@ -291,9 +291,9 @@ class Calibration:
             raise ValueError(f"n_boot must be >= 1, got {n_boot}")
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
-        gen = None if genuine_scores is None else np.sort(_as_scores(genuine_scores, "genuine_scores"))
+        gen = None if genuine_scores is None else np.sort(as_scores(genuine_scores, "genuine_scores"))
         fars = _far_grid(n)
-        thr = np.array([_threshold_from_sorted(imp, p) for p in fars])
+        thr = np.array([threshold_from_sorted(imp, p) for p in fars])
         ci = np.array([_bootstrap_threshold_ci(imp, p, n_boot, seed, alpha) for p in fars])
         tars = None if gen is None else (gen.size - np.searchsorted(gen, thr, side="left")) / gen.size
         knot_scores, knot_fars = _compact_knots(imp)
@@ -370,10 +370,10 @@ class Calibration:
             raise ValueError("fars must be a scalar or a 1-D sequence")
         out: list[ThresholdEstimate] = []
         for p in targets:
-            p = _check_rate(p, "far")
+            p = check_rate(p, "far")
             tar: float | None
             if self._impostor is not None:
-                thr = _threshold_from_sorted(self._impostor, p)
+                thr = threshold_from_sorted(self._impostor, p)
                 low, high = _bootstrap_threshold_ci(self._impostor, p, self.n_boot, self.seed, self.alpha)
                 gen = self._genuine
                 tar = None if gen is None else float(np.mean(gen >= thr))

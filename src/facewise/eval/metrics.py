@@ -33,13 +33,13 @@ from facewise.decision.calibration import (
     FarEstimate,
     FloatArray,
     ThresholdEstimate,
-    _as_bool,
-    _as_scores,
-    _check_rate,
-    _split,
-    _threshold_from_sorted,
+    as_bool,
+    as_scores,
+    check_rate,
     far_of_score,
+    split_scores,
     threshold_at_far,
+    threshold_from_sorted,
 )
 
 __all__ = [
@@ -85,8 +85,8 @@ def roc_curve(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[FloatArray,
     ``(far, tar) = (0, 0)`` at ``threshold = +inf``; the last is ``(1, 1)`` at the minimum score.
     ``far[i]``/``tar[i]`` are the rates of the rule ``score >= thresholds[i]``.
     """
-    s = _as_scores(scores)
-    lab = _as_bool(labels, s.shape[0])
+    s = as_scores(scores)
+    lab = as_bool(labels, s.shape[0])
     n_gen = int(lab.sum())
     n_imp = s.size - n_gen
     if n_gen == 0 or n_imp == 0:
@@ -110,7 +110,7 @@ def auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     Computed exactly as the Mann-Whitney probability ``P(genuine > impostor) + 0.5 * P(genuine ==
     impostor)`` (average ranks), which equals the trapezoidal area under :func:`roc_curve`.
     """
-    gen, imp = _split(scores, labels)
+    gen, imp = split_scores(scores, labels)
     values = np.concatenate([gen, imp])
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct value
@@ -143,7 +143,7 @@ def eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, float]:
 
 def tar_at_far(scores: npt.ArrayLike, labels: npt.ArrayLike, far: float) -> float:
     """True accept rate at the threshold given by :func:`threshold_at_far` on the impostor scores."""
-    gen, imp = _split(scores, labels)
+    gen, imp = split_scores(scores, labels)
     t = threshold_at_far(imp, far)
     return float(np.mean(gen >= t))
 
@@ -181,7 +181,7 @@ def bootstrap_ci(
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
-    gen, imp = _split(scores, labels)
+    gen, imp = split_scores(scores, labels)
     rng = np.random.default_rng(seed)
     boot_labels = np.r_[np.ones(gen.size, dtype=np.bool_), np.zeros(imp.size, dtype=np.bool_)]
     values = np.empty(n, dtype=np.float64)
@@ -202,7 +202,7 @@ def tar_at_far_with_ci(
     alpha: float = 0.05,
 ) -> Estimate:
     """:func:`tar_at_far` with a stratified bootstrap interval (:func:`bootstrap_ci`)."""
-    _check_rate(far, "far")
+    check_rate(far, "far")
     value = tar_at_far(scores, labels, far)
     low, high = bootstrap_ci(
         lambda s, lab: tar_at_far(s, lab, far), scores, labels, n=n, seed=seed, alpha=alpha
@@ -267,8 +267,8 @@ def best_accuracy_threshold(scores: npt.ArrayLike, labels: npt.ArrayLike) -> Acc
     The search covers the midpoints between consecutive distinct scores plus the accept-all and
     reject-all thresholds; among equally good candidates the middle one is returned.
     """
-    s = _as_scores(scores)
-    lab = _as_bool(labels, s.shape[0])
+    s = as_scores(scores)
+    lab = as_bool(labels, s.shape[0])
     return _best_threshold(s, lab)
 
 
@@ -280,8 +280,8 @@ def ten_fold_accuracy(scores: npt.ArrayLike, labels: npt.ArrayLike, folds: npt.A
     ``score >= threshold`` is measured on fold ``k``.  ``folds`` is an integer fold id per pair (0..9
     for LFW).  Fully deterministic.
     """
-    s = _as_scores(scores)
-    lab = _as_bool(labels, s.shape[0])
+    s = as_scores(scores)
+    lab = as_bool(labels, s.shape[0])
     f = np.asarray(folds)
     if f.ndim != 1 or f.shape[0] != s.shape[0]:
         raise ValueError(f"folds must be a 1-D array of length {s.shape[0]}, got shape {f.shape}")
@@ -369,9 +369,9 @@ class OpenSetCurve:
 def _open_set_inputs(
     mated_top_scores: npt.ArrayLike, mated_correct_top1: npt.ArrayLike, nonmated_top_scores: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    mated = _as_scores(mated_top_scores, "mated_top_scores")
-    correct = _as_bool(mated_correct_top1, mated.size, "mated_correct_top1")
-    nonmated = _as_scores(nonmated_top_scores, "nonmated_top_scores")
+    mated = as_scores(mated_top_scores, "mated_top_scores")
+    correct = as_bool(mated_correct_top1, mated.size, "mated_correct_top1")
+    nonmated = as_scores(nonmated_top_scores, "nonmated_top_scores")
     return mated, np.sort(mated[correct]), np.sort(nonmated)
 
 
@@ -400,7 +400,7 @@ def fnir_at_fpir(
     """FNIR at the smallest threshold with ``FPIR <= fpir`` (:func:`threshold_at_far` on the non-mated
     top scores)."""
     mated, hits, nonmated = _open_set_inputs(mated_top_scores, mated_correct_top1, nonmated_top_scores)
-    t = _threshold_from_sorted(nonmated, _check_rate(fpir, "fpir"))
+    t = threshold_from_sorted(nonmated, check_rate(fpir, "fpir"))
     return float(1.0 - np.count_nonzero(hits >= t) / mated.size)
 
 
@@ -500,8 +500,8 @@ def apcer_bpcer_acer(
     APCER and BPCER).  If ``attack_species`` (one PAI species label per attack) is given, APCER is the
     maximum of the per-species APCERs, as the standard prescribes.
     """
-    attacks = _as_scores(live_scores_for_attacks, "live_scores_for_attacks")
-    bona = _as_scores(live_scores_for_bona_fide, "live_scores_for_bona_fide")
+    attacks = as_scores(live_scores_for_attacks, "live_scores_for_attacks")
+    bona = as_scores(live_scores_for_bona_fide, "live_scores_for_bona_fide")
     t = float(threshold)
     accepted = attacks >= t
     if attack_species is None:
@@ -520,7 +520,7 @@ def liveness_eer(
     live_scores_for_attacks: npt.ArrayLike, live_scores_for_bona_fide: npt.ArrayLike
 ) -> tuple[float, float]:
     """``(eer, threshold)`` where APCER = BPCER, via :func:`eer` (bona fide = genuine)."""
-    attacks = _as_scores(live_scores_for_attacks, "live_scores_for_attacks")
-    bona = _as_scores(live_scores_for_bona_fide, "live_scores_for_bona_fide")
+    attacks = as_scores(live_scores_for_attacks, "live_scores_for_attacks")
+    bona = as_scores(live_scores_for_bona_fide, "live_scores_for_bona_fide")
     labels = np.r_[np.ones(bona.size, dtype=np.bool_), np.zeros(attacks.size, dtype=np.bool_)]
     return eer(np.r_[bona, attacks], labels)

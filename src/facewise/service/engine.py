@@ -1,8 +1,9 @@
 """Models and galleries shared by every request: one pipeline per profile, one store, one CPU pool.
 
 Model backends are loaded once per process (the registry caches them) and are thread-safe, so
-requests only need their own light :class:`~facewise.api.FaceWise` handle, bound to a
-collection and reusing the profile's pipeline.
+requests only need their own light :class:`~facewise.collection.Collection` (or
+:class:`~facewise.api.FaceWise`) handle, bound to a collection and reusing the profile's
+:class:`~facewise.core.engine.FaceEngine` (one per profile, built once).
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import numpy as np
 from PIL import Image
 
 from facewise.api import FaceWise
+from facewise.collection import Collection
+from facewise.core.analysis import Analyzer
+from facewise.core.engine import FaceEngine
 from facewise.core.pipeline import Pipeline
 from facewise.errors import ConflictError, FacewiseError, NotFoundError, ValidationError
 from facewise.gallery.crypto import is_sealed, thumbnail_aad
 from facewise.gallery.maintenance import Erasure, ErasureHooks
 from facewise.gallery.names import check_collection_name
 from facewise.gallery.open import open_store
-from facewise.gallery.store import CollectionInfo
+from facewise.gallery.store import CollectionInfo, Store
 from facewise.models import attributes
 from facewise.models.profiles import Profile, load_profile, profile_names
 from facewise.service.erasure import install_triggers
@@ -69,7 +73,7 @@ class Thumbnails:
     :meth:`erase` is the in-process listener for every gallery.
     """
 
-    def __init__(self, path: str, store: Any = None, beside_gallery: bool = True) -> None:
+    def __init__(self, path: str, store: Store | None = None, beside_gallery: bool = True) -> None:
         """``beside_gallery=False``: ``path`` is the service's own file and the gallery is elsewhere (a server
         store); its samples are then not looked up here, and only :meth:`erase` removes crops."""
         self._store = store
@@ -139,13 +143,14 @@ class Engines:
     """
 
     def __init__(self, db: str, default_profile: str, workers: int) -> None:
-        self.store: Any = open_store(db)
+        self.store: Store = open_store(db)
         self.erasure = ErasureHooks()
         default = load_profile(default_profile)  # a shipped name or a profile .json
         self.default_profile = default.name
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facewise-cpu")
         self._profiles: dict[str, Profile] = {default.name: default}
         self._pipelines: dict[str, Pipeline] = {}
+        self._engines: dict[str, FaceEngine] = {}
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
         self.analysers = Analysers()
@@ -178,6 +183,14 @@ class Engines:
                 self._pipelines[name] = Pipeline(profile, max_faces=self.max_faces, crowd_yield_s=1.0)
             return self._pipelines[name]
 
+    def engine(self, name: str) -> FaceEngine:
+        """The face engine of profile ``name``: its pipeline and the shared analysis models, built once."""
+        pipeline = self.pipeline(name)
+        with self._lock:
+            if name not in self._engines:
+                self._engines[name] = FaceEngine(pipeline.profile, pipeline=pipeline, analyzer=self.analysers.analyzer)
+            return self._engines[name]
+
     def profiles(self) -> list[dict[str, Any]]:
         out = []
         for name in profile_names():
@@ -205,17 +218,23 @@ class Engines:
                 raise ConflictError(f"collection {name!r} already exists")
             return self.store.ensure_collection(name, prof.name, prof.signature, prof.dim)
 
+    def collection(self, name: str) -> Collection:
+        """An existing collection (404 if missing) with its profile's engine and the erasure hooks; it never
+        creates one (a request or job in flight never brings a deleted collection back)."""
+        info = self.store.get_collection(name)
+        return Collection(self.engine(info.profile), self.store, name, create=False, erasure=self.erasure)
+
     def face_wise(self, collection: str) -> FaceWise:
-        """A handle on an existing collection (404 if missing), sharing its profile's pipeline, the analysis
-        models and the erasure hooks."""
+        """A :class:`FaceWise` handle on an existing collection (404 if missing), sharing its profile's pipeline,
+        the analysis models and the erasure hooks."""
         info = self.store.get_collection(collection)
-        return FaceWise(db=self.store, profile=self.profile(info.profile), collection=collection,
-                        pipeline=self.pipeline(info.profile), analyzer=self.analysers.analyzer,
-                        erasure=self.erasure, create=False)  # a job in flight never brings a deleted one back
+        engine = self.engine(info.profile)
+        return FaceWise(db=self.store, profile=engine.profile, collection=collection, pipeline=engine.pipeline,
+                        analyzer=engine.analyzer, erasure=self.erasure, create=False)
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection; the erasure listeners drop what the service derived from it."""
-        self.face_wise(name).delete_collection()
+        self.collection(name).delete()
 
     # -- what video jobs check on every read (facewise.service.jobs.GalleryView) ---------------
     def collection_stamp(self, collection: str) -> str | None:
@@ -245,12 +264,7 @@ class Analysers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        try:
-            from facewise.core.analysis import Analyzer
-
-            self.analyzer: Any = Analyzer()
-        except ImportError:  # pragma: no cover - the analysis module ships with facewise
-            self.analyzer = None
+        self.analyzer = Analyzer()
 
     def available(self) -> dict[str, bool]:
         """Every registered face attribute, in registry order, and whether it runs here; loads each on first use
@@ -259,7 +273,7 @@ class Analysers:
         with self._lock:
             for name in attributes.names():
                 try:
-                    out[name] = self.analyzer is not None and self.analyzer.attribute(name) is not None
+                    out[name] = self.analyzer.attribute(name) is not None
                 except (FacewiseError, OSError) as exc:
                     log.warning("face attribute %s unavailable: %s", name, exc)
                     out[name] = False
@@ -271,6 +285,6 @@ class Analysers:
         :meth:`facewise.api.FaceWise.analyze` does; returns the attributes that ran."""
         available = self.available()
         wanted = attributes.names() if what is None else what
-        if self.analyzer is not None and faces:
+        if faces:
             self.analyzer.analyze(pixels, faces, wanted)
         return [n for n in attributes.names() if n in wanted and available.get(n)]

@@ -24,11 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from facewise.api import FaceWise
 from facewise.errors import FacewiseError, NotFoundError
 from facewise.gallery.maintenance import Erasure
+
+if TYPE_CHECKING:
+    from facewise.video.decode import Frame, VideoReader
+    from facewise.video.records import VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +412,7 @@ def _scrub(job: Job, erased: Callable[[dict[str, Any]], bool]) -> int:
 
 
 # -- the default runner: facewise.video ----------------------------------------------------------------
-def _timeline(result: Any, task: VideoTask, out_dir: Path) -> dict[str, Any]:
+def _timeline(result: VideoResult, task: VideoTask, out_dir: Path) -> dict[str, Any]:
     """A :class:`~facewise.video.VideoResult` as JSON, each track's thumbnail moved into the job."""
     d = result.to_dict()
     d.pop("outputs", None)
@@ -450,10 +454,10 @@ def video_runner(task: VideoTask) -> dict[str, Any]:
     processor = VideoProcessor(task.fw, VideoOptions(decode=decode))
     duration = {"ms": 0.0}
 
-    def on_open(reader: Any) -> None:
+    def on_open(reader: VideoReader) -> None:
         duration["ms"] = reader.info.duration_ms or 0.0
 
-    def on_frame(frame: Any) -> None:
+    def on_frame(frame: Frame) -> None:
         task.report(frame.t_ms / duration["ms"] if duration["ms"] else 0.0)
 
     try:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from facewise.collection import Collection
+from facewise.core.analysis import Analyzer
 from facewise.core.challenge import ChallengePolicy, ChallengeRun, largest, random_steps
 from facewise.core.imageio import DecodedImage
 from facewise.gallery.maintenance import Erasure
@@ -108,17 +110,19 @@ class LiveSessions:
                     del self._sessions[sid]
 
 
-def new_challenge(analyzer: Any, steps: list[str] | None, n_steps: int, time_limit_s: float) -> ChallengeRun:
+def new_challenge(analyzer: Analyzer, steps: list[str] | None, n_steps: int, time_limit_s: float) -> ChallengeRun:
     """The session's challenge: the caller's steps, else ``n_steps`` random ones (always with a turn)."""
     return ChallengeRun(steps or random_steps(n_steps), analyzer, ChallengePolicy(time_limit_s=time_limit_s),
                         live_every=1)
 
 
-def process_frame(session: LiveSession, fw: Any, analyzer: Any, img: DecodedImage, limits: LiveLimits,
+def process_frame(session: LiveSession, coll: Collection, img: DecodedImage, limits: LiveLimits,
                   with_map: bool) -> dict[str, Any]:
-    """One frame of a session (call it with ``session.lock`` held): faces named, the tracked face's liveness, the
-    challenge moved on. Runs in the CPU pool."""
-    results = fw.identify(img)
+    """One frame of a session (call it with ``session.lock`` held): faces named with one snapshot of the
+    collection's decision, the tracked face's liveness by the collection's engine, the challenge moved on. Runs in
+    the CPU pool."""
+    decision = coll.decision()
+    results = coll.identify(img, 1, decision)
     faces = [r.face for r in results]
     boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces], np.float64).reshape(-1, 4)
     now = time.monotonic()
@@ -126,9 +130,9 @@ def process_frame(session: LiveSession, fw: Any, analyzer: Any, img: DecodedImag
     run = session.challenge
     tracked = run.track(boxes) if run is not None else largest(boxes)
     live: float | None = None
-    if tracked is not None and analyzer is not None:
+    if tracked is not None:
         what = ("live", "live_map") if with_map else ("live",)
-        analyzer.analyze(img.pixels, [faces[tracked]], what)
+        coll.engine.attributes(img.pixels, [faces[tracked]], what)
         result = faces[tracked].attributes.get("live")
         live = float(result["score"]) if result else None
     if run is not None:
@@ -137,8 +141,8 @@ def process_frame(session: LiveSession, fw: Any, analyzer: Any, img: DecodedImag
     session.last_seen = now
     w, h = img.size
     out = {"session_id": session.id, "frame": session.frames, "t": round(t, 3), "image": {"width": w, "height": h},
-           "profile": fw.profile.name, "threshold": round(fw.decision.threshold, 4),
-           "threshold_source": fw.decision.source, "tracked": tracked,
+           "profile": coll.profile.name, "threshold": round(decision.threshold, 4),
+           "threshold_source": decision.source, "tracked": tracked,
            "faces": [r.to_dict() for r in results],
            "challenge": run.status(t) if run is not None else None}
     out["frames_left"] = max(0, limits.max_frames - session.frames)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facewise.errors import ValidationError
 from facewise.service.jobs import VideoTask
+
+if TYPE_CHECKING:
+    from facewise.video.decode import VideoReader
+    from facewise.video.redact import RedactOptions, RedactReport
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +25,8 @@ MAX_REDACTED_BYTES = 1024 * 1024 * 1024  # a redacted video larger than this is 
 OPTION_KEYS = {"mode", "names", "style", "strength", "shape", "margin", "lookahead", "duration"}
 
 
-def redact_options(options: dict[str, Any], max_pixels: int | None = None, max_seconds: float | None = None) -> Any:
+def redact_options(options: dict[str, Any], max_pixels: int | None = None,
+                   max_seconds: float | None = None) -> RedactOptions:
     """:class:`RedactOptions` from a job's options; ``ValidationError`` (422) for a bad one."""
     from facewise.video.decode import DEFAULT_MAX_FRAME_PIXELS, DecodeOptions
     from facewise.video.masks import MaskStyle
@@ -39,8 +44,8 @@ def redact_options(options: dict[str, Any], max_pixels: int | None = None, max_s
                          lookahead=int(options.get("lookahead", 10)), decode=decode)
 
 
-def _report(report: Any, task: VideoTask) -> dict[str, Any]:
-    d: dict[str, Any] = report.to_dict()
+def _report(report: RedactReport, task: VideoTask) -> dict[str, Any]:
+    d = report.to_dict()
     d["source"], d["output"] = task.name, None  # never the server's paths
     return d
 
@@ -56,7 +61,7 @@ def redact_runner(task: VideoTask) -> dict[str, Any]:
     out = out_dir / "redacted.mp4"
     duration = {"ms": 0.0}
 
-    def on_open(reader: Any) -> None:
+    def on_open(reader: VideoReader) -> None:
         duration["ms"] = reader.info.duration_ms or 0.0
         if opts.decode.duration_s:
             duration["ms"] = min(duration["ms"] or 1e12, opts.decode.duration_s * 1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -41,7 +40,7 @@ from facewise.service.schemas import (
     auth_errors,
     binary,
 )
-from facewise.service.uploads import decode_upload, read_images
+from facewise.service.uploads import read_images
 from facewise.types import EnrollResult
 from facewise.types import Person as StoredPerson
 
@@ -142,29 +141,26 @@ def _enroll(ctx: ServiceContext, fw: FaceWise, person: StoredPerson, uploads: li
     """Enrol (one transaction), keep a thumbnail of each added face. Runs in the CPU pool.
 
     The images go in encoded: the library decodes one at a time and lets it go before the next, so a request
-    holds one decoded image at most (plus the one a thumbnail is cut from). Faces are stored by the person's
-    id, checked in the storing transaction: a person deleted meanwhile stays deleted (NotFoundError → 404,
-    nothing stored)."""
+    holds one decoded image at most; a thumbnail is cut from that image while it is at hand (each upload is
+    decoded and hashed once). Faces are stored by the person's id, checked in the storing transaction: a person
+    deleted meanwhile stays deleted (NotFoundError → 404, nothing stored)."""
     limits = ctx.config.limits
-    thumbs: dict[int, bytes] = {}
+    thumbs: dict[int, tuple[str, bytes]] = {}
 
-    def keep_thumbnail(res: EnrollResult) -> None:
-        i = len(done)
-        done.append(res)
-        file_name, data = uploads[i]
-        if ctx.thumbnails is not None and res.status == "added" and res.face is not None:
-            thumbs[i] = face_thumbnail(decode_upload(data, file_name, limits).pixels, res.face)
+    def keep_thumbnail(i: int, img: DecodedImage, res: EnrollResult) -> None:
+        if ctx.thumbnails is not None and res.face is not None:
+            thumbs[i] = (img.sha256, face_thumbnail(img.pixels, res.face))
 
-    done: list[EnrollResult] = []
     images = [_Upload(data, file_name, limits.max_pixels) for file_name, data in uploads]
-    results = fw.enroll(person.name, images, face=options["face"], gate=options["gate"], progress=keep_thumbnail,
-                        person_id=person.id)
+    coll = fw.coll
+    results = coll.enroll(person.name, images, face=options["face"], gate=options["gate"], person_id=person.id,
+                          on_added=keep_thumbnail)
     if ctx.thumbnails is not None:
         for i, res in enumerate(results):
             if i in thumbs and res.status == "added" and res.sample_id is not None:
-                ctx.thumbnails.put(fw.collection, res.sample_id, hashlib.sha256(uploads[i][1]).hexdigest(), thumbs[i])
+                ctx.thumbnails.put(coll.name, res.sample_id, *thumbs[i])
         added = [r.sample_id for r in results if r.status == "added" and r.sample_id is not None]
-        gone = set(added) - set(fw.store.sample_meta(fw.collection, added))  # deleted before their thumbnails
+        gone = set(added) - coll.existing_samples(added)  # deleted before their thumbnails
         if gone:  # came: a later delete erases the thumbnails itself
             ctx.thumbnails.drop(sorted(gone))
     return results

@@ -38,10 +38,10 @@ class LiveStart(BaseModel):
 async def open_live_session(collection: str, ctx: Ctx, principal: Recognizer,
                             body: LiveStart | None = None) -> dict[str, Any]:
     body = body or LiveStart.model_validate({})
-    ctx.engines.face_wise(collection)  # 404 for a missing collection, before a session exists
+    coll = ctx.engines.collection(collection)  # 404 for a missing collection, before a session exists
     challenge = None
     if body.challenge or body.steps:
-        analyzer = ctx.engines.analysers.analyzer
+        analyzer = coll.engine.analyzer
         challenge = await ctx.engines.run(new_challenge, analyzer, list(body.steps or []) or None, body.n_steps,
                                           body.time_limit_s)
     session = ctx.live.open(principal.key_id, collection, challenge)
@@ -75,9 +75,8 @@ async def send_live_frame(collection: str, session_id: str, ctx: Ctx, principal:
             raise ApiError(404, "not_found", f"live session {session_id!r} has ended: it used its "
                            f"{limits.max_frames} frames; open a new one")
         img = await _one_image(ctx, image)
-        fw = ctx.engines.face_wise(collection)
-        return await ctx.engines.run(process_frame, session, fw, ctx.engines.analysers.analyzer, img, limits,
-                                     live_map)
+        coll = ctx.engines.collection(collection)
+        return await ctx.engines.run(process_frame, session, coll, img, limits, live_map)
     finally:
         session.lock.release()
 

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from facewise.collection import Collection
 from facewise.core.analysis import Gate
 from facewise.core.imageio import DecodedImage
+from facewise.decision.matching import Decision
 from facewise.service.deps import MAX_OFFSET, BusyRecognizer, Ctx, ServiceContext, face_choice, need_liveness
 from facewise.service.errors import ApiError
 from facewise.service.gate import body_budget
@@ -20,6 +22,7 @@ from facewise.service.schemas import (
     auth_errors,
 )
 from facewise.service.uploads import decode_upload, read_images
+from facewise.types import Identification
 
 router = APIRouter(prefix="/v1", route_class=ContractRoute)
 
@@ -36,17 +39,22 @@ def _size(img: DecodedImage) -> dict[str, int]:
     return {"width": w, "height": h}
 
 
+def _identify(coll: Collection, img: DecodedImage, top_k: int) -> tuple[Decision, list[Identification]]:
+    """Identify with one snapshot of the collection's decision: the threshold reported is the one used."""
+    decision = coll.decision()
+    return decision, coll.identify(img, top_k, decision)
+
+
 @router.post("/collections/{collection}/identify", tags=["recognition"],
              summary="Name every face of an image, or say unknown", openapi_extra=body_budget("image"),
              response_model=IdentifyResponse,
              responses=auth_errors(400, 404, 409, 413, 415, 503))
 async def identify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
                    top_k: Annotated[int, Form(ge=1, le=20)] = 1) -> dict[str, Any]:
-    fw = ctx.engines.face_wise(collection)
+    coll = ctx.engines.collection(collection)
     img = await _one_image(ctx, image)
-    results = await ctx.engines.run(fw.identify, img, top_k)
-    decision = fw.decision
-    return {"image": _size(img), "profile": fw.profile.name, "threshold": round(decision.threshold, 4),
+    decision, results = await ctx.engines.run(_identify, coll, img, top_k)
+    return {"image": _size(img), "profile": coll.profile.name, "threshold": round(decision.threshold, 4),
             "threshold_source": decision.source, "faces": [r.to_dict() for r in results]}
 
 
@@ -71,26 +79,26 @@ async def verify(collection: str, ctx: Ctx, _: BusyRecognizer, image: ImageFile,
         raise ApiError(422, "invalid_request", "send either a second image (other) or a person_id")
     which = face_choice(face)
     other_which = face_choice(other_face) if other_face is not None else which
-    fw = ctx.engines.face_wise(collection)
+    coll = ctx.engines.collection(collection)
     need_liveness(ctx, require_live)
     gate = Gate(require_live=True) if require_live else None
     a = await _one_image(ctx, image)
     if person_id is not None:
-        person = fw.person(person_id)
-        v = await ctx.engines.run(functools.partial(fw.verify_person, a, person.id, which, gate=gate))
+        person = coll.person(person_id)
+        v = await ctx.engines.run(functools.partial(coll.verify_person, a, person.id, which, gate=gate))
         return {**v.to_dict(), "person": person.to_dict()}
     b = await _one_image(ctx, other) if other is not None else a
-    v = await ctx.engines.run(functools.partial(fw.verify, a, b, which, gate=gate, other_face=other_which))
+    v = await ctx.engines.run(functools.partial(coll.verify, a, b, which, gate=gate, other_face=other_which))
     return v.to_dict()
 
 
 def _detect(ctx: ServiceContext, img: DecodedImage, profile: str,
             what: tuple[str, ...] | None = None) -> DetectResponse:
-    """Detect; with ``what``, analyze too (the attributes named, as the library's ``analyze(what=...)``)."""
-    pipe = ctx.engines.pipeline(profile)
-    _, dets = pipe.detect(img)
-    faces = pipe.make_faces(img.pixels, dets)
-    answer: dict[str, Any] = {"image": _size(img), "profile": pipe.profile.name}
+    """Detection by the profile's engine (as the library's ``detect``); with ``what``, analysis too (the
+    attributes named, as the library's ``analyze(what=...)``)."""
+    engine = ctx.engines.engine(profile)
+    _, faces = engine.detect_image(img)
+    answer: dict[str, Any] = {"image": _size(img), "profile": engine.profile.name}
     if what is not None:
         answer["modules"] = ctx.engines.analysers.analyse(img.pixels, faces, what or None)
     return DetectResponse.model_validate({**answer, "faces": faces})  # the faces' records, analysed

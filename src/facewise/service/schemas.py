@@ -29,7 +29,7 @@ from facewise.models import attributes
 from facewise.service.auth import ApiKey
 from facewise.service.gate import route_meta, with_json_parsed
 from facewise.service.records import Model, RecordModel, from_record
-from facewise.video.process import TrackSummary
+from facewise.video.records import TrackSummary
 
 
 # -- errors -------------------------------------------------------------------------------------------

@@ -17,22 +17,16 @@ from facewise.video.decode import (
     parse_source,
 )
 from facewise.video.outputs import OutputOptions, track_thumbnail, write_timeline
-from facewise.video.process import (
-    RunHooks,
-    TrackSummary,
-    VideoEvent,
-    VideoOptions,
-    VideoProcessor,
-    VideoResult,
-    VideoStats,
-)
+from facewise.video.process import RunHooks, VideoOptions, VideoProcessor
 from facewise.video.recognize import ExpressionTrack, IdentityOptions, TrackIdentity
+from facewise.video.records import TrackSummary, VideoEvent, VideoResult, VideoStats
 from facewise.video.tracker import KalmanBox, Track, Tracker, TrackerOptions
 
 if TYPE_CHECKING:
     from facewise.api import FaceWise
+    from facewise.collection import Collection
     from facewise.video.decode import VideoSource
-    from facewise.video.process import EventFn
+    from facewise.video.records import EventFn
 
 __all__ = [
     "DecodeOptions", "ExpressionTrack", "Frame", "IdentityOptions", "KalmanBox", "OutputOptions", "RunHooks", "Track",
@@ -43,7 +37,7 @@ __all__ = [
 ]
 
 
-def process_video(fw: FaceWise, source: VideoSource, options: VideoOptions | None = None,
+def process_video(fw: FaceWise | Collection, source: VideoSource, options: VideoOptions | None = None,
                   outputs: OutputOptions | None = None, on_event: EventFn | None = None) -> VideoResult:
     """Shortcut for ``VideoProcessor(fw, options).run(source, outputs, RunHooks(on_event=on_event))``."""
     return VideoProcessor(fw, options).run(source, outputs=outputs, hooks=RunHooks(on_event=on_event))

@@ -10,16 +10,14 @@ import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from facewise.core.outfiles import InputFiles, Inputs, abandon, begin, commit, csv_row, open_output, write_bytes
 from facewise.errors import BadInputError, FacewiseError, NotFoundError, ValidationError, install_hint
-
-if TYPE_CHECKING:
-    from facewise.video.process import VideoResult
+from facewise.video.records import VideoResult
 
 log = logging.getLogger(__name__)
 

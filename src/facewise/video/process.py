@@ -27,16 +27,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from facewise.collection import Collection
 from facewise.core.challenge import ChallengePolicy, ChallengeRun
+from facewise.core.engine import FaceEngine
 from facewise.core.outfiles import InputFiles
 from facewise.decision.rates import ScoreScale
 from facewise.models.protocols import Detector
 from facewise.types import Box, Face
-from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoInfo, VideoReader, VideoSource
+from facewise.video.decode import DecodeOptions, Frame, VideoError, VideoReader, VideoSource
 from facewise.video.outputs import (
     AnnotatedWriter,
     DrawItem,
@@ -53,6 +55,7 @@ from facewise.video.recognize import (
     expression_crop,
     load_expression_model,
 )
+from facewise.video.records import EventFn, TrackSummary, VideoEvent, VideoResult
 from facewise.video.scenecut import CutOptions, SceneCutDetector
 from facewise.video.tracker import Track, Tracker, TrackerOptions
 
@@ -78,130 +81,6 @@ class VideoOptions:
     challenge_time_limit_s: float = 10.0
 
 
-@dataclass(frozen=True)
-class VideoEvent:
-    """``entered`` (track confirmed), ``identified`` (its name changed), ``left`` (track ended); with a challenge
-    also ``challenge`` (a new step is asked for, or it ended: ``detail`` is its state)."""
-
-    kind: str
-    track: int
-    person: str | None
-    score: float
-    t_ms: float
-    detail: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"event": self.kind, "track": self.track, "person": self.person or "unknown",
-             "score": round(self.score, 4), "t_ms": round(self.t_ms, 1)}
-        if self.detail is not None:
-            d["challenge"] = self.detail
-        return d
-
-
-@dataclass
-class TrackSummary:
-    """One line of the timeline."""
-
-    track: int
-    person: str | None
-    person_id: int | None
-    score: float
-    far: float | None
-    candidate: str | None
-    first_ms: float
-    last_ms: float
-    frames: int
-    vectors: int
-    best_frame: str | None = None  # thumbnail path relative to the output folder
-    best_frame_ms: float | None = None
-    best_box: list[float] | None = None
-    best_quality: float | None = None
-    expression: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"track": self.track, "person": self.person or "unknown", "person_id": self.person_id,
-             "score": round(self.score, 4), "far": self.far, "candidate": self.candidate,
-             "first_ms": round(self.first_ms, 1), "last_ms": round(self.last_ms, 1), "frames": self.frames,
-             "vectors": self.vectors, "best_frame": self.best_frame,
-             "best_frame_ms": round(self.best_frame_ms, 1) if self.best_frame_ms is not None else None,
-             "best_box": self.best_box, "best_quality": self.best_quality}
-        if self.expression is not None:
-            d["expression"] = self.expression
-        return d
-
-
-@dataclass
-class VideoStats:
-    frames_decoded: int = 0
-    frames_processed: int = 0
-    frames_dropped: int = 0
-    faces: int = 0  # detections handed to the tracker
-    embeddings: int = 0  # face vectors computed
-    refined: int = 0  # small faces whose landmarks were re-detected
-    cuts: int = 0  # scene cuts detected
-    wall_s: float = 0.0
-    video_s: float = 0.0  # video time covered by the processed frames
-    detect_s: float = 0.0
-    embed_s: float = 0.0
-
-    @property
-    def fps(self) -> float:
-        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def realtime_factor(self) -> float:
-        """Video seconds per wall-clock second (> 1: faster than real time)."""
-        return self.video_s / self.wall_s if self.wall_s > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"frames_decoded": self.frames_decoded, "frames_processed": self.frames_processed,
-                "frames_dropped": self.frames_dropped, "faces": self.faces, "embeddings": self.embeddings,
-                "refined": self.refined, "cuts": self.cuts, "wall_s": round(self.wall_s, 3),
-                "video_s": round(self.video_s, 3),
-                "fps": round(self.fps, 2), "realtime_factor": round(self.realtime_factor, 3),
-                "detect_s": round(self.detect_s, 3), "embed_s": round(self.embed_s, 3)}
-
-
-@dataclass
-class VideoResult:
-    """The timeline of a run, its events and statistics; ``error`` is set when the video ended early."""
-
-    source: str
-    info: VideoInfo | None
-    profile: str
-    collection: str
-    threshold: float
-    threshold_source: str
-    sampling: dict[str, Any]
-    tracks: list[TrackSummary] = field(default_factory=list)
-    events: list[VideoEvent] = field(default_factory=list)
-    stats: VideoStats = field(default_factory=VideoStats)
-    error: str | None = None
-    interrupted: bool = False
-    outputs: dict[str, Any] | None = None
-    challenge: dict[str, Any] | None = None  # the active challenge's result, when one was asked
-
-    @property
-    def complete(self) -> bool:
-        return self.error is None and not self.interrupted
-
-    def persons(self) -> set[str]:
-        return {t.person for t in self.tracks if t.person}
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"format": "facewise-video-timeline", "version": 1, "source": self.source,
-                             "video": self.info.to_dict() if self.info else None, "profile": self.profile,
-                             "collection": self.collection, "threshold": round(self.threshold, 4),
-                             "threshold_source": self.threshold_source, "sampling": self.sampling,
-                             "complete": self.complete, "error": self.error, "interrupted": self.interrupted,
-                             "stats": self.stats.to_dict(), "outputs": self.outputs,
-                             "tracks": [t.to_dict() for t in self.tracks], "events": [e.to_dict() for e in self.events]}
-        if self.challenge is not None:
-            d["challenge"] = self.challenge
-        return d
-
-
-EventFn = Callable[[VideoEvent], None]
 
 
 @dataclass(frozen=True)
@@ -218,35 +97,33 @@ class RunHooks:
     on_decoded: Callable[[], None] | None = None  # every decoded frame, in the decoding thread; raise to stop
 
 
-def tracking_detector(fw: FaceWise, low_score: float) -> tuple[Detector, Detector | None]:
-    """The profile's detector with a low score threshold (ByteTrack's second stage needs the low-confidence
-    boxes), plus the same model tuned for small crops to refine small faces' landmarks where the detector
-    can be scaled so (YuNet). Both come from the model registry, cached per process."""
-    from facewise.models.registry import detector_knobs, load_detector
+class HasEngine(Protocol):
+    """A :class:`~facewise.api.FaceWise` or a :class:`~facewise.collection.Collection`: what holds an engine."""
 
-    model_id, threads = fw.profile.detector, fw.pipeline.threads
-    knobs = detector_knobs(model_id)
-    base = fw.pipeline.detector
-    if "score_threshold" not in knobs:
-        return base, None
-    default = float(getattr(base, "score_threshold", low_score))
-    providers = fw.profile.providers  # (the profile's devices, as Pipeline loads its detector)
-    det = load_detector(model_id, threads, score_threshold=min(low_score, default), providers=providers)
-    refine = None
-    if {"min_side", "max_side"} <= knobs:
-        refine = load_detector(model_id, threads, score_threshold=0.3, min_side=0, max_side=640, providers=providers)
-    return det, refine
+    engine: FaceEngine
+
+
+def tracking_detector(fw: HasEngine, low_score: float) -> tuple[Detector, Detector | None]:
+    """:meth:`FaceEngine.tracking_detectors` of ``fw``'s engine: the profile's detector with a low score
+    threshold, plus the same model tuned for small crops where the detector can be scaled so (YuNet)."""
+    return fw.engine.tracking_detectors(low_score)
+
+
+def as_collection(fw: FaceWise | Collection) -> Collection:
+    """The collection a door works on: a :class:`Collection`, or that of a :class:`~facewise.api.FaceWise`."""
+    return fw if isinstance(fw, Collection) else fw.coll
 
 
 class VideoProcessor:
-    """Runs the video pipeline of one :class:`~facewise.api.FaceWise` (its profile, gallery and collection)."""
+    """Runs the video pipeline of one collection (a :class:`~facewise.collection.Collection`, or that of a
+    :class:`~facewise.api.FaceWise`): its engine's profile, its gallery."""
 
-    def __init__(self, fw: FaceWise, options: VideoOptions | None = None,
+    def __init__(self, fw: FaceWise | Collection, options: VideoOptions | None = None,
                  expression_model: ExpressionPredictor | None = None, analyzer: Analyzer | None = None) -> None:
-        self.fw = fw
+        self.coll = as_collection(fw)
+        self.engine = self.coll.engine.load()
         self.options = options or VideoOptions()
-        fw.pipeline.load()
-        self.detector, self.refiner = tracking_detector(fw, self.options.tracker.low_score)
+        self.detector, self.refiner = self.engine.tracking_detectors(self.options.tracker.low_score)
         self.expression_model = expression_model
         if self.options.expression and self.expression_model is None:
             self.expression_model = load_expression_model()
@@ -258,7 +135,7 @@ class VideoProcessor:
             from facewise.core.analysis import Analyzer
 
             self.analyzer = Analyzer()
-        self.challenge_min_score = float(getattr(fw.pipeline.detector, "score_threshold", 0.5))
+        self.challenge_min_score = self.engine.detector_score_threshold
 
     def new_challenge(self) -> ChallengeRun | None:
         """A fresh challenge for one run, or None when the options ask for none."""
@@ -303,17 +180,17 @@ class _Run:
 
     def __init__(self, proc: VideoProcessor, reader: VideoReader, outputs: OutputOptions | None,
                  on_event: EventFn | None) -> None:
-        self.proc, self.fw, self.opts = proc, proc.fw, proc.options
+        self.proc, self.coll, self.engine, self.opts = proc, proc.coll, proc.engine, proc.options
         self.reader, self.outputs, self.on_event = reader, outputs, on_event
-        self.tracker = Tracker(self.opts.tracker, ScoreScale.of(self.fw.profile))
+        self.tracker = Tracker(self.opts.tracker, ScoreScale.of(self.engine.profile))
         self.cut_detector = SceneCutDetector(self.opts.cuts)
-        self.decision = self.fw.decision
-        self.collection = self.fw.collection
+        self.decision = self.coll.decision()  # one snapshot for the whole run
+        self.collection = self.coll.name
         self.identities: dict[int, TrackIdentity] = {}
         self.expressions: dict[int, ExpressionTrack] = {}
         d = self.opts.decode
         self.result = VideoResult(
-            source=reader.name, info=reader.info, profile=self.fw.profile.name, collection=self.collection,
+            source=reader.name, info=reader.info, profile=self.engine.profile.name, collection=self.collection,
             threshold=self.decision.threshold, threshold_source=self.decision.source,
             sampling={"stride": d.stride, "fps": d.fps, "start_s": d.start_s, "duration_s": d.duration_s})
         self.first_t: float | None = None
@@ -341,7 +218,7 @@ class _Run:
         stats.frames_processed += 1
         t0 = time.perf_counter()
         dets = [d for d in self.proc.detector.detect(px) if d.score >= self.opts.tracker.low_score]
-        faces = self.fw.pipeline.make_faces(px, dets)
+        faces = self.engine.faces_of(px, dets)
         stats.detect_s += time.perf_counter() - t0
         stats.faces += len(faces)
         if self.challenge is not None:
@@ -384,10 +261,7 @@ class _Run:
             for f in faces:
                 if f.box.height < self.opts.refine_small_px:
                     self.refine(px, f)
-        vecs = self.fw.pipeline.embed_landmarks(px, [f.landmarks for f in faces])
-        for f, v in zip(faces, vecs, strict=True):
-            f.embedding = v
-        self.result.stats.embeddings += len(faces)
+        self.result.stats.embeddings += self.engine.embed_missing(px, faces)
         self.result.stats.embed_s += time.perf_counter() - t0
 
     def refine(self, px: np.ndarray, face: Face, target: float = 112.0) -> None:
@@ -420,7 +294,7 @@ class _Run:
         if not named:  # a track whose vectors sum to zero has no template to search with
             return
         k = self.opts.identity.top_k
-        hits = self.fw.store.search(self.collection, np.stack([tmpl for _, tmpl in named]), k=k)
+        hits = self.coll.search(np.stack([tmpl for _, tmpl in named]), k=k)
         for (tr, tmpl), h in zip(named, hits, strict=True):
             tr.appearance = tmpl
             idn = self.identity(tr)

@@ -59,6 +59,7 @@ from facewise.video.tracker import Track, Tracker, TrackerOptions
 
 if TYPE_CHECKING:
     from facewise.api import FaceWise
+    from facewise.collection import Collection
 
 log = logging.getLogger(__name__)
 
@@ -235,25 +236,27 @@ class _Buffered:
 
 
 class Redactor:
-    """Redacts photos and videos with one :class:`~facewise.api.FaceWise` (profile, gallery, collection)."""
+    """Redacts photos and videos with one collection (a :class:`~facewise.collection.Collection` or that of a
+    :class:`~facewise.api.FaceWise`): its engine's profile, its gallery."""
 
-    def __init__(self, fw: FaceWise, options: RedactOptions | None = None) -> None:
-        from facewise.video.process import tracking_detector
+    def __init__(self, fw: FaceWise | Collection, options: RedactOptions | None = None) -> None:
+        from facewise.video.process import as_collection
 
-        self.fw = fw
+        self.coll = as_collection(fw)
+        self.engine = self.coll.engine.load()
         self.options = options or RedactOptions()
-        fw.pipeline.load()
-        self.detector, _ = tracking_detector(fw, self.options.detect_score)
+        self.detector, _ = self.engine.tracking_detectors(self.options.detect_score)
         if self.options.mode == "only":
             for name in self.options.names:
                 try:
-                    fw.person(name)
+                    self.coll.person(name)
                 except NotFoundError:
-                    raise NotFoundError(f"--only {name!r}: no such person in collection {fw.collection!r}") from None
+                    raise NotFoundError(f"--only {name!r}: no such person in collection {self.coll.name!r}"
+                                        ) from None
 
     def detect(self, pixels: np.ndarray) -> list[Face]:
         dets = [d for d in self.detector.detect(pixels) if d.score >= self.options.detect_score]
-        return self.fw.pipeline.make_faces(pixels, dets)
+        return self.engine.faces_of(pixels, dets)
 
     # -- photos -----------------------------------------------------------------------------------
     def redact_image(self, source: Path, out: Path) -> RedactReport:
@@ -266,14 +269,13 @@ class Redactor:
         t0 = time.perf_counter()
         pixels = np.array(load_image(source).pixels)
         faces = self.detect(pixels)
-        decision = self.fw.decision if self.options.needs_identity else None
+        decision = self.coll.decision() if self.options.needs_identity else None
         named: list[tuple[str | None, int | None, float | None]] = [(None, None, None)] * len(faces)
         if decision is not None and faces:
-            vecs = self.fw.pipeline.embed_landmarks(pixels, [f.landmarks for f in faces])
-            hits = self.fw.store.search(self.fw.collection, vecs, k=1)
+            hits = self.coll.search(self.engine.embed(pixels, faces), k=1)
             named = [(h[0].name, h[0].person_id, float(h[0].score)) if h and h[0].score >= decision.threshold
                      else (None, None, float(h[0].score) if h else None) for h in hits]
-        report = RedactReport(str(source), str(out), "image", self.options.to_dict(), self.fw.profile.name,
+        report = RedactReport(str(source), str(out), "image", self.options.to_dict(), self.engine.profile.name,
                               decision.threshold if decision else None)
         boxes: list[BoxT] = []
         for face, (person, pid, score) in zip(faces, named, strict=True):
@@ -344,16 +346,16 @@ class _VideoRun:
     """The state of one video: tracker, identities, the look-ahead buffer and the report."""
 
     def __init__(self, redactor: Redactor, source: Path, out: Path) -> None:
-        self.r, self.fw, self.opts = redactor, redactor.fw, redactor.options
+        self.r, self.coll, self.engine, self.opts = redactor, redactor.coll, redactor.engine, redactor.options
         self.tracker = Tracker(self.opts.tracker_options())
         self.cuts = SceneCutDetector(self.opts.cuts)
-        self.decision = self.fw.decision if self.opts.needs_identity else None
+        self.decision = self.coll.decision() if self.opts.needs_identity else None  # one snapshot per run
         self.identities: dict[int, TrackIdentity] = {}
         self.records: dict[int, TrackRecord] = {}
         self.buffer: deque[_Buffered] = deque()
         self.writer: RedactedVideoWriter | None = None
         self.last_ms = 0.0
-        self.report = RedactReport(str(source), str(out), "video", self.opts.to_dict(), self.fw.profile.name,
+        self.report = RedactReport(str(source), str(out), "video", self.opts.to_dict(), self.engine.profile.name,
                                    self.decision.threshold if self.decision else None)
 
     def identity(self, tr: Track) -> TrackIdentity:
@@ -363,13 +365,7 @@ class _VideoRun:
         return idn
 
     def embed(self, px: np.ndarray, faces: list[Face]) -> None:
-        faces = [f for f in faces if f.embedding is None]
-        if not faces:
-            return
-        vecs = self.fw.pipeline.embed_landmarks(px, [f.landmarks for f in faces])
-        for f, v in zip(faces, vecs, strict=True):
-            f.embedding = v
-        self.report.stats.embeddings += len(faces)
+        self.report.stats.embeddings += self.engine.embed_missing(px, faces)
 
     def process(self, frame: Frame) -> None:
         px, t, stats = frame.pixels, frame.t_ms, self.report.stats
@@ -434,8 +430,7 @@ class _VideoRun:
         named = [(tr, idn, tmpl) for tr, idn in updated if (tmpl := idn.template) is not None]
         if not named:
             return
-        hits = self.fw.store.search(self.fw.collection, np.stack([tmpl for _, _, tmpl in named]),
-                                    k=self.opts.identity.top_k)
+        hits = self.coll.search(np.stack([tmpl for _, _, tmpl in named]), k=self.opts.identity.top_k)
         for (tr, idn, tmpl), h in zip(named, hits, strict=True):
             tr.appearance = tmpl
             idn.decide(h, self.decision)
