@@ -1,4 +1,5 @@
-"""One contract, every store: the same tests over SQLite, PostgreSQL + pgvector and Milvus (real servers).
+"""One contract, every store: the same tests over SQLite, PostgreSQL + pgvector and Milvus (real servers), and
+over the toy in-memory store of tests/toy_store.py (one file), opened by URL once its one registry line is added.
 
 PostgreSQL comes from $FACEWISE_PG_DSN or .ci/start-postgres.sh; Milvus Lite is started here (tests/_servers.py),
 and the Milvus standalone server too where ``milvus-server`` is installed. A test is skipped for a store only where
@@ -16,14 +17,24 @@ import numpy as np
 import pytest
 
 from _servers import MilvusLiteServer, MilvusStandaloneServer, milvus_server_exe, postgres_dsn, unavailable
-from facewise.errors import CapabilityError, ConflictError, InvalidNameError, NotFoundError, ProfileMismatchError
-from facewise.gallery import NewSample, SQLiteStore, Store
+from facewise.errors import (
+    CapabilityError,
+    ConflictError,
+    InvalidNameError,
+    NotFoundError,
+    ProfileMismatchError,
+    ValidationError,
+)
+from facewise.gallery import NewSample, SQLiteStore, Store, StoreBase
+from facewise.gallery import open as gallery_open
 from facewise.gallery.base import CAPABILITIES, template_of
 from facewise.gallery.doctor import diagnose
 from facewise.gallery.names import MAX_ID
+from toy_store import ToyStore
 
 DIM = 16
-KINDS = ["sqlite", "pgvector", "milvus-lite", "milvus-standalone"]
+KINDS = ["sqlite", "pgvector", "milvus-lite", "milvus-standalone", "toy"]
+TOY_LINE = "toy_store:ToyStore"  # the toy store's registry line (as in gallery/open.py's STORES)
 
 
 def unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
@@ -61,11 +72,21 @@ def kind(request) -> str:
 
 
 @pytest.fixture()
+def toy_registered(monkeypatch) -> None:
+    """The toy store's one registry line, for this test only."""
+    monkeypatch.setattr(gallery_open, "STORES", list(gallery_open.STORES))
+    gallery_open.register(TOY_LINE)
+
+
+@pytest.fixture()
 def store(kind, tmp_path, request):
     """A store of each kind holding an empty collection ``c`` of DIM-d vectors (and nothing else)."""
     tag = f"contract_{uuid.uuid4().hex[:10]}"
     if kind == "sqlite":
         s = SQLiteStore(tmp_path / "g.db", cipher=None)
+    elif kind == "toy":
+        request.getfixturevalue("toy_registered")
+        s = gallery_open.open_store(f"toy://{tag}")
     elif kind == "pgvector":
         from facewise.gallery.pgvector import PgVectorStore
 
@@ -91,7 +112,7 @@ def counts(store: Store) -> tuple[int, int]:
 
 
 def test_protocol_and_declared_capabilities(store):
-    assert isinstance(store, Store)
+    assert isinstance(store, Store) and isinstance(store, StoreBase)
     assert isinstance(store.capabilities, frozenset) and store.capabilities <= set(CAPABILITIES)
     with pytest.raises(ValueError, match="unknown capability"):
         store.require("teleport", "teleport")
@@ -229,6 +250,8 @@ def other_handle(store: Store) -> Store:
     """A second, independent connection to the same gallery (as another process would have)."""
     if isinstance(store, SQLiteStore):
         return SQLiteStore(store.path, cipher=None)
+    if isinstance(store, ToyStore):
+        return gallery_open.open_store(f"toy://{store.name}")
     if type(store).__name__ == "PgVectorStore":
         from facewise.gallery.pgvector import PgVectorStore
 
@@ -395,3 +418,60 @@ def test_sqlite_schema_1_gallery_is_migrated_with_its_data(tmp_path):
         assert sid == 14
     with SQLiteStore(path, cipher=None) as again:  # opened twice: migrated once
         assert [p.name for p in again.list_persons("c")] == ["Forty-Two", "Unknown Soldier", "ada", "eve"]
+
+
+# -- a new store: one file and one registry line; addresses decided in one place ----------------------------
+def test_a_new_store_is_one_file_and_one_registry_line(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gallery_open, "STORES", list(gallery_open.STORES))
+    with pytest.raises(ValidationError, match=r"no gallery store opens toy:// addresses") as err:
+        gallery_open.open_store("toy://before")  # no line yet: refused, never a SQLite file of that name
+    assert err.value.what == "db" and "postgresql://" in (err.value.valid or "")
+    assert list(tmp_path.iterdir()) == []
+    gallery_open.register(TOY_LINE)  # the one line
+    assert gallery_open.store_classes()["toy"] is ToyStore
+    assert gallery_open.store_class("TOY://x") is ToyStore  # (schemes are case-insensitive)
+    with gallery_open.open_store("toy://one-line") as store:
+        assert type(store) is ToyStore and isinstance(store, Store)
+        store.ensure_collection("c", "p", "sig", DIM)
+        store.add_samples("c", [sample("ada", np.eye(DIM, dtype=np.float32)[0], "h0")])
+    with gallery_open.open_store("toy://one-line") as again:  # another handle on the same gallery
+        assert again.search("c", np.eye(DIM, dtype=np.float32)[:1], 1)[0][0].name == "ada"
+
+
+def test_a_store_must_implement_every_hook_and_what_it_declares(monkeypatch):
+    import toy_store
+
+    class Partial(StoreBase):  # forgot every storage hook
+        schemes = ("partial",)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()  # type: ignore[abstract]
+    with pytest.raises(TypeError, match="declares 'sync' but does not implement sync"):
+        type("Syncless", (ToyStore,), {"capabilities": frozenset({"move_samples", "sync"})})
+    with pytest.raises(TypeError, match="unknown capability 'teleport'"):
+        type("Teleporting", (ToyStore,), {"capabilities": frozenset({"teleport"})})
+    monkeypatch.setattr(toy_store, "ToyTwin", type("ToyTwin", (ToyStore,), {}), raising=False)
+    monkeypatch.setattr(gallery_open, "STORES", [*gallery_open.STORES, TOY_LINE, "toy_store:ToyTwin"])
+    with pytest.raises(TypeError, match="'toy' is declared by both ToyStore and ToyTwin"):
+        gallery_open.store_classes()
+
+
+def test_every_shipped_store_declares_its_schemes_and_one_function_decides_what_is_an_address():
+    from facewise.gallery.milvus import MilvusStore
+    from facewise.gallery.pgvector import PgVectorStore
+
+    table = gallery_open.store_classes()
+    assert table == {"postgresql": PgVectorStore, "postgres": PgVectorStore, "milvus": MilvusStore,
+                     "milvus+http": MilvusStore, "milvus+https": MilvusStore}
+    assert all(issubclass(c, StoreBase) for c in (SQLiteStore, *table.values()))
+    for address in ("postgresql://u@h/db?schema=x", "postgres://h/db", "milvus://h:19530?meta=m.db",
+                    "milvus+https://h", "Milvus://h", "toy://x"):
+        assert gallery_open.is_server_address(address), address
+    for path in ("gallery.db", ":memory:", "", "/abs/dir/g.db", "dir/with://inside.db", "C:\\g.db"):
+        assert not gallery_open.is_server_address(path), path
+        assert gallery_open.store_class(path) is SQLiteStore
+    from pathlib import Path
+
+    assert not gallery_open.is_server_address(Path("postgresql://h/db"))  # a path object is a path
+    assert not gallery_open.is_server_address(None)

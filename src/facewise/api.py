@@ -253,8 +253,10 @@ def _local_path(db: object) -> Path | None:
     """The file of a SQLite gallery given by path; ``None`` for a URL, ``:memory:``, a store object or nothing."""
     if not isinstance(db, str | os.PathLike):
         return None
+    from facewise.gallery.open import is_server_address
+
     text = os.fspath(db)
-    return None if "://" in str(text) or text in (":memory:", "") else Path(text)
+    return None if is_server_address(text) or text in (":memory:", "") else Path(text)
 
 
 def _open(db: str | os.PathLike[str] | Store | None) -> Store:

@@ -234,9 +234,9 @@ def choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
 
 def existing_store(db: str) -> Store:
     """Open a gallery that must exist: a missing SQLite file is exit 5 and nothing is created."""
-    from facewise.gallery.open import open_store
+    from facewise.gallery.open import is_server_address, open_store
 
-    if "://" not in db and db != ":memory:" and not Path(db).is_file():
+    if not is_server_address(db) and db != ":memory:" and not Path(db).is_file():
         raise NotFoundError(f"{db}: no such gallery file (nothing was created; give --db an existing gallery)")
     return open_store(db)
 

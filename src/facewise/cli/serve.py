@@ -112,11 +112,11 @@ def serve(
         _need_service_extra()
         import uvicorn
 
+        from facewise.gallery.open import is_server_address
         from facewise.service.app import create_app
         from facewise.service.server import raise_open_file_limit, uvicorn_options
 
-        server_gallery = db.startswith(("postgresql://", "postgres://", "milvus://", "milvus+http://",
-                                        "milvus+https://"))
+        server_gallery = is_server_address(db)
         config = ServiceConfig(
             db=(state if server_gallery else Path(db)).resolve(), gallery=db if server_gallery else None,
             profile=profile, cors_origins=tuple(cors_origin or ()), workers=workers,

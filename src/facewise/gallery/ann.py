@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from facewise.decision.matching import decide
 from facewise.errors import FacewiseError, install_hint
 from facewise.gallery.index import VectorIndex, distinct_persons
 from facewise.models.profiles import load_profile
+
+if TYPE_CHECKING:
+    from facewise.gallery.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 
@@ -524,7 +527,7 @@ def search(managers: dict[str, AnnManager], db_path: str, collection: str, setti
     return ann.search(queries, k, exact, threshold)
 
 
-def exact_index(store: Any, collection: str, generation: int) -> VectorIndex:
+def exact_index(store: SQLiteStore, collection: str, generation: int) -> VectorIndex:
     """``SQLiteStore.index``'s hook: the exact matrix, memory-mapped from ``<db>.ann/`` with setting ``mmap``.
 
     The file is tagged with the gallery generation; a stale or missing one is rebuilt from the

@@ -11,20 +11,26 @@ hands the checked values to a protected hook (``_add_samples``, ``_get_person``.
 * templates: the quality-weighted mean of a person's sample vectors, unit length (:func:`template_of`);
 * search: the best ``k`` distinct persons from a widening window of nearest samples (:func:`first_k_persons`);
 * capabilities: what a store does beyond the core is declared in ``capabilities``; asking a store for one it
-  lacks raises :class:`~facewise.errors.CapabilityError` naming the store and the capability.
+  lacks raises :class:`~facewise.errors.CapabilityError` naming the store and the capability;
+* addresses: the URL ``schemes`` a store opens, each read by its :meth:`StoreBase.from_url`
+  (:mod:`facewise.gallery.open` derives its table from them).
+
+Every storage hook and every method without a rule of its own is abstract: a store that misses one cannot be
+made, and mypy checks each against the :class:`~facewise.gallery.store.Store` protocol StoreBase implements.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from facewise.errors import CapabilityError, FacewiseError, NotFoundError, ProfileMismatchError
 from facewise.gallery.names import check_id, check_metadata, check_name, person_ref, person_target
-from facewise.gallery.store import NewSample
+from facewise.gallery.store import CollectionInfo, ExportedPerson, NewSample, SearchHit, Store
 from facewise.types import Person, Sample
 
 # Every capability a store may declare, and what it means.
@@ -34,6 +40,14 @@ CAPABILITIES: dict[str, str] = {
     "ann": "search through an approximate nearest-neighbour index",
     "integrity_check": "check the stored data's integrity",
     "sync": "re-create the vector engine's rows from the source of truth",
+}
+
+# The methods a store that declares a capability overrides (StoreBase's own refuse: the store lacks it).
+CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
+    "encryption": ("seal_blob", "unseal_blob"),
+    "move_samples": ("_move_samples",),
+    "integrity_check": ("integrity_check",),
+    "sync": ("sync",),
 }
 
 MIN_WEIGHT = 0.05  # a sample's weight in its person's template: its quality, at least this
@@ -68,7 +82,7 @@ def check_vectors(samples: list[NewSample], dim: int, collection: str) -> np.nda
 def template_of(vectors: np.ndarray, qualities: Iterable[float]) -> np.ndarray:
     """A person's template: the quality-weighted (at least :data:`MIN_WEIGHT`) mean of the vectors, unit length."""
     w = np.array([max(float(q), MIN_WEIGHT) for q in qualities], np.float32)
-    t = (np.asarray(vectors, np.float32) * w[:, None]).sum(0)
+    t: np.ndarray = (np.asarray(vectors, np.float32) * w[:, None]).sum(0)
     t /= max(float(np.linalg.norm(t)), 1e-12)
     return t.astype(np.float32)
 
@@ -122,10 +136,30 @@ def prepare(s: NewSample, names: dict[str, str] | None = None) -> NewSample:
     return s if name == s.person else dataclasses.replace(s, person=name)
 
 
-class StoreBase:
-    """Rules shared by every store; subclasses implement the ``_``-prefixed storage hooks."""
+class StoreBase(Store, abc.ABC):
+    """Rules shared by every store; a store implements the abstract storage hooks and methods below.
+
+    A store declares what it does beyond the core in ``capabilities`` (each one's methods in
+    :data:`CAPABILITY_METHODS` overridden: checked when the class is made) and the URL schemes it opens in
+    ``schemes`` (:mod:`facewise.gallery.open` derives its table from them); it builds itself from such a URL
+    with :meth:`from_url`."""
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    schemes: ClassVar[tuple[str, ...]] = ()  # URL schemes this store opens ("postgresql" for postgresql://…)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for capability in cls.capabilities:
+            if capability not in CAPABILITIES:
+                raise TypeError(f"{cls.__name__} declares the unknown capability {capability!r}")
+            for method in CAPABILITY_METHODS.get(capability, ()):
+                if getattr(cls, method) is getattr(StoreBase, method):
+                    raise TypeError(f"{cls.__name__} declares {capability!r} but does not implement {method}()")
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str) -> Self:
+        """The store an address names: one of its ``schemes``' URLs (a file path for the SQLite store)."""
 
     @property
     def store_name(self) -> str:
@@ -141,13 +175,41 @@ class StoreBase:
         """Encrypted at rest and no key at hand: the vectors cannot be read or written."""
         return False
 
+    def _lacks(self, capability: str, action: str) -> CapabilityError:
+        return CapabilityError(f"{self.store_name} cannot {action}: it lacks the {capability!r} capability",
+                               store=self.store_name, capability=capability)
+
     def require(self, capability: str, action: str) -> None:
         """Raise :class:`CapabilityError` unless this store declares ``capability``."""
         if capability not in CAPABILITIES:
             raise ValueError(f"unknown capability {capability!r}")
         if capability not in self.capabilities:
-            raise CapabilityError(f"{self.store_name} cannot {action}: it lacks the {capability!r} capability",
-                                  store=self.store_name, capability=capability)
+            raise self._lacks(capability, action)
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections (no rule of their own: each store's) ---------------------------------------
+    @abc.abstractmethod
+    def ensure_collection(self, name: str, profile: str, signature: str, dim: int) -> CollectionInfo: ...
+
+    @abc.abstractmethod
+    def get_collection(self, name: str) -> CollectionInfo: ...
+
+    @abc.abstractmethod
+    def list_collections(self) -> list[CollectionInfo]: ...
+
+    @abc.abstractmethod
+    def update_settings(self, collection: str, **settings: Any) -> CollectionInfo: ...
+
+    @abc.abstractmethod
+    def delete_collection(self, name: str) -> None: ...
 
     # -- persons --------------------------------------------------------------------------------
     def add_person(self, collection: str, name: str, metadata: dict[str, Any] | None = None) -> Person:
@@ -164,6 +226,9 @@ class StoreBase:
                 return self._get_person(collection, person.strip())
             raise
 
+    @abc.abstractmethod
+    def list_persons(self, collection: str, offset: int = 0, limit: int | None = None) -> list[Person]: ...
+
     def rename_person(self, collection: str, person: str | int, new_name: str) -> Person:
         ref = person_ref(person)
         return self._rename_person(collection, ref, check_name(new_name))
@@ -173,6 +238,9 @@ class StoreBase:
         return self._delete_person(collection, person_ref(person))
 
     # -- samples --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def has_image(self, collection: str, image_sha256: str, face_index: int | None = None) -> bool: ...
+
     def add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
         """Store samples in ONE transaction; duplicates give ``None``. A sample with ``person_id`` goes to that
         person if it exists when the transaction runs (else :class:`NotFoundError`, nothing stored); one with
@@ -196,59 +264,66 @@ class StoreBase:
         """The vectors of these samples, in order; :class:`NotFoundError` for one that does not exist."""
         return self._sample_vectors(collection, [check_id(i, "sample") for i in sample_ids])
 
+    @abc.abstractmethod
+    def sample_meta(self, collection: str, sample_ids: list[int]) -> dict[int, dict[str, float]]: ...
+
     def person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         return self._person_vectors(collection, person_ref(person))
 
     def person_template(self, collection: str, person: str | int) -> np.ndarray:
         return self._person_template(collection, person_ref(person))
 
-    # -- optional capabilities (a store that declares one overrides its method) ---------------------
+    # -- search, export -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]: ...
+
+    @abc.abstractmethod
+    def export_rows(self, collection: str) -> Iterator[ExportedPerson]: ...
+
+    # -- optional capabilities: a store that declares one overrides its methods (checked when the class is made),
+    # so these run only in a store that lacks it ----------------------------------------------------------------
     def seal_blob(self, data: bytes, aad: bytes) -> bytes:
-        self.require("encryption", "seal blobs with the gallery key")
-        raise NotImplementedError  # pragma: no cover - a store declaring "encryption" overrides this
+        raise self._lacks("encryption", "seal blobs with the gallery key")
 
     def unseal_blob(self, blob: bytes, aad: bytes) -> bytes:
-        self.require("encryption", "open blobs sealed with the gallery key")
-        raise NotImplementedError  # pragma: no cover
+        raise self._lacks("encryption", "open blobs sealed with the gallery key")
 
     def integrity_check(self) -> list[str]:
-        self.require("integrity_check", "check its integrity")
-        raise NotImplementedError  # pragma: no cover
+        raise self._lacks("integrity_check", "check its integrity")
 
     def sync(self, collection: str) -> tuple[int, int]:
-        self.require("sync", "re-create its vector rows from the source of truth")
-        raise NotImplementedError  # pragma: no cover
+        raise self._lacks("sync", "re-create its vector rows from the source of truth")
 
-    # -- storage hooks ----------------------------------------------------------------------------
-    def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person:
-        raise NotImplementedError
+    # -- storage hooks: called with checked values ------------------------------------------------
+    @abc.abstractmethod
+    def _add_person(self, collection: str, name: str, metadata: dict[str, Any]) -> Person: ...
 
-    def _get_person(self, collection: str, person: int | str) -> Person:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _get_person(self, collection: str, person: int | str) -> Person: ...
 
-    def _rename_person(self, collection: str, person: int | str, new_name: str) -> Person:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _rename_person(self, collection: str, person: int | str, new_name: str) -> Person: ...
 
-    def _delete_person(self, collection: str, person: int | str) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _delete_person(self, collection: str, person: int | str) -> int: ...
 
-    def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _add_samples(self, collection: str, samples: list[NewSample]) -> list[int | None]: ...
 
-    def _list_samples(self, collection: str, person: int | str | None) -> list[Sample]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _list_samples(self, collection: str, person: int | str | None) -> list[Sample]: ...
 
-    def _delete_sample(self, collection: str, sample_id: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _delete_sample(self, collection: str, sample_id: int) -> None: ...
 
     def _move_samples(self, collection: str, sample_ids: list[int], person: int | str) -> Person:
-        raise NotImplementedError
+        raise self._lacks("move_samples", "move samples between people")  # the "move_samples" capability's hook
 
-    def _person_vectors(self, collection: str, person: int | str) -> np.ndarray:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _person_vectors(self, collection: str, person: int | str) -> np.ndarray: ...
 
-    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _sample_vectors(self, collection: str, sample_ids: list[int]) -> np.ndarray: ...
 
-    def _person_template(self, collection: str, person: int | str) -> np.ndarray:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _person_template(self, collection: str, person: int | str) -> np.ndarray: ...

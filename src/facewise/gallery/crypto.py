@@ -31,10 +31,13 @@ import sqlite3
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facewise import settings
 from facewise.errors import FacewiseError, install_hint
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class DecryptionError(FacewiseError):
     code = "decryption_failed"
 
 
-def _aesgcm(key: bytes) -> Any:
+def _aesgcm(key: bytes) -> AESGCM:
     try:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:

@@ -98,9 +98,8 @@ class VectorIndex:
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine scores ``(Q, n)`` of unit queries against every row (one gemv / gemm)."""
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        if len(q) == 1:
-            return (q[0] @ self.columns)[None, :]
-        return q @ self.columns
+        s: np.ndarray = (q[0] @ self.columns)[None, :] if len(q) == 1 else q @ self.columns
+        return s
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float, int]]]:
         """Per query: up to ``k`` (person_id, score, sample_id), best first, one entry per person."""

@@ -29,7 +29,7 @@ import numpy as np
 from facewise.errors import FacewiseError, install_hint
 from facewise.gallery.base import StoreBase, first_k_persons, first_window
 from facewise.gallery.sqlite import Added, SQLiteStore
-from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
+from facewise.gallery.store import CollectionInfo, ExportedPerson, NewSample, SearchHit
 from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class MilvusStore(StoreBase):
     ``index_params``: the HNSW settings; ``ef``: the search breadth.
     """
 
+    schemes: ClassVar[tuple[str, ...]] = ("milvus", "milvus+http", "milvus+https")
+
     @classmethod
     def from_url(cls, url: str) -> MilvusStore:
         """``milvus://host:port?meta=side.db&token=…&prefix=…`` (``milvus+https://`` for TLS)."""
@@ -55,7 +57,6 @@ class MilvusStore(StoreBase):
         scheme = "https" if parts.scheme.endswith("https") else "http"
         return cls(f"{scheme}://{parts.netloc}", meta=first.get("meta", "facewise-milvus.db"),
                    token=first.get("token", ""), prefix=first.get("prefix", "facewise"))
-
 
     # (the side file may be encrypted with FACEWISE_KEY, but Milvus holds plaintext vectors: no "encryption")
     capabilities: ClassVar[frozenset[str]] = frozenset({"move_samples", "ann", "sync"})
@@ -119,12 +120,6 @@ class MilvusStore(StoreBase):
             self.client.close()
         except Exception:  # pragma: no cover - best effort
             pass
-
-    def __enter__(self) -> MilvusStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- collections ----------------------------------------------------------------------------
     def ensure_collection(self, name: str, profile: str, signature: str, dim: int) -> CollectionInfo:
@@ -248,7 +243,7 @@ class MilvusStore(StoreBase):
     def _person_vectors(self, collection: str, person: str | int) -> np.ndarray:
         return self.meta.person_vectors(collection, person)
 
-    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
+    def export_rows(self, collection: str) -> Iterator[ExportedPerson]:
         return self.meta.export_rows(collection)
 
     # -- search ---------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from facewise.gallery.pgsql import (
     to_numpy,
     write_templates,
 )
-from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
+from facewise.gallery.store import CollectionInfo, ExportedPerson, NewSample, SearchHit
 from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ class PgVectorStore(StoreBase):
     floats (exact re-scoring is then at fp16 precision). ``index_min_rows``: build the HNSW index once a
     collection holds that many samples (0: at creation). ``ef_search``: HNSW search breadth.
     """
+
+    schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
 
     @classmethod
     def from_url(cls, url: str) -> PgVectorStore:
@@ -151,12 +153,6 @@ class PgVectorStore(StoreBase):
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> PgVectorStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def drop_schema(self) -> None:
         """Delete the whole gallery (every collection) from the database."""
         with self._tx() as cur:
@@ -166,7 +162,8 @@ class PgVectorStore(StoreBase):
     _COLS = "id, name, profile, signature, dim, settings, created_at, storage"
 
     def _collection_row(self, cur: Any, name: str) -> tuple[Any, ...]:
-        row = cur.execute(self._q(f"SELECT {self._COLS} FROM {{s}}.collections WHERE name=%s"), (name,)).fetchone()
+        sql = self._q(f"SELECT {self._COLS} FROM {{s}}.collections WHERE name=%s")
+        row: tuple[Any, ...] | None = cur.execute(sql, (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"collection {name!r} does not exist")
         return row
@@ -262,6 +259,7 @@ class PgVectorStore(StoreBase):
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cur: Any, cid: int, person: str | int) -> tuple[Any, ...]:
         """``person``: a reference already checked by :func:`~facewise.gallery.names.person_ref`."""
+        row: tuple[Any, ...] | None
         if isinstance(person, int):
             row = cur.execute(self._q("SELECT id, name, metadata, created_at FROM {s}.persons "
                                       "WHERE collection_id=%s AND id=%s"), (cid, person)).fetchone()
@@ -580,12 +578,12 @@ class PgVectorStore(StoreBase):
         return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in out]
 
     # -- export ---------------------------------------------------------------------------------
-    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
+    def export_rows(self, collection: str) -> Iterator[ExportedPerson]:
         with self._tx() as cur:
             cid = self._collection_row(cur, collection)[0]
             persons = cur.execute(self._q("SELECT id, name, metadata FROM {s}.persons WHERE collection_id=%s "
                                           "ORDER BY name"), (cid,)).fetchall()
-            docs = []
+            docs: list[ExportedPerson] = []
             for pid, name, meta in persons:
                 samples = cur.execute(
                     f"SELECT s.image_sha256, s.face_index, s.source, s.box, s.landmarks, s.quality, s.yaw, s.model, "

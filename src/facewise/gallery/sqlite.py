@@ -35,7 +35,7 @@ from facewise.gallery.crypto import (
 from facewise.gallery.index import VectorIndex
 from facewise.gallery.maintenance import erase_cached_files, flush_erased
 from facewise.gallery.names import stored_metadata
-from facewise.gallery.store import CollectionInfo, NewSample, SearchHit
+from facewise.gallery.store import CollectionInfo, ExportedPerson, NewSample, SearchHit
 from facewise.types import Person, Sample
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,11 @@ class SQLiteStore(StoreBase):
 
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {"encryption", "move_samples", "ann", "integrity_check"})
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """A gallery file's path (every address without a URL scheme: :mod:`facewise.gallery.open`)."""
+        return cls(url)
 
     def __init__(self, path: str | Path = ":memory:", timeout: float = 30.0,
                  cipher: BlobCipher | Literal["env"] | None = "env") -> None:
@@ -206,12 +211,6 @@ class SQLiteStore(StoreBase):
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def integrity_check(self) -> list[str]:
         """Problems found by SQLite's integrity and foreign-key checks and our own invariants."""
         with self._lock:
@@ -229,7 +228,7 @@ class SQLiteStore(StoreBase):
 
     # -- collections ----------------------------------------------------------------------------
     def _collection_row(self, name: str) -> tuple[Any, ...]:
-        row = self._db.execute(
+        row: tuple[Any, ...] | None = self._db.execute(
             "SELECT id, name, profile, signature, dim, settings, created_at FROM collections WHERE name=?",
             (name,)).fetchone()
         if row is None:
@@ -290,6 +289,7 @@ class SQLiteStore(StoreBase):
     # -- persons --------------------------------------------------------------------------------
     def _person_row(self, cid: int, person: str | int) -> tuple[Any, ...]:
         """``person``: a reference already checked by :func:`~facewise.gallery.names.person_ref`."""
+        row: tuple[Any, ...] | None
         if isinstance(person, int):
             row = self._db.execute("SELECT id, name, metadata, created_at FROM persons "
                                    "WHERE collection_id=? AND id=?", (cid, person)).fetchone()
@@ -581,7 +581,7 @@ class SQLiteStore(StoreBase):
         return [[SearchHit(pid, names.get(pid, "?"), score, sid) for pid, score, sid in hits] for hits in results]
 
     # -- export / import ----------------------------------------------------------------------
-    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]:
+    def export_rows(self, collection: str) -> Iterator[ExportedPerson]:
         with self._lock:
             cid = self._collection_row(collection)[0]
             persons = self._db.execute("SELECT id, name, metadata FROM persons WHERE collection_id=? ORDER BY name",

@@ -1,13 +1,14 @@
 """The storage interface every gallery backend implements: SQLite (embedded), PostgreSQL + pgvector, Milvus.
 
 The rules behind it (identity, names, vectors, templates, capabilities) live in :mod:`facewise.gallery.base`;
-a store is a subclass of :class:`~facewise.gallery.base.StoreBase` that adds storage hooks."""
+a store is a subclass of :class:`~facewise.gallery.base.StoreBase` (which implements this protocol) that adds
+storage hooks, and :mod:`facewise.gallery.open` opens one from an address."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypedDict, runtime_checkable
 
 import numpy as np
 
@@ -60,6 +61,28 @@ class SearchHit:
     name: str
     score: float
     sample_id: int
+
+
+class ExportedSample(TypedDict):
+    """One sample of an export file (``FaceWise.export``): what ``import`` needs to store it again."""
+
+    image_sha256: str
+    face_index: int
+    source: str
+    box: list[float]
+    landmarks: list[list[float]]
+    quality: float
+    yaw: float
+    model: str
+    embedding: list[float]
+
+
+class ExportedPerson(TypedDict):
+    """One person of an export file, with every sample (:meth:`Store.export_rows`)."""
+
+    name: str
+    metadata: dict[str, Any]
+    samples: list[ExportedSample]
 
 
 @runtime_checkable
@@ -126,7 +149,7 @@ class Store(Protocol):
     # search, export
     def search(self, collection: str, queries: np.ndarray, k: int = 1) -> list[list[SearchHit]]: ...
 
-    def export_rows(self, collection: str) -> Iterator[dict[str, Any]]: ...
+    def export_rows(self, collection: str) -> Iterator[ExportedPerson]: ...
 
     # capabilities: "encryption", "integrity_check", "sync"
     def seal_blob(self, data: bytes, aad: bytes) -> bytes: ...
@@ -138,3 +161,7 @@ class Store(Protocol):
     def sync(self, collection: str) -> tuple[int, int]: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...

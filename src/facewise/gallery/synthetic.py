@@ -98,7 +98,8 @@ class FaceModel:
             w, v = np.linalg.eigh((cov + cov.T) / 2)
             w = np.clip(w, 0, None)
             w = (1 - shrink) * w + shrink * w.mean()
-            return (v * np.sqrt(w)).T.astype(np.float32)  # z @ factor has covariance v diag(w) v^T
+            f: np.ndarray = (v * np.sqrt(w)).T.astype(np.float32)  # z @ factor has covariance v diag(w) v^T
+            return f
 
         return cls(mu.astype(np.float32), factor(between), factor(within))
 
@@ -116,7 +117,8 @@ class FaceModel:
         return _unit(centres + s * (z @ self.within))
 
     def centres(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.mean + rng.standard_normal((n, self.dim), dtype=np.float32) @ self.between
+        c: np.ndarray = self.mean + rng.standard_normal((n, self.dim), dtype=np.float32) @ self.between
+        return c
 
     def gallery(self, n: int, per_identity: int = 5, seed: int = 0) -> FaceLike:
         """``n`` samples of ``ceil(n / per_identity)`` identities drawn from the model."""
