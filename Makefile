@@ -80,8 +80,9 @@ test: lint .venv-openapi/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m fast $(PYTEST_ARGS)
 
-# the slow tier: long accuracy checks and the profiles the test command leaves out (balanced and
-# accurate-commercial through every library door, the pq4 HNSW gallery); not part of `make test` or CI
+# the slow tier: long accuracy checks and what the test command leaves out to stay under 30 minutes on 2 cores
+# (FER2013 expression accuracy, a two-node Ray cluster, pq4 HNSW galleries, balanced and accurate-commercial through
+# every library door); not part of `make test` or CI
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 

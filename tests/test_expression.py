@@ -93,6 +93,7 @@ def test_grey_and_bgr_inputs_agree(model: ExpressionModel, fer_val: FerVal) -> N
 
 
 @needs_data
+@pytest.mark.slow  # 2+ min on 2 cores: the slow tier (make test-slow) keeps CI under 30 minutes
 def test_fer2013_validation_accuracy(model: ExpressionModel, fer_val: FerVal) -> None:
     faces, labels = fer_val
     assert len(faces) == 3589

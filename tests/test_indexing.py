@@ -120,6 +120,7 @@ def _index_cli(tree: Path, db: Path, env: dict[str, str], *extra: str) -> subpro
                            "fast", "--json", *extra], env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # starts a 2-node cluster (~80 s); test_ray_cluster_matches_local keeps Ray in make test
 def test_two_node_ray_cluster_with_more_workers_than_cpus(tree, tmp_path):
     """``facewise index --ray ADDRESS --workers 8`` on a real cluster of 2 nodes x 1 CPU (token authentication):
     the pool is sized to the 2 free CPUs (it used to wait forever for actors that could not be placed) and the

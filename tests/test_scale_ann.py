@@ -86,7 +86,7 @@ def _recall(store: SQLiteStore, q: np.ndarray, k: int) -> float:
                           for a, x in zip(approx, exact, strict=True)]))
 
 
-@pytest.mark.parametrize("storage", ["sq8", "flat", "pq4"])
+@pytest.mark.parametrize("storage", ["sq8", "flat", pytest.param("pq4", marks=pytest.mark.slow)])  # pq4 ~1 min
 def test_hnsw_index_recall_consistency_and_persistence(hnsw_store, tmp_path, storage):
     s = hnsw_store
     data = face_like(4_000, DIM, per_identity=5, seed=5)
